@@ -1,0 +1,84 @@
+//! The errors the domain can report, and the storage error every adapter maps its driver errors to.
+//!
+//! These say *what* went wrong in domain terms; `latchkey-http` owns the single mapping onto Okta's
+//! error envelope and status codes. Nothing here carries driver types or SQL text.
+
+use std::fmt;
+
+/// A validation failure on one field, rendered by the API as `"field: message"` (Okta's `errorCauses`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// What a storage adapter may report. Adapters map every driver error onto one of these.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// A uniqueness rule was hit; the string names the rule (e.g. `login`).
+    #[error("conflict on {0}")]
+    Conflict(String),
+    /// The row changed between read and write (optimistic concurrency); the caller may retry.
+    #[error("concurrent modification")]
+    Stale,
+    /// The database could not be reached or answered with an operational error.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded into domain values.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A domain-level failure of a use case.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CoreError {
+    /// The named resource does not exist (`what` is e.g. `00u123 (User)`).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Input broke a rule; `field` names the first offending field, `causes` lists them all.
+    #[error("validation failed: {field}")]
+    Validation { field: String, causes: Vec<FieldError> },
+    /// A credentials change was refused (wrong old password, policy not met).
+    #[error("credentials update failed")]
+    CredentialsUpdate { causes: Vec<FieldError> },
+    /// The operation is not allowed in the user's current lifecycle status.
+    #[error("operation not allowed in current status")]
+    InvalidStatus,
+    /// Activation of a user that is already active.
+    #[error("user already active")]
+    AlreadyActive,
+    /// The search or filter expression could not be understood.
+    #[error("invalid search criteria: {0}")]
+    InvalidQuery(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Password hashing failed or its worker pool is gone.
+    #[error("password hashing unavailable")]
+    Hashing,
+}
+
+impl CoreError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        CoreError::Validation { causes: vec![FieldError::new(field.clone(), message)], field }
+    }
+
+    pub fn from_causes(causes: Vec<FieldError>) -> Result<(), Self> {
+        match causes.first() {
+            None => Ok(()),
+            Some(first) => Err(CoreError::Validation { field: first.field.clone(), causes }),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Latchkey's storage adapters: SQLite (embedded default) and PostgreSQL (several nodes), behind the
+//! core's ports.
+//!
+//! [`Store`] selects the backend at run time with an enum, not `dyn`: every method is written once,
+//! with one SQL string that both engines accept (`$n` placeholders, portable types), and the
+//! [`on_pool!`] macro expands the body once per backend so each runs on its native driver.
+//! Invariants: driver errors are mapped to [`StoreError`] here and nowhere else; every port method
+//! is one transaction; SQLite writes go through a single-connection pool (one writer, no busy
+//! retries), reads through a small pool; PostgreSQL uses one pool for both.
+
+mod migrate;
+mod rows;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use latchkey_core::StoreError;
+use latchkey_core::policy::PasswordPolicy;
+use latchkey_core::store::{ApiTokenStore, HealthStore, PolicyStore, StoreResult};
+use latchkey_core::tokens::ApiToken;
+use sqlx::Row as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Which engine a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// A connected database, either engine. Cheap to clone (pools are shared handles).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool of the wanted kind (`read` or `write`).
+/// The body is the same text for both engines; it compiles once against each driver.
+macro_rules! on_pool {
+    ($store:expr, $kind:ident, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::Db::Sqlite { read, write } => {
+                let _ = (&read, &write);
+                let $pool = on_pool!(@pick read, write, $kind);
+                $body
+            }
+            $crate::Db::Postgres(pg) => {
+                let $pool = pg;
+                $body
+            }
+        }
+    };
+    (@pick $read:ident, $write:ident, read) => { $read };
+    (@pick $read:ident, $write:ident, write) => { $write };
+}
+pub(crate) use on_pool;
+
+/// How long a request waits for a pooled connection before the database counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Connects to `url` (`sqlite://path` or `postgres://...`). SQLite files and their directory are
+    /// created when missing. Migrations are not applied here: call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        match Backend::of_url(url) {
+            Some(Backend::Sqlite) => Self::connect_sqlite(url).await,
+            Some(Backend::Postgres) => Self::connect_postgres(url, None).await,
+            None => Err(StoreError::Unavailable(
+                "database URL must start with sqlite:// or postgres://".to_owned(),
+            )),
+        }
+    }
+
+    /// Connects to PostgreSQL with every connection's `search_path` set to `schema` (test isolation,
+    /// or several organisations in one database).
+    pub async fn connect_postgres(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url).map_err(unavailable)?;
+        if let Some(schema) = schema {
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { db: Db::Postgres(pool) })
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit that returned is on disk even after power loss (WAL + NORMAL is not).
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(ACQUIRE_TIMEOUT);
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(unavailable)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { db: Db::Sqlite { read, write } })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations for this backend; safe to run from several nodes at once.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        migrate::run(self).await
+    }
+
+    /// Closes every pooled connection (clean shutdown: SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(pg) => pg.close().await,
+        }
+    }
+}
+
+/// The one place driver errors become domain storage errors.
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => unavailable(e),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl HealthStore for Store {
+    async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, read, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await.map_err(map_err)?;
+        });
+        Ok(())
+    }
+}
+
+impl ApiTokenStore for Store {
+    async fn insert_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query("INSERT INTO api_tokens (id, name, digest, created) VALUES ($1, $2, $3, $4)")
+                .bind(&token.id)
+                .bind(&token.name)
+                .bind(&token.digest)
+                .bind(token.created.millis())
+                .execute(pool)
+                .await
+                .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn find_api_token(&self, digest: &str) -> StoreResult<Option<ApiToken>> {
+        on_pool!(self, read, |pool| {
+            let row = sqlx::query("SELECT id, name, digest, created FROM api_tokens WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?;
+            row.map(|row| {
+                Ok(ApiToken {
+                    id: row.try_get("id").map_err(map_err)?,
+                    name: row.try_get("name").map_err(map_err)?,
+                    digest: row.try_get("digest").map_err(map_err)?,
+                    created: latchkey_core::Timestamp(row.try_get("created").map_err(map_err)?),
+                })
+            })
+            .transpose()
+        })
+    }
+}
+
+impl PolicyStore for Store {
+    async fn password_policy(&self) -> StoreResult<PasswordPolicy> {
+        let settings: Option<String> = on_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT settings FROM policies WHERE policy_type = 'PASSWORD'")
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        match settings {
+            None => Ok(PasswordPolicy::default()),
+            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+}

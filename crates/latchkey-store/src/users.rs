@@ -1,0 +1,262 @@
+//! The user store: inserts, optimistic-concurrency updates, and search translated from the core's
+//! query tree into parameterised SQL (values are always bound, never spliced into the text).
+
+use latchkey_core::StoreError;
+use latchkey_core::store::{StoreResult, UserStore};
+use latchkey_core::tokens::OneTimeToken;
+use latchkey_core::users::User;
+use latchkey_core::users::query::{Expr, Field, Op, Operand, UserQuery};
+use sqlx::AssertSqlSafe;
+
+use crate::rows::{self, USER_COLUMNS};
+use crate::{Store, map_err, on_pool};
+
+/// A value bound to a placeholder.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Searchable lower-cased copies of profile attributes; text search compares these.
+fn keys(user: &User) -> [String; 4] {
+    let p = &user.profile;
+    [
+        p.login().to_lowercase(),
+        p.get("email").unwrap_or_default().to_lowercase(),
+        p.get("firstName").unwrap_or_default().to_lowercase(),
+        p.get("lastName").unwrap_or_default().to_lowercase(),
+    ]
+}
+
+fn json(value: &impl serde::Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+macro_rules! bind_user {
+    ($query:expr, $user:expr) => {{
+        let user: &User = $user;
+        let [login_key, email_key, first_key, last_key] = keys(user);
+        $query
+            .bind(user.id.clone())
+            .bind(user.login().to_owned())
+            .bind(login_key)
+            .bind(email_key)
+            .bind(first_key)
+            .bind(last_key)
+            .bind(user.status.as_str())
+            .bind(user.created.millis())
+            .bind(user.activated.map(|t| t.millis()))
+            .bind(user.status_changed.map(|t| t.millis()))
+            .bind(user.last_login.map(|t| t.millis()))
+            .bind(user.last_updated.millis())
+            .bind(user.password_changed.map(|t| t.millis()))
+            .bind(json(user.profile.as_map())?)
+            .bind(user.password_hash.clone())
+            .bind(json(&user.password_history)?)
+            .bind(i64::from(user.failed_attempts))
+            .bind(user.version)
+    }};
+}
+
+const INSERT_USER: &str = "INSERT INTO users (id, login, login_key, email_key, first_name_key, \
+     last_name_key, status, created, activated, status_changed, last_login, last_updated, \
+     password_changed, profile, password_hash, password_history, failed_attempts, version) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+
+const UPDATE_USER: &str = "UPDATE users SET login = $2, login_key = $3, email_key = $4, \
+     first_name_key = $5, last_name_key = $6, status = $7, created = $8, activated = $9, \
+     status_changed = $10, last_login = $11, last_updated = $12, password_changed = $13, \
+     profile = $14, password_hash = $15, password_history = $16, failed_attempts = $17, \
+     version = $18 WHERE id = $1 AND version = $19";
+
+impl UserStore for Store {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            bind_user!(sqlx::query(INSERT_USER), user).execute(pool).await.map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("login".to_owned()),
+                other => other,
+            })?;
+        });
+        Ok(())
+    }
+
+    async fn find_user(&self, id_or_login: &str) -> StoreResult<Option<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 OR login_key = $2 ORDER BY id = $1 DESC LIMIT 1"
+        );
+        on_pool!(self, read, |pool| {
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(id_or_login)
+                .bind(id_or_login.to_lowercase())
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(rows::user).transpose()
+        })
+    }
+
+    async fn list_users(&self, query: &UserQuery, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {
+        let mut binds = Vec::new();
+        let mut conditions = Vec::new();
+        match query {
+            UserQuery::All => {}
+            UserQuery::Prefix(prefix) => {
+                let pattern = format!("{}%", escape_like(prefix));
+                let mut alternatives = Vec::new();
+                for column in ["login_key", "email_key", "first_name_key", "last_name_key"] {
+                    binds.push(Bind::Text(pattern.clone()));
+                    alternatives.push(format!("{column} LIKE ${} ESCAPE '\\'", binds.len()));
+                }
+                conditions.push(format!("({})", alternatives.join(" OR ")));
+            }
+            UserQuery::Expr(expr) => conditions.push(sql_of(expr, &mut binds)),
+        }
+        if let Some(after) = after {
+            binds.push(Bind::Text(after.to_owned()));
+            conditions.push(format!("id > ${}", binds.len()));
+        }
+        let filter =
+            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        binds.push(Bind::Int(i64::from(limit)));
+        let sql = format!("SELECT {USER_COLUMNS} FROM users {filter} ORDER BY id LIMIT ${}", binds.len());
+        on_pool!(self, read, |pool| {
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for bind in binds {
+                q = match bind {
+                    Bind::Text(text) => q.bind(text),
+                    Bind::Int(n) => q.bind(n),
+                };
+            }
+            let found = q.fetch_all(pool).await.map_err(map_err)?;
+            found.iter().map(rows::user).collect()
+        })
+    }
+
+    async fn update_user(
+        &self,
+        user: &User,
+        expected_version: i64,
+        token: Option<&OneTimeToken>,
+    ) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            let updated = bind_user!(sqlx::query(UPDATE_USER), user)
+                .bind(expected_version)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Stale);
+            }
+            if let Some(token) = token {
+                sqlx::query("DELETE FROM one_time_tokens WHERE user_id = $1 AND purpose = $2")
+                    .bind(&token.user_id)
+                    .bind(token.purpose.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO one_time_tokens (digest, user_id, purpose, created, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&token.digest)
+                .bind(&token.user_id)
+                .bind(token.purpose.as_str())
+                .bind(token.created.millis())
+                .bind(token.expires_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            sqlx::query("DELETE FROM one_time_tokens WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(deleted.rows_affected() == 1)
+        })
+    }
+}
+
+/// Translates a query tree into a SQL condition, pushing every value onto `binds`.
+fn sql_of(expr: &Expr, binds: &mut Vec<Bind>) -> String {
+    match expr {
+        Expr::And(a, b) => format!("({} AND {})", sql_of(a, binds), sql_of(b, binds)),
+        Expr::Or(a, b) => format!("({} OR {})", sql_of(a, binds), sql_of(b, binds)),
+        Expr::Compare { field, op, operand } => {
+            let column = match field {
+                Field::Id => "id",
+                Field::Status => "status",
+                Field::Created => "created",
+                Field::LastUpdated => "last_updated",
+                Field::StatusChanged => "status_changed",
+                Field::Login => "login_key",
+                Field::Email => "email_key",
+                Field::FirstName => "first_name_key",
+                Field::LastName => "last_name_key",
+            };
+            if *op == Op::Present {
+                return format!("({column} IS NOT NULL AND {column} <> {})", empty_of(operand, *field));
+            }
+            let (bind, pattern) = match operand {
+                Operand::Text(text) => match op {
+                    Op::StartsWith => (Bind::Text(format!("{}%", escape_like(text))), true),
+                    Op::Contains => (Bind::Text(format!("%{}%", escape_like(text))), true),
+                    _ => (Bind::Text(text.clone()), false),
+                },
+                Operand::Status(status) => (Bind::Text(status.as_str().to_owned()), false),
+                Operand::Time(t) => (Bind::Int(t.millis()), false),
+                Operand::None => return "1 = 0".to_owned(),
+            };
+            binds.push(bind);
+            let n = binds.len();
+            if pattern {
+                return format!("{column} LIKE ${n} ESCAPE '\\'");
+            }
+            let symbol = match op {
+                Op::Eq => "=",
+                Op::Ne => "<>",
+                Op::Gt => ">",
+                Op::Ge => ">=",
+                Op::Lt => "<",
+                Op::Le => "<=",
+                Op::StartsWith | Op::Contains | Op::Present => "=",
+            };
+            format!("{column} {symbol} ${n}")
+        }
+    }
+}
+
+/// The "absent" value a `pr` test compares against: '' for text columns, a number never stored for times.
+fn empty_of(_operand: &Operand, field: Field) -> &'static str {
+    match field {
+        Field::Created | Field::LastUpdated | Field::StatusChanged => "-1",
+        _ => "''",
+    }
+}
+
+/// Escapes LIKE wildcards so user text matches literally.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}

@@ -1,0 +1,49 @@
+//! The storage conformance suite: every case runs against SQLite and against PostgreSQL.
+//!
+//! PostgreSQL cases use `LATCHKEY_TEST_DATABASE_URL`, each in a schema of its own. Without it they
+//! are skipped (and say so); with `LATCHKEY_REQUIRE_POSTGRES=1` a missing database fails them.
+
+mod cases;
+mod support;
+
+/// Declares each case once per backend: `sqlite::name` and `postgres::name`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::support::sqlite().await;
+                    crate::cases::$name(&db.store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::support::postgres().await else { return };
+                    crate::cases::$name(&db.store).await;
+                    db.drop_schema().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    insert_then_find_by_id_and_login,
+    login_is_unique_case_insensitively,
+    concurrent_creates_of_one_login_have_one_winner,
+    update_is_guarded_by_version,
+    concurrent_updates_lose_no_write,
+    update_issues_and_replaces_one_time_tokens,
+    list_pages_by_id_cursor,
+    search_expressions_filter_correctly,
+    hostile_text_is_data_not_sql,
+    delete_removes_user,
+    api_tokens_are_found_by_digest_only,
+    password_policy_defaults_to_okta,
+    ping_answers,
+);

@@ -1,0 +1,71 @@
+//! Isolated stores for each test: a temporary SQLite file, or a fresh PostgreSQL schema.
+
+use std::io::Write as _;
+use std::sync::Once;
+
+use latchkey_store::Store;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+pub struct SqliteDb {
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn sqlite() -> SqliteDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/nested/latchkey.db", dir.path().display());
+    let store = Store::connect(&url).await.expect("connect sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    SqliteDb { store, _dir: dir }
+}
+
+pub struct PostgresDb {
+    pub store: Store,
+    url: String,
+    schema: String,
+}
+
+static SKIP_NOTICE: Once = Once::new();
+
+/// A store in a new schema, or `None` (with a notice on the terminal) when no server is configured.
+pub async fn postgres() -> Option<PostgresDb> {
+    let Ok(url) = std::env::var("LATCHKEY_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("LATCHKEY_REQUIRE_POSTGRES").is_none(),
+            "LATCHKEY_REQUIRE_POSTGRES is set but LATCHKEY_TEST_DATABASE_URL is not"
+        );
+        SKIP_NOTICE.call_once(|| {
+            // Written straight to stderr, past the test harness's capture, so a plain `cargo test` says it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: PostgreSQL storage tests SKIPPED (set LATCHKEY_TEST_DATABASE_URL to run them)"
+            );
+        });
+        return None;
+    };
+    let suffix: String = rand::rng().sample_iter(&Alphanumeric).take(12).map(char::from).collect();
+    let schema = format!("lk_test_{}", suffix.to_lowercase());
+    let admin =
+        sqlx::PgPool::connect(&url).await.expect("PostgreSQL reachable at LATCHKEY_TEST_DATABASE_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    admin.close().await;
+    let store = Store::connect_postgres(&url, Some(&schema)).await.expect("connect postgres");
+    store.migrate().await.expect("migrate postgres");
+    Some(PostgresDb { store, url, schema })
+}
+
+impl PostgresDb {
+    pub async fn drop_schema(self) {
+        self.store.close().await;
+        if let Ok(admin) = sqlx::PgPool::connect(&self.url).await {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema)))
+                .execute(&admin)
+                .await;
+            admin.close().await;
+        }
+    }
+}
