@@ -1,1 +1,93 @@
-//! stub
+//! Latchkey's HTTP surface: the Okta-compatible `/api/v1` routers, health endpoints and middleware.
+//!
+//! This crate maps HTTP onto the core's use cases and back: it parses requests (bounded, with
+//! Okta's error codes for anything malformed), authenticates admin calls, renders Okta-shaped JSON
+//! with absolute links built from the configured public URL (never from the `Host` header), and
+//! turns every failure into Okta's error envelope in exactly one place ([`error`]).
+
+pub mod error;
+mod extract;
+mod hashing;
+mod health;
+mod middleware;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use latchkey_core::{Clock, SystemClock};
+use latchkey_store::Store;
+
+pub use hashing::BlockingHasher;
+
+/// Largest request body accepted anywhere (Okta objects are small; a profile is a few KiB).
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+
+/// Settings the HTTP layer needs, already validated by the binary.
+#[derive(Clone)]
+pub struct HttpConfig {
+    /// Base of every absolute link, without a trailing slash (e.g. `http://127.0.0.1:8080`).
+    pub public_url: String,
+    pub body_limit: usize,
+    /// Renders the Prometheus exposition for `/metrics`; `None` answers 404.
+    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+}
+
+impl HttpConfig {
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            metrics: None,
+        }
+    }
+}
+
+/// Shared state of every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub hasher: BlockingHasher,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<HttpConfig>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: HttpConfig) -> Self {
+        Self {
+            store,
+            hasher: BlockingHasher::with_default_limit(),
+            clock: Arc::new(SystemClock),
+            config: Arc::new(config),
+        }
+    }
+
+    /// The core's user use cases wired to this state's collaborators.
+    pub fn users(&self) -> latchkey_core::users::service::Users<'_, Store, BlockingHasher> {
+        latchkey_core::users::service::Users {
+            store: &self.store,
+            hasher: &self.hasher,
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// An absolute URL under the public base.
+    pub(crate) fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.config.public_url)
+    }
+}
+
+/// The whole application: API routes, health endpoints, Okta-shaped fallbacks, and middleware.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .merge(users::routes())
+        .merge(health::routes())
+        .route_layer(axum::middleware::from_fn(middleware::label_route))
+        .fallback(error::not_found_fallback)
+        .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .with_state(state)
+}

@@ -1,1 +1,164 @@
-fn main() {}
+//! The `latchkey` binary: command line (DESIGN §2), configuration, telemetry and wiring of the
+//! store, the HTTP application and the server lifecycle (graceful shutdown on SIGTERM/SIGINT).
+
+mod config;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use latchkey_core::store::ApiTokenStore;
+use latchkey_core::tokens::ApiToken;
+use latchkey_core::{Clock, SystemClock};
+use latchkey_store::Store;
+
+use crate::config::RawConfig;
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "A self-hosted, Okta-compatible identity provider")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (applies migrations first).
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Address to listen on [env: LATCHKEY_LISTEN] [default: 127.0.0.1:8080]
+        #[arg(long)]
+        listen: Option<String>,
+        /// Public base URL used in links [env: LATCHKEY_PUBLIC_URL] [default: http://<listen>]
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Seed a demo organisation and print how to use it.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an admin API token and print it on stdout (shown once; only its hash is stored).
+    Create {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// A label for the token (who or what uses it).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print the effective settings (secrets masked).
+    Check {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long)]
+        listen: Option<String>,
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// TOML configuration file [env: LATCHKEY_CONFIG]
+    #[arg(long, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://... [env: LATCHKEY_DATABASE_URL]
+    /// [default: sqlite://latchkey-data/latchkey.db]
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+fn settings(
+    common: &CommonArgs,
+    listen: Option<String>,
+    public_url: Option<String>,
+) -> Result<config::Settings, String> {
+    let flags =
+        RawConfig { listen, public_url, database_url: common.database_url.clone(), ..Default::default() };
+    let raw = config::load(common.config.as_deref(), flags)?;
+    raw.validate().map_err(|problems| format!("invalid configuration:\n  {}", problems.join("\n  ")))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latchkey: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("latchkey: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { common, listen, public_url, demo } => {
+            let settings = settings(&common, listen, public_url)?;
+            serve::run(settings, demo).await
+        }
+        Command::Migrate { common } => {
+            let settings = settings(&common, None, None)?;
+            let store = open_store(&settings).await?;
+            let applied = store.migrate().await.map_err(|e| e.to_string())?;
+            store.close().await;
+            println!("applied {applied} migration(s)");
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Create { common, name } } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+                return Err("--name must be 1 to 100 printable characters".to_owned());
+            }
+            let settings = settings(&common, None, None)?;
+            let store = open_store(&settings).await?;
+            store.migrate().await.map_err(|e| e.to_string())?;
+            let (token, secret) = ApiToken::issue(name, SystemClock.now());
+            store.insert_api_token(&token).await.map_err(|e| e.to_string())?;
+            store.close().await;
+            println!("{}", secret.expose());
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check { common, listen, public_url } } => {
+            let settings = settings(&common, listen, public_url)?;
+            print!("{}", settings.describe());
+            Ok(())
+        }
+    }
+}
+
+async fn open_store(settings: &config::Settings) -> Result<Store, String> {
+    Store::connect(&settings.database_url)
+        .await
+        .map_err(|e| format!("cannot open database {}: {e}", config::mask_password(&settings.database_url)))
+}

@@ -1,0 +1,147 @@
+//! The one place failures become HTTP responses: Okta's error envelope
+//! `{errorCode, errorSummary, errorLink, errorId, errorCauses}` with Okta's status codes.
+//!
+//! Internal details (storage messages, hashing failures) are logged against the `errorId` and never
+//! returned; clients see only the code, the summary and field-level causes.
+
+use axum::Json;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::ids::{IdKind, new_id};
+use latchkey_core::{CoreError, FieldError, StoreError};
+use serde_json::json;
+
+/// Everything a handler can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    Core(CoreError),
+    /// The body is not JSON, or not the expected shape (Okta E0000003).
+    MalformedBody(String),
+    BodyTooLarge(usize),
+    /// Missing, malformed or unknown admin token (Okta E0000011).
+    InvalidToken,
+    /// A query parameter is invalid (Okta E0000001 on that parameter).
+    InvalidParameter {
+        name: &'static str,
+        message: String,
+    },
+    RouteNotFound(String),
+    MethodNotAllowed,
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Core(CoreError::Store(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let error_id = new_id(IdKind::ErrorId);
+        let causes = |list: Vec<String>| list;
+        let (status, code, summary, causes): (StatusCode, &str, String, Vec<String>) = match self {
+            ApiError::Core(CoreError::NotFound(what)) => {
+                (StatusCode::NOT_FOUND, "E0000007", format!("Not found: Resource not found: {what}"), vec![])
+            }
+            ApiError::Core(CoreError::Validation { field, causes: list }) => (
+                StatusCode::BAD_REQUEST,
+                "E0000001",
+                format!("Api validation failed: {field}"),
+                list.iter().map(FieldError::to_string).collect(),
+            ),
+            ApiError::Core(CoreError::CredentialsUpdate { causes: list }) => (
+                StatusCode::FORBIDDEN,
+                "E0000014",
+                "Update of credentials failed".to_owned(),
+                list.iter().map(FieldError::to_string).collect(),
+            ),
+            ApiError::Core(CoreError::InvalidStatus) => (
+                StatusCode::FORBIDDEN,
+                "E0000038",
+                "This operation is not allowed in the user's current status.".to_owned(),
+                vec![],
+            ),
+            ApiError::Core(CoreError::AlreadyActive) => (
+                StatusCode::FORBIDDEN,
+                "E0000016",
+                "Activation failed because the user is already active".to_owned(),
+                vec![],
+            ),
+            ApiError::Core(CoreError::InvalidQuery(why)) => (
+                StatusCode::BAD_REQUEST,
+                "E0000031",
+                "Invalid search criteria.".to_owned(),
+                causes(vec![why]),
+            ),
+            ApiError::Core(CoreError::Store(StoreError::Corrupt(detail))) => {
+                tracing::error!(error_id, detail, "stored data could not be decoded");
+                (StatusCode::INTERNAL_SERVER_ERROR, "E0000009", "Internal Server Error".to_owned(), vec![])
+            }
+            ApiError::Core(e @ (CoreError::Store(_) | CoreError::Hashing)) => {
+                tracing::warn!(error_id, error = %e, "service unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "E0000009",
+                    "The service is temporarily unavailable. Please try again.".to_owned(),
+                    vec![],
+                )
+            }
+            ApiError::MalformedBody(why) => (
+                StatusCode::BAD_REQUEST,
+                "E0000003",
+                "The request body was not well-formed.".to_owned(),
+                causes(vec![why]),
+            ),
+            ApiError::BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "E0000003",
+                "The request body was not well-formed.".to_owned(),
+                causes(vec![format!("The request body is larger than {limit} bytes.")]),
+            ),
+            ApiError::InvalidToken => {
+                (StatusCode::UNAUTHORIZED, "E0000011", "Invalid token provided".to_owned(), vec![])
+            }
+            ApiError::InvalidParameter { name, message } => (
+                StatusCode::BAD_REQUEST,
+                "E0000001",
+                format!("Api validation failed: {name}"),
+                causes(vec![format!("{name}: {message}")]),
+            ),
+            ApiError::RouteNotFound(path) => (
+                StatusCode::NOT_FOUND,
+                "E0000007",
+                format!("Not found: Resource not found: {path} (Resource)"),
+                vec![],
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "E0000022",
+                "The endpoint does not support the provided HTTP method".to_owned(),
+                vec![],
+            ),
+        };
+        let causes: Vec<_> = causes.into_iter().map(|c| json!({ "errorSummary": c })).collect();
+        let body = json!({
+            "errorCode": code,
+            "errorSummary": summary,
+            "errorLink": code,
+            "errorId": error_id,
+            "errorCauses": causes,
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+pub(crate) async fn not_found_fallback(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().chars().take(200).collect())
+}
+
+pub(crate) async fn method_not_allowed_fallback() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,118 @@
+//! Request extractors with Okta's error semantics: bounded JSON bodies (E0000003 when malformed,
+//! 413 when too large), query parameters, and the SSWS admin token (E0000011 when missing or wrong).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use latchkey_core::ids::secret_digest;
+use latchkey_core::store::ApiTokenStore;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A JSON object body. Empty bodies read as `{}` (lifecycle calls send none; Okta accepts that).
+pub(crate) struct JsonObject(pub Map<String, Value>);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::BodyTooLarge(state.config.body_limit)
+            } else {
+                ApiError::MalformedBody("The request body could not be read.".to_owned())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonObject(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::MalformedBody("The request body must be a JSON object.".to_owned())),
+            Err(e) => Err(ApiError::MalformedBody(json_problem(&e))),
+        }
+    }
+}
+
+/// A client-safe description of a JSON parse failure (position and category, no echoed input).
+fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Eof => "The JSON ends early",
+        Category::Syntax if e.to_string().contains("recursion limit") => "The JSON is nested too deeply",
+        Category::Syntax | Category::Data => "The JSON is invalid",
+        Category::Io => "The JSON could not be read",
+    };
+    format!("{what} (line {}, column {}).", e.line(), e.column())
+}
+
+/// Decoded query parameters in order; later duplicates do not override earlier ones.
+pub(crate) struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `true`/`false` (Okta accepts only these spellings); absent gives `default`.
+    pub(crate) fn flag(&self, name: &'static str, default: bool) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(ApiError::InvalidParameter { name, message: "must be true or false".to_owned() }),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        Ok(QueryParams(url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+    }
+}
+
+/// Proof that the request carries a valid admin API token (`Authorization: SSWS <token>`).
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header =
+            parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::InvalidToken)?;
+        let secret = ssws_secret(header).ok_or(ApiError::InvalidToken)?;
+        // The lookup compares digests, so response time does not depend on how much of a guess matched.
+        match state.store.find_api_token(&secret_digest(secret)).await? {
+            Some(_) => Ok(Admin),
+            None => Err(ApiError::InvalidToken),
+        }
+    }
+}
+
+/// The token of `SSWS <token>`; PyPI `okta` 3.4.6 sends `SSWS<token>` without the space.
+fn ssws_secret(header: &str) -> Option<&str> {
+    let rest = header.strip_prefix("SSWS")?;
+    let secret = rest.trim();
+    (!secret.is_empty() && secret.len() <= 128 && !secret.contains(char::is_whitespace)).then_some(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ssws_secret;
+
+    #[test]
+    fn ssws_with_and_without_space() {
+        assert_eq!(ssws_secret("SSWS abc"), Some("abc"));
+        assert_eq!(ssws_secret("SSWSabc"), Some("abc"));
+        assert_eq!(ssws_secret("Bearer abc"), None);
+        assert_eq!(ssws_secret("SSWS "), None);
+        assert_eq!(ssws_secret("SSWS a b"), None);
+    }
+}

@@ -1,0 +1,47 @@
+//! Per-request middleware: the `X-Okta-Request-Id` header on every response, an access log line
+//! (method, route template, status, latency; never query strings, which may carry tokens), and
+//! request metrics labelled by route template.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use latchkey_core::ids::random_alphanumeric;
+use tracing::Instrument as _;
+
+pub(crate) async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = random_alphanumeric(27);
+    let method = req.method().clone();
+    // Everything logged while handling the request (errors included) carries its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = next.run(req).instrument(span).await;
+    let route = response.extensions().get::<RouteLabel>().map_or("unmatched", |r| r.0.as_str()).to_owned();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-okta-request-id", value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    tracing::info!(request_id, %method, route, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request");
+    let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
+    metrics::counter!("latchkey_http_requests_total", &labels).increment(1);
+    metrics::histogram!("latchkey_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    response
+}
+
+/// The matched route template, carried out of the router on the response (outer middleware runs
+/// before routing, so it cannot read [`MatchedPath`] from the request).
+#[derive(Clone)]
+struct RouteLabel(String);
+
+/// Installed with `route_layer`, so it runs after routing and sees the matched template.
+pub(crate) async fn label_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let mut response = next.run(req).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteLabel(route));
+    }
+    response
+}

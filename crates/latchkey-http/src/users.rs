@@ -1,0 +1,335 @@
+//! `/api/v1/users*`: Okta's Users API (create, read, list/search, update, lifecycle, delete,
+//! change password) over the core's user use cases, rendered exactly as Okta's `User` object.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::header::LINK;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use latchkey_core::CoreError;
+use latchkey_core::users::query::UserQuery;
+use latchkey_core::users::service::{LifecycleOptions, MAX_PAGE, NewUser, ProfileChange};
+use latchkey_core::users::{Lifecycle, User, UserStatus};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Admin, JsonObject, QueryParams};
+
+/// Okta's id for the default user type; every user here has it.
+const DEFAULT_USER_TYPE: &str = "oty1latchkeydefault0";
+
+/// Top-level fields of a User body that are read-only: accepted (SDKs send the object they read
+/// back) and ignored.
+const READ_ONLY_FIELDS: &[&str] = &[
+    "id",
+    "status",
+    "created",
+    "activated",
+    "statusChanged",
+    "lastLogin",
+    "lastUpdated",
+    "passwordChanged",
+    "transitioningToStatus",
+    "type",
+    "realmId",
+    "_links",
+    "_embedded",
+];
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/users", get(list).post(create))
+        .route("/api/v1/users/{id}", get(read).post(update_partial).put(update_full).delete(delete))
+        .route("/api/v1/users/{id}/lifecycle/{operation}", post(lifecycle))
+        .route("/api/v1/users/{id}/credentials/change_password", post(change_password))
+}
+
+async fn create(
+    _admin: Admin,
+    State(state): State<AppState>,
+    params: QueryParams,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    check_fields(&body, &["profile", "credentials", "groupIds", "type"])?;
+    let activate = params.flag("activate", true)?;
+    let expire_password = match params.get("nextLogin") {
+        None => false,
+        Some("changePassword") => true,
+        Some(_) => {
+            return Err(ApiError::InvalidParameter {
+                name: "nextLogin",
+                message: "must be changePassword".into(),
+            });
+        }
+    };
+    let profile = object_field(&body, "profile")?.unwrap_or_default();
+    let password = password_value(&body)?;
+    let user = state.users().create(NewUser { profile, password, activate, expire_password }).await?;
+    Ok(Json(render(&state, &user)))
+}
+
+async fn read(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = state.users().get(&id).await?;
+    Ok(Json(render(&state, &user)))
+}
+
+async fn list(
+    _admin: Admin,
+    State(state): State<AppState>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let limit = match params.get("limit") {
+        None => MAX_PAGE,
+        Some(text) => text.parse::<u32>().map_err(|_| ApiError::InvalidParameter {
+            name: "limit",
+            message: "must be a positive integer".into(),
+        })?,
+    }
+    .clamp(1, MAX_PAGE);
+    let (query, query_param) = if let Some(search) = params.get("search") {
+        (UserQuery::expression(search)?, Some(("search", search)))
+    } else if let Some(filter) = params.get("filter") {
+        (UserQuery::expression(filter)?, Some(("filter", filter)))
+    } else if let Some(q) = params.get("q") {
+        (UserQuery::prefix(q)?, Some(("q", q)))
+    } else {
+        (UserQuery::All, None)
+    };
+    let after = params.get("after").filter(|a| !a.is_empty());
+    if after.is_some_and(|a| a.len() > 64) {
+        return Err(ApiError::InvalidParameter { name: "after", message: "is not a valid cursor".into() });
+    }
+    // One extra row tells whether a next page exists.
+    let mut users = state.users().list(&query, after, limit + 1).await?;
+    let next_cursor = (users.len() > limit as usize).then(|| {
+        users.truncate(limit as usize);
+        users.last().map(|u| u.id.clone())
+    });
+    let page_url = |after: Option<&str>| {
+        let mut url = state.link(&format!("/api/v1/users?limit={limit}"));
+        if let Some((name, value)) = query_param {
+            url.push_str(&format!("&{name}={}", utf8_percent_encode(value, NON_ALPHANUMERIC)));
+        }
+        if let Some(after) = after {
+            url.push_str(&format!("&after={}", utf8_percent_encode(after, NON_ALPHANUMERIC)));
+        }
+        url
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"self\"", page_url(after))) {
+        headers.append(LINK, v);
+    }
+    if let Some(Some(cursor)) = next_cursor {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"next\"", page_url(Some(&cursor)))) {
+            headers.append(LINK, v);
+        }
+    }
+    let body: Vec<Value> = users.iter().map(|u| render(&state, u)).collect();
+    Ok((headers, Json(body)).into_response())
+}
+
+async fn update_partial(
+    admin: Admin,
+    state: State<AppState>,
+    id: Path<String>,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    update(admin, state, id, body, false).await
+}
+
+async fn update_full(
+    admin: Admin,
+    state: State<AppState>,
+    id: Path<String>,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    update(admin, state, id, body, true).await
+}
+
+/// POST merges the given profile attributes; PUT replaces the whole profile. Either may set a
+/// password (`credentials.password.value`) as the administrator.
+async fn update(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+    replace: bool,
+) -> Result<Json<Value>, ApiError> {
+    let mut allowed = vec!["profile", "credentials"];
+    allowed.extend_from_slice(READ_ONLY_FIELDS);
+    check_fields(&body, &allowed)?;
+    let change = match (object_field(&body, "profile")?, replace) {
+        (None, false) => ProfileChange::None,
+        (None, true) => {
+            return Err(CoreError::validation("profile", "The field cannot be left blank").into());
+        }
+        (Some(profile), false) => ProfileChange::Merge(profile),
+        (Some(profile), true) => ProfileChange::Replace(profile),
+    };
+    let password = password_value(&body)?;
+    let user = state.users().update(&id, change, password).await?;
+    Ok(Json(render(&state, &user)))
+}
+
+async fn lifecycle(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path((id, operation)): Path<(String, String)>,
+    params: QueryParams,
+) -> Result<Json<Value>, ApiError> {
+    let op = Lifecycle::parse(&operation)
+        .ok_or_else(|| ApiError::RouteNotFound(format!("/api/v1/users/{{id}}/lifecycle/{operation}")))?;
+    let options = LifecycleOptions {
+        return_token: !params.flag("sendEmail", true)?,
+        temp_password: params.flag("tempPassword", false)?,
+    };
+    let outcome = state.users().lifecycle(&id, op, options).await?;
+    let body = match (op, outcome.token, outcome.temp_password) {
+        (Lifecycle::Activate | Lifecycle::Reactivate, Some(token), _) => json!({
+            "activationUrl": state.link(&format!("/welcome/{}", token.expose())),
+            "activationToken": token.expose(),
+        }),
+        (Lifecycle::ResetPassword, Some(token), _) => json!({
+            "resetPasswordUrl": state.link(&format!("/reset_password/{}", token.expose())),
+        }),
+        (Lifecycle::ExpirePassword, _, Some(temp)) => json!({ "tempPassword": temp }),
+        (Lifecycle::ExpirePassword, _, None) => render(&state, &outcome.user),
+        _ => json!({}),
+    };
+    Ok(Json(body))
+}
+
+async fn delete(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.users().delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn change_password(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    check_fields(&body, &["oldPassword", "newPassword", "revokeSessions"])?;
+    let secret = |name: &'static str| -> Result<String, ApiError> {
+        let value = body.get(name).and_then(|v| v.get("value"));
+        match value {
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => {
+                Err(CoreError::validation(name, "The field cannot be left blank").into())
+            }
+            Some(_) => Err(ApiError::MalformedBody(format!("{name}.value must be a string."))),
+        }
+    };
+    let (old, new) = (secret("oldPassword")?, secret("newPassword")?);
+    let user = state.users().change_password(&id, &old, &new).await?;
+    Ok(Json(credentials(&user)))
+}
+
+/// Refuses top-level fields other than `allowed` (a typo must not be silently ignored).
+fn check_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(unknown) => {
+            let name: String = unknown.chars().take(64).collect();
+            Err(ApiError::MalformedBody(format!("Unknown property '{name}'.")))
+        }
+    }
+}
+
+fn object_field(body: &Map<String, Value>, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map.clone())),
+        Some(_) => Err(ApiError::MalformedBody(format!("{name} must be an object."))),
+    }
+}
+
+/// `credentials.password.value`, if given.
+fn password_value(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    let Some(credentials) = object_field(body, "credentials")? else { return Ok(None) };
+    let Some(password) = object_field(&credentials, "password")? else { return Ok(None) };
+    match password.get("value") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(ApiError::MalformedBody("credentials.password.value must be a string.".into())),
+    }
+}
+
+fn iso(t: Option<latchkey_core::Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(t.to_iso()))
+}
+
+fn credentials(user: &User) -> Value {
+    let mut credentials = Map::new();
+    if user.password_hash.is_some() {
+        credentials.insert("password".into(), json!({}));
+    }
+    credentials.insert("provider".into(), json!({"type": "OKTA", "name": "OKTA"}));
+    Value::Object(credentials)
+}
+
+/// Okta's `User` object with absolute `_links` for the operations the current status allows.
+fn render(state: &AppState, user: &User) -> Value {
+    let base = state.link(&format!("/api/v1/users/{}", user.id));
+    let post = |path: &str| json!({"href": format!("{base}{path}"), "hints": {"allow": ["POST"]}});
+    let mut links = Map::new();
+    links.insert("self".into(), json!({"href": base}));
+    let ops: &[(&str, &str)] = match user.status {
+        UserStatus::Staged => &[("activate", "/lifecycle/activate"), ("deactivate", "/lifecycle/deactivate")],
+        UserStatus::Provisioned => {
+            &[("reactivate", "/lifecycle/reactivate"), ("deactivate", "/lifecycle/deactivate")]
+        }
+        UserStatus::Active => &[
+            ("suspend", "/lifecycle/suspend"),
+            ("resetPassword", "/lifecycle/reset_password"),
+            ("expirePassword", "/lifecycle/expire_password"),
+            ("changePassword", "/credentials/change_password"),
+            ("deactivate", "/lifecycle/deactivate"),
+        ],
+        UserStatus::PasswordExpired | UserStatus::Recovery => &[
+            ("resetPassword", "/lifecycle/reset_password"),
+            ("expirePassword", "/lifecycle/expire_password"),
+            ("deactivate", "/lifecycle/deactivate"),
+        ],
+        UserStatus::LockedOut => &[
+            ("unlock", "/lifecycle/unlock"),
+            ("resetPassword", "/lifecycle/reset_password"),
+            ("deactivate", "/lifecycle/deactivate"),
+        ],
+        UserStatus::Suspended => {
+            &[("unsuspend", "/lifecycle/unsuspend"), ("deactivate", "/lifecycle/deactivate")]
+        }
+        UserStatus::Deprovisioned => &[("activate", "/lifecycle/activate")],
+    };
+    for (name, path) in ops {
+        links.insert((*name).into(), post(path));
+    }
+    json!({
+        "id": user.id,
+        "status": user.status.as_str(),
+        "created": user.created.to_iso(),
+        "activated": iso(user.activated),
+        "statusChanged": iso(user.status_changed),
+        "lastLogin": iso(user.last_login),
+        "lastUpdated": user.last_updated.to_iso(),
+        "passwordChanged": iso(user.password_changed),
+        "transitioningToStatus": null,
+        "type": {"id": DEFAULT_USER_TYPE},
+        "profile": user.profile.as_map(),
+        "credentials": credentials(user),
+        "_links": links,
+    })
+}

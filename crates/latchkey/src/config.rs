@@ -1,0 +1,229 @@
+//! Configuration: defaults, then a TOML file, then `LATCHKEY_*` environment variables, then flags
+//! (DESIGN §2), parsed into [`RawConfig`] and validated into the [`Settings`] the program uses.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Keys accepted from files and `LATCHKEY_<KEY>` variables.
+const KEYS: &[&str] =
+    &["listen", "public_url", "database_url", "session_token_precedence", "log_format", "body_limit_bytes"];
+
+/// The configuration as written, before validation. Every field is optional so layers compose.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_token_precedence: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_limit_bytes: Option<usize>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey-data/latchkey.db";
+
+/// Which wins when a browser brings both a session cookie and a `sessionToken` (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionTokenPrecedence {
+    Token,
+    Cookie,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub database_url: String,
+    pub session_token_precedence: SessionTokenPrecedence,
+    pub log_format: LogFormat,
+    pub body_limit_bytes: usize,
+}
+
+/// Loads the layers. `file` is the `--config` path; `flags` holds command-line overrides.
+pub fn load(file: Option<&std::path::Path>, flags: RawConfig) -> Result<RawConfig, String> {
+    let mut figment = Figment::new();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(format!("config file {} does not exist", path.display()));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed("LATCHKEY_").only(KEYS)).merge(Serialized::defaults(flags));
+    figment.extract::<RawConfig>().map_err(|e| e.to_string())
+}
+
+impl RawConfig {
+    /// Checks every value and fills defaults; the error lists every problem found.
+    pub fn validate(&self) -> Result<Settings, Vec<String>> {
+        let mut problems = Vec::new();
+        let listen_text = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                problems.push(format!("listen: '{listen_text}' is not an address like 127.0.0.1:8080"))
+            })
+            .ok();
+        let public_url = match (&self.public_url, listen) {
+            (Some(text), _) => parse_public_url(text).map_err(|p| problems.push(p)).ok(),
+            (None, Some(addr)) => derived_public_url(addr),
+            (None, None) => None,
+        };
+        let database_url = self.database_url.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if latchkey_store::Backend::of_url(&database_url).is_none() {
+            problems.push("database_url: must start with sqlite:// or postgres://".to_owned());
+        }
+        let precedence = match self.session_token_precedence.as_deref().unwrap_or("token") {
+            "token" => Some(SessionTokenPrecedence::Token),
+            "cookie" => Some(SessionTokenPrecedence::Cookie),
+            other => {
+                problems.push(format!("session_token_precedence: '{other}' is not 'token' or 'cookie'"));
+                None
+            }
+        };
+        let log_format = match self.log_format.as_deref().unwrap_or("text") {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            other => {
+                problems.push(format!("log_format: '{other}' is not 'text' or 'json'"));
+                None
+            }
+        };
+        let body_limit_bytes = self.body_limit_bytes.unwrap_or(latchkey_http::DEFAULT_BODY_LIMIT);
+        if !(1024..=16 * 1024 * 1024).contains(&body_limit_bytes) {
+            problems.push("body_limit_bytes: must be between 1024 and 16777216".to_owned());
+        }
+        match (listen, public_url, precedence, log_format) {
+            (Some(listen), Some(public_url), Some(session_token_precedence), Some(log_format))
+                if problems.is_empty() =>
+            {
+                Ok(Settings {
+                    listen,
+                    public_url,
+                    database_url,
+                    session_token_precedence,
+                    log_format,
+                    body_limit_bytes,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+}
+
+fn parse_public_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("public_url: '{text}' is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("public_url: '{text}' must be an http(s) URL with a host"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("public_url: '{text}' must be only scheme, host and port"));
+    }
+    Ok(url)
+}
+
+/// Without a configured public URL, links point at the listening address (loopback when it listens
+/// on every interface).
+fn derived_public_url(addr: SocketAddr) -> Option<Url> {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    Url::parse(&format!("http://{}", SocketAddr::new(ip, addr.port()))).ok()
+}
+
+impl Settings {
+    /// `public_url` without the trailing slash, as links are built from it.
+    pub fn public_base(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// Human-readable effective settings with secrets masked (`latchkey config check`).
+    pub fn describe(&self) -> String {
+        format!(
+            "listen = \"{}\"\npublic_url = \"{}\"\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n",
+            self.listen,
+            self.public_base(),
+            mask_password(&self.database_url),
+            match self.session_token_precedence {
+                SessionTokenPrecedence::Token => "token",
+                SessionTokenPrecedence::Cookie => "cookie",
+            },
+            match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+            self.body_limit_bytes,
+        )
+    }
+}
+
+/// Replaces the password in a database URL with `***`.
+pub fn mask_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = RawConfig::default().validate().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_base(), "http://127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://latchkey-data/latchkey.db");
+        assert_eq!(s.session_token_precedence, SessionTokenPrecedence::Token);
+    }
+
+    #[test]
+    fn public_url_follows_listen_unless_set() {
+        let raw = RawConfig { listen: Some("0.0.0.0:9000".into()), ..Default::default() };
+        assert_eq!(raw.validate().unwrap().public_base(), "http://127.0.0.1:9000");
+        let raw = RawConfig { public_url: Some("https://id.example.com/".into()), ..Default::default() };
+        assert_eq!(raw.validate().unwrap().public_base(), "https://id.example.com");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let raw = RawConfig {
+            listen: Some("nowhere".into()),
+            public_url: Some("ftp://x/path".into()),
+            database_url: Some("mysql://db".into()),
+            session_token_precedence: Some("both".into()),
+            log_format: Some("xml".into()),
+            body_limit_bytes: Some(1),
+        };
+        let problems = raw.validate().unwrap_err();
+        assert_eq!(problems.len(), 6, "{problems:?}");
+    }
+
+    #[test]
+    fn masks_database_passwords() {
+        assert_eq!(mask_password("postgres://u:secret@db/x"), "postgres://u:***@db/x");
+        assert_eq!(mask_password("sqlite://latchkey-data/latchkey.db"), "sqlite://latchkey-data/latchkey.db");
+    }
+}

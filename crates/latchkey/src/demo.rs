@@ -1,0 +1,47 @@
+//! `serve --demo`: seeds a small organisation (demo users with known passwords and an admin API
+//! token) and prints how to try it. Idempotent: existing demo users are left as they are.
+
+use latchkey_core::CoreError;
+use latchkey_core::store::ApiTokenStore;
+use latchkey_core::tokens::ApiToken;
+use latchkey_core::users::service::NewUser;
+use latchkey_http::AppState;
+use serde_json::json;
+
+use crate::config::Settings;
+
+/// (login, first name, last name, password). Demo only: these passwords are printed on purpose.
+const DEMO_USERS: &[(&str, &str, &str, &str)] = &[
+    ("alice@example.com", "Alice", "Anders", "Wonderland-2024"),
+    ("bob@example.com", "Bob", "Berger", "Builder-2024!"),
+];
+
+pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
+    let users = state.users();
+    for (login, first, last, password) in DEMO_USERS {
+        let profile = json!({"login": login, "email": login, "firstName": first, "lastName": last});
+        let new = NewUser {
+            profile: profile.as_object().cloned().unwrap_or_default(),
+            password: Some((*password).to_owned()),
+            activate: true,
+            expire_password: false,
+        };
+        match users.create(new).await {
+            Ok(_) | Err(CoreError::Validation { .. }) => {}
+            Err(e) => return Err(format!("demo seeding failed: {e}")),
+        }
+    }
+    let (token, secret) = ApiToken::issue("demo", state.clock.now());
+    state.store.insert_api_token(&token).await.map_err(|e| format!("demo token: {e}"))?;
+    let base = settings.public_base();
+    let mut text = String::from("\n  Latchkey demo organisation is ready.\n\n");
+    text.push_str("  Demo users (login / password):\n");
+    for (login, _, _, password) in DEMO_USERS {
+        text.push_str(&format!("    {login:<20} {password}\n"));
+    }
+    text.push_str(&format!("\n  Admin API token (new on every start): {}\n\n", secret.expose()));
+    text.push_str("  Try:\n");
+    text.push_str(&format!("    curl -H 'Authorization: SSWS {}' {base}/api/v1/users\n\n", secret.expose()));
+    eprint!("{text}");
+    Ok(())
+}
