@@ -1,0 +1,99 @@
+//! Hostile and malformed input: each gets Okta's envelope with the documented code, never a 500,
+//! and nothing is written.
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::app;
+
+#[tokio::test]
+async fn admin_token_is_required_and_checked() {
+    let app = app().await;
+    for auth in [None, Some("SSWS nope"), Some("Bearer x"), Some("SSWS"), Some("ssws-but-wrong")] {
+        let reply = app.send(Method::GET, "/api/v1/users", auth, Body::empty()).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(reply.code(), "E0000011");
+        assert_eq!(reply.body["errorSummary"], "Invalid token provided");
+    }
+    let no_space = format!("SSWS{}", app.token);
+    let reply = app.send(Method::GET, "/api/v1/users", Some(&no_space), Body::empty()).await;
+    assert_eq!(reply.status, StatusCode::OK, "PyPI okta sends SSWS<token> without a space");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_use_the_envelope() {
+    let app = app().await;
+    let missing = app.call(Method::GET, "/api/v1/nothing-here", Value::Null).await;
+    assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "E0000007"));
+    let method = app.call(Method::PATCH, "/api/v1/users", Value::Null).await;
+    assert_eq!((method.status, method.code()), (StatusCode::METHOD_NOT_ALLOWED, "E0000022"));
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_e0000003_and_write_nothing() {
+    let app = app().await;
+    let auth = format!("SSWS {}", app.token);
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let bodies: Vec<(&str, Body)> = vec![
+        ("truncated", Body::from("{\"profile\": {")),
+        ("not json", Body::from("profile=login")),
+        ("invalid utf-8", Body::from(vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}'])),
+        ("deep", Body::from(deep)),
+        ("array", Body::from("[]")),
+        ("wrong type", Body::from(json!({"profile": "alice"}).to_string())),
+        ("wrong password type", Body::from(json!({"profile": {"login": "w@example.com", "email": "w@example.com", "firstName": "W", "lastName": "T"}, "credentials": {"password": {"value": 12345678}}}).to_string())),
+        ("unknown field", Body::from(json!({"profile": {"login": "u@example.com", "email": "u@example.com", "firstName": "U", "lastName": "F"}, "isAdmin": true}).to_string())),
+    ];
+    for (what, body) in bodies {
+        let reply = app.send(Method::POST, "/api/v1/users", Some(&auth), body).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, "E0000003"),
+            "{what}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["errorSummary"], "The request body was not well-formed.");
+    }
+    let listed = app.call(Method::GET, "/api/v1/users", Value::Null).await;
+    assert_eq!(listed.body, json!([]));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_parsing() {
+    let app = app().await;
+    let auth = format!("SSWS {}", app.token);
+    let big = json!({"profile": {"login": "big@example.com", "title": "x".repeat(400_000)}}).to_string();
+    let reply = app.send(Method::POST, "/api/v1/users", Some(&auth), Body::from(big)).await;
+    assert_eq!((reply.status, reply.code()), (StatusCode::PAYLOAD_TOO_LARGE, "E0000003"));
+}
+
+#[tokio::test]
+async fn sql_metacharacters_are_plain_data() {
+    let app = app().await;
+    let login = "robert');DROP/**/TABLE/**/users;--'\"%_@example.com";
+    let reply = app.create(login, Some("Correct-Horse-9"), "").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let encoded =
+        percent_encoding::utf8_percent_encode(login, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let found = app.call(Method::GET, &format!("/api/v1/users/{encoded}"), Value::Null).await;
+    assert_eq!(found.body["profile"]["login"], login);
+    let quoted = login.replace('\\', "\\\\").replace('"', "\\\"");
+    let search = format!("profile.login eq \"{quoted}\"");
+    let search =
+        percent_encoding::utf8_percent_encode(&search, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let listed = app.call(Method::GET, &format!("/api/v1/users?search={search}"), Value::Null).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let app = app().await;
+    let health = app.send(Method::GET, "/healthz", None, Body::empty()).await;
+    assert_eq!((health.status, health.body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let ready = app.send(Method::GET, "/readyz", None, Body::empty()).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    app.store.close().await;
+    let not_ready = app.send(Method::GET, "/readyz", None, Body::empty()).await;
+    assert_eq!((not_ready.status, not_ready.code()), (StatusCode::SERVICE_UNAVAILABLE, "E0000009"));
+}

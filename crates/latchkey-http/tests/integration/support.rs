@@ -1,0 +1,93 @@
+//! A fresh application per test: temporary SQLite database, one admin token, the real router.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use latchkey_core::Timestamp;
+use latchkey_core::store::ApiTokenStore;
+use latchkey_core::tokens::ApiToken;
+use latchkey_http::{AppState, HttpConfig};
+use latchkey_store::Store;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+pub const BASE: &str = "http://id.example.test";
+
+pub struct App {
+    pub router: Router,
+    pub token: String,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["errorCode"].as_str().unwrap_or("")
+    }
+
+    pub fn causes(&self) -> Vec<String> {
+        self.body["errorCauses"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["errorSummary"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+}
+
+pub async fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let (token, secret) = ApiToken::issue("test", Timestamp(0));
+    store.insert_api_token(&token).await.unwrap();
+    let router = latchkey_http::router(AppState::new(store.clone(), HttpConfig::new(BASE)));
+    App { router, token: secret.expose().to_owned(), store, _dir: dir }
+}
+
+impl App {
+    pub async fn send(&self, method: Method, uri: &str, auth: Option<&str>, body: Body) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let res = self.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        assert!(headers.contains_key("x-okta-request-id"), "{uri}: every response carries X-Okta-Request-Id");
+        Reply { status, headers, body }
+    }
+
+    /// An admin call with a JSON body (or none for `Value::Null`).
+    pub async fn call(&self, method: Method, uri: &str, body: Value) -> Reply {
+        let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
+        self.send(method, uri, Some(&format!("SSWS {}", self.token)), body).await
+    }
+
+    pub async fn create(&self, login: &str, password: Option<&str>, query: &str) -> Reply {
+        let mut body =
+            json!({"profile": {"login": login, "email": login, "firstName": "Test", "lastName": "User"}});
+        if let Some(pw) = password {
+            body["credentials"] = json!({"password": {"value": pw}});
+        }
+        self.call(Method::POST, &format!("/api/v1/users{query}"), body).await
+    }
+
+    pub async fn create_ok(&self, login: &str) -> String {
+        let reply = self.create(login, Some("Correct-Horse-9"), "?activate=true").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+}
