@@ -20,6 +20,8 @@ pub enum ApiError {
     BodyTooLarge(usize),
     /// Missing, malformed or unknown admin token (Okta E0000011).
     InvalidToken,
+    /// A handler panicked (never expected; logged with the errorId).
+    Internal,
     /// A query parameter is invalid (Okta E0000001 on that parameter).
     InvalidParameter {
         name: &'static str,
@@ -119,6 +121,10 @@ impl IntoResponse for ApiError {
                 format!("Not found: Resource not found: {path} (Resource)"),
                 vec![],
             ),
+            ApiError::Internal => {
+                tracing::error!(error_id, "request handler panicked");
+                (StatusCode::INTERNAL_SERVER_ERROR, "E0000009", "Internal Server Error".to_owned(), vec![])
+            }
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "E0000022",
@@ -144,4 +150,8 @@ pub(crate) async fn not_found_fallback(uri: Uri) -> ApiError {
 
 pub(crate) async fn method_not_allowed_fallback() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal.into_response()
 }

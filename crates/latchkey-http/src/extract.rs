@@ -2,7 +2,7 @@
 //! 413 when too large), query parameters, and the SSWS admin token (E0000011 when missing or wrong).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -48,6 +48,25 @@ fn json_problem(e: &serde_json::Error) -> String {
         Category::Io => "The JSON could not be read",
     };
     format!("{what} (line {}, column {}).", e.line(), e.column())
+}
+
+/// Path parameters; a segment that cannot be decoded (bad percent-encoding, invalid UTF-8) names
+/// no resource, so it answers Okta's 404 rather than axum's plain-text 400.
+pub(crate) struct PathParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(_) => Err(ApiError::RouteNotFound(parts.uri.path().chars().take(200).collect())),
+        }
+    }
 }
 
 /// Decoded query parameters in order; later duplicates do not override earlier ones.

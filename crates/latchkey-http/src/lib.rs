@@ -88,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Defence in depth: the code has no panics (lints deny them), but if one ever happens the
+        // client still gets the envelope, not a dropped connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::LINK;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Admin, JsonObject, QueryParams};
+use crate::extract::{Admin, JsonObject, PathParams, QueryParams};
 
 /// Okta's id for the default user type; every user here has it.
 const DEFAULT_USER_TYPE: &str = "oty1latchkeydefault0";
@@ -75,7 +75,7 @@ async fn create(
 async fn read(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = state.users().get(&id).await?;
     Ok(Json(render(&state, &user)))
@@ -127,10 +127,10 @@ async fn list(
     if let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"self\"", page_url(after))) {
         headers.append(LINK, v);
     }
-    if let Some(Some(cursor)) = next_cursor {
-        if let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"next\"", page_url(Some(&cursor)))) {
-            headers.append(LINK, v);
-        }
+    if let Some(Some(cursor)) = next_cursor
+        && let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"next\"", page_url(Some(&cursor))))
+    {
+        headers.append(LINK, v);
     }
     let body: Vec<Value> = users.iter().map(|u| render(&state, u)).collect();
     Ok((headers, Json(body)).into_response())
@@ -139,7 +139,7 @@ async fn list(
 async fn update_partial(
     admin: Admin,
     state: State<AppState>,
-    id: Path<String>,
+    id: PathParams<String>,
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     update(admin, state, id, body, false).await
@@ -148,7 +148,7 @@ async fn update_partial(
 async fn update_full(
     admin: Admin,
     state: State<AppState>,
-    id: Path<String>,
+    id: PathParams<String>,
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     update(admin, state, id, body, true).await
@@ -159,7 +159,7 @@ async fn update_full(
 async fn update(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
     replace: bool,
 ) -> Result<Json<Value>, ApiError> {
@@ -182,7 +182,7 @@ async fn update(
 async fn lifecycle(
     _admin: Admin,
     State(state): State<AppState>,
-    Path((id, operation)): Path<(String, String)>,
+    PathParams((id, operation)): PathParams<(String, String)>,
     params: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
     let op = Lifecycle::parse(&operation)
@@ -210,7 +210,7 @@ async fn lifecycle(
 async fn delete(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     state.users().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -219,7 +219,7 @@ async fn delete(
 async fn change_password(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     check_fields(&body, &["oldPassword", "newPassword", "revokeSessions"])?;

@@ -1,5 +1,12 @@
 //! HTTP tests of the Okta-compatible API, driven in-process through the router on a real SQLite store.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 mod errors;
 mod support;
 mod users;

@@ -3,6 +3,13 @@
 //! PostgreSQL cases use `LATCHKEY_TEST_DATABASE_URL`, each in a schema of its own. Without it they
 //! are skipped (and say so); with `LATCHKEY_REQUIRE_POSTGRES=1` a missing database fails them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 mod cases;
 mod support;
 

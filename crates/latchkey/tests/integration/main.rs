@@ -1,6 +1,13 @@
 //! The command-line contract (DESIGN §2), exercised through the real binary: configuration layering
 //! and validation, `token create`, `migrate`, and `serve` with a graceful stop on SIGTERM.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step fails the test"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -62,21 +69,31 @@ fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Server {
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    // Dropping the server (also when a test fails) kills the process.
+    let server = Server { child: cmd.spawn().unwrap(), port };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() && http(port, "GET", "/readyz", None, "").0 == 200
         {
-            return Server { child, port };
+            return server;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("server did not become ready");
 }
 
-fn terminate(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+impl Server {
+    fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -173,7 +190,7 @@ fn migrate_then_token_create_then_serve_and_stop_gracefully() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(20));
-    terminate(&server.child);
+    server.terminate();
     for handle in in_flight {
         assert_eq!(handle.join().unwrap(), 200, "in-flight request finished");
     }
@@ -201,7 +218,7 @@ fn env_vars_configure_serve() {
     );
     assert!(dir.path().join("elsewhere/x.db").is_file());
     assert!(!dir.path().join("latchkey-data").exists());
-    terminate(&server.child);
-    let mut child = server.child;
-    assert!(child.wait().unwrap().success());
+    server.terminate();
+    let mut server = server;
+    assert!(server.child.wait().unwrap().success());
 }
