@@ -64,9 +64,27 @@ pub enum CoreError {
     InvalidQuery(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Password hashing failed or its worker pool is gone.
+    /// Password hashing failed, or too many hashes are already queued.
     #[error("password hashing unavailable")]
     Hashing,
+    /// Okta 401 E0000004: the same answer for unknown users, wrong passwords and refused users.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// Okta 401 E0000011: unknown, expired or finished state token.
+    #[error("invalid state token")]
+    InvalidStateToken,
+    /// Okta 403 E0000079: the operation does not apply to the transaction's current state.
+    #[error("operation not allowed in the current authentication state")]
+    WrongState,
+    /// Okta 403 E0000068: wrong one-time passcode.
+    #[error("invalid passcode")]
+    InvalidPasscode,
+    /// Okta 403 E0000069: the user was locked by failed verifications.
+    #[error("user locked")]
+    UserLocked,
+    /// Okta 429 E0000047: too many requests in the window; `reset` is when the window ends.
+    #[error("rate limited")]
+    RateLimited { limit: u32, reset: crate::Timestamp },
 }
 
 impl CoreError {

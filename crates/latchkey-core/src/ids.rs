@@ -20,6 +20,10 @@ pub enum IdKind {
     PolicyRule,
     ErrorId,
     Event,
+    /// An Okta Verify TOTP factor.
+    OktaTotp,
+    /// A Google Authenticator TOTP factor.
+    GoogleTotp,
 }
 
 impl IdKind {
@@ -31,6 +35,8 @@ impl IdKind {
             IdKind::PolicyRule => "0pr",
             IdKind::ErrorId => "oae",
             IdKind::Event => "evt",
+            IdKind::OktaTotp => "ost",
+            IdKind::GoogleTotp => "uft",
         }
     }
 }

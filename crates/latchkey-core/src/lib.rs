@@ -6,13 +6,16 @@
 //! CPU-heavy work such as password hashing is reached through the [`password::PasswordHashing`] port
 //! so that the caller decides where it runs.
 
+pub mod authn;
 pub mod clock;
+pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod password;
 pub mod policy;
 pub mod store;
 pub mod tokens;
+pub mod totp;
 pub mod users;
 
 pub use clock::{Clock, SystemClock, Timestamp};

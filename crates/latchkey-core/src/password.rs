@@ -39,9 +39,10 @@ pub fn verify(password: &str, phc: &str) -> bool {
 
 /// Where use cases get hashes computed. Implemented by the runtime adapter (a bounded blocking pool).
 pub trait PasswordHashing: Send + Sync {
-    /// `None` when the hashing pool failed.
+    /// `None` when the hashing pool failed or is saturated.
     fn hash(&self, password: String) -> impl Future<Output = Option<String>> + Send;
-    fn verify(&self, password: String, phc: String) -> impl Future<Output = bool> + Send;
+    /// `None` when the hashing pool failed or is saturated (never "wrong password").
+    fn verify(&self, password: String, phc: String) -> impl Future<Output = Option<bool>> + Send;
 }
 
 /// Checks `password` against the policy's complexity rules; `context` supplies the username and the

@@ -6,9 +6,11 @@
 
 use std::future::Future;
 
+use crate::authn::{Factor, SessionToken, StoredTransaction};
+use crate::clock::Timestamp;
 use crate::error::StoreError;
-use crate::policy::PasswordPolicy;
-use crate::tokens::{ApiToken, OneTimeToken};
+use crate::policy::{PasswordPolicy, PolicyKind, PolicyRow};
+use crate::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use crate::users::User;
 use crate::users::query::UserQuery;
 
@@ -52,6 +54,112 @@ pub trait ApiTokenStore: Send + Sync {
 pub trait PolicyStore: Send + Sync {
     /// The default PASSWORD policy's settings (Okta's defaults until an administrator changes them).
     fn password_policy(&self) -> impl Future<Output = StoreResult<PasswordPolicy>> + Send;
+
+    /// Every stored policy row.
+    fn policy_rows(&self) -> impl Future<Output = StoreResult<Vec<PolicyRow>>> + Send;
+
+    /// Creates the default row of each kind that is missing (several nodes may race: one wins).
+    fn ensure_policies(&self, defaults: &[PolicyRow]) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Replaces a policy's settings if its version is still `expected_version` (else `Stale`).
+    fn update_policy(
+        &self,
+        kind: PolicyKind,
+        settings: &str,
+        now: Timestamp,
+        expected_version: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// Authentication transactions, session tokens and lifecycle tokens.
+pub trait AuthnStore: Send + Sync {
+    fn insert_transaction(&self, tx: &StoredTransaction) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The live transaction with this digest (`None` when unknown or expired at `now`).
+    fn find_transaction(
+        &self,
+        digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<StoredTransaction>>> + Send;
+
+    /// Writes `tx` (whose `version` is the new one) if the stored version is `expected_version`.
+    fn update_transaction(
+        &self,
+        tx: &StoredTransaction,
+        expected_version: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn delete_transaction(&self, digest: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn insert_session_token(&self, token: &SessionToken) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Marks the token used and returns it, if it exists, is unused and unexpired at `now`. One
+    /// conditional update: of concurrent redemptions on any nodes, exactly one succeeds.
+    fn consume_session_token(
+        &self,
+        digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<SessionToken>>> + Send;
+
+    /// Marks a lifecycle token used and returns it, under the same single-use rule.
+    fn consume_one_time_token(
+        &self,
+        digest: &str,
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<OneTimeToken>>> + Send;
+
+    /// Deletes expired transactions, tokens and rate-limit windows; returns how many rows went.
+    fn purge_expired(&self, now: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+pub trait FactorStore: Send + Sync {
+    fn list_factors(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<Factor>>> + Send;
+
+    /// Stores a factor, replacing a pending (not active) one of the same user and provider.
+    /// `Conflict` when an active factor of that provider exists.
+    fn put_pending_factor(&self, factor: &Factor) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Activates a pending factor, recording the step that proved it.
+    fn activate_factor(
+        &self,
+        factor_id: &str,
+        step: i64,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records `step` as used if it is newer than the last used one. `false` means a replay: the
+    /// step (or a newer one) was already accepted, on this node or another.
+    fn record_totp_step(&self, factor_id: &str, step: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn delete_factor(&self, user_id: &str, factor_id: &str)
+    -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Deletes all of a user's factors and remembered devices (`lifecycle/reset_factors`).
+    fn delete_user_factors(&self, user_id: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Finds a pending factor by the digest of its QR-code token.
+    fn find_factor_by_qr(&self, digest: &str) -> impl Future<Output = StoreResult<Option<Factor>>> + Send;
+
+    fn remember_device(
+        &self,
+        user_id: &str,
+        device_digest: &str,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn is_device_remembered(
+        &self,
+        user_id: &str,
+        device_digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+pub trait RateLimitStore: Send + Sync {
+    /// Counts one hit in `bucket` for the fixed window starting at `window_start` and returns the
+    /// window's count including this hit. Atomic across nodes.
+    fn hit(&self, bucket: &str, window_start: Timestamp) -> impl Future<Output = StoreResult<i64>> + Send;
 }
 
 pub trait HealthStore: Send + Sync {
@@ -60,6 +168,12 @@ pub trait HealthStore: Send + Sync {
 }
 
 /// Everything the application needs from storage.
-pub trait Storage: UserStore + ApiTokenStore + PolicyStore + HealthStore {}
+pub trait Storage:
+    UserStore + ApiTokenStore + PolicyStore + HealthStore + AuthnStore + FactorStore + RateLimitStore
+{
+}
 
-impl<T: UserStore + ApiTokenStore + PolicyStore + HealthStore> Storage for T {}
+impl<T> Storage for T where
+    T: UserStore + ApiTokenStore + PolicyStore + HealthStore + AuthnStore + FactorStore + RateLimitStore
+{
+}

@@ -5,10 +5,10 @@
 //! returned; clients see only the code, the summary and field-level causes.
 
 use axum::Json;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::ids::{IdKind, new_id};
-use latchkey_core::{CoreError, FieldError, StoreError};
+use latchkey_core::{Clock, CoreError, FieldError, StoreError, SystemClock};
 use serde_json::json;
 
 /// Everything a handler can fail with.
@@ -47,6 +47,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error_id = new_id(IdKind::ErrorId);
         let causes = |list: Vec<String>| list;
+        let rate_headers = match &self {
+            ApiError::Core(CoreError::RateLimited { limit, reset }) => Some((*limit, reset.epoch_seconds())),
+            // Okta's concurrent-limit answer: limit and remaining 0, reset an estimate.
+            ApiError::Core(CoreError::Hashing) => Some((0, SystemClock.now().epoch_seconds() + 1)),
+            _ => None,
+        };
         let (status, code, summary, causes): (StatusCode, &str, String, Vec<String>) = match self {
             ApiError::Core(CoreError::NotFound(what)) => {
                 (StatusCode::NOT_FOUND, "E0000007", format!("Not found: Resource not found: {what}"), vec![])
@@ -85,7 +91,32 @@ impl IntoResponse for ApiError {
                 tracing::error!(error_id, detail, "stored data could not be decoded");
                 (StatusCode::INTERNAL_SERVER_ERROR, "E0000009", "Internal Server Error".to_owned(), vec![])
             }
-            ApiError::Core(e @ (CoreError::Store(_) | CoreError::Hashing)) => {
+            ApiError::Core(CoreError::AuthenticationFailed) => {
+                (StatusCode::UNAUTHORIZED, "E0000004", "Authentication failed".to_owned(), vec![])
+            }
+            ApiError::Core(CoreError::InvalidStateToken) => {
+                (StatusCode::UNAUTHORIZED, "E0000011", "Invalid token provided".to_owned(), vec![])
+            }
+            ApiError::Core(CoreError::WrongState) => {
+                let text = "This operation is not allowed in the current authentication state.";
+                (StatusCode::FORBIDDEN, "E0000079", text.to_owned(), vec![text.to_owned()])
+            }
+            ApiError::Core(CoreError::InvalidPasscode) => (
+                StatusCode::FORBIDDEN,
+                "E0000068",
+                "Invalid Passcode/Answer".to_owned(),
+                vec!["Your passcode doesn't match our records. Please try again.".to_owned()],
+            ),
+            ApiError::Core(CoreError::UserLocked) => {
+                (StatusCode::FORBIDDEN, "E0000069", "User Locked".to_owned(), vec![])
+            }
+            ApiError::Core(CoreError::RateLimited { .. } | CoreError::Hashing) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.".to_owned(),
+                vec![],
+            ),
+            ApiError::Core(e @ CoreError::Store(_)) => {
                 tracing::warn!(error_id, error = %e, "service unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -140,7 +171,14 @@ impl IntoResponse for ApiError {
             "errorId": error_id,
             "errorCauses": causes,
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some((limit, reset)) = rate_headers {
+            let headers = response.headers_mut();
+            headers.insert("x-rate-limit-limit", HeaderValue::from(limit));
+            headers.insert("x-rate-limit-remaining", HeaderValue::from(0));
+            headers.insert("x-rate-limit-reset", HeaderValue::from(reset));
+        }
+        response
     }
 }
 

@@ -8,6 +8,7 @@
 //! is one transaction; SQLite writes go through a single-connection pool (one writer, no busy
 //! retries), reads through a small pool; PostgreSQL uses one pool for both.
 
+mod authn;
 mod migrate;
 mod rows;
 mod users;
@@ -16,7 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use latchkey_core::StoreError;
-use latchkey_core::policy::PasswordPolicy;
+use latchkey_core::policy::{PasswordPolicy, PolicyKind, PolicyRow};
 use latchkey_core::store::{ApiTokenStore, HealthStore, PolicyStore, StoreResult};
 use latchkey_core::tokens::ApiToken;
 use sqlx::Row as _;
@@ -234,5 +235,23 @@ impl PolicyStore for Store {
             None => Ok(PasswordPolicy::default()),
             Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string())),
         }
+    }
+
+    async fn policy_rows(&self) -> StoreResult<Vec<PolicyRow>> {
+        authn::policy_rows(self).await
+    }
+
+    async fn ensure_policies(&self, defaults: &[PolicyRow]) -> StoreResult<()> {
+        authn::ensure_policies(self, defaults).await
+    }
+
+    async fn update_policy(
+        &self,
+        kind: PolicyKind,
+        settings: &str,
+        now: latchkey_core::Timestamp,
+        expected_version: i64,
+    ) -> StoreResult<()> {
+        authn::update_policy(self, kind, settings, now, expected_version).await
     }
 }

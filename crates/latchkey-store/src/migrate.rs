@@ -14,12 +14,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users_tokens_policies",
-    sqlite: include_str!("../migrations/sqlite/0001_users_tokens_policies.sql"),
-    postgres: include_str!("../migrations/postgres/0001_users_tokens_policies.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "users_tokens_policies",
+        sqlite: include_str!("../migrations/sqlite/0001_users_tokens_policies.sql"),
+        postgres: include_str!("../migrations/postgres/0001_users_tokens_policies.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "authn",
+        sqlite: include_str!("../migrations/sqlite/0002_authn.sql"),
+        postgres: include_str!("../migrations/postgres/0002_authn.sql"),
+    },
+];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \
      (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";

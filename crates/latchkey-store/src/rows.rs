@@ -9,7 +9,7 @@ use crate::map_err;
 
 /// The column list every user query selects, in the order [`user`] reads it.
 pub(crate) const USER_COLUMNS: &str = "id, status, created, activated, status_changed, last_login, \
-     last_updated, password_changed, profile, password_hash, password_history, failed_attempts, version";
+     last_updated, password_changed, profile, password_hash, password_history, failed_attempts, locked_at, version";
 
 pub(crate) fn user<'r, R>(row: &'r R) -> Result<User, StoreError>
 where
@@ -45,6 +45,7 @@ where
         password_hash: row.try_get::<Option<String>, _>("password_hash").map_err(map_err)?,
         password_history: history,
         failed_attempts: u32::try_from(failed).unwrap_or(u32::MAX),
+        locked_at: maybe_time("locked_at")?,
         version: row.try_get("version").map_err(map_err)?,
     })
 }

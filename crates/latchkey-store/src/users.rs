@@ -55,19 +55,20 @@ macro_rules! bind_user {
             .bind(json(&user.password_history)?)
             .bind(i64::from(user.failed_attempts))
             .bind(user.version)
+            .bind(user.locked_at.map(|t| t.millis()))
     }};
 }
 
 const INSERT_USER: &str = "INSERT INTO users (id, login, login_key, email_key, first_name_key, \
      last_name_key, status, created, activated, status_changed, last_login, last_updated, \
-     password_changed, profile, password_hash, password_history, failed_attempts, version) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+     password_changed, profile, password_hash, password_history, failed_attempts, version, locked_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 const UPDATE_USER: &str = "UPDATE users SET login = $2, login_key = $3, email_key = $4, \
      first_name_key = $5, last_name_key = $6, status = $7, created = $8, activated = $9, \
      status_changed = $10, last_login = $11, last_updated = $12, password_changed = $13, \
      profile = $14, password_hash = $15, password_history = $16, failed_attempts = $17, \
-     version = $18 WHERE id = $1 AND version = $19";
+     version = $18, locked_at = $19 WHERE id = $1 AND version = $20";
 
 impl UserStore for Store {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {

@@ -75,6 +75,8 @@ pub struct User {
     pub password_history: Vec<String>,
     /// Consecutive failed sign-ins, reset on success or unlock.
     pub failed_attempts: u32,
+    /// When the lockout policy locked the user (for `autoUnlockMinutes`).
+    pub locked_at: Option<Timestamp>,
     pub version: i64,
 }
 

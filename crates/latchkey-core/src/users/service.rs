@@ -92,6 +92,7 @@ impl<S: UserStore + PolicyStore, H: PasswordHashing> Users<'_, S, H> {
             password_hash,
             password_history: Vec::new(),
             failed_attempts: 0,
+            locked_at: None,
             version: 1,
         };
         self.store.insert_user(&user).await.map_err(login_conflict)?;
@@ -170,6 +171,7 @@ impl<S: UserStore + PolicyStore, H: PasswordHashing> Users<'_, S, H> {
             }
             if op == Lifecycle::Unlock {
                 user.failed_attempts = 0;
+                user.locked_at = None;
             }
             if let Some(hash) = &temp_hash {
                 set_password(&mut user, hash.clone(), &policy, now);
@@ -216,7 +218,7 @@ impl<S: UserStore + PolicyStore, H: PasswordHashing> Users<'_, S, H> {
             return Err(CoreError::InvalidStatus);
         }
         let old_ok = match &user.password_hash {
-            Some(hash) => self.hasher.verify(old.to_owned(), hash.clone()).await,
+            Some(hash) => self.hasher.verify(old.to_owned(), hash.clone()).await.ok_or(CoreError::Hashing)?,
             None => false,
         };
         if !old_ok {
@@ -247,6 +249,31 @@ impl<S: UserStore + PolicyStore, H: PasswordHashing> Users<'_, S, H> {
             Err(CoreError::Validation { causes, .. }) => Err(CoreError::CredentialsUpdate { causes }),
             Err(e) => Err(e),
         }
+    }
+
+    /// Applies `edit` to the freshest copy of the user and writes it under the version guard.
+    pub async fn apply<F>(&self, id: &str, edit: F) -> Result<User, CoreError>
+    where
+        F: Fn(&mut User, Timestamp) -> Result<(), CoreError>,
+    {
+        self.modify(id, |user, now| edit(user, now).map(|()| None)).await.map(|(user, _)| user)
+    }
+
+    /// Finishes activation from an activation token: sets the first password (policy applies) and
+    /// makes a PROVISIONED user ACTIVE.
+    pub async fn complete_activation(&self, id: &str, password: &str) -> Result<User, CoreError> {
+        let policy = self.store.password_policy().await?;
+        let hash = self.hash(password.to_owned()).await?;
+        self.modify(id, |user, now| {
+            check_password(&policy, password, &user.profile, "newPassword")?;
+            if user.status == UserStatus::Provisioned {
+                user.status = UserStatus::Active;
+                user.status_changed = Some(now);
+            }
+            Ok(Some(PendingPassword { plain: password.to_owned(), hash: hash.clone() }))
+        })
+        .await
+        .map(|(user, _)| user)
     }
 
     /// Re-reads, applies `edit`, checks password history for a pending password, and writes with the
@@ -292,7 +319,7 @@ impl<S: UserStore + PolicyStore, H: PasswordHashing> Users<'_, S, H> {
         }
         let recent = user.password_hash.iter().chain(user.password_history.iter()).take(count);
         for hash in recent {
-            if self.hasher.verify(plain.to_owned(), hash.clone()).await {
+            if self.hasher.verify(plain.to_owned(), hash.clone()).await.ok_or(CoreError::Hashing)? {
                 return Err(CoreError::validation("password", "Password has been used too recently"));
             }
         }

@@ -1,6 +1,12 @@
 //! The conformance cases. Each takes a fresh, migrated store and asserts observable behaviour.
 
-use latchkey_core::store::{ApiTokenStore, HealthStore, PolicyStore, UserStore};
+use latchkey_core::authn::{
+    AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
+};
+use latchkey_core::policy::{PolicyKind, PolicyRow};
+use latchkey_core::store::{
+    ApiTokenStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, UserStore,
+};
 use latchkey_core::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use latchkey_core::users::profile::Profile;
 use latchkey_core::users::query::UserQuery;
@@ -24,6 +30,7 @@ fn user(id: &str, login: &str) -> User {
         password_hash: Some("$argon2id$dummy".into()),
         password_history: vec!["$argon2id$older".into()],
         failed_attempts: 0,
+        locked_at: None,
         version: 1,
     }
 }
@@ -227,4 +234,228 @@ pub async fn password_policy_defaults_to_okta(store: &Store) {
 
 pub async fn ping_answers(store: &Store) {
     store.ping().await.unwrap();
+}
+
+fn session_token(digest: &str, user_id: &str, expires_at: i64) -> SessionToken {
+    SessionToken {
+        digest: digest.into(),
+        user_id: user_id.into(),
+        amr: vec!["pwd".into()],
+        password_verified_at: Some(Timestamp(1)),
+        factor_verified_at: None,
+        created: Timestamp(1),
+        expires_at: Timestamp(expires_at),
+    }
+}
+
+pub async fn session_tokens_are_single_use_even_concurrently(store: &Store) {
+    store.insert_user(&user("00ust", "st@example.com")).await.unwrap();
+    store.insert_session_token(&session_token("d1", "00ust", 10_000)).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.consume_session_token("d1", Timestamp(5_000)).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if let Some(token) = task.await.unwrap() {
+            assert_eq!(token, session_token("d1", "00ust", 10_000));
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one redemption");
+    store.insert_session_token(&session_token("d2", "00ust", 10_000)).await.unwrap();
+    assert_eq!(store.consume_session_token("d2", Timestamp(10_000)).await.unwrap(), None, "expired");
+    assert_eq!(store.consume_session_token("nope", Timestamp(1)).await.unwrap(), None);
+}
+
+pub async fn lifecycle_tokens_are_single_use_and_purpose_bound(store: &Store) {
+    let mut u = user("00uott", "ott@example.com");
+    store.insert_user(&u).await.unwrap();
+    let (token, secret) = OneTimeToken::issue("00uott", TokenPurpose::Activation, Timestamp(1_000));
+    u.version = 2;
+    store.update_user(&u, 1, Some(&token)).await.unwrap();
+    let digest = secret.digest();
+    assert_eq!(
+        store.consume_one_time_token(&digest, TokenPurpose::Recovery, Timestamp(2_000)).await.unwrap(),
+        None
+    );
+    let used =
+        store.consume_one_time_token(&digest, TokenPurpose::Activation, Timestamp(2_000)).await.unwrap();
+    assert_eq!(used.map(|t| t.user_id), Some("00uott".to_owned()));
+    assert_eq!(
+        store.consume_one_time_token(&digest, TokenPurpose::Activation, Timestamp(2_000)).await.unwrap(),
+        None
+    );
+}
+
+fn transaction(user_id: &str) -> Transaction {
+    Transaction {
+        user_id: user_id.into(),
+        status: AuthnStatus::MfaRequired,
+        factor_id: None,
+        factor_result: None,
+        multi_optional_factor_enroll: true,
+        warn_before_password_expired: false,
+        mfa_verified: false,
+        enrolled_now: false,
+        warn_skipped: false,
+        enroll_skipped: false,
+        remember_device: None,
+        password_verified_at: Some(1),
+        factor_verified_at: None,
+        amr: vec!["pwd".into()],
+        relay_state: Some("/deep/link".into()),
+        created: 1,
+    }
+}
+
+pub async fn transactions_slide_expire_and_are_version_guarded(store: &Store) {
+    store.insert_user(&user("00utx", "tx@example.com")).await.unwrap();
+    let stored = StoredTransaction {
+        digest: "tx1".into(),
+        tx: transaction("00utx"),
+        expires_at: Timestamp(10_000),
+        version: 1,
+    };
+    store.insert_transaction(&stored).await.unwrap();
+    assert_eq!(store.find_transaction("tx1", Timestamp(9_999)).await.unwrap(), Some(stored.clone()));
+    assert_eq!(store.find_transaction("tx1", Timestamp(10_000)).await.unwrap(), None, "expired");
+    let mut next = stored.clone();
+    next.tx.status = AuthnStatus::MfaChallenge;
+    next.expires_at = Timestamp(20_000);
+    next.version = 2;
+    store.update_transaction(&next, 1).await.unwrap();
+    assert_eq!(store.update_transaction(&next, 1).await.unwrap_err(), StoreError::Stale);
+    assert_eq!(store.find_transaction("tx1", Timestamp(15_000)).await.unwrap(), Some(next));
+    store.delete_transaction("tx1").await.unwrap();
+    assert_eq!(store.find_transaction("tx1", Timestamp(1)).await.unwrap(), None);
+}
+
+fn factor(id: &str, user_id: &str, provider: Provider) -> Factor {
+    Factor {
+        id: id.into(),
+        user_id: user_id.into(),
+        provider,
+        status: FactorStatus::PendingActivation,
+        sealed_secret: "v1:sealed".into(),
+        last_step: 0,
+        qr_digest: Some(format!("qr-{id}")),
+        created: Timestamp(1),
+        last_updated: Timestamp(1),
+    }
+}
+
+pub async fn factors_activate_once_and_refuse_replayed_steps(store: &Store) {
+    store.insert_user(&user("00ufa", "fa@example.com")).await.unwrap();
+    store.put_pending_factor(&factor("ost1", "00ufa", Provider::Okta)).await.unwrap();
+    // A second pending factor of the same provider replaces the first.
+    store.put_pending_factor(&factor("ost2", "00ufa", Provider::Okta)).await.unwrap();
+    assert_eq!(
+        store.list_factors("00ufa").await.unwrap().iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["ost2"]
+    );
+    assert_eq!(store.find_factor_by_qr("qr-ost2").await.unwrap().map(|f| f.id), Some("ost2".into()));
+    assert!(store.activate_factor("ost2", 100, Timestamp(2)).await.unwrap());
+    assert!(!store.activate_factor("ost2", 101, Timestamp(2)).await.unwrap(), "already active");
+    assert_eq!(store.find_factor_by_qr("qr-ost2").await.unwrap(), None, "QR link dies on activation");
+    assert!(matches!(
+        store.put_pending_factor(&factor("ost3", "00ufa", Provider::Okta)).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    assert!(!store.record_totp_step("ost2", 100).await.unwrap(), "the activation step is used");
+    let results: Vec<bool> = futures_join(store, "ost2", 101).await;
+    assert_eq!(results.iter().filter(|r| **r).count(), 1, "one of the concurrent uses of a step wins");
+    assert!(!store.record_totp_step("ost2", 99).await.unwrap(), "older steps are refused");
+    assert!(store.record_totp_step("ost2", 102).await.unwrap());
+
+    store.put_pending_factor(&factor("uft1", "00ufa", Provider::Google)).await.unwrap();
+    assert!(store.delete_factor("00ufa", "uft1").await.unwrap());
+    assert!(!store.delete_factor("00uother", "ost2").await.unwrap(), "only the owner's factor");
+    store.remember_device("00ufa", "dev", Timestamp(50)).await.unwrap();
+    assert!(store.is_device_remembered("00ufa", "dev", Timestamp(49)).await.unwrap());
+    assert!(!store.is_device_remembered("00ufa", "dev", Timestamp(50)).await.unwrap());
+    assert_eq!(store.delete_user_factors("00ufa").await.unwrap(), 1);
+    assert!(!store.is_device_remembered("00ufa", "dev", Timestamp(1)).await.unwrap());
+}
+
+async fn futures_join(store: &Store, factor_id: &str, step: i64) -> Vec<bool> {
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            let id = factor_id.to_owned();
+            tokio::spawn(async move { store.record_totp_step(&id, step).await.unwrap() })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+pub async fn rate_windows_count_atomically(store: &Store) {
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.hit("authn:ip:1", Timestamp(1_000)).await.unwrap() })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=10).collect::<Vec<i64>>(), "every hit counted once");
+    assert_eq!(store.hit("authn:ip:1", Timestamp(2_000)).await.unwrap(), 1, "a new window starts over");
+    assert_eq!(store.hit("authn:ip:2", Timestamp(2_000)).await.unwrap(), 1, "buckets are separate");
+}
+
+pub async fn policies_are_seeded_once_and_updated_with_guard(store: &Store) {
+    let row = |id: &str, kind: PolicyKind| PolicyRow {
+        id: id.into(),
+        rule_id: format!("0pr{id}"),
+        kind,
+        settings: kind.default_settings(),
+        created: Timestamp(1),
+        last_updated: Timestamp(1),
+        version: 1,
+    };
+    let first: Vec<PolicyRow> =
+        PolicyKind::ALL.iter().map(|k| row(&format!("00p{}", k.as_str()), *k)).collect();
+    store.ensure_policies(&first).await.unwrap();
+    let racing: Vec<PolicyRow> =
+        PolicyKind::ALL.iter().map(|k| row(&format!("00pother{}", k.as_str()), *k)).collect();
+    store.ensure_policies(&racing).await.unwrap();
+    let rows = store.policy_rows().await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.id.starts_with("00pPASSWORD")
+        || r.id.starts_with("00pMFA")
+        || r.id.starts_with("00pOKTA")));
+    let mut settings = latchkey_core::policy::PasswordPolicy::default();
+    settings.complexity.min_length = 12;
+    let json = serde_json::to_string(&settings).unwrap();
+    store.update_policy(PolicyKind::Password, &json, Timestamp(5), 1).await.unwrap();
+    assert_eq!(
+        store.update_policy(PolicyKind::Password, &json, Timestamp(6), 1).await.unwrap_err(),
+        StoreError::Stale
+    );
+    assert_eq!(store.password_policy().await.unwrap().complexity.min_length, 12);
+}
+
+pub async fn purge_removes_only_expired(store: &Store) {
+    store.insert_user(&user("00upg", "pg@example.com")).await.unwrap();
+    store.insert_session_token(&session_token("old", "00upg", 100)).await.unwrap();
+    store.insert_session_token(&session_token("new", "00upg", 10_000)).await.unwrap();
+    let stored = StoredTransaction {
+        digest: "txo".into(),
+        tx: transaction("00upg"),
+        expires_at: Timestamp(100),
+        version: 1,
+    };
+    store.insert_transaction(&stored).await.unwrap();
+    assert_eq!(store.purge_expired(Timestamp(5_000)).await.unwrap(), 2);
+    assert!(store.consume_session_token("new", Timestamp(5_000)).await.unwrap().is_some());
 }

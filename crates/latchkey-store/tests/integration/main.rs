@@ -53,4 +53,11 @@ conformance!(
     api_tokens_are_found_by_digest_only,
     password_policy_defaults_to_okta,
     ping_answers,
+    session_tokens_are_single_use_even_concurrently,
+    lifecycle_tokens_are_single_use_and_purpose_bound,
+    transactions_slide_expire_and_are_version_guarded,
+    factors_activate_once_and_refuse_replayed_steps,
+    rate_windows_count_atomically,
+    policies_are_seeded_once_and_updated_with_guard,
+    purge_removes_only_expired,
 );
