@@ -1,0 +1,325 @@
+//! Options and plumbing shared by all benchmark subcommands: load shape,
+//! which server binary to run, and the start-server / measure / stop-server /
+//! drop-database sequence with its bookkeeping.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{Map, Value, json};
+
+use crate::load::LoadConfig;
+use crate::report::{Comparison, RoundResult, Series};
+use crate::server::{
+    Database, LaunchOptions, ScratchDir, Server, StopReport, locate_binary, looks_like_debug_build,
+    workspace_root,
+};
+use crate::util::{Result, err, unix_now};
+
+#[derive(Clone, Debug, Args)]
+pub struct CommonArgs {
+    /// Concurrent keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+
+    /// Measured seconds per round (each side runs `--rounds` rounds).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_secs: f64,
+
+    /// Unmeasured seconds at the start of every round (connections open,
+    /// caches and the allocator settle).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_secs: f64,
+
+    /// Rounds per side; baseline and target alternate (AB BA AB ...).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+
+    /// Tokio worker threads for the load generator. The server shares the
+    /// machine, so every core the client takes is one the server lacks.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+
+    /// A request slower than this counts as an error (timeout).
+    #[arg(long, default_value_t = 10.0)]
+    pub request_timeout_secs: f64,
+
+    /// Server binary [default: target/release/latchkey, else target/debug/latchkey].
+    #[arg(long, env = "LATCHKEY_BIN")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Extra environment for the server process, e.g. `--server-env LATCHKEY_LOG=warn`.
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub server_env: Vec<(String, String)>,
+
+    /// Seconds to wait for `GET /readyz` to return 200.
+    #[arg(long, default_value_t = 60.0)]
+    pub ready_timeout_secs: f64,
+
+    /// Where JSON results go [default: bench/results].
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
+
+    /// Do not write JSON results.
+    #[arg(long)]
+    pub no_write: bool,
+}
+
+impl CommonArgs {
+    /// Directory for JSON results, or `None` with `--no-write`.
+    pub fn results_dir(&self) -> Option<PathBuf> {
+        if self.no_write {
+            return None;
+        }
+        Some(self.results_dir.clone().unwrap_or_else(|| workspace_root().join("bench").join("results")))
+    }
+}
+
+fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|e| err(format!("--{name} {v}: {e}")))
+}
+
+/// What happened to the server around a measurement.
+#[derive(Debug)]
+pub struct ServerRun {
+    pub bin: PathBuf,
+    pub startup_secs: f64,
+    pub stop: std::result::Result<StopReport, String>,
+    pub log_bytes: u64,
+    /// The log (stdout/stderr redirected to a file) contains ANSI colours.
+    pub log_has_ansi: bool,
+    pub db_cleanup_error: Option<String>,
+}
+
+/// Validated options plus the located server binary.
+#[derive(Clone, Debug)]
+pub struct Harness {
+    pub load: LoadConfig,
+    pub rounds: usize,
+    pub client_threads: usize,
+    pub launch: LaunchOptions,
+}
+
+impl Harness {
+    pub fn new(a: &CommonArgs) -> Result<Self> {
+        if a.concurrency == 0 || a.rounds == 0 || a.client_threads == 0 {
+            return Err(err("--concurrency, --rounds and --client-threads must be at least 1"));
+        }
+        if a.duration_secs <= 0.0 {
+            return Err(err("--duration-secs must be positive"));
+        }
+        let bin = locate_binary(a.server_bin.as_deref())?;
+        Ok(Self {
+            load: LoadConfig {
+                concurrency: a.concurrency,
+                warmup: secs("warmup-secs", a.warmup_secs)?,
+                duration: secs("duration-secs", a.duration_secs)?,
+                request_timeout: secs("request-timeout-secs", a.request_timeout_secs)?,
+            },
+            rounds: a.rounds,
+            client_threads: a.client_threads,
+            launch: LaunchOptions {
+                bin,
+                env: a.server_env.clone(),
+                ready_timeout: secs("ready-timeout-secs", a.ready_timeout_secs)?,
+            },
+        })
+    }
+
+    /// One progress line per round on stderr.
+    pub fn progress(&self, variant: &str, r: &RoundResult) {
+        let errors = r.errors();
+        eprintln!(
+            "  [{variant}] round {} {:<28} {:>9.0} rps  p50 {:>7.2} ms  p99 {:>7.2} ms{}",
+            r.round + 1,
+            r.label,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            if errors > 0 {
+                format!("  ERRORS {errors}: {}", r.first_error.as_deref().unwrap_or("?"))
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    /// Make a scratch dir and database, start the server, run `body`, then
+    /// always stop the server (SIGTERM) and drop the database.
+    pub async fn with_server<T>(
+        &self,
+        make_db: impl FnOnce(&Path) -> Result<Database>,
+        body: impl AsyncFnOnce(&Server) -> Result<T>,
+    ) -> Result<(T, ServerRun)> {
+        let scratch = ScratchDir::new("latchkey-bench")?;
+        let mut db = make_db(scratch.path())?;
+        let mut server = Server::start(&self.launch, &db).await?;
+        eprintln!(
+            "  server {} (pid {}) ready on {} in {:.2} s",
+            server.bin.display(),
+            server.pid(),
+            server.addr,
+            server.startup_secs
+        );
+        let result = body(&server).await;
+        let stop = server.stop().map_err(|e| e.to_string());
+        let log_bytes = server.log.bytes();
+        let log_has_ansi = server.log.has_ansi();
+        let log_tail = server.log.tail(30);
+        let db_cleanup_error = db.cleanup().err().map(|e| e.to_string());
+        let value = result.map_err(|e| err(format!("{e}\n--- server log tail ---\n{log_tail}")))?;
+        Ok((
+            value,
+            ServerRun {
+                bin: server.bin.clone(),
+                startup_secs: server.startup_secs,
+                stop,
+                log_bytes,
+                log_has_ansi,
+                db_cleanup_error,
+            },
+        ))
+    }
+
+    /// Assemble a comparison with run metadata and automatic notes.
+    pub fn comparison(
+        &self,
+        benchmark: &str,
+        variant: &str,
+        baseline: Series,
+        target: Series,
+        run: ServerRun,
+        mut meta: Map<String, Value>,
+    ) -> Comparison {
+        let debug = looks_like_debug_build(&run.bin);
+        let mut notes = Vec::new();
+        if debug {
+            notes.push("server is a DEBUG build: figures are not representative".to_string());
+        }
+        for s in [&baseline, &target] {
+            if s.reconnects() > 0 {
+                notes.push(format!(
+                    "{}: the server closed keep-alive connections {} times (reconnects)",
+                    s.label,
+                    s.reconnects()
+                ));
+            }
+            if s.spread() > 0.2 {
+                notes.push(format!(
+                    "{}: rps varied {:.0}% between rounds; the machine is noisy, prefer more rounds",
+                    s.label,
+                    s.spread() * 100.0
+                ));
+            }
+        }
+        let client_cores =
+            crate::report::median(baseline.rounds.iter().filter_map(|r| r.cpu.client).collect());
+        if client_cores >= 0.85 * self.client_threads as f64 {
+            notes.push(format!(
+                "load generator used {client_cores:.2} cores with {} client thread(s) on the \
+                 baseline: the baseline may be client-bound, which pulls the ratio towards 1",
+                self.client_threads
+            ));
+        }
+        let other = crate::report::median(
+            baseline.rounds.iter().chain(&target.rounds).filter_map(|r| r.cpu.other).collect(),
+        );
+        if other >= 0.25 {
+            notes.push(format!(
+                "other processes used a median {other:.2} cores during the rounds (column `oth`): \
+                 the machine was busy, so absolute figures are depressed and noisier"
+            ));
+        }
+        let ratio =
+            if baseline.median_rps() > 0.0 { target.median_rps() / baseline.median_rps() } else { 0.0 };
+        if ratio > 1.05 {
+            notes.push("target is faster than the baseline: check what the baseline does".into());
+        }
+        let measured: u64 = baseline.rounds.iter().chain(&target.rounds).map(|r| r.requests_ok).sum();
+        if measured > 0 {
+            let per_req = run.log_bytes as f64 / measured as f64;
+            if per_req >= 20.0 {
+                notes.push(format!(
+                    "server wrote ~{per_req:.0} bytes of log per request ({} bytes in all); \
+                     that logging is part of the measured cost",
+                    run.log_bytes
+                ));
+            }
+        }
+        if run.log_has_ansi {
+            notes.push(
+                "server writes ANSI colour codes to its log although stdout/stderr is a pipe, \
+                 not a terminal"
+                    .into(),
+            );
+        }
+        match &run.stop {
+            Ok(s) if !s.clean => notes.push(format!("server did not stop cleanly on SIGTERM: {}", s.status)),
+            Ok(s) if s.after_secs > 2.0 => {
+                notes.push(format!("server took {:.1} s to stop after SIGTERM", s.after_secs))
+            }
+            Err(e) => notes.push(format!("stopping the server failed: {e}")),
+            Ok(_) => {}
+        }
+        if let Some(e) = &run.db_cleanup_error {
+            notes.push(format!("scratch database was not dropped: {e}"));
+        }
+
+        meta.insert("timestamp_unix".into(), json!(unix_now()));
+        meta.insert("git_rev".into(), json!(git_rev()));
+        meta.insert("cpus".into(), json!(std::thread::available_parallelism().map(usize::from).ok()));
+        meta.insert("concurrency".into(), json!(self.load.concurrency));
+        meta.insert("warmup_secs".into(), json!(self.load.warmup.as_secs_f64()));
+        meta.insert("duration_secs".into(), json!(self.load.duration.as_secs_f64()));
+        meta.insert("rounds".into(), json!(self.rounds));
+        meta.insert("order".into(), json!("AB BA AB ... (pair order flips every round)"));
+        meta.insert("client_threads".into(), json!(self.client_threads));
+        meta.insert("server_bin".into(), json!(run.bin.display().to_string()));
+        meta.insert("server_debug_build".into(), json!(debug));
+        meta.insert(
+            "server_env".into(),
+            json!(self.launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()),
+        );
+        meta.insert("server_startup_secs".into(), json!(run.startup_secs));
+        meta.insert("server_log_bytes".into(), json!(run.log_bytes));
+        meta.insert(
+            "server_stop".into(),
+            match &run.stop {
+                Ok(s) => json!({"after_secs": s.after_secs, "status": s.status, "clean": s.clean}),
+                Err(e) => json!({"error": e}),
+            },
+        );
+        Comparison { benchmark: benchmark.into(), variant: variant.into(), baseline, target, meta, notes }
+    }
+}
+
+fn git_rev() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(workspace_root())
+        .args(["rev-parse", "--short", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_parsing() {
+        assert_eq!(parse_key_value("RUST_LOG=warn"), Ok(("RUST_LOG".into(), "warn".into())));
+        assert_eq!(parse_key_value("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_key_value("=x").is_err());
+        assert!(parse_key_value("novalue").is_err());
+    }
+}
