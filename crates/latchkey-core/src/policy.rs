@@ -208,3 +208,21 @@ impl Policies {
         Ok(policies)
     }
 }
+
+/// The default row of each policy kind for a new organisation (fresh ids; the store keeps the first
+/// rows written, so nodes racing at start-up agree).
+pub fn default_rows(now: crate::Timestamp) -> Vec<PolicyRow> {
+    use crate::ids::{IdKind, new_id};
+    PolicyKind::ALL
+        .iter()
+        .map(|kind| PolicyRow {
+            id: new_id(IdKind::Policy),
+            rule_id: new_id(IdKind::PolicyRule),
+            kind: *kind,
+            settings: kind.default_settings(),
+            created: now,
+            last_updated: now,
+            version: 1,
+        })
+        .collect()
+}

@@ -138,6 +138,13 @@ pub trait FactorStore: Send + Sync {
     /// Deletes all of a user's factors and remembered devices (`lifecycle/reset_factors`).
     fn delete_user_factors(&self, user_id: &str) -> impl Future<Output = StoreResult<u64>> + Send;
 
+    /// Replaces the QR-code token of a pending factor (shown again when the transaction is re-read).
+    fn set_factor_qr(
+        &self,
+        factor_id: &str,
+        qr_digest: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     /// Finds a pending factor by the digest of its QR-code token.
     fn find_factor_by_qr(&self, digest: &str) -> impl Future<Output = StoreResult<Option<Factor>>> + Send;
 

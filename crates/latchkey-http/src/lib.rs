@@ -5,17 +5,22 @@
 //! with absolute links built from the configured public URL (never from the `Host` header), and
 //! turns every failure into Okta's error envelope in exactly one place ([`error`]).
 
+mod authn;
 pub mod error;
 mod extract;
+mod factors;
 mod hashing;
 mod health;
 mod middleware;
+mod policies;
 mod users;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use latchkey_core::authn::machine::{Authn, AuthnLimits};
+use latchkey_core::crypto::MasterKey;
 use latchkey_core::{Clock, SystemClock};
 use latchkey_store::Store;
 
@@ -32,6 +37,7 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Renders the Prometheus exposition for `/metrics`; `None` answers 404.
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    pub authn_limits: AuthnLimits,
 }
 
 impl HttpConfig {
@@ -40,6 +46,7 @@ impl HttpConfig {
             public_url: public_url.trim_end_matches('/').to_owned(),
             body_limit: DEFAULT_BODY_LIMIT,
             metrics: None,
+            authn_limits: AuthnLimits::default(),
         }
     }
 }
@@ -51,15 +58,35 @@ pub struct AppState {
     pub hasher: BlockingHasher,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<HttpConfig>,
+    pub master_key: Arc<MasterKey>,
+    /// argon2id hash of a random password, verified against for unknown users (equal work).
+    dummy_hash: Arc<str>,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: HttpConfig) -> Self {
+    /// Blocks briefly: computes the dummy password hash with the production parameters.
+    pub fn new(store: Store, config: HttpConfig, master_key: MasterKey) -> Self {
+        let random = latchkey_core::ids::Secret::generate();
+        let dummy_hash = latchkey_core::password::hash(random.expose()).unwrap_or_default();
         Self {
             store,
             hasher: BlockingHasher::with_default_limit(),
             clock: Arc::new(SystemClock),
             config: Arc::new(config),
+            master_key: Arc::new(master_key),
+            dummy_hash: Arc::from(dummy_hash),
+        }
+    }
+
+    /// The authentication state machine wired to this state's collaborators.
+    pub(crate) fn authn(&self) -> Authn<'_, Store, BlockingHasher> {
+        Authn {
+            store: &self.store,
+            hasher: &self.hasher,
+            clock: self.clock.as_ref(),
+            master_key: &self.master_key,
+            dummy_hash: &self.dummy_hash,
+            limits: self.config.authn_limits,
         }
     }
 
@@ -83,6 +110,9 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .merge(users::routes())
+        .merge(authn::routes())
+        .merge(policies::routes())
+        .merge(factors::routes())
         .merge(health::routes())
         .route_layer(axum::middleware::from_fn(middleware::label_route))
         .fallback(error::not_found_fallback)

@@ -185,6 +185,10 @@ async fn lifecycle(
     PathParams((id, operation)): PathParams<(String, String)>,
     params: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
+    if operation == "reset_factors" {
+        crate::factors::reset_all(&state, &id).await?;
+        return Ok(Json(json!({})));
+    }
     let op = Lifecycle::parse(&operation)
         .ok_or_else(|| ApiError::RouteNotFound(format!("/api/v1/users/{{id}}/lifecycle/{operation}")))?;
     let options = LifecycleOptions {

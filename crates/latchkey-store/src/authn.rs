@@ -320,6 +320,19 @@ impl FactorStore for Store {
         })
     }
 
+    async fn set_factor_qr(&self, factor_id: &str, qr_digest: &str) -> StoreResult<bool> {
+        let updated = on_pool!(self, write, |pool| {
+            sqlx::query("UPDATE factors SET qr_digest = $2 WHERE id = $1 AND status = 'PENDING_ACTIVATION'")
+                .bind(factor_id)
+                .bind(qr_digest)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
     async fn find_factor_by_qr(&self, digest: &str) -> StoreResult<Option<Factor>> {
         let sql = format!("SELECT {FACTOR_COLUMNS} FROM factors WHERE qr_digest = $1");
         on_pool!(self, read, |pool| {

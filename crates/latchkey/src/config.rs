@@ -28,6 +28,15 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_limit_bytes: Option<usize>,
+    /// Base64 of 32 bytes; encrypts stored secrets. Every node of an organisation needs the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authn_rate_limit_per_username: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authn_rate_limit_per_ip: Option<u32>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -55,6 +64,26 @@ pub struct Settings {
     pub session_token_precedence: SessionTokenPrecedence,
     pub log_format: LogFormat,
     pub body_limit_bytes: usize,
+    pub master_key: MasterKeySource,
+    pub authn_limits: latchkey_core::authn::machine::AuthnLimits,
+}
+
+/// Where the master key comes from.
+#[derive(Clone)]
+pub enum MasterKeySource {
+    /// Given directly (`master_key` / `LATCHKEY_MASTER_KEY`), already validated.
+    Inline(String),
+    /// A key file; `create` when it may be made on first start (single-node SQLite default).
+    File { path: std::path::PathBuf, create: bool },
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterKeySource::Inline(_) => f.write_str("Inline(***)"),
+            MasterKeySource::File { path, create } => write!(f, "File({}, create: {create})", path.display()),
+        }
+    }
 }
 
 /// Loads the layers. `file` is the `--config` path; `flags` holds command-line overrides.
@@ -110,22 +139,63 @@ impl RawConfig {
         if !(1024..=16 * 1024 * 1024).contains(&body_limit_bytes) {
             problems.push("body_limit_bytes: must be between 1024 and 16777216".to_owned());
         }
-        match (listen, public_url, precedence, log_format) {
-            (Some(listen), Some(public_url), Some(session_token_precedence), Some(log_format))
-                if problems.is_empty() =>
-            {
-                Ok(Settings {
-                    listen,
-                    public_url,
-                    database_url,
-                    session_token_precedence,
-                    log_format,
-                    body_limit_bytes,
-                })
-            }
+        let master_key = match (&self.master_key, &self.master_key_file) {
+            (Some(key), _) => match latchkey_core::crypto::MasterKey::from_base64(key) {
+                Ok(_) => Some(MasterKeySource::Inline(key.trim().to_owned())),
+                Err(e) => {
+                    problems.push(format!("master_key: {e}"));
+                    None
+                }
+            },
+            (None, Some(file)) => Some(MasterKeySource::File { path: file.into(), create: false }),
+            (None, None) => match sqlite_data_dir(&database_url) {
+                Some(dir) => Some(MasterKeySource::File { path: dir.join("master.key"), create: true }),
+                None => {
+                    problems.push(
+                        "master_key: a PostgreSQL deployment needs master_key (LATCHKEY_MASTER_KEY) or \
+                         master_key_file, the same on every node"
+                            .to_owned(),
+                    );
+                    None
+                }
+            },
+        };
+        let defaults = latchkey_core::authn::machine::AuthnLimits::default();
+        let authn_limits = latchkey_core::authn::machine::AuthnLimits {
+            per_username: self.authn_rate_limit_per_username.unwrap_or(defaults.per_username),
+            per_ip: self.authn_rate_limit_per_ip.unwrap_or(defaults.per_ip),
+        };
+        match (listen, public_url, precedence, log_format, master_key) {
+            (
+                Some(listen),
+                Some(public_url),
+                Some(session_token_precedence),
+                Some(log_format),
+                Some(master_key),
+            ) if problems.is_empty() => Ok(Settings {
+                listen,
+                public_url,
+                database_url,
+                session_token_precedence,
+                log_format,
+                body_limit_bytes,
+                master_key,
+                authn_limits,
+            }),
             _ => Err(problems),
         }
     }
+}
+
+/// The directory holding a SQLite database file (`None` for PostgreSQL or in-memory SQLite).
+pub fn sqlite_data_dir(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return None;
+    }
+    let parent = std::path::Path::new(path).parent()?.to_path_buf();
+    Some(if parent.as_os_str().is_empty() { std::path::PathBuf::from(".") } else { parent })
 }
 
 fn parse_public_url(text: &str) -> Result<Url, String> {
@@ -158,7 +228,7 @@ impl Settings {
     /// Human-readable effective settings with secrets masked (`latchkey config check`).
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\npublic_url = \"{}\"\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n",
+            "listen = \"{}\"\npublic_url = \"{}\"\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\n",
             self.listen,
             self.public_base(),
             mask_password(&self.database_url),
@@ -171,6 +241,12 @@ impl Settings {
                 LogFormat::Json => "json",
             },
             self.body_limit_bytes,
+            match &self.master_key {
+                MasterKeySource::Inline(_) => "master_key = \"***\"".to_owned(),
+                MasterKeySource::File { path, .. } => format!("master_key_file = \"{}\"", path.display()),
+            },
+            self.authn_limits.per_username,
+            self.authn_limits.per_ip,
         )
     }
 }
@@ -216,9 +292,22 @@ mod tests {
             session_token_precedence: Some("both".into()),
             log_format: Some("xml".into()),
             body_limit_bytes: Some(1),
+            master_key: Some("too-short".into()),
+            ..Default::default()
         };
         let problems = raw.validate().unwrap_err();
-        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert_eq!(problems.len(), 7, "{problems:?}");
+    }
+
+    #[test]
+    fn postgres_needs_a_shared_master_key_and_sqlite_gets_a_file() {
+        let pg = RawConfig { database_url: Some("postgres://db/x".into()), ..Default::default() };
+        assert!(pg.validate().unwrap_err()[0].starts_with("master_key:"));
+        let sqlite = RawConfig::default().validate().unwrap();
+        assert!(matches!(sqlite.master_key, MasterKeySource::File { create: true, .. }));
+        assert_eq!(sqlite_data_dir("sqlite://latchkey-data/latchkey.db"), Some("latchkey-data".into()));
+        assert_eq!(sqlite_data_dir("sqlite:x.db?mode=rwc"), Some(".".into()));
+        assert_eq!(sqlite_data_dir("sqlite::memory:"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod keys;
 mod serve;
 
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use latchkey_core::store::PolicyStore as _;
 use latchkey_http::{AppState, HttpConfig};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -15,14 +16,22 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
         .install_recorder()
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
 
+    let master_key = crate::keys::load(&settings.master_key)?;
     let store = crate::open_store(&settings).await?;
     let applied = store.migrate().await.map_err(|e| format!("migrations failed: {e}"))?;
+    let now = latchkey_core::Clock::now(&latchkey_core::SystemClock);
+    store
+        .ensure_policies(&latchkey_core::policy::default_rows(now))
+        .await
+        .map_err(|e| format!("cannot create the default policies: {e}"))?;
     tracing::info!(applied, backend = ?store.backend(), "database ready");
 
     let mut http = HttpConfig::new(&settings.public_base());
     http.body_limit = settings.body_limit_bytes;
     http.metrics = Some(Arc::new(move || metrics.render()));
-    let state = AppState::new(store.clone(), http);
+    http.authn_limits = settings.authn_limits;
+    let state = AppState::new(store.clone(), http, master_key);
+    let purge = tokio::spawn(purge_expired(store.clone()));
 
     if demo {
         crate::demo::seed(&state, &settings).await?;
@@ -32,13 +41,28 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     tracing::info!(listen = %settings.listen, public_url = %settings.public_base(), "latchkey is serving");
-    axum::serve(listener, latchkey_http::router(state))
+    let app = latchkey_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    purge.abort();
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Every five minutes, deletes expired transactions, tokens and throttling windows.
+async fn purge_expired(store: latchkey_store::Store) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        let now = latchkey_core::Clock::now(&latchkey_core::SystemClock);
+        match latchkey_core::store::AuthnStore::purge_expired(&store, now).await {
+            Ok(removed) => tracing::debug!(removed, "purged expired authentication state"),
+            Err(e) => tracing::warn!(error = %e, "purging expired authentication state failed"),
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {

@@ -267,7 +267,20 @@ where
         let (stored, user, policies) = self.load(state_token).await?;
         let tx = stored.tx.clone();
         let factors = self.store.list_factors(&user.id).await?;
-        self.save(state_token, Some(stored), tx, user, policies, factors, None).await
+        // A factor awaiting activation shows its secret and a fresh QR-code link again.
+        let activation = match (tx.status, tx.factor_id.as_deref()) {
+            (AuthnStatus::MfaEnrollActivate, Some(id)) => match factors.iter().find(|f| f.id == id) {
+                Some(factor) => {
+                    let secret = self.open_secret(factor)?;
+                    let qr = Secret::generate();
+                    self.store.set_factor_qr(&factor.id, &qr.digest()).await?;
+                    Some(Activation { shared_secret: secret, qr_token: qr.expose().to_owned() })
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        self.save(state_token, Some(stored), tx, user, policies, factors, activation).await
     }
 
     /// `POST /api/v1/authn/factors`: start enrolling a TOTP factor (MFA_ENROLL → MFA_ENROLL_ACTIVATE).
@@ -777,19 +790,23 @@ where
             .await
     }
 
+    /// The factor's base32 shared secret, unsealed.
+    fn open_secret(&self, factor: &Factor) -> Result<String, CoreError> {
+        let bytes = self
+            .master_key
+            .open(&factor.id, &factor.sealed_secret)
+            .map_err(|_| CoreError::Store(StoreError::Corrupt("factor secret does not open".into())))?;
+        String::from_utf8(bytes)
+            .map_err(|_| CoreError::Store(StoreError::Corrupt("factor secret is not text".into())))
+    }
+
     fn matching_step(
         &self,
         factor: &Factor,
         passcode: &str,
         now: Timestamp,
     ) -> Result<Option<i64>, CoreError> {
-        let secret_text = self
-            .master_key
-            .open(&factor.id, &factor.sealed_secret)
-            .map_err(|_| CoreError::Store(StoreError::Corrupt("factor secret does not open".into())))?;
-        let secret = std::str::from_utf8(&secret_text)
-            .ok()
-            .and_then(totp::base32_decode)
+        let secret = totp::base32_decode(&self.open_secret(factor)?)
             .ok_or_else(|| CoreError::Store(StoreError::Corrupt("factor secret is not base32".into())))?;
         Ok(totp::matching_step(&secret, passcode.trim(), now.epoch_seconds()))
     }
@@ -810,12 +827,9 @@ where
         {
             return Err(not_found());
         }
-        let secret = self
-            .master_key
-            .open(&factor.id, &factor.sealed_secret)
-            .map_err(|_| CoreError::Store(StoreError::Corrupt("factor secret does not open".into())))?;
+        let secret = self.open_secret(&factor)?;
         let user = self.users().get(user_id).await?;
-        Ok((String::from_utf8_lossy(&secret).into_owned(), user.login().to_owned()))
+        Ok((secret, user.login().to_owned()))
     }
 }
 

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use latchkey_core::Timestamp;
-use latchkey_core::store::ApiTokenStore;
+use latchkey_core::store::{ApiTokenStore, PolicyStore};
 use latchkey_core::tokens::ApiToken;
 use latchkey_http::{AppState, HttpConfig};
 use latchkey_store::Store;
@@ -46,7 +46,9 @@ pub async fn app() -> App {
     store.migrate().await.unwrap();
     let (token, secret) = ApiToken::issue("test", Timestamp(0));
     store.insert_api_token(&token).await.unwrap();
-    let router = latchkey_http::router(AppState::new(store.clone(), HttpConfig::new(BASE)));
+    store.ensure_policies(&latchkey_core::policy::default_rows(Timestamp(0))).await.unwrap();
+    let (key, _) = latchkey_core::crypto::MasterKey::generate().unwrap();
+    let router = latchkey_http::router(AppState::new(store.clone(), HttpConfig::new(BASE), key));
     App { router, token: secret.expose().to_owned(), store, _dir: dir }
 }
 

@@ -114,7 +114,7 @@ fn flags_beat_env_beat_file_and_secrets_are_masked() {
     let file = dir.path().join("latchkey.toml");
     std::fs::write(
         &file,
-        "listen = \"127.0.0.1:7001\"\npublic_url = \"https://file.example.com\"\ndatabase_url = \"postgres://lk:hunter2@db.example.com/lk\"\nsession_token_precedence = \"cookie\"\n",
+        "listen = \"127.0.0.1:7001\"\npublic_url = \"https://file.example.com\"\ndatabase_url = \"postgres://lk:hunter2@db.example.com/lk\"\nsession_token_precedence = \"cookie\"\nmaster_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
     )
     .unwrap();
     let out = run(latchkey(dir.path())
@@ -128,6 +128,11 @@ fn flags_beat_env_beat_file_and_secrets_are_masked() {
     assert!(text.contains("session_token_precedence = \"cookie\""), "file beats default: {text}");
     assert!(text.contains("postgres://lk:***@db.example.com/lk"), "{text}");
     assert!(!text.contains("hunter2"), "password masked: {text}");
+    assert!(
+        text.contains("master_key = \"***\"")
+            && !text.contains("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        "key masked: {text}"
+    );
 }
 
 #[test]
@@ -155,7 +160,7 @@ fn migrate_then_token_create_then_serve_and_stop_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let migrated = run(latchkey(dir.path()).arg("migrate"));
     assert!(migrated.status.success(), "{migrated:?}");
-    assert_eq!(stdout(&migrated).trim(), "applied 1 migration(s)");
+    assert_eq!(stdout(&migrated).trim(), "applied 2 migration(s)");
     assert!(dir.path().join("latchkey-data/latchkey.db").is_file(), "default database location");
     assert_eq!(stdout(&run(latchkey(dir.path()).arg("migrate"))).trim(), "applied 0 migration(s)");
 
