@@ -78,6 +78,12 @@ impl AppState {
         }
     }
 
+    /// Replaces the clock (tests move time forward to reach expiry and auto-unlock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The authentication state machine wired to this state's collaborators.
     pub(crate) fn authn(&self) -> Authn<'_, Store, BlockingHasher> {
         Authn {

@@ -7,6 +7,8 @@
     reason = "test code: a failed step fails the test"
 )]
 
+mod authn;
 mod errors;
+mod snapshot;
 mod support;
 mod users;

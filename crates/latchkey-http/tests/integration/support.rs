@@ -4,18 +4,36 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use latchkey_core::Timestamp;
 use latchkey_core::store::{ApiTokenStore, PolicyStore};
 use latchkey_core::tokens::ApiToken;
+use latchkey_core::{Clock, Timestamp};
 use latchkey_http::{AppState, HttpConfig};
 use latchkey_store::Store;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tower::ServiceExt as _;
 
 pub const BASE: &str = "http://id.example.test";
 
+/// A clock the test moves by hand.
+pub struct TestClock(AtomicI64);
+
+impl TestClock {
+    pub fn advance_secs(&self, seconds: i64) {
+        self.0.fetch_add(seconds * 1000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
 pub struct App {
     pub router: Router,
+    pub clock: Arc<TestClock>,
     pub token: String,
     pub store: Store,
     _dir: tempfile::TempDir,
@@ -48,8 +66,13 @@ pub async fn app() -> App {
     store.insert_api_token(&token).await.unwrap();
     store.ensure_policies(&latchkey_core::policy::default_rows(Timestamp(0))).await.unwrap();
     let (key, _) = latchkey_core::crypto::MasterKey::generate().unwrap();
-    let router = latchkey_http::router(AppState::new(store.clone(), HttpConfig::new(BASE), key));
-    App { router, token: secret.expose().to_owned(), store, _dir: dir }
+    // Start at a fixed instant in the middle of a second, so throttling windows are deterministic.
+    let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_500)));
+    let mut config = HttpConfig::new(BASE);
+    config.authn_limits = latchkey_core::authn::machine::AuthnLimits { per_username: 4, per_ip: 0 };
+    let state = AppState::new(store.clone(), config, key).with_clock(clock.clone());
+    let router = latchkey_http::router(state);
+    App { router, clock, token: secret.expose().to_owned(), store, _dir: dir }
 }
 
 impl App {
@@ -70,6 +93,11 @@ impl App {
         };
         assert!(headers.contains_key("x-okta-request-id"), "{uri}: every response carries X-Okta-Request-Id");
         Reply { status, headers, body }
+    }
+
+    /// An anonymous call (no admin token), as okta-auth-js makes to `/api/v1/authn*`.
+    pub async fn public(&self, uri: &str, body: Value) -> Reply {
+        self.send(Method::POST, uri, None, Body::from(body.to_string())).await
     }
 
     /// An admin call with a JSON body (or none for `Value::Null`).
