@@ -24,6 +24,8 @@ pub enum IdKind {
     OktaTotp,
     /// A Google Authenticator TOTP factor.
     GoogleTotp,
+    TrustedOrigin,
+    Session,
 }
 
 impl IdKind {
@@ -37,6 +39,8 @@ impl IdKind {
             IdKind::Event => "evt",
             IdKind::OktaTotp => "ost",
             IdKind::GoogleTotp => "uft",
+            IdKind::TrustedOrigin => "tos",
+            IdKind::Session => "102",
         }
     }
 }

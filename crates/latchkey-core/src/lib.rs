@@ -20,3 +20,4 @@ pub mod users;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{CoreError, FieldError, StoreError};
+pub mod origins;

@@ -9,6 +9,7 @@ use std::future::Future;
 use crate::authn::{Factor, SessionToken, StoredTransaction};
 use crate::clock::Timestamp;
 use crate::error::StoreError;
+use crate::origins::TrustedOrigin;
 use crate::policy::{PasswordPolicy, PolicyKind, PolicyRow};
 use crate::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use crate::users::User;
@@ -163,6 +164,21 @@ pub trait FactorStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
+pub trait TrustedOriginStore: Send + Sync {
+    fn list_trusted_origins(&self) -> impl Future<Output = StoreResult<Vec<TrustedOrigin>>> + Send;
+
+    /// The trusted origin with this normalised origin, active or not.
+    fn find_trusted_origin(
+        &self,
+        origin: &str,
+    ) -> impl Future<Output = StoreResult<Option<TrustedOrigin>>> + Send;
+
+    /// Inserts, or replaces the row with the same id. `Conflict("origin")` when another row has the origin.
+    fn put_trusted_origin(&self, origin: &TrustedOrigin) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn delete_trusted_origin(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
 pub trait RateLimitStore: Send + Sync {
     /// Counts one hit in `bucket` for the fixed window starting at `window_start` and returns the
     /// window's count including this hit. Atomic across nodes.
@@ -176,11 +192,25 @@ pub trait HealthStore: Send + Sync {
 
 /// Everything the application needs from storage.
 pub trait Storage:
-    UserStore + ApiTokenStore + PolicyStore + HealthStore + AuthnStore + FactorStore + RateLimitStore
+    UserStore
+    + ApiTokenStore
+    + PolicyStore
+    + HealthStore
+    + AuthnStore
+    + FactorStore
+    + RateLimitStore
+    + TrustedOriginStore
 {
 }
 
 impl<T> Storage for T where
-    T: UserStore + ApiTokenStore + PolicyStore + HealthStore + AuthnStore + FactorStore + RateLimitStore
+    T: UserStore
+        + ApiTokenStore
+        + PolicyStore
+        + HealthStore
+        + AuthnStore
+        + FactorStore
+        + RateLimitStore
+        + TrustedOriginStore
 {
 }

@@ -20,6 +20,8 @@ pub enum ApiError {
     BodyTooLarge(usize),
     /// Missing, malformed or unknown admin token (Okta E0000011).
     InvalidToken,
+    /// A browser call from an origin that is not trusted for CORS (Okta 403 E0000006).
+    UntrustedOrigin,
     /// A handler panicked (never expected; logged with the errorId).
     Internal,
     /// A query parameter is invalid (Okta E0000001 on that parameter).
@@ -151,6 +153,12 @@ impl IntoResponse for ApiError {
                 "E0000007",
                 format!("Not found: Resource not found: {path} (Resource)"),
                 vec![],
+            ),
+            ApiError::UntrustedOrigin => (
+                StatusCode::FORBIDDEN,
+                "E0000006",
+                "You do not have permission to perform the requested action".to_owned(),
+                causes(vec!["The request's Origin is not a trusted origin with the CORS scope.".to_owned()]),
             ),
             ApiError::Internal => {
                 tracing::error!(error_id, "request handler panicked");

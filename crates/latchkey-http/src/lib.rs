@@ -12,6 +12,7 @@ mod factors;
 mod hashing;
 mod health;
 mod middleware;
+mod origins;
 mod policies;
 mod users;
 
@@ -119,11 +120,13 @@ pub fn router(state: AppState) -> Router {
         .merge(authn::routes())
         .merge(policies::routes())
         .merge(factors::routes())
+        .merge(origins::routes())
         .merge(health::routes())
         .route_layer(axum::middleware::from_fn(middleware::label_route))
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origins::cors))
         // Defence in depth: the code has no panics (lints deny them), but if one ever happens the
         // client still gets the envelope, not a dropped connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))

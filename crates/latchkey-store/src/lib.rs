@@ -10,6 +10,7 @@
 
 mod authn;
 mod migrate;
+mod origins;
 mod rows;
 mod users;
 

@@ -27,6 +27,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_authn.sql"),
         postgres: include_str!("../migrations/postgres/0002_authn.sql"),
     },
+    Migration {
+        version: 3,
+        name: "trusted_origins",
+        sqlite: include_str!("../migrations/sqlite/0003_trusted_origins.sql"),
+        postgres: include_str!("../migrations/postgres/0003_trusted_origins.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

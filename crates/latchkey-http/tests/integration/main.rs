@@ -9,6 +9,7 @@
 
 mod authn;
 mod errors;
+mod origins;
 mod snapshot;
 mod support;
 mod users;

@@ -3,9 +3,11 @@
 use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
+use latchkey_core::origins::{Scope, TrustedOrigin};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
 use latchkey_core::store::{
-    ApiTokenStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, UserStore,
+    ApiTokenStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, TrustedOriginStore,
+    UserStore,
 };
 use latchkey_core::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use latchkey_core::users::profile::Profile;
@@ -458,4 +460,29 @@ pub async fn purge_removes_only_expired(store: &Store) {
     store.insert_transaction(&stored).await.unwrap();
     assert_eq!(store.purge_expired(Timestamp(5_000)).await.unwrap(), 2);
     assert!(store.consume_session_token("new", Timestamp(5_000)).await.unwrap().is_some());
+}
+
+pub async fn trusted_origins_are_unique_and_replaceable(store: &Store) {
+    let origin = TrustedOrigin {
+        id: "tos1".into(),
+        name: "App".into(),
+        origin: "https://app.example.com".into(),
+        scopes: vec![Scope::Cors, Scope::Redirect],
+        active: true,
+        created: Timestamp(1),
+        last_updated: Timestamp(1),
+    };
+    store.put_trusted_origin(&origin).await.unwrap();
+    assert_eq!(store.find_trusted_origin("https://app.example.com").await.unwrap(), Some(origin.clone()));
+    let mut twin = origin.clone();
+    twin.id = "tos2".into();
+    assert_eq!(store.put_trusted_origin(&twin).await.unwrap_err(), StoreError::Conflict("origin".into()));
+    let mut changed = origin.clone();
+    changed.scopes = vec![Scope::Redirect];
+    changed.active = false;
+    store.put_trusted_origin(&changed).await.unwrap();
+    assert_eq!(store.list_trusted_origins().await.unwrap(), vec![changed]);
+    assert!(store.delete_trusted_origin("tos1").await.unwrap());
+    assert!(!store.delete_trusted_origin("tos1").await.unwrap());
+    assert_eq!(store.find_trusted_origin("https://app.example.com").await.unwrap(), None);
 }

@@ -60,4 +60,5 @@ conformance!(
     rate_windows_count_atomically,
     policies_are_seeded_once_and_updated_with_guard,
     purge_removes_only_expired,
+    trusted_origins_are_unique_and_replaceable,
 );
