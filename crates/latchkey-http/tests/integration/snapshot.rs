@@ -53,7 +53,7 @@ pub fn redacted(value: &Value) -> Value {
     let mut found = Vec::new();
     collect(value, &mut found);
     // Longest first, so a value that contains another is replaced whole.
-    found.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    found.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
     let mut copy = value.clone();
     replace(&mut copy, &found);
     copy
