@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod password;
 pub mod policy;
+pub mod sessions;
 pub mod store;
 pub mod tokens;
 pub mod totp;

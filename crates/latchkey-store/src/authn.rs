@@ -189,6 +189,7 @@ impl AuthnStore for Store {
             "DELETE FROM one_time_tokens WHERE expires_at <= $1 OR used_at IS NOT NULL",
             "DELETE FROM remembered_devices WHERE expires_at <= $1",
             "DELETE FROM rate_limits WHERE window_start <= $1 - 60000",
+            "DELETE FROM sessions WHERE expires_at <= $1 - 86400000 OR lifetime_ends_at <= $1 - 86400000",
         ];
         let mut total = 0;
         for statement in statements {

@@ -12,6 +12,7 @@ mod authn;
 mod migrate;
 mod origins;
 mod rows;
+mod sessions;
 mod users;
 
 use std::str::FromStr;
@@ -149,6 +150,11 @@ impl Store {
     /// Applies pending migrations for this backend; safe to run from several nodes at once.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         migrate::run(self).await
+    }
+
+    /// An organisation-wide setting, created with `default` by the first caller (on any node).
+    pub async fn org_setting(&self, name: &str, default: &str) -> Result<String, StoreError> {
+        sessions::org_setting(self, name, default).await
     }
 
     /// Closes every pooled connection (clean shutdown: SQLite checkpoints its WAL).

@@ -33,6 +33,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_trusted_origins.sql"),
         postgres: include_str!("../migrations/postgres/0003_trusted_origins.sql"),
     },
+    Migration {
+        version: 4,
+        name: "sessions",
+        sqlite: include_str!("../migrations/sqlite/0004_sessions.sql"),
+        postgres: include_str!("../migrations/postgres/0004_sessions.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

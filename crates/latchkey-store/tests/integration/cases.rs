@@ -4,6 +4,7 @@ use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
 use latchkey_core::origins::{Scope, TrustedOrigin};
+use latchkey_core::sessions::{EndReason, Session, SessionStore};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
 use latchkey_core::store::{
     ApiTokenStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, TrustedOriginStore,
@@ -485,4 +486,49 @@ pub async fn trusted_origins_are_unique_and_replaceable(store: &Store) {
     assert!(store.delete_trusted_origin("tos1").await.unwrap());
     assert!(!store.delete_trusted_origin("tos1").await.unwrap());
     assert_eq!(store.find_trusted_origin("https://app.example.com").await.unwrap(), None);
+}
+
+fn session(id: &str, user_id: &str, expires_at: i64, lifetime: Option<i64>) -> Session {
+    Session {
+        id: id.into(),
+        cookie_digest: format!("cookie-{id}"),
+        user_id: user_id.into(),
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+        created: Timestamp(1_000),
+        expires_at: Timestamp(expires_at),
+        lifetime_ends_at: lifetime.map(Timestamp),
+        last_activity: Timestamp(1_000),
+        password_verified_at: Some(Timestamp(900)),
+        factor_verified_at: None,
+        persistent: false,
+    }
+}
+
+pub async fn sessions_live_slide_and_end_for_every_reader(store: &Store) {
+    store.insert_user(&user("00use", "se@example.com")).await.unwrap();
+    let a = session("102a", "00use", 10_000, Some(20_000));
+    store.insert_session(&a).await.unwrap();
+    store.insert_session(&session("102b", "00use", 10_000, None)).await.unwrap();
+    store.insert_session(&session("102c", "00use", 10_000, None)).await.unwrap();
+    assert_eq!(store.find_session("102a", Timestamp(5_000)).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.find_session_by_cookie("cookie-102a", Timestamp(5_000)).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.find_session("102a", Timestamp(10_000)).await.unwrap(), None, "idle expiry");
+
+    assert!(store.touch_session("102a", Timestamp(30_000), Timestamp(9_000)).await.unwrap());
+    assert!(store.find_session("102a", Timestamp(15_000)).await.unwrap().is_some(), "slid");
+    assert_eq!(store.find_session("102a", Timestamp(20_000)).await.unwrap(), None, "absolute lifetime still ends it");
+    assert!(!store.touch_session("102a", Timestamp(90_000), Timestamp(25_000)).await.unwrap(), "dead sessions stay dead");
+
+    assert!(store.end_session("102b", EndReason::Logout, Timestamp(5_000)).await.unwrap());
+    assert!(!store.end_session("102b", EndReason::Logout, Timestamp(5_000)).await.unwrap(), "already ended");
+    assert_eq!(store.find_session_by_cookie("cookie-102b", Timestamp(5_001)).await.unwrap(), None);
+
+    store.insert_session(&session("102d", "00use", 10_000, None)).await.unwrap();
+    let mut ended = store.end_user_sessions("00use", Some("102d"), EndReason::AdminRevoke, Timestamp(6_000)).await.unwrap();
+    ended.sort();
+    assert_eq!(ended, ["102a", "102c"], "only live sessions other than the kept one");
+    let left: Vec<String> = store.list_user_sessions("00use", Timestamp(6_000)).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(left, ["102d"]);
+    assert_eq!(store.org_setting("org_id", "00oFIRST").await.unwrap(), "00oFIRST");
+    assert_eq!(store.org_setting("org_id", "00oSECOND").await.unwrap(), "00oFIRST", "first writer wins");
 }

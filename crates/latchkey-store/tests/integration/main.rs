@@ -61,4 +61,5 @@ conformance!(
     policies_are_seeded_once_and_updated_with_guard,
     purge_removes_only_expired,
     trusted_origins_are_unique_and_replaceable,
+    sessions_live_slide_and_end_for_every_reader,
 );

@@ -1,0 +1,195 @@
+//! Browser sessions: created from a one-time session token, addressed by a public id and by the
+//! `sid` cookie (an opaque secret stored only as a digest), ended explicitly or by time.
+//!
+//! Expiry follows the default sign-on rule: an idle timeout that activity slides (coarsely: at
+//! most one write a minute, so checking a session is a read) and an optional absolute lifetime.
+//! Ending a session is a database write that every node sees on its next read; an ended session
+//! is kept (with its reason) only until it would have expired, for the system log's sake.
+
+use std::future::Future;
+
+use crate::authn::SessionToken;
+use crate::clock::{Clock, Timestamp};
+use crate::error::CoreError;
+use crate::ids::{IdKind, Secret, new_id, secret_digest};
+use crate::policy::SignOnRule;
+use crate::store::{AuthnStore, StoreResult};
+
+/// Why a session ended (shown in the system log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Logout,
+    ReplacedBySessionToken,
+    InvalidSessionToken,
+    AdminRevoke,
+    UserSessionsRevoked,
+    Expired,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Logout => "LOGOUT",
+            EndReason::ReplacedBySessionToken => "REPLACED_BY_SESSION_TOKEN",
+            EndReason::InvalidSessionToken => "INVALID_SESSION_TOKEN",
+            EndReason::AdminRevoke => "ADMIN_REVOKE",
+            EndReason::UserSessionsRevoked => "USER_SESSIONS_REVOKED",
+            EndReason::Expired => "EXPIRED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub cookie_digest: String,
+    pub user_id: String,
+    pub amr: Vec<String>,
+    pub created: Timestamp,
+    /// When the idle timeout ends; activity moves it.
+    pub expires_at: Timestamp,
+    /// When the absolute lifetime ends, if the rule sets one.
+    pub lifetime_ends_at: Option<Timestamp>,
+    pub last_activity: Timestamp,
+    pub password_verified_at: Option<Timestamp>,
+    pub factor_verified_at: Option<Timestamp>,
+    pub persistent: bool,
+}
+
+impl Session {
+    /// When the session will end if nothing else happens.
+    pub fn ends_at(&self) -> Timestamp {
+        match self.lifetime_ends_at {
+            Some(limit) if limit < self.expires_at => limit,
+            _ => self.expires_at,
+        }
+    }
+}
+
+pub trait SessionStore: Send + Sync {
+    fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The live (not ended, not expired at `now`) session with this public id.
+    fn find_session(&self, id: &str, now: Timestamp) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+
+    /// The live session whose cookie secret has this digest.
+    fn find_session_by_cookie(
+        &self,
+        digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+
+    /// Moves a live session's idle expiry (never past its absolute lifetime).
+    fn touch_session(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Ends a live session; `false` when it was not live.
+    fn end_session(&self, id: &str, reason: EndReason, now: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Ends every live session of a user except `keep`; returns their ids.
+    fn end_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: EndReason,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    fn list_user_sessions(&self, user_id: &str, now: Timestamp) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
+}
+
+/// A new session and the cookie secret to set, once.
+pub struct Started {
+    pub session: Session,
+    pub cookie: Secret,
+}
+
+/// Session use cases.
+pub struct Sessions<'a, S> {
+    pub store: &'a S,
+    pub clock: &'a dyn Clock,
+}
+
+/// Activity slides the idle expiry at most this often (one write a minute per session at most).
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
+    /// Redeems a session token (single use across nodes) into a new session. `None` when the token
+    /// is unknown, used or expired.
+    pub async fn redeem(&self, session_token: &str, rule: &SignOnRule, persistent: bool) -> Result<Option<Started>, CoreError> {
+        if session_token.is_empty() || session_token.len() > 128 {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let Some(token) = self.store.consume_session_token(&secret_digest(session_token), now).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.start(&token, rule, persistent, now).await?))
+    }
+
+    async fn start(&self, token: &SessionToken, rule: &SignOnRule, persistent: bool, now: Timestamp) -> Result<Started, CoreError> {
+        let cookie = Secret::generate();
+        let lifetime = rule.max_session_lifetime_minutes;
+        let session = Session {
+            id: new_id(IdKind::Session),
+            cookie_digest: cookie.digest(),
+            user_id: token.user_id.clone(),
+            amr: token.amr.clone(),
+            created: now,
+            expires_at: now.plus_seconds(i64::from(rule.max_session_idle_minutes) * 60),
+            lifetime_ends_at: (lifetime > 0).then(|| now.plus_seconds(i64::from(lifetime) * 60)),
+            last_activity: now,
+            password_verified_at: token.password_verified_at,
+            factor_verified_at: token.factor_verified_at,
+            persistent: persistent && rule.use_persistent_cookie,
+        };
+        self.store.insert_session(&session).await?;
+        Ok(Started { session, cookie })
+    }
+
+    pub async fn by_id(&self, id: &str) -> Result<Session, CoreError> {
+        let now = self.clock.now();
+        self.store.find_session(id, now).await?.ok_or_else(|| CoreError::NotFound(format!("{id} (Session)")))
+    }
+
+    /// The live session behind a `sid` cookie value, if any; counts as activity.
+    pub async fn by_cookie(&self, cookie: &str, rule: &SignOnRule) -> Result<Option<Session>, CoreError> {
+        if cookie.is_empty() || cookie.len() > 128 {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let Some(mut session) = self.store.find_session_by_cookie(&secret_digest(cookie), now).await? else {
+            return Ok(None);
+        };
+        if now.millis() - session.last_activity.millis() >= TOUCH_EVERY_MS {
+            let expires_at = now.plus_seconds(i64::from(rule.max_session_idle_minutes) * 60);
+            if self.store.touch_session(&session.id, expires_at, now).await? {
+                session.expires_at = expires_at;
+                session.last_activity = now;
+            }
+        }
+        Ok(Some(session))
+    }
+
+    /// `lifecycle/refresh`: slides the idle expiry now.
+    pub async fn refresh(&self, id: &str, rule: &SignOnRule) -> Result<Session, CoreError> {
+        let now = self.clock.now();
+        let expires_at = now.plus_seconds(i64::from(rule.max_session_idle_minutes) * 60);
+        if !self.store.touch_session(id, expires_at, now).await? {
+            return Err(CoreError::NotFound(format!("{id} (Session)")));
+        }
+        self.by_id(id).await
+    }
+
+    pub async fn end(&self, id: &str, reason: EndReason) -> Result<bool, CoreError> {
+        Ok(self.store.end_session(id, reason, self.clock.now()).await?)
+    }
+
+    pub async fn end_all(&self, user_id: &str, keep: Option<&str>, reason: EndReason) -> Result<Vec<String>, CoreError> {
+        Ok(self.store.end_user_sessions(user_id, keep, reason, self.clock.now()).await?)
+    }
+}
