@@ -26,6 +26,7 @@ pub enum IdKind {
     GoogleTotp,
     TrustedOrigin,
     Session,
+    Org,
 }
 
 impl IdKind {
@@ -41,6 +42,7 @@ impl IdKind {
             IdKind::GoogleTotp => "uft",
             IdKind::TrustedOrigin => "tos",
             IdKind::Session => "102",
+            IdKind::Org => "00o",
         }
     }
 }

@@ -70,7 +70,11 @@ pub trait SessionStore: Send + Sync {
     fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// The live (not ended, not expired at `now`) session with this public id.
-    fn find_session(&self, id: &str, now: Timestamp) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+    fn find_session(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
 
     /// The live session whose cookie secret has this digest.
     fn find_session_by_cookie(
@@ -88,7 +92,12 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Ends a live session; `false` when it was not live.
-    fn end_session(&self, id: &str, reason: EndReason, now: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn end_session(
+        &self,
+        id: &str,
+        reason: EndReason,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Ends every live session of a user except `keep`; returns their ids.
     fn end_user_sessions(
@@ -99,7 +108,11 @@ pub trait SessionStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 
-    fn list_user_sessions(&self, user_id: &str, now: Timestamp) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
+    fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
 }
 
 /// A new session and the cookie secret to set, once.
@@ -120,7 +133,12 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
     /// Redeems a session token (single use across nodes) into a new session. `None` when the token
     /// is unknown, used or expired.
-    pub async fn redeem(&self, session_token: &str, rule: &SignOnRule, persistent: bool) -> Result<Option<Started>, CoreError> {
+    pub async fn redeem(
+        &self,
+        session_token: &str,
+        rule: &SignOnRule,
+        persistent: bool,
+    ) -> Result<Option<Started>, CoreError> {
         if session_token.is_empty() || session_token.len() > 128 {
             return Ok(None);
         }
@@ -131,7 +149,13 @@ impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
         Ok(Some(self.start(&token, rule, persistent, now).await?))
     }
 
-    async fn start(&self, token: &SessionToken, rule: &SignOnRule, persistent: bool, now: Timestamp) -> Result<Started, CoreError> {
+    async fn start(
+        &self,
+        token: &SessionToken,
+        rule: &SignOnRule,
+        persistent: bool,
+        now: Timestamp,
+    ) -> Result<Started, CoreError> {
         let cookie = Secret::generate();
         let lifetime = rule.max_session_lifetime_minutes;
         let session = Session {
@@ -189,7 +213,76 @@ impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
         Ok(self.store.end_session(id, reason, self.clock.now()).await?)
     }
 
-    pub async fn end_all(&self, user_id: &str, keep: Option<&str>, reason: EndReason) -> Result<Vec<String>, CoreError> {
+    pub async fn end_all(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: EndReason,
+    ) -> Result<Vec<String>, CoreError> {
         Ok(self.store.end_user_sessions(user_id, keep, reason, self.clock.now()).await?)
+    }
+}
+
+/// DESIGN §4: which wins when a browser brings both a session cookie and a `sessionToken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPrecedence {
+    /// A valid token always wins; any token, valid or not, ends the existing session.
+    Token,
+    /// Okta Classic: an existing session wins and the token is left unused.
+    Cookie,
+}
+
+/// What the session-token rule decided for one browser request.
+pub struct RuleOutcome {
+    /// The session the flow continues with (`None`: unauthenticated, go to sign-in).
+    pub session: Option<Session>,
+    /// A new cookie secret to set (a session was created from the token).
+    pub new_cookie: Option<Secret>,
+    /// The existing session that was ended, and why.
+    pub ended: Option<(String, EndReason)>,
+    /// The browser's cookie no longer names a live session and should be cleared.
+    pub clear_cookie: bool,
+}
+
+impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
+    /// Applies the session-token rule to a browser request: `existing` is the live session its
+    /// cookie names, `token` the `sessionToken` it carries. Ending a replaced session is a
+    /// database write, so every node refuses the old cookie on its next request.
+    pub async fn apply_token_rule(
+        &self,
+        existing: Option<Session>,
+        token: Option<&str>,
+        precedence: TokenPrecedence,
+        rule: &SignOnRule,
+    ) -> Result<RuleOutcome, CoreError> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(RuleOutcome { session: existing, new_cookie: None, ended: None, clear_cookie: false });
+        };
+        if let (TokenPrecedence::Cookie, Some(session)) = (precedence, &existing) {
+            return Ok(RuleOutcome {
+                session: Some(session.clone()),
+                new_cookie: None,
+                ended: None,
+                clear_cookie: false,
+            });
+        }
+        let started = self.redeem(token, rule, false).await?;
+        let reason = if started.is_some() {
+            EndReason::ReplacedBySessionToken
+        } else {
+            EndReason::InvalidSessionToken
+        };
+        let mut ended = None;
+        if let Some(old) = existing
+            && self.end(&old.id, reason).await?
+        {
+            ended = Some((old.id, reason));
+        }
+        Ok(match started {
+            Some(Started { session, cookie }) => {
+                RuleOutcome { session: Some(session), new_cookie: Some(cookie), ended, clear_cookie: false }
+            }
+            None => RuleOutcome { session: None, new_cookie: None, ended, clear_cookie: true },
+        })
     }
 }

@@ -6,6 +6,7 @@
 //! turns every failure into Okta's error envelope in exactly one place ([`error`]).
 
 mod authn;
+mod browser;
 pub mod error;
 mod extract;
 mod factors;
@@ -14,6 +15,7 @@ mod health;
 mod middleware;
 mod origins;
 mod policies;
+mod sessions;
 mod users;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use latchkey_core::authn::machine::{Authn, AuthnLimits};
 use latchkey_core::crypto::MasterKey;
+use latchkey_core::sessions::TokenPrecedence;
 use latchkey_core::{Clock, SystemClock};
 use latchkey_store::Store;
 
@@ -39,6 +42,9 @@ pub struct HttpConfig {
     /// Renders the Prometheus exposition for `/metrics`; `None` answers 404.
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     pub authn_limits: AuthnLimits,
+    /// The organisation's id (`00o…`), shown as the identity provider of its sessions.
+    pub org_id: String,
+    pub session_token_precedence: TokenPrecedence,
 }
 
 impl HttpConfig {
@@ -48,6 +54,8 @@ impl HttpConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             metrics: None,
             authn_limits: AuthnLimits::default(),
+            org_id: String::new(),
+            session_token_precedence: TokenPrecedence::Token,
         }
     }
 }
@@ -121,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         .merge(policies::routes())
         .merge(factors::routes())
         .merge(origins::routes())
+        .merge(sessions::routes())
+        .merge(browser::routes())
         .merge(health::routes())
         .route_layer(axum::middleware::from_fn(middleware::label_route))
         .fallback(error::not_found_fallback)

@@ -14,13 +14,27 @@ const COLUMNS: &str = "id, cookie_digest, user_id, amr, created, expires_at, lif
 
 /// Live at `$N`: not ended, idle expiry and lifetime both in the future.
 fn live(n: usize) -> String {
-    format!("ended_at IS NULL AND expires_at > ${n} AND (lifetime_ends_at IS NULL OR lifetime_ends_at > ${n})")
+    format!(
+        "ended_at IS NULL AND expires_at > ${n} AND (lifetime_ends_at IS NULL OR lifetime_ends_at > ${n})"
+    )
 }
 
 type Row = (String, String, String, String, i64, i64, Option<i64>, i64, Option<i64>, Option<i64>, i64);
 
 fn from_row(row: Row) -> StoreResult<Session> {
-    let (id, cookie_digest, user_id, amr, created, expires_at, lifetime, last_activity, pwd, factor, persistent) = row;
+    let (
+        id,
+        cookie_digest,
+        user_id,
+        amr,
+        created,
+        expires_at,
+        lifetime,
+        last_activity,
+        pwd,
+        factor,
+        persistent,
+    ) = row;
     Ok(Session {
         id,
         cookie_digest,
@@ -38,9 +52,17 @@ fn from_row(row: Row) -> StoreResult<Session> {
 
 impl Store {
     async fn select_sessions(&self, condition: &str, key: &str, now: Timestamp) -> StoreResult<Vec<Session>> {
-        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE {condition} = $1 AND {} ORDER BY created, id", live(2));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE {condition} = $1 AND {} ORDER BY created, id",
+            live(2)
+        );
         let rows: Vec<Row> = on_pool!(self, read, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql)).bind(key).bind(now.millis()).fetch_all(pool).await.map_err(map_err)?
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(key)
+                .bind(now.millis())
+                .fetch_all(pool)
+                .await
+                .map_err(map_err)?
         });
         rows.into_iter().map(from_row).collect()
     }
@@ -82,7 +104,8 @@ impl SessionStore for Store {
     }
 
     async fn touch_session(&self, id: &str, expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {
-        let sql = format!("UPDATE sessions SET expires_at = $3, last_activity = $2 WHERE id = $1 AND {}", live(2));
+        let sql =
+            format!("UPDATE sessions SET expires_at = $3, last_activity = $2 WHERE id = $1 AND {}", live(2));
         let updated = on_pool!(self, write, |pool| {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(id)
@@ -150,6 +173,10 @@ pub(crate) async fn org_setting(store: &Store, name: &str, default: &str) -> Sto
             .map_err(map_err)?;
     });
     on_pool!(store, read, |pool| {
-        sqlx::query_scalar("SELECT value FROM org_settings WHERE name = $1").bind(name).fetch_one(pool).await.map_err(map_err)
+        sqlx::query_scalar("SELECT value FROM org_settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .map_err(map_err)
     })
 }

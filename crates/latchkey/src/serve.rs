@@ -30,6 +30,14 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     http.body_limit = settings.body_limit_bytes;
     http.metrics = Some(Arc::new(move || metrics.render()));
     http.authn_limits = settings.authn_limits;
+    http.session_token_precedence = match settings.session_token_precedence {
+        crate::config::SessionTokenPrecedence::Token => latchkey_core::sessions::TokenPrecedence::Token,
+        crate::config::SessionTokenPrecedence::Cookie => latchkey_core::sessions::TokenPrecedence::Cookie,
+    };
+    http.org_id = store
+        .org_setting("org_id", &latchkey_core::ids::new_id(latchkey_core::ids::IdKind::Org))
+        .await
+        .map_err(|e| format!("cannot read the organisation id: {e}"))?;
     let state = AppState::new(store.clone(), http, master_key);
     let purge = tokio::spawn(purge_expired(store.clone()));
 

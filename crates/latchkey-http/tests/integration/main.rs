@@ -10,6 +10,7 @@
 mod authn;
 mod errors;
 mod origins;
+mod sessions;
 mod snapshot;
 mod support;
 mod users;

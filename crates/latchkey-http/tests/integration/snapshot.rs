@@ -14,6 +14,7 @@ const REDACT: &[&str] = &[
     "lastUpdated",
     "sharedSecret",
     "errorId",
+    "userId",
 ];
 
 fn collect(value: &Value, found: &mut Vec<(String, String)>) {
@@ -41,6 +42,17 @@ fn replace(value: &mut Value, found: &[(String, String)]) {
             }
             if let Some(at) = text.find("/qr/") {
                 text.replace_range(at + 4.., "[qrToken]");
+            }
+            // Okta-style ids in link paths (20 alphanumerics) that no redacted field names.
+            if text.starts_with("http") {
+                let segments: Vec<String> = text
+                    .split('/')
+                    .map(|seg| {
+                        let okta_id = seg.len() == 20 && seg.chars().all(|c| c.is_ascii_alphanumeric());
+                        if okta_id { "[id]".to_owned() } else { seg.to_owned() }
+                    })
+                    .collect();
+                *text = segments.join("/");
             }
         }
         Value::Object(map) => map.values_mut().for_each(|v| replace(v, found)),

@@ -59,6 +59,11 @@ impl Reply {
 }
 
 pub async fn app() -> App {
+    app_with(|_| {}).await
+}
+
+/// An app whose HTTP configuration the test adjusts first.
+pub async fn app_with(adjust: impl FnOnce(&mut HttpConfig)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
     store.migrate().await.unwrap();
@@ -69,7 +74,9 @@ pub async fn app() -> App {
     // Start at a fixed instant in the middle of a second, so throttling windows are deterministic.
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_500)));
     let mut config = HttpConfig::new(BASE);
+    config.org_id = store.org_setting("org_id", "00oTESTORG0000000000").await.unwrap();
     config.authn_limits = latchkey_core::authn::machine::AuthnLimits { per_username: 4, per_ip: 0 };
+    adjust(&mut config);
     let state = AppState::new(store.clone(), config, key).with_clock(clock.clone());
     let router = latchkey_http::router(state);
     App { router, clock, token: secret.expose().to_owned(), store, _dir: dir }

@@ -4,8 +4,8 @@ use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
 use latchkey_core::origins::{Scope, TrustedOrigin};
-use latchkey_core::sessions::{EndReason, Session, SessionStore};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
+use latchkey_core::sessions::{EndReason, Session, SessionStore};
 use latchkey_core::store::{
     ApiTokenStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, TrustedOriginStore,
     UserStore,
@@ -516,18 +516,34 @@ pub async fn sessions_live_slide_and_end_for_every_reader(store: &Store) {
 
     assert!(store.touch_session("102a", Timestamp(30_000), Timestamp(9_000)).await.unwrap());
     assert!(store.find_session("102a", Timestamp(15_000)).await.unwrap().is_some(), "slid");
-    assert_eq!(store.find_session("102a", Timestamp(20_000)).await.unwrap(), None, "absolute lifetime still ends it");
-    assert!(!store.touch_session("102a", Timestamp(90_000), Timestamp(25_000)).await.unwrap(), "dead sessions stay dead");
+    assert_eq!(
+        store.find_session("102a", Timestamp(20_000)).await.unwrap(),
+        None,
+        "absolute lifetime still ends it"
+    );
+    assert!(
+        !store.touch_session("102a", Timestamp(90_000), Timestamp(25_000)).await.unwrap(),
+        "dead sessions stay dead"
+    );
 
     assert!(store.end_session("102b", EndReason::Logout, Timestamp(5_000)).await.unwrap());
     assert!(!store.end_session("102b", EndReason::Logout, Timestamp(5_000)).await.unwrap(), "already ended");
     assert_eq!(store.find_session_by_cookie("cookie-102b", Timestamp(5_001)).await.unwrap(), None);
 
     store.insert_session(&session("102d", "00use", 10_000, None)).await.unwrap();
-    let mut ended = store.end_user_sessions("00use", Some("102d"), EndReason::AdminRevoke, Timestamp(6_000)).await.unwrap();
+    let mut ended = store
+        .end_user_sessions("00use", Some("102d"), EndReason::AdminRevoke, Timestamp(6_000))
+        .await
+        .unwrap();
     ended.sort();
     assert_eq!(ended, ["102a", "102c"], "only live sessions other than the kept one");
-    let left: Vec<String> = store.list_user_sessions("00use", Timestamp(6_000)).await.unwrap().into_iter().map(|s| s.id).collect();
+    let left: Vec<String> = store
+        .list_user_sessions("00use", Timestamp(6_000))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(left, ["102d"]);
     assert_eq!(store.org_setting("org_id", "00oFIRST").await.unwrap(), "00oFIRST");
     assert_eq!(store.org_setting("org_id", "00oSECOND").await.unwrap(), "00oFIRST", "first writer wins");

@@ -160,7 +160,7 @@ fn migrate_then_token_create_then_serve_and_stop_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let migrated = run(latchkey(dir.path()).arg("migrate"));
     assert!(migrated.status.success(), "{migrated:?}");
-    assert_eq!(stdout(&migrated).trim(), "applied 2 migration(s)");
+    assert_eq!(stdout(&migrated).trim(), "applied 4 migration(s)");
     assert!(dir.path().join("latchkey-data/latchkey.db").is_file(), "default database location");
     assert_eq!(stdout(&run(latchkey(dir.path()).arg("migrate"))).trim(), "applied 0 migration(s)");
 

@@ -1,0 +1,171 @@
+//! Browser endpoints: `/login/sessionCookieRedirect` (a session token becomes the `sid` cookie,
+//! under the session-token rule of DESIGN §4) and `/login/signout` (ends the session, clears the
+//! cookie). Redirect targets must be the IdP itself or a trusted origin with scope REDIRECT, so
+//! neither endpoint can be used as an open redirect.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use latchkey_core::origins::Scope;
+use latchkey_core::sessions::RuleOutcome;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::QueryParams;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login/sessionCookieRedirect", get(cookie_redirect_get).post(cookie_redirect_post))
+        .route("/login/signout", get(signout))
+}
+
+/// Where the unauthenticated continue: the sign-in page, returning to `from` afterwards.
+pub(crate) fn sign_in_url(state: &AppState, from: Option<&str>) -> String {
+    match from {
+        Some(from) => state.link(&format!(
+            "/login/login.htm?fromURI={}",
+            percent_encoding::utf8_percent_encode(from, percent_encoding::NON_ALPHANUMERIC)
+        )),
+        None => state.link("/login/login.htm"),
+    }
+}
+
+/// Is `url` an absolute URL on the IdP itself or on a trusted REDIRECT origin?
+pub(crate) async fn is_allowed_redirect(state: &AppState, url: &str) -> Result<bool, ApiError> {
+    if url.len() > 4096 || url.chars().any(|c| c.is_control() || c == '\\') {
+        return Ok(false);
+    }
+    let Some(origin) = latchkey_core::origins::origin_of_url(url) else { return Ok(false) };
+    crate::origins::is_trusted(state, &origin, Scope::Redirect).await
+}
+
+/// A plain page for a browser that cannot be sent on (the hosted pages replace it with a
+/// templated one); the request id lets an operator find the log line.
+pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let escape =
+        |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title></head>\
+         <body><main><h1>{0}</h1><p>{1}</p></main></body></html>",
+        escape(title),
+        escape(message)
+    );
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
+
+fn redirect(to: &str) -> Response {
+    let mut response = StatusCode::FOUND.into_response();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Adds the cookie changes the session-token rule decided.
+pub(crate) fn apply_cookies(state: &AppState, response: &mut Response, outcome: &RuleOutcome) {
+    let value = match (&outcome.new_cookie, &outcome.session) {
+        (Some(cookie), Some(session)) => state.session_cookie(cookie.expose(), Some(session)),
+        _ if outcome.clear_cookie => state.session_cookie("", None),
+        _ => None,
+    };
+    if let Some(value) = value {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+/// Runs the session-token rule for a browser request carrying `token`.
+pub(crate) async fn token_rule(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Result<RuleOutcome, ApiError> {
+    let existing = state.browser_session(headers).await?.map(|(session, _)| session);
+    let rule = state.policies().await?.sign_on;
+    let outcome = state
+        .sessions()
+        .apply_token_rule(existing, token, state.config.session_token_precedence, &rule)
+        .await?;
+    if let Some((id, reason)) = &outcome.ended {
+        tracing::info!(session_id = %id, reason = reason.as_str(), "session ended by the session-token rule");
+    }
+    Ok(outcome)
+}
+
+async fn cookie_redirect_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: QueryParams,
+) -> Response {
+    cookie_redirect(&state, &headers, params.get("token"), params.get("redirectUrl")).await
+}
+
+async fn cookie_redirect_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    cookie_redirect(&state, &headers, get("token"), get("redirectUrl")).await
+}
+
+async fn cookie_redirect(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    redirect_url: Option<&str>,
+) -> Response {
+    let Some(target) = redirect_url.filter(|u| !u.is_empty()) else {
+        return error_page(StatusCode::BAD_REQUEST, "Missing redirect", "The link has no redirectUrl.");
+    };
+    match is_allowed_redirect(state, target).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Untrusted redirect",
+                "The redirectUrl is not a trusted origin of this organisation.",
+            );
+        }
+        Err(e) => return e.into_response(),
+    }
+    let outcome = match token_rule(state, headers, token).await {
+        Ok(outcome) => outcome,
+        Err(e) => return e.into_response(),
+    };
+    let to = if outcome.session.is_some() { target.to_owned() } else { sign_in_url(state, Some(target)) };
+    let mut response = redirect(&to);
+    apply_cookies(state, &mut response, &outcome);
+    response
+}
+
+async fn signout(State(state): State<AppState>, headers: HeaderMap, params: QueryParams) -> Response {
+    match state.browser_session(&headers).await {
+        Ok(Some((session, _))) => {
+            if let Err(e) =
+                state.sessions().end(&session.id, latchkey_core::sessions::EndReason::Logout).await
+            {
+                return ApiError::from(e).into_response();
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return e.into_response(),
+    }
+    let from = params.get("fromURI").filter(|u| !u.is_empty());
+    let to = match from {
+        Some(url) => match is_allowed_redirect(&state, url).await {
+            Ok(true) => url.to_owned(),
+            Ok(false) => sign_in_url(&state, None),
+            Err(e) => return e.into_response(),
+        },
+        None => sign_in_url(&state, None),
+    };
+    let mut response = redirect(&to);
+    if let Some(clear) = state.session_cookie("", None) {
+        response.headers_mut().append(SET_COOKIE, clear);
+    }
+    response
+}

@@ -1,0 +1,230 @@
+//! `/api/v1/sessions*` (Okta's Sessions API) and the `sid` cookie.
+//!
+//! Admin calls (SSWS) address sessions by their public id; `/api/v1/sessions/me*` authenticates
+//! only by the browser's `sid` cookie, so from a backend it answers Okta's
+//! `404 E0000007 "Not found: Resource not found: me (Session)"` (reference §2.2). The cookie holds
+//! an opaque secret whose digest is stored; the public id is a different value.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use latchkey_core::CoreError;
+use latchkey_core::policy::{Policies, PolicyRow};
+use latchkey_core::sessions::{EndReason, Session, Sessions};
+use latchkey_core::store::PolicyStore;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Admin, JsonObject, PathParams};
+
+pub(crate) const COOKIE: &str = "sid";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sessions", post(create))
+        .route("/api/v1/sessions/me", get(me).delete(close_me))
+        .route("/api/v1/sessions/me/lifecycle/refresh", post(refresh_me))
+        .route("/api/v1/sessions/{id}", get(read).delete(revoke))
+        .route("/api/v1/sessions/{id}/lifecycle/refresh", post(refresh))
+        .route("/api/v1/users/{id}/sessions", axum::routing::delete(revoke_user_sessions))
+}
+
+impl AppState {
+    pub(crate) fn sessions(&self) -> Sessions<'_, latchkey_store::Store> {
+        Sessions { store: &self.store, clock: self.clock.as_ref() }
+    }
+
+    pub(crate) async fn policies(&self) -> Result<Policies, ApiError> {
+        let rows: Vec<PolicyRow> = self.store.policy_rows().await?;
+        Policies::from_rows(&rows)
+            .map_err(|e| ApiError::Core(CoreError::Store(latchkey_core::StoreError::Corrupt(e.to_string()))))
+    }
+
+    /// The live session of the browser that sent `headers`, if its `sid` cookie names one.
+    pub(crate) async fn browser_session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(Session, String)>, ApiError> {
+        let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
+        let rule = self.policies().await?.sign_on;
+        Ok(self.sessions().by_cookie(&cookie, &rule).await?.map(|s| (s, cookie)))
+    }
+
+    /// `Set-Cookie` for a session: `HttpOnly; Path=/`, `Secure; SameSite=None` on https and on
+    /// loopback hosts (browsers accept Secure there), `SameSite=Lax` otherwise; persistent only
+    /// when the session is.
+    pub(crate) fn session_cookie(&self, value: &str, session: Option<&Session>) -> Option<HeaderValue> {
+        let mut cookie = format!("{COOKIE}={value}; Path=/; HttpOnly");
+        let url = &self.config.public_url;
+        let host = url.split("://").nth(1).unwrap_or_default();
+        let loopback =
+            host.starts_with("localhost") || host.starts_with("127.0.0.1") || host.starts_with("[::1]");
+        if url.starts_with("https://") || loopback {
+            cookie.push_str("; Secure; SameSite=None");
+        } else {
+            cookie.push_str("; SameSite=Lax");
+        }
+        match session {
+            None => cookie.push_str("; Max-Age=0"),
+            Some(s) if s.persistent => {
+                let seconds = (s.ends_at().millis() - self.clock.now().millis()).max(0) / 1000;
+                cookie.push_str(&format!("; Max-Age={seconds}"));
+            }
+            Some(_) => {}
+        }
+        HeaderValue::from_str(&cookie).ok()
+    }
+}
+
+fn me_not_found() -> ApiError {
+    ApiError::Core(CoreError::NotFound("me (Session)".to_owned()))
+}
+
+/// Okta's Session object. `/me` responses link through `/api/v1/sessions/me` and `/api/v1/users/me`.
+pub(crate) async fn render(state: &AppState, session: &Session, me: bool) -> Result<Value, ApiError> {
+    let user = state.users().get(&session.user_id).await?;
+    let (base, user_href) = if me {
+        (state.link("/api/v1/sessions/me"), state.link("/api/v1/users/me"))
+    } else {
+        (
+            state.link(&format!("/api/v1/sessions/{}", session.id)),
+            state.link(&format!("/api/v1/users/{}", user.id)),
+        )
+    };
+    let name = format!(
+        "{} {}",
+        user.profile.get("firstName").unwrap_or_default(),
+        user.profile.get("lastName").unwrap_or_default()
+    );
+    Ok(json!({
+        "id": session.id,
+        "userId": user.id,
+        "login": user.login(),
+        "createdAt": session.created.to_iso(),
+        "expiresAt": session.ends_at().to_iso(),
+        "status": "ACTIVE",
+        "lastPasswordVerification": session.password_verified_at.map(|t| t.to_iso()),
+        "lastFactorVerification": session.factor_verified_at.map(|t| t.to_iso()),
+        "amr": session.amr,
+        "idp": {"id": state.config.org_id, "type": "OKTA"},
+        "mfaActive": session.amr.iter().any(|m| m == "mfa"),
+        "_links": {
+            "self": {"href": base, "hints": {"allow": ["GET", "DELETE"]}},
+            "refresh": {"href": format!("{base}/lifecycle/refresh"), "hints": {"allow": ["POST"]}},
+            "user": {"name": name.trim(), "href": user_href, "hints": {"allow": ["GET"]}},
+        },
+    }))
+}
+
+/// `Prefer: return=minimal` asks for 204 instead of the object (Okta, refresh operations).
+fn wants_minimal(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("return=minimal")))
+}
+
+fn minimal() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert("preference-applied", HeaderValue::from_static("return=minimal"));
+    r
+}
+
+async fn create(
+    _admin: Admin,
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let token = match body.get("sessionToken") {
+        Some(Value::String(t)) => t.clone(),
+        None | Some(Value::Null) => {
+            return Err(CoreError::validation("sessionToken", "The field cannot be left blank").into());
+        }
+        Some(_) => return Err(ApiError::MalformedBody("sessionToken must be a string.".into())),
+    };
+    let rule = state.policies().await?.sign_on;
+    let started =
+        state.sessions().redeem(&token, &rule, false).await?.ok_or(CoreError::AuthenticationFailed)?;
+    Ok(Json(render(&state, &started.session, false).await?))
+}
+
+async fn read(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>, ApiError> {
+    let session = state.sessions().by_id(&id).await?;
+    Ok(Json(render(&state, &session, false).await?))
+}
+
+async fn revoke(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.sessions().end(&id, EndReason::AdminRevoke).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(CoreError::NotFound(format!("{id} (Session)")).into())
+    }
+}
+
+async fn refresh(
+    _admin: Admin,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let rule = state.policies().await?.sign_on;
+    let session = state.sessions().refresh(&id, &rule).await?;
+    if wants_minimal(&headers) {
+        return Ok(minimal());
+    }
+    Ok(Json(render(&state, &session, false).await?).into_response())
+}
+
+async fn revoke_user_sessions(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = state.users().get(&id).await?;
+    state.sessions().end_all(&user.id, None, EndReason::UserSessionsRevoked).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let (session, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
+    Ok(Json(render(&state, &session, true).await?))
+}
+
+async fn close_me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (session, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
+    state.sessions().end(&session.id, EndReason::Logout).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(clear) = state.session_cookie("", None) {
+        response.headers_mut().append(SET_COOKIE, clear);
+    }
+    Ok(response)
+}
+
+async fn refresh_me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (session, cookie) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
+    let rule = state.policies().await?.sign_on;
+    let session = state.sessions().refresh(&session.id, &rule).await?;
+    let mut response = if wants_minimal(&headers) {
+        minimal()
+    } else {
+        Json(render(&state, &session, true).await?).into_response()
+    };
+    if let Some(value) = state.session_cookie(&cookie, Some(&session)) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,315 @@
+//! Sessions API, the `sid` cookie, and the session-token rule on `/login/sessionCookieRedirect`.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use latchkey_core::sessions::TokenPrecedence;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::snapshot::assert_snapshot;
+use crate::support::{App, app, app_with};
+
+const PASSWORD: &str = "Correct-Horse-9";
+const PORTAL: &str = "https://portal.example.test";
+
+struct Browser {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+/// A browser GET with an optional `sid` cookie.
+async fn browser_get(app: &App, uri: &str, sid: Option<&str>) -> Browser {
+    let mut req = Request::get(uri);
+    if let Some(sid) = sid {
+        req = req.header("cookie", format!("DT=x; sid={sid}"));
+    }
+    let res = app.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let header = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let (status, location, set_cookie) = (res.status(), header("location"), header("set-cookie"));
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Browser { status, location, set_cookie, body: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+fn sid_of(set_cookie: &Option<String>) -> Option<String> {
+    let cookie = set_cookie.as_deref()?;
+    let value = cookie.strip_prefix("sid=")?.split(';').next()?;
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+async fn me(app: &App, sid: &str) -> (StatusCode, Value) {
+    let b = browser_get(app, "/api/v1/sessions/me", Some(sid)).await;
+    (b.status, serde_json::from_str(&b.body).unwrap_or(Value::Null))
+}
+
+async fn session_token(app: &App, login: &str) -> String {
+    let reply = app.public("/api/v1/authn", json!({"username": login, "password": PASSWORD})).await;
+    reply.body["sessionToken"].as_str().unwrap_or_else(|| panic!("{}", reply.body)).to_owned()
+}
+
+async fn trust_portal(app: &App) {
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/trustedOrigins",
+            json!({"name": "Portal", "origin": PORTAL, "scopes": [{"type": "CORS"}, {"type": "REDIRECT"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+fn redirect_uri(token: &str) -> String {
+    let landing = format!("{PORTAL}/landing?x=1");
+    let target = percent_encoding::utf8_percent_encode(&landing, percent_encoding::NON_ALPHANUMERIC);
+    format!("/login/sessionCookieRedirect?checkAccountSetupComplete=true&token={token}&redirectUrl={target}")
+}
+
+#[tokio::test]
+async fn sessions_api_create_read_refresh_revoke() {
+    let app = app().await;
+    let uid = app.create_ok("s@example.com").await;
+    let token = session_token(&app, "s@example.com").await;
+    let created = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": token})).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_snapshot("session", &created.body);
+    assert_eq!(created.body["userId"], uid.as_str());
+    let again = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": token})).await;
+    assert_eq!((again.status, again.code()), (StatusCode::UNAUTHORIZED, "E0000004"), "single use");
+
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let read = app.call(Method::GET, &format!("/api/v1/sessions/{id}"), Value::Null).await;
+    assert_eq!(read.body["id"], id.as_str());
+    app.clock.advance_secs(600);
+    let refreshed =
+        app.call(Method::POST, &format!("/api/v1/sessions/{id}/lifecycle/refresh"), Value::Null).await;
+    assert!(
+        refreshed.body["expiresAt"].as_str().unwrap() > created.body["expiresAt"].as_str().unwrap(),
+        "slid"
+    );
+    let minimal = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/lifecycle/refresh"),
+            Some(&format!("SSWS {}", app.token)),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(minimal.status, StatusCode::OK);
+
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/api/v1/sessions/{id}"), Value::Null).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let gone = app.call(Method::GET, &format!("/api/v1/sessions/{id}"), Value::Null).await;
+    assert_eq!((gone.status, gone.code()), (StatusCode::NOT_FOUND, "E0000007"));
+
+    // Idle timeout (120 minutes by default) ends a session too.
+    let token = session_token(&app, "s@example.com").await;
+    let other = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": token})).await;
+    app.clock.advance_secs(121 * 60);
+    let idle = app
+        .call(Method::GET, &format!("/api/v1/sessions/{}", other.body["id"].as_str().unwrap()), Value::Null)
+        .await;
+    assert_eq!(idle.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn prefer_minimal_answers_204() {
+    let app = app().await;
+    app.create_ok("min@example.com").await;
+    let token = session_token(&app, "min@example.com").await;
+    let id = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": token})).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let req = Request::post(format!("/api/v1/sessions/{id}/lifecycle/refresh"))
+        .header("authorization", format!("SSWS {}", app.token))
+        .header("prefer", "return=minimal")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.headers()["preference-applied"], "return=minimal");
+}
+
+#[tokio::test]
+async fn me_needs_the_browser_cookie() {
+    let app = app().await;
+    let reply = app.call(Method::DELETE, "/api/v1/sessions/me", Value::Null).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "an admin token is not a session");
+    assert_eq!(reply.body["errorCode"], "E0000007");
+    assert_eq!(reply.body["errorSummary"], "Not found: Resource not found: me (Session)");
+    assert_eq!(reply.body["errorCauses"], json!([]));
+    let (status, _) = me(&app, "not-a-session").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_valid_token_replaces_the_browser_session_of_another_user() {
+    let app = app().await;
+    trust_portal(&app).await;
+    app.create_ok("a@example.com").await;
+    let b_id = app.create_ok("b@example.com").await;
+
+    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
+    assert_eq!(first.status, StatusCode::FOUND);
+    assert_eq!(first.location.as_deref(), Some("https://portal.example.test/landing?x=1"));
+    let cookie = first.set_cookie.clone().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax") && !cookie.contains("Max-Age"), "http, non-persistent: {cookie}");
+    let sid_a = sid_of(&first.set_cookie).unwrap();
+    let (status, session_a) = me(&app, &sid_a).await;
+    assert_eq!((status, session_a["login"].as_str()), (StatusCode::OK, Some("a@example.com")));
+    assert_ne!(session_a["id"].as_str(), Some(sid_a.as_str()), "the cookie is not the public id");
+    assert_eq!(session_a["_links"]["self"]["href"], format!("{}/api/v1/sessions/me", crate::support::BASE));
+
+    // Second person, same browser (cookie A present), new token for B: B wins.
+    let second =
+        browser_get(&app, &redirect_uri(&session_token(&app, "b@example.com").await), Some(&sid_a)).await;
+    assert_eq!(second.status, StatusCode::FOUND);
+    assert_eq!(second.location.as_deref(), Some("https://portal.example.test/landing?x=1"));
+    let sid_b = sid_of(&second.set_cookie).expect("a new cookie");
+    let (_, session_b) = me(&app, &sid_b).await;
+    assert_eq!(session_b["userId"], b_id.as_str());
+    assert_eq!(me(&app, &sid_a).await.0, StatusCode::NOT_FOUND, "A's cookie is dead");
+    let by_id = app
+        .call(Method::GET, &format!("/api/v1/sessions/{}", session_a["id"].as_str().unwrap()), Value::Null)
+        .await;
+    assert_eq!(by_id.status, StatusCode::NOT_FOUND, "A's session is revoked server-side");
+}
+
+#[tokio::test]
+async fn an_invalid_token_ends_the_existing_session_and_goes_to_sign_in() {
+    let app = app().await;
+    trust_portal(&app).await;
+    app.create_ok("a@example.com").await;
+    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
+    let sid_a = sid_of(&first.set_cookie).unwrap();
+    let bad = browser_get(&app, &redirect_uri("not-a-real-token"), Some(&sid_a)).await;
+    assert_eq!(bad.status, StatusCode::FOUND);
+    assert!(
+        bad.location
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{}/login/login.htm?fromURI=", crate::support::BASE))
+    );
+    assert!(bad.set_cookie.as_deref().unwrap().contains("Max-Age=0"), "cookie cleared");
+    assert_eq!(me(&app, &sid_a).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn cookie_precedence_keeps_the_existing_session_like_okta_classic() {
+    let app = app_with(|c| c.session_token_precedence = TokenPrecedence::Cookie).await;
+    trust_portal(&app).await;
+    app.create_ok("a@example.com").await;
+    app.create_ok("b@example.com").await;
+    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
+    let sid_a = sid_of(&first.set_cookie).unwrap();
+    let b_token = session_token(&app, "b@example.com").await;
+    let second = browser_get(&app, &redirect_uri(&b_token), Some(&sid_a)).await;
+    assert_eq!(second.status, StatusCode::FOUND);
+    assert_eq!(second.set_cookie, None, "no new cookie");
+    assert_eq!(me(&app, &sid_a).await.1["login"], "a@example.com", "A stays");
+    let unused = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": b_token})).await;
+    assert_eq!(unused.status, StatusCode::OK, "the token was left unused");
+}
+
+#[tokio::test]
+async fn redirect_targets_must_be_trusted_and_bad_requests_change_nothing() {
+    let app = app().await;
+    trust_portal(&app).await;
+    app.create_ok("a@example.com").await;
+    let token = session_token(&app, "a@example.com").await;
+    for target in [
+        "https://evil.test/",
+        "//evil.test/",
+        "javascript:alert(1)",
+        "https://portal.example.test.evil.test/",
+        "",
+    ] {
+        let enc = percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC);
+        let b =
+            browser_get(&app, &format!("/login/sessionCookieRedirect?token={token}&redirectUrl={enc}"), None)
+                .await;
+        assert_eq!(b.status, StatusCode::BAD_REQUEST, "{target}");
+        assert_eq!((b.location, b.set_cookie), (None, None), "{target}");
+        assert!(b.body.contains("<h1>"), "an HTML page: {}", b.body);
+    }
+    let still = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": token})).await;
+    assert_eq!(still.status, StatusCode::OK, "the token was not spent by refused requests");
+
+    // The form POST binding works too.
+    let token = session_token(&app, "a@example.com").await;
+    let form = format!(
+        "token={token}&redirectUrl={}",
+        percent_encoding::utf8_percent_encode(PORTAL, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let req = Request::post("/login/sessionCookieRedirect")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert!(res.headers()["set-cookie"].to_str().unwrap().starts_with("sid="));
+}
+
+#[tokio::test]
+async fn signout_ends_the_session_and_redirects_only_to_trusted_places() {
+    let app = app().await;
+    trust_portal(&app).await;
+    app.create_ok("a@example.com").await;
+    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
+    let sid = sid_of(&first.set_cookie).unwrap();
+    let out = browser_get(
+        &app,
+        &format!(
+            "/login/signout?fromURI={}",
+            percent_encoding::utf8_percent_encode(
+                &format!("{PORTAL}/bye"),
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        ),
+        Some(&sid),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::FOUND);
+    assert_eq!(out.location.as_deref(), Some("https://portal.example.test/bye"));
+    assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+    assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND);
+    let evil = browser_get(&app, "/login/signout?fromURI=https%3A%2F%2Fevil.test%2F", None).await;
+    assert_eq!(evil.location.as_deref(), Some(&format!("{}/login/login.htm", crate::support::BASE)[..]));
+}
+
+#[tokio::test]
+async fn backend_logout_by_user_and_me_logout_by_browser() {
+    let app = app().await;
+    trust_portal(&app).await;
+    let uid = app.create_ok("a@example.com").await;
+    let one = sid_of(
+        &browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await.set_cookie,
+    )
+    .unwrap();
+    let two = sid_of(
+        &browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await.set_cookie,
+    )
+    .unwrap();
+    let revoked = app.call(Method::DELETE, &format!("/api/v1/users/{uid}/sessions"), Value::Null).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(me(&app, &one).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(me(&app, &two).await.0, StatusCode::NOT_FOUND);
+
+    let three = sid_of(
+        &browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await.set_cookie,
+    )
+    .unwrap();
+    let req = Request::delete("/api/v1/sessions/me")
+        .header("cookie", format!("sid={three}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"), "DELETE /me clears sid");
+    assert_eq!(me(&app, &three).await.0, StatusCode::NOT_FOUND);
+}
