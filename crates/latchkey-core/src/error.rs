@@ -53,6 +53,9 @@ pub enum CoreError {
     /// A credentials change was refused (wrong old password, policy not met).
     #[error("credentials update failed")]
     CredentialsUpdate { causes: Vec<FieldError> },
+    /// Okta 403 E0000080 (authn password change/reset): the new password breaks the policy.
+    #[error("password requirements not met")]
+    PasswordRequirements { causes: Vec<FieldError> },
     /// The operation is not allowed in the user's current lifecycle status.
     #[error("operation not allowed in current status")]
     InvalidStatus,

@@ -10,6 +10,7 @@ pub mod authn;
 pub mod clock;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod password;
 pub mod policy;

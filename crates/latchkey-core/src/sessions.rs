@@ -113,6 +113,12 @@ pub trait SessionStore: Send + Sync {
         user_id: &str,
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
+
+    /// Marks sessions whose time ran out as ended (reason EXPIRED); returns `(id, user_id)` of each.
+    fn expire_sessions(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
 }
 
 /// A new session and the cookie secret to set, once.

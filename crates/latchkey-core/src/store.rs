@@ -41,6 +41,20 @@ pub trait UserStore: Send + Sync {
         token: Option<&OneTimeToken>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// A successful sign-in: clears the failure count and stamps `lastLogin`. One statement, so
+    /// concurrent sign-ins on any nodes never conflict.
+    fn record_sign_in(&self, user_id: &str, now: Timestamp) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// A failed sign-in or passcode: increments the failure count and, when it reaches
+    /// `max_attempts` (0 = never) for an ACTIVE user, locks the user — in one atomic statement.
+    /// Returns the user as written.
+    fn record_failed_sign_in(
+        &self,
+        user_id: &str,
+        max_attempts: u32,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+
     /// Deletes a user and everything that belongs to it. `false` when it did not exist.
     fn delete_user(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 }

@@ -381,10 +381,8 @@ pub(crate) fn render(state: &AppState, view: &AuthnView) -> Value {
     let mut links = Map::new();
     let cancel = post_link(state, "/api/v1/authn/cancel", None);
     match view.status {
-        AuthnStatus::Success => {}
-        AuthnStatus::LockedOut => {
-            links.insert("cancel".into(), cancel);
-        }
+        // LOCKED_OUT has no state token, so nothing to cancel; self-service unlock is not offered.
+        AuthnStatus::Success | AuthnStatus::LockedOut => {}
         AuthnStatus::PasswordWarn | AuthnStatus::PasswordExpired => {
             let mut policy = json!({"complexity": complexity_json(view)});
             if view.status == AuthnStatus::PasswordWarn {

@@ -87,13 +87,21 @@ pub(crate) async fn token_rule(
     token: Option<&str>,
 ) -> Result<RuleOutcome, ApiError> {
     let existing = state.browser_session(headers).await?.map(|(session, _)| session);
+    let existing_user = existing.as_ref().map(|s| s.user_id.clone());
     let rule = state.policies().await?.sign_on;
     let outcome = state
         .sessions()
         .apply_token_rule(existing, token, state.config.session_token_precedence, &rule)
         .await?;
-    if let Some((id, reason)) = &outcome.ended {
-        tracing::info!(session_id = %id, reason = reason.as_str(), "session ended by the session-token rule");
+    if let (Some((id, reason)), Some(old)) = (&outcome.ended, &existing_user) {
+        state.log_session_end(id, old, *reason, None, None).await;
+    }
+    match (&outcome.new_cookie, &outcome.session) {
+        (Some(_), Some(session)) => state.log_session_start(session, None).await,
+        _ if token.is_some_and(|t| !t.is_empty()) && outcome.clear_cookie => {
+            state.log_session_refused(None).await
+        }
+        _ => {}
     }
     Ok(outcome)
 }

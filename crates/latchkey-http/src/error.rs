@@ -71,6 +71,13 @@ impl IntoResponse for ApiError {
                 "Update of credentials failed".to_owned(),
                 list.iter().map(FieldError::to_string).collect(),
             ),
+            ApiError::Core(CoreError::PasswordRequirements { causes: list }) => (
+                StatusCode::FORBIDDEN,
+                "E0000080",
+                "The password does not meet the complexity requirements of the current password policy."
+                    .to_owned(),
+                list.iter().map(FieldError::to_string).collect(),
+            ),
             ApiError::Core(CoreError::InvalidStatus) => (
                 StatusCode::FORBIDDEN,
                 "E0000038",

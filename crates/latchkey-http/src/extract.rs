@@ -97,8 +97,41 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-/// Proof that the request carries a valid admin API token (`Authorization: SSWS <token>`).
-pub(crate) struct Admin;
+/// Proof that the request carries a valid admin API token (`Authorization: SSWS <token>`), and who
+/// that is for the system log.
+pub(crate) struct Admin {
+    pub actor: latchkey_core::events::Actor,
+    pub ip: Option<String>,
+}
+
+impl Admin {
+    /// An event performed by this administrator on `target`.
+    pub(crate) fn event(
+        &self,
+        state: &AppState,
+        event_type: &str,
+        message: &str,
+        target: latchkey_core::events::Target,
+    ) -> latchkey_core::events::Event {
+        latchkey_core::events::Event::new(
+            event_type,
+            message,
+            "SUCCESS",
+            self.actor.clone(),
+            state.clock.now(),
+        )
+        .target(target)
+        .client(self.ip.as_deref())
+    }
+}
+
+/// The peer address of the connection (no forwarding headers are trusted).
+pub(crate) fn peer_ip(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string())
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -109,7 +142,10 @@ impl FromRequestParts<AppState> for Admin {
         let secret = ssws_secret(header).ok_or(ApiError::InvalidToken)?;
         // The lookup compares digests, so response time does not depend on how much of a guess matched.
         match state.store.find_api_token(&secret_digest(secret)).await? {
-            Some(_) => Ok(Admin),
+            Some(token) => Ok(Admin {
+                actor: latchkey_core::events::Actor::api_token(&token.id, &token.name),
+                ip: peer_ip(parts),
+            }),
             None => Err(ApiError::InvalidToken),
         }
     }

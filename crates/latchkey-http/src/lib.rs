@@ -12,6 +12,7 @@ mod extract;
 mod factors;
 mod hashing;
 mod health;
+mod logs;
 mod middleware;
 mod origins;
 mod policies;
@@ -131,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .merge(origins::routes())
         .merge(sessions::routes())
         .merge(browser::routes())
+        .merge(logs::routes())
         .merge(health::routes())
         .route_layer(axum::middleware::from_fn(middleware::label_route))
         .fallback(error::not_found_fallback)

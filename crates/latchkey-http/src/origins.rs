@@ -19,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
+use latchkey_core::events::Target;
 use latchkey_core::ids::{IdKind, new_id};
 use latchkey_core::origins::{self, Scope, TrustedOrigin};
 use latchkey_core::store::TrustedOriginStore;
@@ -142,19 +143,29 @@ fn parse(body: &Map<String, Value>) -> Result<(String, String, Vec<Scope>), ApiE
     Ok((name.trim().to_owned(), origin, scopes))
 }
 
-async fn save(state: &AppState, origin: &TrustedOrigin) -> Result<(), ApiError> {
-    state.store.put_trusted_origin(origin).await.map_err(|e| match e {
-        latchkey_core::StoreError::Conflict(_) => CoreError::validation(
-            "origin",
-            "An object with this field already exists in the current organization",
-        )
-        .into(),
-        other => other.into(),
-    })
+async fn save(
+    state: &AppState,
+    admin: &Admin,
+    origin: &TrustedOrigin,
+    event_type: &str,
+) -> Result<(), ApiError> {
+    state.store.put_trusted_origin(origin).await.map_err(|e| -> ApiError {
+        match e {
+            latchkey_core::StoreError::Conflict(_) => CoreError::validation(
+                "origin",
+                "An object with this field already exists in the current organization",
+            )
+            .into(),
+            other => other.into(),
+        }
+    })?;
+    let target = Target::new(&origin.id, "TrustedOrigin", &origin.origin);
+    state.log(admin.event(state, event_type, "Trusted origin changed", target)).await;
+    Ok(())
 }
 
 async fn create(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
@@ -169,12 +180,12 @@ async fn create(
         created: now,
         last_updated: now,
     };
-    save(&state, &record).await?;
+    save(&state, &admin, &record, "security.trusted_origin.create").await?;
     Ok(Json(render(&state, &record)))
 }
 
 async fn replace(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
@@ -185,16 +196,21 @@ async fn replace(
     record.origin = origin;
     record.scopes = scopes;
     record.last_updated = state.clock.now();
-    save(&state, &record).await?;
+    save(&state, &admin, &record, "security.trusted_origin.update").await?;
     Ok(Json(render(&state, &record)))
 }
 
 async fn remove(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
+    let record = find(&state, &id).await?;
     if state.store.delete_trusted_origin(&id).await? {
+        let target = Target::new(&record.id, "TrustedOrigin", &record.origin);
+        state
+            .log(admin.event(&state, "security.trusted_origin.delete", "Trusted origin deleted", target))
+            .await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(CoreError::NotFound(format!("{id} (TrustedOrigin)")).into())
@@ -202,7 +218,7 @@ async fn remove(
 }
 
 async fn lifecycle(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams((id, operation)): PathParams<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -217,7 +233,7 @@ async fn lifecycle(
         }
     };
     record.last_updated = state.clock.now();
-    save(&state, &record).await?;
+    save(&state, &admin, &record, "security.trusted_origin.update").await?;
     Ok(Json(render(&state, &record)))
 }
 

@@ -7,6 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use latchkey_core::CoreError;
+use latchkey_core::events::Target;
 use latchkey_core::policy::{
     Enrollment, FactorPromptMode, MfaEnrollPolicy, PasswordPolicy, PolicyKind, PolicyRow, SignOnRule,
 };
@@ -66,7 +67,7 @@ async fn read(
 /// Accepts the policy object (as read back) and applies its `settings`; other fields of a system
 /// policy (name, priority, conditions) are fixed and ignored.
 async fn update(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
@@ -92,6 +93,8 @@ async fn update(
     }
     .map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     save(&state, &row, &settings).await?;
+    let target = Target::new(&row.id, "PolicyEntity", row.kind.as_str());
+    state.log(admin.event(&state, "policy.lifecycle.update", "Update policy", target)).await;
     Ok(Json(policy_json(&state, &find(&state, &id).await?)))
 }
 
@@ -117,7 +120,7 @@ async fn read_rule(
 }
 
 async fn update_rule(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams((id, rule_id)): PathParams<(String, String)>,
     JsonObject(body): JsonObject,
@@ -137,6 +140,8 @@ async fn update_rule(
     }
     let settings = serde_json::to_string(&rule).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     save(&state, &row, &settings).await?;
+    let target = Target::new(&row.rule_id, "PolicyRule", "Default Rule");
+    state.log(admin.event(&state, "policy.rule.update", "Update policy rule", target)).await;
     Ok(Json(rule_json(&state, &find(&state, &id).await?)))
 }
 

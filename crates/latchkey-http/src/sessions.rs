@@ -137,7 +137,7 @@ fn minimal() -> Response {
 }
 
 async fn create(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
@@ -149,8 +149,11 @@ async fn create(
         Some(_) => return Err(ApiError::MalformedBody("sessionToken must be a string.".into())),
     };
     let rule = state.policies().await?.sign_on;
-    let started =
-        state.sessions().redeem(&token, &rule, false).await?.ok_or(CoreError::AuthenticationFailed)?;
+    let Some(started) = state.sessions().redeem(&token, &rule, false).await? else {
+        state.log_session_refused(admin.ip.as_deref()).await;
+        return Err(CoreError::AuthenticationFailed.into());
+    };
+    state.log_session_start(&started.session, admin.ip.as_deref()).await;
     Ok(Json(render(&state, &started.session, false).await?))
 }
 
@@ -164,11 +167,14 @@ async fn read(
 }
 
 async fn revoke(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
+    let session = state.sessions().by_id(&id).await?;
     if state.sessions().end(&id, EndReason::AdminRevoke).await? {
+        let reason = EndReason::AdminRevoke;
+        state.log_session_end(&id, &session.user_id, reason, Some(admin.actor), admin.ip.as_deref()).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(CoreError::NotFound(format!("{id} (Session)")).into())
@@ -190,12 +196,17 @@ async fn refresh(
 }
 
 async fn revoke_user_sessions(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = state.users().get(&id).await?;
-    state.sessions().end_all(&user.id, None, EndReason::UserSessionsRevoked).await?;
+    let reason = EndReason::UserSessionsRevoked;
+    for session_id in state.sessions().end_all(&user.id, None, reason).await? {
+        state
+            .log_session_end(&session_id, &user.id, reason, Some(admin.actor.clone()), admin.ip.as_deref())
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -206,7 +217,9 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Va
 
 async fn close_me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (session, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
-    state.sessions().end(&session.id, EndReason::Logout).await?;
+    if state.sessions().end(&session.id, EndReason::Logout).await? {
+        state.log_session_end(&session.id, &session.user_id, EndReason::Logout, None, None).await;
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(clear) = state.session_cookie("", None) {
         response.headers_mut().append(SET_COOKIE, clear);

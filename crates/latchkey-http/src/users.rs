@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
+use latchkey_core::events::Target;
 use latchkey_core::users::query::UserQuery;
 use latchkey_core::users::service::{LifecycleOptions, MAX_PAGE, NewUser, ProfileChange};
 use latchkey_core::users::{Lifecycle, User, UserStatus};
@@ -48,8 +49,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/users/{id}/credentials/change_password", post(change_password))
 }
 
+fn user_target(user: &User) -> Target {
+    Target::new(&user.id, "User", user.login())
+}
+
 async fn create(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     params: QueryParams,
     JsonObject(body): JsonObject,
@@ -69,6 +74,7 @@ async fn create(
     let profile = object_field(&body, "profile")?.unwrap_or_default();
     let password = password_value(&body)?;
     let user = state.users().create(NewUser { profile, password, activate, expire_password }).await?;
+    state.log(admin.event(&state, "user.lifecycle.create", "Create Okta user", user_target(&user))).await;
     Ok(Json(render(&state, &user)))
 }
 
@@ -157,7 +163,7 @@ async fn update_full(
 /// POST merges the given profile attributes; PUT replaces the whole profile. Either may set a
 /// password (`credentials.password.value`) as the administrator.
 async fn update(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
@@ -175,18 +181,34 @@ async fn update(
         (Some(profile), true) => ProfileChange::Replace(profile),
     };
     let password = password_value(&body)?;
+    let sets_password = password.is_some();
     let user = state.users().update(&id, change, password).await?;
+    let (kind, message) = if sets_password {
+        ("user.account.update_password", "Update user password")
+    } else {
+        ("user.account.update_profile", "Update user profile for Okta")
+    };
+    state.log(admin.event(&state, kind, message, user_target(&user))).await;
     Ok(Json(render(&state, &user)))
 }
 
 async fn lifecycle(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams((id, operation)): PathParams<(String, String)>,
     params: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
     if operation == "reset_factors" {
-        crate::factors::reset_all(&state, &id).await?;
+        let user = state.users().get(&id).await?;
+        crate::factors::reset_all(&state, &user.id).await?;
+        state
+            .log(admin.event(
+                &state,
+                "user.mfa.factor.reset_all",
+                "Reset all factors for user",
+                user_target(&user),
+            ))
+            .await;
         return Ok(Json(json!({})));
     }
     let op = Lifecycle::parse(&operation)
@@ -196,6 +218,17 @@ async fn lifecycle(
         temp_password: params.flag("tempPassword", false)?,
     };
     let outcome = state.users().lifecycle(&id, op, options).await?;
+    let (kind, message) = match op {
+        Lifecycle::Activate => ("user.lifecycle.activate", "Activate Okta user"),
+        Lifecycle::Reactivate => ("user.lifecycle.reactivate", "Reactivate Okta user"),
+        Lifecycle::Deactivate => ("user.lifecycle.deactivate", "Deactivate Okta user"),
+        Lifecycle::Suspend => ("user.lifecycle.suspend", "Suspend Okta user"),
+        Lifecycle::Unsuspend => ("user.lifecycle.unsuspend", "Unsuspend Okta user"),
+        Lifecycle::Unlock => ("user.account.unlock", "Unlock user account"),
+        Lifecycle::ExpirePassword => ("user.account.expire_password", "Expire user password"),
+        Lifecycle::ResetPassword => ("user.account.reset_password", "Reset user password"),
+    };
+    state.log(admin.event(&state, kind, message, user_target(&outcome.user))).await;
     let body = match (op, outcome.token, outcome.temp_password) {
         (Lifecycle::Activate | Lifecycle::Reactivate, Some(token), _) => json!({
             "activationUrl": state.link(&format!("/welcome/{}", token.expose())),
@@ -212,16 +245,23 @@ async fn lifecycle(
 }
 
 async fn delete(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.users().delete(&id).await?;
+    let user = state.users().get(&id).await?;
+    state.users().delete(&user.id).await?;
+    let (kind, message) = if user.status == UserStatus::Deprovisioned {
+        ("user.lifecycle.delete.completed", "Delete Okta user")
+    } else {
+        ("user.lifecycle.deactivate", "Deactivate Okta user")
+    };
+    state.log(admin.event(&state, kind, message, user_target(&user))).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn change_password(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
@@ -239,6 +279,9 @@ async fn change_password(
     };
     let (old, new) = (secret("oldPassword")?, secret("newPassword")?);
     let user = state.users().change_password(&id, &old, &new).await?;
+    state
+        .log(admin.event(&state, "user.account.update_password", "Update user password", user_target(&user)))
+        .await;
     Ok(Json(credentials(&user)))
 }
 

@@ -9,6 +9,7 @@
 //! retries), reads through a small pool; PostgreSQL uses one pool for both.
 
 mod authn;
+mod events;
 mod migrate;
 mod origins;
 mod rows;

@@ -157,6 +157,19 @@ impl SessionStore for Store {
         })
     }
 
+    async fn expire_sessions(&self, now: Timestamp) -> StoreResult<Vec<(String, String)>> {
+        on_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "UPDATE sessions SET ended_at = $1, end_reason = 'EXPIRED' WHERE ended_at IS NULL \
+                 AND (expires_at <= $1 OR lifetime_ends_at <= $1) RETURNING id, user_id",
+            )
+            .bind(now.millis())
+            .fetch_all(pool)
+            .await
+            .map_err(map_err)
+        })
+    }
+
     async fn list_user_sessions(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Session>> {
         self.select_sessions("user_id", user_id, now).await
     }

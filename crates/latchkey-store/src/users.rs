@@ -1,11 +1,11 @@
 //! The user store: inserts, optimistic-concurrency updates, and search translated from the core's
 //! query tree into parameterised SQL (values are always bound, never spliced into the text).
 
-use latchkey_core::StoreError;
 use latchkey_core::store::{StoreResult, UserStore};
 use latchkey_core::tokens::OneTimeToken;
 use latchkey_core::users::User;
 use latchkey_core::users::query::{Expr, Field, Op, Operand, UserQuery};
+use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
 use crate::rows::{self, USER_COLUMNS};
@@ -172,6 +172,47 @@ impl UserStore for Store {
             tx.commit().await.map_err(map_err)?;
         });
         Ok(())
+    }
+
+    async fn record_sign_in(&self, user_id: &str, now: Timestamp) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE users SET failed_attempts = 0, last_login = $2, last_updated = $2, version = version + 1 \
+                 WHERE id = $1",
+            )
+            .bind(user_id)
+            .bind(now.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn record_failed_sign_in(
+        &self,
+        user_id: &str,
+        max_attempts: u32,
+        now: Timestamp,
+    ) -> StoreResult<Option<User>> {
+        let locks = "$2 > 0 AND failed_attempts + 1 >= $2 AND status = 'ACTIVE'";
+        let sql = format!(
+            "UPDATE users SET failed_attempts = failed_attempts + 1, \
+             status = CASE WHEN {locks} THEN 'LOCKED_OUT' ELSE status END, \
+             locked_at = CASE WHEN {locks} THEN $3 ELSE locked_at END, \
+             status_changed = CASE WHEN {locks} THEN $3 ELSE status_changed END, \
+             last_updated = $3, version = version + 1 WHERE id = $1 RETURNING {USER_COLUMNS}"
+        );
+        on_pool!(self, write, |pool| {
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(user_id)
+                .bind(i64::from(max_attempts))
+                .bind(now.millis())
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(rows::user).transpose()
+        })
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<bool> {

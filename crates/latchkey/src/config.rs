@@ -9,8 +9,18 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// Keys accepted from files and `LATCHKEY_<KEY>` variables.
-const KEYS: &[&str] =
-    &["listen", "public_url", "database_url", "session_token_precedence", "log_format", "body_limit_bytes"];
+const KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "database_url",
+    "session_token_precedence",
+    "log_format",
+    "body_limit_bytes",
+    "master_key",
+    "master_key_file",
+    "authn_rate_limit_per_username",
+    "authn_rate_limit_per_ip",
+];
 
 /// The configuration as written, before validation. Every field is optional so layers compose.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -146,6 +146,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             store.migrate().await.map_err(|e| e.to_string())?;
             let (token, secret) = ApiToken::issue(name, SystemClock.now());
             store.insert_api_token(&token).await.map_err(|e| e.to_string())?;
+            let event = latchkey_core::events::Event::new(
+                "system.api_token.create",
+                "Create API token",
+                "SUCCESS",
+                latchkey_core::events::Actor::system(),
+                SystemClock.now(),
+            )
+            .target(latchkey_core::events::Target::new(&token.id, "Token", &token.name));
+            latchkey_core::events::EventStore::insert_event(&store, &event)
+                .await
+                .map_err(|e| e.to_string())?;
             store.close().await;
             println!("{}", secret.expose());
             Ok(())

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use latchkey_core::events::{Actor, Event, EventStore as _, Target};
 use latchkey_core::store::PolicyStore as _;
 use latchkey_http::{AppState, HttpConfig};
 use tokio::net::TcpListener;
@@ -66,6 +67,21 @@ async fn purge_expired(store: latchkey_store::Store) {
     loop {
         tick.tick().await;
         let now = latchkey_core::Clock::now(&latchkey_core::SystemClock);
+        match latchkey_core::sessions::SessionStore::expire_sessions(&store, now).await {
+            Ok(expired) => {
+                for (session_id, user_id) in expired {
+                    let event =
+                        Event::new("user.session.end", "User session ended", "SUCCESS", Actor::system(), now)
+                            .reason("EXPIRED")
+                            .target(Target::new(&session_id, "Session", &user_id))
+                            .session(&session_id);
+                    if let Err(e) = store.insert_event(&event).await {
+                        tracing::warn!(error = %e, "could not log a session expiry");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "expiring sessions failed"),
+        }
         match latchkey_core::store::AuthnStore::purge_expired(&store, now).await {
             Ok(removed) => tracing::debug!(removed, "purged expired authentication state"),
             Err(e) => tracing::warn!(error = %e, "purging expired authentication state failed"),

@@ -18,6 +18,7 @@ use crate::authn::{
 use crate::clock::{Clock, Timestamp};
 use crate::crypto::MasterKey;
 use crate::error::{CoreError, StoreError};
+use crate::events::{Actor, Event, EventStore};
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::password::{MAX_PASSWORD_LEN, PasswordHashing};
 use crate::policy::{Enrollment, FactorPromptMode, Policies, PolicyRow};
@@ -103,7 +104,7 @@ pub struct Authn<'a, S, H> {
 
 impl<S, H> Authn<'_, S, H>
 where
-    S: UserStore + PolicyStore + AuthnStore + FactorStore + RateLimitStore,
+    S: UserStore + PolicyStore + AuthnStore + FactorStore + RateLimitStore + EventStore,
     H: PasswordHashing,
 {
     fn users(&self) -> Users<'_, S, H> {
@@ -138,8 +139,45 @@ where
         Ok(())
     }
 
-    /// `POST /api/v1/authn` with `username` and `password`.
+    async fn audit(&self, event: Event, client: &ClientContext) -> Result<(), CoreError> {
+        Ok(self.store.insert_event(&event.client(Some(&client.ip))).await?)
+    }
+
+    /// `POST /api/v1/authn` with `username` and `password`; the outcome goes to the system log
+    /// (`user.authentication.verify`), except throttled requests, which would let a flood write it.
     pub async fn primary(
+        &self,
+        username: &str,
+        password: &str,
+        options: AuthnOptions,
+        relay_state: Option<String>,
+        client: &ClientContext,
+    ) -> Result<AuthnView, CoreError> {
+        let result = self.primary_unlogged(username, password, options, relay_state, client).await;
+        let now = self.clock.now();
+        let verify = "user.authentication.verify";
+        let event = match &result {
+            Ok(view) if view.status == AuthnStatus::LockedOut => {
+                Event::new(verify, "Verify user identity", "FAILURE", Actor::unknown(username), now)
+                    .reason("LOCKED_OUT")
+            }
+            Ok(view) => {
+                let login = view.user.as_ref().map(|u| (u.id.clone(), u.login().to_owned()));
+                let (id, login) = login.unwrap_or_default();
+                Event::new(verify, "Verify user identity", "SUCCESS", Actor::user(&id, &login), now)
+                    .reason(view.status.as_str())
+            }
+            Err(CoreError::AuthenticationFailed) => {
+                Event::new(verify, "Verify user identity", "FAILURE", Actor::unknown(username), now)
+                    .reason("INVALID_CREDENTIALS")
+            }
+            Err(_) => return result,
+        };
+        self.audit(event, client).await?;
+        result
+    }
+
+    async fn primary_unlogged(
         &self,
         username: &str,
         password: &str,
@@ -181,15 +219,8 @@ where
         if !matches!(user.status, UserStatus::Active | UserStatus::PasswordExpired) {
             return Err(CoreError::AuthenticationFailed);
         }
-        let user = self
-            .users()
-            .apply(&user.id, |u, now| {
-                u.failed_attempts = 0;
-                u.last_login = Some(now);
-                Ok(())
-            })
-            .await?;
         let now = self.clock.now();
+        self.store.record_sign_in(&user.id, now).await?;
         let tx = Transaction {
             user_id: user.id.clone(),
             status: AuthnStatus::Success,
@@ -373,20 +404,57 @@ where
         tx.enroll_skipped = false;
         tx.factor_verified_at = Some(now.millis());
         add_amr(&mut tx, &["otp", "mfa"]);
-        let user = self
-            .users()
-            .apply(&user.id, |u, _| {
-                u.failed_attempts = 0;
-                Ok(())
-            })
-            .await?;
+        if user.failed_attempts > 0 {
+            self.store.record_sign_in(&user.id, now).await?;
+        }
         self.advance(Some((state_token, stored)), tx, user, policies).await
     }
 
     /// `POST /api/v1/authn/factors/{id}/verify[?rememberDevice=true]`: without a passcode, a TOTP
     /// factor is challenged (MFA_CHALLENGE); with one, it is checked. A code already used in its
-    /// window answers MFA_CHALLENGE with `factorResult: PASSCODE_REPLAYED`.
+    /// window answers MFA_CHALLENGE with `factorResult: PASSCODE_REPLAYED`. Checks are logged
+    /// (`user.authentication.auth_via_mfa`).
     pub async fn verify(
+        &self,
+        state_token: &str,
+        factor_id: &str,
+        passcode: Option<&str>,
+        remember_device: Option<bool>,
+        client: &ClientContext,
+    ) -> Result<AuthnView, CoreError> {
+        let result = self.verify_unlogged(state_token, factor_id, passcode, remember_device, client).await;
+        if passcode.is_none_or(str::is_empty) {
+            return result;
+        }
+        let now = self.clock.now();
+        let mfa = "user.authentication.auth_via_mfa";
+        let message = "Authentication of user via MFA";
+        let event = match &result {
+            Ok(view) => {
+                let (id, login) =
+                    view.user.as_ref().map(|u| (u.id.clone(), u.login().to_owned())).unwrap_or_default();
+                let actor = Actor::user(&id, &login);
+                match view.factor_result.as_deref() {
+                    Some("PASSCODE_REPLAYED") => {
+                        Event::new(mfa, message, "FAILURE", actor, now).reason("PASSCODE_REPLAYED")
+                    }
+                    _ => Event::new(mfa, message, "SUCCESS", actor, now),
+                }
+            }
+            Err(CoreError::InvalidPasscode) => {
+                Event::new(mfa, message, "FAILURE", Actor::unknown(factor_id), now).reason("INVALID_PASSCODE")
+            }
+            Err(CoreError::UserLocked) => {
+                Event::new(mfa, message, "FAILURE", Actor::unknown(factor_id), now).reason("LOCKED_OUT")
+            }
+            Err(_) => return result,
+        };
+        self.audit(event.target(crate::events::Target::new(factor_id, "Factor", super::TOTP)), client)
+            .await?;
+        result
+    }
+
+    async fn verify_unlogged(
         &self,
         state_token: &str,
         factor_id: &str,
@@ -434,13 +502,9 @@ where
         if remember && policies.sign_on.factor_prompt_mode == FactorPromptMode::Device {
             tx.remember_device = client.device.as_deref().map(secret_digest);
         }
-        let user = self
-            .users()
-            .apply(&user.id, |u, _| {
-                u.failed_attempts = 0;
-                Ok(())
-            })
-            .await?;
+        if user.failed_attempts > 0 {
+            self.store.record_sign_in(&user.id, now).await?;
+        }
         self.advance(Some((state_token, stored)), tx, user, policies).await
     }
 
@@ -511,7 +575,15 @@ where
         if !matches!(stored.tx.status, AuthnStatus::PasswordExpired | AuthnStatus::PasswordWarn) {
             return Err(CoreError::WrongState);
         }
-        let user = self.users().change_password(&user.id, old, new).await?;
+        let user = match self.users().change_password(&user.id, old, new).await {
+            // Okta's authn answers a policy failure with E0000080, a wrong old password with E0000014.
+            Err(CoreError::CredentialsUpdate { causes })
+                if causes.iter().all(|c| c.field != "oldPassword") =>
+            {
+                return Err(CoreError::PasswordRequirements { causes });
+            }
+            other => other?,
+        };
         let mut tx = stored.tx.clone();
         tx.warn_skipped = true;
         tx.password_verified_at = Some(self.clock.now().millis());
@@ -526,7 +598,9 @@ where
         }
         let user = match self.users().complete_activation(&user.id, new).await {
             Ok(user) => user,
-            Err(CoreError::Validation { causes, .. }) => return Err(CoreError::CredentialsUpdate { causes }),
+            Err(CoreError::Validation { causes, .. }) => {
+                return Err(CoreError::PasswordRequirements { causes });
+            }
             Err(e) => return Err(e),
         };
         let mut tx = stored.tx.clone();
@@ -774,20 +848,30 @@ where
             .await
     }
 
-    /// Counts a failed password or passcode; locks the user at the policy's `maxAttempts`.
+    /// Counts a failed password or passcode; locks the user at the policy's `maxAttempts` (and
+    /// logs `user.account.lock` the moment it happens). Atomic in the store, so failures on
+    /// several nodes at once are all counted.
     async fn record_failure(&self, user_id: &str, policies: &Policies) -> Result<User, CoreError> {
+        let now = self.clock.now();
         let max = policies.password.lockout.max_attempts;
-        self.users()
-            .apply(user_id, |u, now| {
-                u.failed_attempts = u.failed_attempts.saturating_add(1);
-                if max > 0 && u.failed_attempts >= max && u.status == UserStatus::Active {
-                    u.status = UserStatus::LockedOut;
-                    u.status_changed = Some(now);
-                    u.locked_at = Some(now);
-                }
-                Ok(())
-            })
-            .await
+        let user = self
+            .store
+            .record_failed_sign_in(user_id, max, now)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("{user_id} (User)")))?;
+        if user.status == UserStatus::LockedOut && user.locked_at == Some(now) {
+            let event = Event::new(
+                "user.account.lock",
+                "Max sign in attempts exceeded",
+                "SUCCESS",
+                Actor::system(),
+                now,
+            )
+            .target(crate::events::Target::new(&user.id, "User", user.login()))
+            .reason("MAX_ATTEMPTS");
+            self.store.insert_event(&event).await?;
+        }
+        Ok(user)
     }
 
     /// The factor's base32 shared secret, unsealed.

@@ -1,7 +1,7 @@
 //! `/api/v1/authn*`: every state, transition and error, plus the policies that drive them.
 
 use axum::http::{Method, StatusCode};
-use latchkey_core::store::AuthnStore;
+use latchkey_core::store::{AuthnStore, UserStore};
 use latchkey_core::totp;
 use serde_json::{Value, json};
 
@@ -363,7 +363,7 @@ async fn expired_password_must_be_changed() {
     assert_eq!((wrong.status, wrong.code()), (StatusCode::FORBIDDEN, "E0000014"));
     let weak =
         follow(&app, &expired, next.clone(), json!({"oldPassword": PASSWORD, "newPassword": "weak"})).await;
-    assert_eq!(weak.code(), "E0000014");
+    assert_eq!(weak.code(), "E0000080");
     let done =
         follow(&app, &expired, next, json!({"oldPassword": PASSWORD, "newPassword": "Fresh-Start-42"})).await;
     assert_eq!(done.body["status"], "SUCCESS", "{}", done.body);
@@ -498,7 +498,7 @@ async fn activation_token_leads_to_password_reset_then_success() {
     assert_snapshot("authn_password_reset", &reset.body);
     let weak =
         follow(&app, &reset, reset.body["_links"]["next"].clone(), json!({"newPassword": "short"})).await;
-    assert_eq!(weak.code(), "E0000014");
+    assert_eq!(weak.code(), "E0000080");
     let done = follow(
         &app,
         &reset,
@@ -565,4 +565,46 @@ async fn admin_lists_and_resets_factors() {
     assert_eq!(reset.status, StatusCode::OK);
     let after = app.call(Method::GET, &format!("/api/v1/users/{id}/factors"), Value::Null).await;
     assert_eq!(after.body, json!([]));
+}
+
+#[tokio::test]
+async fn concurrent_sign_ins_and_failures_are_all_counted() {
+    let app = crate::support::app_with(|c| c.authn_limits.per_username = 0).await;
+    let id = app.create_ok("many@example.com").await;
+    let wins = futures_all(&app, 12, PASSWORD).await;
+    assert!(wins.iter().all(|s| *s == StatusCode::OK), "every concurrent sign-in succeeds: {wins:?}");
+    set_password_policy(&app, json!({"lockout": {"maxAttempts": 50}})).await;
+    let fails = futures_all(&app, 12, "Wrong-Horse-1").await;
+    assert!(fails.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{fails:?}");
+    let user = app.store.find_user(&id).await.unwrap().unwrap();
+    assert_eq!(user.failed_attempts, 12, "no failure lost to a race");
+}
+
+async fn futures_all(app: &App, n: usize, password: &str) -> Vec<StatusCode> {
+    let calls: Vec<_> = (0..n).map(|_| sign_in(app, "many@example.com", password)).collect();
+    let mut statuses = Vec::new();
+    for reply in futures_join_all(calls).await {
+        statuses.push(reply.status);
+    }
+    statuses
+}
+
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    // Poll all at once on this task (the router is cloned per call), so they really overlap.
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, fut) in pinned.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

@@ -9,6 +9,7 @@
 
 mod authn;
 mod errors;
+mod logs;
 mod origins;
 mod sessions;
 mod snapshot;

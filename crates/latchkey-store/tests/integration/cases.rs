@@ -3,6 +3,7 @@
 use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
+use latchkey_core::events::{Actor, Event, EventStore, LogField, LogQuery, Target};
 use latchkey_core::origins::{Scope, TrustedOrigin};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
 use latchkey_core::sessions::{EndReason, Session, SessionStore};
@@ -547,4 +548,59 @@ pub async fn sessions_live_slide_and_end_for_every_reader(store: &Store) {
     assert_eq!(left, ["102d"]);
     assert_eq!(store.org_setting("org_id", "00oFIRST").await.unwrap(), "00oFIRST");
     assert_eq!(store.org_setting("org_id", "00oSECOND").await.unwrap(), "00oFIRST", "first writer wins");
+}
+
+pub async fn failed_sign_ins_count_atomically_and_lock_once(store: &Store) {
+    store.insert_user(&user("00ulock", "lock@example.com")).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.record_failed_sign_in("00ulock", 5, Timestamp(10_000 + i)).await.unwrap().unwrap()
+            })
+        })
+        .collect();
+    let mut locked_now = 0;
+    for task in tasks {
+        let u = task.await.unwrap();
+        if u.status == UserStatus::LockedOut && u.locked_at == Some(u.last_updated) && u.failed_attempts == 5
+        {
+            locked_now += 1;
+        }
+    }
+    assert_eq!(locked_now, 1, "exactly one failure locks the user");
+    let u = store.find_user("00ulock").await.unwrap().unwrap();
+    assert_eq!((u.failed_attempts, u.status), (10, UserStatus::LockedOut));
+    store.record_sign_in("00ulock", Timestamp(20_000)).await.unwrap();
+    let u = store.find_user("00ulock").await.unwrap().unwrap();
+    assert_eq!((u.failed_attempts, u.last_login), (0, Some(Timestamp(20_000))));
+    assert_eq!(store.record_failed_sign_in("00unone", 5, Timestamp(1)).await.unwrap(), None);
+}
+
+pub async fn events_are_listed_in_order_with_filters_and_cursor(store: &Store) {
+    for i in 0..5 {
+        let kind = if i % 2 == 0 { "user.session.start" } else { "user.session.end" };
+        let event = Event::new(kind, "m", "SUCCESS", Actor::user("00ua", "a@example.com"), Timestamp(1_000))
+            .target(Target::new(&format!("102s{i}"), "Session", "a@example.com"));
+        store.insert_event(&event).await.unwrap();
+    }
+    let all = store.list_events(&LogQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let targets: Vec<String> = all.iter().map(|(_, e)| e.targets[0].id.clone()).collect();
+    assert_eq!(
+        targets,
+        ["102s0", "102s1", "102s2", "102s3", "102s4"],
+        "in the order written, same millisecond"
+    );
+    let page =
+        store.list_events(&LogQuery { limit: 2, after: Some(all[1].0), ..Default::default() }).await.unwrap();
+    assert_eq!(page.iter().map(|(_, e)| e.targets[0].id.as_str()).collect::<Vec<_>>(), ["102s2", "102s3"]);
+    let filter = vec![vec![(LogField::EventType, "user.session.end".to_owned())]];
+    let ends = store.list_events(&LogQuery { limit: 10, filter, ..Default::default() }).await.unwrap();
+    assert_eq!(ends.len(), 2);
+    let window = store
+        .list_events(&LogQuery { limit: 10, since: Some(Timestamp(1_001)), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(window.is_empty());
+    assert_eq!(all[0].1.actor.alternate_id, "a@example.com");
 }

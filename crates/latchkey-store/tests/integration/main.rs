@@ -62,4 +62,6 @@ conformance!(
     purge_removes_only_expired,
     trusted_origins_are_unique_and_replaceable,
     sessions_live_slide_and_end_for_every_reader,
+    failed_sign_ins_count_atomically_and_lock_once,
+    events_are_listed_in_order_with_filters_and_cursor,
 );

@@ -160,7 +160,8 @@ fn migrate_then_token_create_then_serve_and_stop_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let migrated = run(latchkey(dir.path()).arg("migrate"));
     assert!(migrated.status.success(), "{migrated:?}");
-    assert_eq!(stdout(&migrated).trim(), "applied 4 migration(s)");
+    let first = stdout(&migrated);
+    assert!(first.starts_with("applied ") && !first.starts_with("applied 0"), "{first}");
     assert!(dir.path().join("latchkey-data/latchkey.db").is_file(), "default database location");
     assert_eq!(stdout(&run(latchkey(dir.path()).arg("migrate"))).trim(), "applied 0 migration(s)");
 

@@ -1,0 +1,145 @@
+//! The system log. An event's full body is stored as JSON; the columns that queries filter on are
+//! stored beside it. `seq` (assigned by the database) orders events as written and is the cursor.
+
+use latchkey_core::events::{Actor, Event, EventStore, LogField, LogQuery, Target};
+use latchkey_core::store::StoreResult;
+use latchkey_core::{StoreError, Timestamp};
+use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
+
+use crate::{Store, map_err, on_pool};
+
+fn party(value: &Value) -> (String, String, String, String) {
+    let text = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    (text("id"), text("type"), text("alternateId"), text("displayName"))
+}
+
+fn to_json(event: &Event) -> Value {
+    let party = |id: &str, kind: &str, alt: &str, name: &str| json!({"id": id, "type": kind, "alternateId": alt, "displayName": name});
+    json!({
+        "id": event.id,
+        "published": event.published.millis(),
+        "eventType": event.event_type,
+        "severity": event.severity,
+        "displayMessage": event.display_message,
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "actor": party(&event.actor.id, &event.actor.kind, &event.actor.alternate_id, &event.actor.display_name),
+        "targets": event.targets.iter().map(|t| party(&t.id, &t.kind, &t.alternate_id, &t.display_name)).collect::<Vec<_>>(),
+        "clientIp": event.client_ip,
+        "sessionId": event.session_id,
+        "requestId": event.request_id,
+    })
+}
+
+fn from_json(body: &str) -> StoreResult<Event> {
+    let v: Value = serde_json::from_str(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (id, kind, alternate_id, display_name) = party(&v["actor"]);
+    let targets = v["targets"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|t| {
+                    let (id, kind, alternate_id, display_name) = party(t);
+                    Target { id, kind, alternate_id, display_name }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let outcome = match v["outcome"].as_str() {
+        Some("SUCCESS") => "SUCCESS",
+        Some("ALLOW") => "ALLOW",
+        Some("DENY") => "DENY",
+        _ => "FAILURE",
+    };
+    Ok(Event {
+        id: text("id").unwrap_or_default(),
+        published: Timestamp(v["published"].as_i64().unwrap_or_default()),
+        event_type: text("eventType").unwrap_or_default(),
+        severity: if v["severity"] == "INFO" { "INFO" } else { "WARN" },
+        display_message: text("displayMessage").unwrap_or_default(),
+        outcome,
+        reason: text("reason"),
+        actor: Actor { id, kind, alternate_id, display_name },
+        targets,
+        client_ip: text("clientIp"),
+        session_id: text("sessionId"),
+        request_id: text("requestId"),
+    })
+}
+
+impl EventStore for Store {
+    async fn insert_event(&self, event: &Event) -> StoreResult<()> {
+        let body = to_json(event).to_string();
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO events (id, published, event_type, outcome, actor_id, target_id, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&event.id)
+            .bind(event.published.millis())
+            .bind(&event.event_type)
+            .bind(event.outcome)
+            .bind(&event.actor.id)
+            .bind(event.targets.first().map(|t| t.id.clone()))
+            .bind(body)
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn list_events(&self, query: &LogQuery) -> StoreResult<Vec<(i64, Event)>> {
+        let mut conditions = Vec::new();
+        let mut binds: Vec<Value> = Vec::new();
+        if let Some(since) = query.since {
+            binds.push(json!(since.millis()));
+            conditions.push(format!("published >= ${}", binds.len()));
+        }
+        if let Some(until) = query.until {
+            binds.push(json!(until.millis()));
+            conditions.push(format!("published < ${}", binds.len()));
+        }
+        if let Some(after) = query.after {
+            binds.push(json!(after));
+            conditions.push(format!("seq > ${}", binds.len()));
+        }
+        if !query.filter.is_empty() {
+            let mut alternatives = Vec::new();
+            for conjunction in &query.filter {
+                let mut parts = Vec::new();
+                for (field, value) in conjunction {
+                    let column = match field {
+                        LogField::EventType => "event_type",
+                        LogField::ActorId => "actor_id",
+                        LogField::TargetId => "target_id",
+                        LogField::Outcome => "outcome",
+                    };
+                    binds.push(json!(value));
+                    parts.push(format!("{column} = ${}", binds.len()));
+                }
+                alternatives.push(format!("({})", parts.join(" AND ")));
+            }
+            conditions.push(format!("({})", alternatives.join(" OR ")));
+        }
+        let filter =
+            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        binds.push(json!(i64::from(query.limit)));
+        let sql = format!("SELECT seq, body FROM events {filter} ORDER BY seq LIMIT ${}", binds.len());
+        let rows: Vec<(i64, String)> = on_pool!(self, read, |pool| {
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for bind in binds {
+                q = match bind {
+                    Value::Number(n) => q.bind(n.as_i64().unwrap_or_default()),
+                    Value::String(s) => q.bind(s),
+                    _ => q,
+                };
+            }
+            q.fetch_all(pool).await.map_err(map_err)?
+        });
+        rows.iter().map(|(seq, body)| Ok((*seq, from_json(body)?))).collect()
+    }
+}
