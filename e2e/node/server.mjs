@@ -12,8 +12,21 @@
 //                                (only when LATCHKEY_E2E_BACKEND=postgres)
 //   LATCHKEY_E2E_READY_TIMEOUT_MS  how long to wait for /readyz (default 20000)
 //   LATCHKEY_E2E_KEEP=1          keep the temp dir (DB + server log) after stop
+//
+// Options of startServer({ ... }):
+//   tokenName     name of the admin token to create (default "e2e")
+//   env           extra environment variables for the server process (e.g. rate limits, master key)
+//   databaseUrl   use this existing database instead of creating one; it is NOT dropped on stop
+//                 (several servers on one database: see startCluster)
+// With the postgres backend a fresh LATCHKEY_MASTER_KEY is passed unless env or the caller's
+// environment has one (SQLite servers create their own key file).
+//
+//   const cluster = await startCluster({ nodes: 2, env });   // needs LATCHKEY_TEST_DATABASE_URL
+//   cluster.nodes[0].orgUrl, cluster.nodes[1].orgUrl, cluster.token (valid on every node)
+//   await cluster.stop()  -> stops every node, then drops the shared database
 
 import { spawn, execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -44,9 +57,9 @@ function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function run(bin, args, { timeoutMs = 20000 } = {}) {
+function run(bin, args, { timeoutMs = 20000, env = {} } = {}) {
   return new Promise((resolve, reject) => {
-    execFile(bin, args, { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+    execFile(bin, args, { timeout: timeoutMs, maxBuffer: 1 << 20, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       if (err) {
         err.message = `${path.basename(bin)} ${args.join(' ')} failed: ${err.message}\nstdout: ${stdout}\nstderr: ${stderr}`;
         reject(err);
@@ -93,7 +106,7 @@ async function waitReady(baseUrl, child, tail, timeoutMs) {
   throw new Error(`latchkey did not answer 200 on /readyz within ${timeoutMs} ms (last: ${lastErr})\n--- server output ---\n${tail}`);
 }
 
-export async function startServer({ tokenName = 'e2e' } = {}) {
+export async function startServer({ tokenName = 'e2e', env = {}, databaseUrl: sharedDatabaseUrl = null } = {}) {
   const bin = binaryPath();
   if (!existsSync(bin)) {
     throw new Error(`latchkey binary not found at ${bin}; build it with \`cargo build -p latchkey\` or set LATCHKEY_BIN`);
@@ -104,11 +117,15 @@ export async function startServer({ tokenName = 'e2e' } = {}) {
   let databaseUrl;
   let pgDrop = null;
   const backend = (process.env.LATCHKEY_E2E_BACKEND || 'sqlite').toLowerCase();
-  if (backend === 'postgres') {
+  if (sharedDatabaseUrl) {
+    databaseUrl = sharedDatabaseUrl;
+  } else if (backend === 'postgres') {
     const base = process.env.LATCHKEY_TEST_DATABASE_URL;
     if (!base) throw new Error('LATCHKEY_E2E_BACKEND=postgres needs LATCHKEY_TEST_DATABASE_URL');
     databaseUrl = await createDatabase(base);
     pgDrop = () => dropDatabase(base, databaseUrl);
+    // PostgreSQL deployments must be given the master key (SQLite ones create a key file).
+    if (!env.LATCHKEY_MASTER_KEY && !process.env.LATCHKEY_MASTER_KEY) env = { ...env, LATCHKEY_MASTER_KEY: newMasterKey() };
   } else if (backend === 'sqlite') {
     databaseUrl = `sqlite://${path.join(dir, 'latchkey.db')}`;
   } else {
@@ -126,7 +143,7 @@ export async function startServer({ tokenName = 'e2e' } = {}) {
     tail = new Tail();
     child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--public-url', baseUrl, '--database-url', databaseUrl], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RUST_BACKTRACE: '1' },
+      env: { ...process.env, RUST_BACKTRACE: '1', ...env },
     });
     live.add(child);
     const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -151,7 +168,7 @@ export async function startServer({ tokenName = 'e2e' } = {}) {
 
   let token;
   try {
-    const { stdout } = await run(bin, ['token', 'create', '--name', tokenName, '--database-url', databaseUrl]);
+    const { stdout } = await run(bin, ['token', 'create', '--name', tokenName, '--database-url', databaseUrl], { env });
     const lines = stdout.split('\n').map((l) => l.trim()).filter(Boolean);
     if (lines.length !== 1) {
       throw new Error(`\`latchkey token create\` should print exactly one line, got ${lines.length}: ${JSON.stringify(stdout)}`);
@@ -204,6 +221,48 @@ export async function startServer({ tokenName = 'e2e' } = {}) {
         result.output = tail.toString();
         return result;
       })();
+      return stopped;
+    },
+  };
+}
+
+/** A fresh 32-byte master key, base64 (LATCHKEY_MASTER_KEY), for servers that share a database. */
+export function newMasterKey() {
+  return randomBytes(32).toString('base64');
+}
+
+/**
+ * Starts `nodes` servers, one after the other, on ONE fresh PostgreSQL database (created from
+ * LATCHKEY_TEST_DATABASE_URL) with the same LATCHKEY_MASTER_KEY. `env` is passed to every node.
+ */
+export async function startCluster({ nodes = 2, env = {}, tokenName = 'e2e' } = {}) {
+  const base = process.env.LATCHKEY_TEST_DATABASE_URL;
+  if (!base) throw new Error('startCluster needs LATCHKEY_TEST_DATABASE_URL (a PostgreSQL URL whose role may CREATE DATABASE)');
+  const databaseUrl = await createDatabase(base);
+  const nodeEnv = { LATCHKEY_MASTER_KEY: newMasterKey(), ...env };
+  const started = [];
+  const stopAll = async () => {
+    const results = [];
+    for (const node of started) results.push(await node.stop());
+    await dropDatabase(base, databaseUrl).catch(() => {});
+    return results;
+  };
+  try {
+    for (let i = 0; i < nodes; i++) {
+      started.push(await startServer({ tokenName: `${tokenName}-node${i}`, env: nodeEnv, databaseUrl }));
+    }
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+  let stopped = null;
+  return {
+    databaseUrl,
+    masterKey: nodeEnv.LATCHKEY_MASTER_KEY,
+    nodes: started,
+    token: started[0].token,
+    stop() {
+      if (!stopped) stopped = stopAll();
       return stopped;
     },
   };

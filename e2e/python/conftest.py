@@ -11,6 +11,7 @@ Environment (same as the Node suite):
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -131,7 +132,10 @@ def start_server(token_name: str = "e2e-python") -> Server:
 
     backend = os.environ.get("LATCHKEY_E2E_BACKEND", "sqlite").lower()
     drop = None
+    server_env = {**os.environ, "RUST_BACKTRACE": "1"}
     if backend == "postgres":
+        # PostgreSQL deployments must be given the master key (SQLite ones create a key file).
+        server_env.setdefault("LATCHKEY_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
         base = os.environ.get("LATCHKEY_TEST_DATABASE_URL")
         if not base:
             raise RuntimeError("LATCHKEY_E2E_BACKEND=postgres needs LATCHKEY_TEST_DATABASE_URL")
@@ -153,7 +157,7 @@ def start_server(token_name: str = "e2e-python") -> Server:
                     [str(binary), "serve", "--listen", f"127.0.0.1:{port}",
                      "--public-url", base_url, "--database-url", database_url],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env={**os.environ, "RUST_BACKTRACE": "1"},
+                    env=server_env,
                 )
             try:
                 _wait_ready(base_url, proc, log_path, ready_timeout)
@@ -168,7 +172,7 @@ def start_server(token_name: str = "e2e-python") -> Server:
 
         out = subprocess.run(
             [str(binary), "token", "create", "--name", token_name, "--database-url", database_url],
-            capture_output=True, text=True, timeout=20,
+            capture_output=True, text=True, timeout=20, env=server_env,
         )
         if out.returncode != 0:
             raise RuntimeError(f"latchkey token create failed ({out.returncode}): {out.stdout}\n{out.stderr}")
