@@ -20,6 +20,8 @@ pub enum ApiError {
     BodyTooLarge(usize),
     /// Missing, malformed or unknown admin token (Okta E0000011).
     InvalidToken,
+    /// The request's `Host` is not the public URL or a custom domain.
+    UnknownHost,
     /// A browser call from an origin that is not trusted for CORS (Okta 403 E0000006).
     UntrustedOrigin,
     /// A handler panicked (never expected; logged with the errorId).
@@ -160,6 +162,14 @@ impl IntoResponse for ApiError {
                 "E0000007",
                 format!("Not found: Resource not found: {path} (Resource)"),
                 vec![],
+            ),
+            ApiError::UnknownHost => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "E0000007",
+                "Not found: Resource not found: host (Host)".to_owned(),
+                causes(vec![
+                    "This host is not the public URL or a custom domain of this organisation.".to_owned(),
+                ]),
             ),
             ApiError::UntrustedOrigin => (
                 StatusCode::FORBIDDEN,

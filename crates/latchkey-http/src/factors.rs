@@ -79,8 +79,7 @@ async fn qr_code(
     PathParams((id, factor_id, token)): PathParams<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (secret, login) = state.authn().qr_secret(&id, &factor_id, &token).await?;
-    let issuer =
-        state.config.public_url.trim_start_matches("https://").trim_start_matches("http://").to_owned();
+    let issuer = state.base().trim_start_matches("https://").trim_start_matches("http://").to_owned();
     let label_text = format!("{issuer}:{login}");
     let label = percent_encoding::utf8_percent_encode(&label_text, percent_encoding::NON_ALPHANUMERIC);
     let issuer_param = percent_encoding::utf8_percent_encode(&issuer, percent_encoding::NON_ALPHANUMERIC);

@@ -12,6 +12,7 @@ mod extract;
 mod factors;
 mod hashing;
 mod health;
+mod hosts;
 mod logs;
 mod middleware;
 mod origins;
@@ -46,6 +47,8 @@ pub struct HttpConfig {
     /// The organisation's id (`00o…`), shown as the identity provider of its sessions.
     pub org_id: String,
     pub session_token_precedence: TokenPrecedence,
+    /// Additional public base URLs (custom domains) the organisation answers on.
+    pub custom_domains: Vec<String>,
 }
 
 impl HttpConfig {
@@ -57,6 +60,7 @@ impl HttpConfig {
             authn_limits: AuthnLimits::default(),
             org_id: String::new(),
             session_token_precedence: TokenPrecedence::Token,
+            custom_domains: Vec::new(),
         }
     }
 }
@@ -115,9 +119,15 @@ impl AppState {
         }
     }
 
+    /// The public base URL of the current request: the configured public URL or the custom
+    /// domain the browser used.
+    pub(crate) fn base(&self) -> String {
+        hosts::current_base(&self.config.public_url)
+    }
+
     /// An absolute URL under the public base.
     pub(crate) fn link(&self, path: &str) -> String {
-        format!("{}{path}", self.config.public_url)
+        format!("{}{path}", self.base())
     }
 }
 
@@ -142,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         // Defence in depth: the code has no panics (lints deny them), but if one ever happens the
         // client still gets the envelope, not a dropped connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), hosts::route_host))
         .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state)
 }

@@ -51,7 +51,7 @@ fn is_cors_path(path: &str) -> bool {
 /// Is `origin` (as sent by a browser) allowed for `scope`? The IdP's own origin always is.
 pub(crate) async fn is_trusted(state: &AppState, origin: &str, scope: Scope) -> Result<bool, ApiError> {
     let Some(normalised) = origins::normalise(origin) else { return Ok(false) };
-    if origins::normalise(&state.config.public_url).as_deref() == Some(normalised.as_str()) {
+    if origins::normalise(&state.base()).as_deref() == Some(normalised.as_str()) {
         return Ok(true);
     }
     Ok(state.store.find_trusted_origin(&normalised).await?.is_some_and(|t| t.allows(scope)))

@@ -60,7 +60,7 @@ impl AppState {
     /// when the session is.
     pub(crate) fn session_cookie(&self, value: &str, session: Option<&Session>) -> Option<HeaderValue> {
         let mut cookie = format!("{COOKIE}={value}; Path=/; HttpOnly");
-        let url = &self.config.public_url;
+        let url = &self.base();
         let host = url.split("://").nth(1).unwrap_or_default();
         let loopback =
             host.starts_with("localhost") || host.starts_with("127.0.0.1") || host.starts_with("[::1]");

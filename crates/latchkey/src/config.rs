@@ -20,6 +20,7 @@ const KEYS: &[&str] = &[
     "master_key_file",
     "authn_rate_limit_per_username",
     "authn_rate_limit_per_ip",
+    "custom_domains",
 ];
 
 /// The configuration as written, before validation. Every field is optional so layers compose.
@@ -47,6 +48,9 @@ pub struct RawConfig {
     pub authn_rate_limit_per_username: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authn_rate_limit_per_ip: Option<u32>,
+    /// More public base URLs the organisation answers on (e.g. `["https://login.example.com"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_domains: Option<Vec<String>>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -76,6 +80,7 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     pub master_key: MasterKeySource,
     pub authn_limits: latchkey_core::authn::machine::AuthnLimits,
+    pub custom_domains: Vec<Url>,
 }
 
 /// Where the master key comes from.
@@ -170,6 +175,13 @@ impl RawConfig {
                 }
             },
         };
+        let mut custom_domains = Vec::new();
+        for domain in self.custom_domains.iter().flatten() {
+            match parse_public_url(domain) {
+                Ok(url) => custom_domains.push(url),
+                Err(problem) => problems.push(problem.replacen("public_url", "custom_domains", 1)),
+            }
+        }
         let defaults = latchkey_core::authn::machine::AuthnLimits::default();
         let authn_limits = latchkey_core::authn::machine::AuthnLimits {
             per_username: self.authn_rate_limit_per_username.unwrap_or(defaults.per_username),
@@ -191,6 +203,7 @@ impl RawConfig {
                 body_limit_bytes,
                 master_key,
                 authn_limits,
+                custom_domains,
             }),
             _ => Err(problems),
         }
@@ -238,9 +251,10 @@ impl Settings {
     /// Human-readable effective settings with secrets masked (`latchkey config check`).
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\npublic_url = \"{}\"\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\n",
+            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\n",
             self.listen,
             self.public_base(),
+            self.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/')).collect::<Vec<_>>(),
             mask_password(&self.database_url),
             match self.session_token_precedence {
                 SessionTokenPrecedence::Token => "token",

@@ -31,6 +31,8 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     http.body_limit = settings.body_limit_bytes;
     http.metrics = Some(Arc::new(move || metrics.render()));
     http.authn_limits = settings.authn_limits;
+    http.custom_domains =
+        settings.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/').to_owned()).collect();
     http.session_token_precedence = match settings.session_token_precedence {
         crate::config::SessionTokenPrecedence::Token => latchkey_core::sessions::TokenPrecedence::Token,
         crate::config::SessionTokenPrecedence::Cookie => latchkey_core::sessions::TokenPrecedence::Cookie,

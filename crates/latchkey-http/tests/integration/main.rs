@@ -9,6 +9,7 @@
 
 mod authn;
 mod errors;
+mod hosts;
 mod logs;
 mod origins;
 mod sessions;

@@ -1,0 +1,73 @@
+//! Custom domains: links and cookies follow the host the browser used; other hosts are refused.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::support::app_with;
+
+#[tokio::test]
+async fn links_follow_the_host_and_unknown_hosts_are_refused() {
+    let app = app_with(|c| c.custom_domains = vec!["https://login.example.test".to_owned()]).await;
+    let id = app.create_ok("host@example.com").await;
+    let get = |host: &str| {
+        Request::get(format!("/api/v1/users/{id}"))
+            .header("host", host)
+            .header("authorization", format!("SSWS {}", app.token))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let res = app.router.clone().oneshot(get("login.example.test")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["_links"]["self"]["href"], format!("https://login.example.test/api/v1/users/{id}"));
+
+    let res = app.router.clone().oneshot(get("id.example.test")).await.unwrap();
+    let body: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["_links"]["self"]["href"],
+        format!("http://id.example.test/api/v1/users/{id}"),
+        "public URL"
+    );
+
+    for evil in ["evil.test", "login.example.test.evil.test", "localhost"] {
+        let res = app.router.clone().oneshot(get(evil)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST, "{evil}");
+        assert!(res.headers().contains_key("x-okta-request-id"));
+        let body: Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["errorCode"], "E0000007");
+    }
+}
+
+#[tokio::test]
+async fn cookies_are_per_host_and_secure_on_https() {
+    let app = app_with(|c| c.custom_domains = vec!["https://login.example.test".to_owned()]).await;
+    app.call(
+        axum::http::Method::POST,
+        "/api/v1/trustedOrigins",
+        json!({"name": "App", "origin": "https://app.example.test", "scopes": [{"type": "REDIRECT"}]}),
+    )
+    .await;
+    app.create_ok("c@example.com").await;
+    let token = app
+        .public("/api/v1/authn", json!({"username": "c@example.com", "password": "Correct-Horse-9"}))
+        .await
+        .body["sessionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let req = Request::get(format!(
+        "/login/sessionCookieRedirect?token={token}&redirectUrl=https%3A%2F%2Fapp.example.test%2F"
+    ))
+    .header("host", "login.example.test")
+    .body(Body::empty())
+    .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Secure; SameSite=None"), "https custom domain: {cookie}");
+    assert!(!cookie.contains("Domain="), "host-only cookie: {cookie}");
+}
