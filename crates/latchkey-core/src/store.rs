@@ -62,6 +62,9 @@ pub trait UserStore: Send + Sync {
 pub trait ApiTokenStore: Send + Sync {
     fn insert_api_token(&self, token: &ApiToken) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Deletes every token with this name (the demo replaces its own token on each start).
+    fn delete_api_tokens_named(&self, name: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// The token whose secret has this digest.
     fn find_api_token(&self, digest: &str) -> impl Future<Output = StoreResult<Option<ApiToken>>> + Send;
 }

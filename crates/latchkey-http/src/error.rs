@@ -18,8 +18,12 @@ pub enum ApiError {
     /// The body is not JSON, or not the expected shape (Okta E0000003).
     MalformedBody(String),
     BodyTooLarge(usize),
+    /// A query string that cannot be used at all (Okta E0000001).
+    MalformedQuery(String),
     /// Missing, malformed or unknown admin token (Okta E0000011).
     InvalidToken,
+    /// The request took longer than the server allows (a slow upload, usually).
+    Timeout,
     /// The request's `Host` is not the public URL or a custom domain.
     UnknownHost,
     /// A browser call from an origin that is not trusted for CORS (Okta 403 E0000006).
@@ -148,6 +152,12 @@ impl IntoResponse for ApiError {
                 "The request body was not well-formed.".to_owned(),
                 causes(vec![format!("The request body is larger than {limit} bytes.")]),
             ),
+            ApiError::MalformedQuery(why) => (
+                StatusCode::BAD_REQUEST,
+                "E0000001",
+                "Api validation failed: query".to_owned(),
+                causes(vec![why]),
+            ),
             ApiError::InvalidToken => {
                 (StatusCode::UNAUTHORIZED, "E0000011", "Invalid token provided".to_owned(), vec![])
             }
@@ -161,6 +171,12 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 "E0000007",
                 format!("Not found: Resource not found: {path} (Resource)"),
+                vec![],
+            ),
+            ApiError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "E0000009",
+                "The request took too long and was abandoned.".to_owned(),
                 vec![],
             ),
             ApiError::UnknownHost => (

@@ -31,11 +31,27 @@ impl FromRequest<AppState> for JsonObject {
             return Ok(JsonObject(Map::new()));
         }
         match serde_json::from_slice::<Value>(&bytes) {
+            // A NUL cannot be stored (PostgreSQL text refuses it) and has no business in any field.
+            Ok(Value::Object(map)) if has_nul(&map) => {
+                Err(ApiError::MalformedBody("The request body contains a NUL character.".to_owned()))
+            }
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(ApiError::MalformedBody("The request body must be a JSON object.".to_owned())),
             Err(e) => Err(ApiError::MalformedBody(json_problem(&e))),
         }
     }
+}
+
+fn has_nul(map: &Map<String, Value>) -> bool {
+    fn value(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(value),
+            Value::Object(map) => has_nul(map),
+            _ => false,
+        }
+    }
+    map.iter().any(|(k, v)| k.contains('\0') || value(v))
 }
 
 /// A client-safe description of a JSON parse failure (position and category, no echoed input).
@@ -62,9 +78,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let decoded =
+            percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy().contains('\0');
         match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(PathParams(value)),
-            Err(_) => Err(ApiError::RouteNotFound(parts.uri.path().chars().take(200).collect())),
+            Ok(Path(value)) if !decoded => Ok(PathParams(value)),
+            _ => Err(ApiError::RouteNotFound(parts.uri.path().chars().take(200).collect())),
         }
     }
 }
@@ -93,7 +111,15 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
-        Ok(QueryParams(url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+        let params: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        if let Some((name, _)) = params.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            let name: String = name.chars().filter(|c| *c != '\0').take(40).collect();
+            return Err(ApiError::MalformedQuery(format!(
+                "The query parameter '{name}' contains a NUL character."
+            )));
+        }
+        Ok(QueryParams(params))
     }
 }
 

@@ -32,8 +32,10 @@ fn base_for_host<'a>(bases: &'a [String], host: &str) -> Option<&'a str> {
 }
 
 pub(crate) async fn route_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Probes and scrapers address the node itself (by IP), not the organisation's public name.
+    let operational = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
     let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
-    let Some(host) = host else {
+    let Some(host) = host.filter(|_| !operational) else {
         return next.run(req).await;
     };
     let mut bases = vec![state.config.public_url.clone()];

@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origins::cors))
         // Defence in depth: the code has no panics (lints deny them), but if one ever happens the
         // client still gets the envelope, not a dropped connection.

@@ -47,3 +47,28 @@ pub(crate) async fn label_route(req: Request, next: Next) -> Response {
     }
     response
 }
+
+/// How long one request may take, body upload included.
+const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Refuses a declared body over the limit before reading it, and bounds a request's total time
+/// (a client trickling a body cannot hold a worker).
+pub(crate) async fn guard(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = state.config.body_limit;
+    if declared.is_some_and(|length| length > limit as u64) {
+        return axum::response::IntoResponse::into_response(crate::error::ApiError::BodyTooLarge(limit));
+    }
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(crate::error::ApiError::Timeout),
+    }
+}

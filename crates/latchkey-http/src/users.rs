@@ -60,6 +60,13 @@ async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     check_fields(&body, &["profile", "credentials", "groupIds", "type"])?;
+    check_unsupported(&body)?;
+    if params.flag("provider", false)? {
+        return Err(ApiError::InvalidParameter {
+            name: "provider",
+            message: "federated users are not supported".into(),
+        });
+    }
     let activate = params.flag("activate", true)?;
     let expire_password = match params.get("nextLogin") {
         None => false,
@@ -211,11 +218,15 @@ async fn lifecycle(
             .await;
         return Ok(Json(json!({})));
     }
-    let op = Lifecycle::parse(&operation)
-        .ok_or_else(|| ApiError::RouteNotFound(format!("/api/v1/users/{{id}}/lifecycle/{operation}")))?;
+    // okta-sdk-nodejs's expirePasswordAndGetTemporaryPassword uses this newer path.
+    let with_temp = operation == "expire_password_with_temp_password";
+    let op = if with_temp { Some(Lifecycle::ExpirePassword) } else { Lifecycle::parse(&operation) }
+        .ok_or_else(|| {
+            ApiError::RouteNotFound(format!("/api/v1/users/{id}/lifecycle/{}", truncate(&operation)))
+        })?;
     let options = LifecycleOptions {
         return_token: !params.flag("sendEmail", true)?,
-        temp_password: params.flag("tempPassword", false)?,
+        temp_password: with_temp || params.flag("tempPassword", false)?,
     };
     let outcome = state.users().lifecycle(&id, op, options).await?;
     let (kind, message) = match op {
@@ -285,6 +296,28 @@ async fn change_password(
     Ok(Json(credentials(&user)))
 }
 
+fn truncate(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// `groupIds` and `type` are accepted only when they ask for nothing Latchkey lacks (no groups,
+/// the default user type).
+fn check_unsupported(body: &Map<String, Value>) -> Result<(), ApiError> {
+    match body.get("groupIds") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(ids)) if ids.is_empty() => {}
+        Some(_) => return Err(CoreError::validation("groupIds", "Groups are not supported").into()),
+    }
+    match body.get("type").map(|t| t.get("id")) {
+        None | Some(None) => {}
+        Some(Some(Value::String(id))) if id == DEFAULT_USER_TYPE => {}
+        Some(_) => {
+            return Err(CoreError::validation("type", "Only the default user type is supported").into());
+        }
+    }
+    Ok(())
+}
+
 /// Refuses top-level fields other than `allowed` (a typo must not be silently ignored).
 fn check_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
     match body.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -304,10 +337,48 @@ fn object_field(body: &Map<String, Value>, name: &str) -> Result<Option<Map<Stri
     }
 }
 
-/// `credentials.password.value`, if given.
+/// `credentials.password.value`, if given. Credentials Latchkey does not support (hash imports,
+/// password hooks, recovery questions, other providers) are refused rather than dropped.
 fn password_value(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
     let Some(credentials) = object_field(body, "credentials")? else { return Ok(None) };
+    for (key, value) in &credentials {
+        match key.as_str() {
+            "password" | "emails" => {}
+            "provider" => {
+                let okta = |k: &str| value.get(k).and_then(Value::as_str).is_none_or(|v| v == "OKTA");
+                if !value.is_object() || !okta("type") || !okta("name") {
+                    return Err(CoreError::validation(
+                        "credentials.provider",
+                        "Only the OKTA provider is supported",
+                    )
+                    .into());
+                }
+            }
+            "recovery_question" if !value.is_null() => {
+                return Err(CoreError::validation(
+                    "credentials.recovery_question",
+                    "Recovery questions are not supported",
+                )
+                .into());
+            }
+            "recovery_question" => {}
+            other => {
+                return Err(ApiError::MalformedBody(format!(
+                    "Unknown property 'credentials.{}'.",
+                    truncate(other)
+                )));
+            }
+        }
+    }
     let Some(password) = object_field(&credentials, "password")? else { return Ok(None) };
+    if let Some(key) = password.keys().find(|k| k.as_str() != "value") {
+        let message = match key.as_str() {
+            "hash" => "Importing password hashes is not supported",
+            "hook" => "Password import hooks are not supported",
+            _ => "Unknown property",
+        };
+        return Err(CoreError::validation(format!("credentials.password.{}", truncate(key)), message).into());
+    }
     match password.get("value") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value.clone())),

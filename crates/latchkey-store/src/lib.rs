@@ -211,6 +211,17 @@ impl ApiTokenStore for Store {
         Ok(())
     }
 
+    async fn delete_api_tokens_named(&self, name: &str) -> StoreResult<u64> {
+        Ok(on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+                .bind(name)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        }))
+    }
+
     async fn find_api_token(&self, digest: &str) -> StoreResult<Option<ApiToken>> {
         on_pool!(self, read, |pool| {
             let row = sqlx::query("SELECT id, name, digest, created FROM api_tokens WHERE digest = $1")

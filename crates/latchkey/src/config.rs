@@ -275,15 +275,23 @@ impl Settings {
     }
 }
 
-/// Replaces the password in a database URL with `***`.
+/// Replaces the password in a database URL (user-info or a `password=` parameter) with `***`.
 pub fn mask_password(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut parsed) = Url::parse(url) else { return url.to_owned() };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") { "***".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -337,6 +345,7 @@ mod tests {
     #[test]
     fn masks_database_passwords() {
         assert_eq!(mask_password("postgres://u:secret@db/x"), "postgres://u:***@db/x");
+        assert!(!mask_password("postgres://u@db/x?sslmode=require&password=secret2").contains("secret2"));
         assert_eq!(mask_password("sqlite://latchkey-data/latchkey.db"), "sqlite://latchkey-data/latchkey.db");
     }
 }

@@ -1,5 +1,6 @@
 //! `serve --demo`: seeds a small organisation (demo users with known passwords and an admin API
-//! token) and prints how to try it. Idempotent: existing demo users are left as they are.
+//! token) and prints how to try it. Idempotent: existing demo users are left as they are (a
+//! password changed since is not printed), and each start replaces the previous demo token.
 
 use latchkey_core::CoreError;
 use latchkey_core::store::ApiTokenStore;
@@ -31,13 +32,17 @@ pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
             Err(e) => return Err(format!("demo seeding failed: {e}")),
         }
     }
+    state.store.delete_api_tokens_named("demo").await.map_err(|e| format!("demo token: {e}"))?;
     let (token, secret) = ApiToken::issue("demo", state.clock.now());
     state.store.insert_api_token(&token).await.map_err(|e| format!("demo token: {e}"))?;
     let base = settings.public_base();
     let mut text = String::from("\n  Latchkey demo organisation is ready.\n\n");
     text.push_str("  Demo users (login / password):\n");
     for (login, _, _, password) in DEMO_USERS {
-        text.push_str(&format!("    {login:<20} {password}\n"));
+        let current = users.get(login).await.ok().and_then(|u| u.password_hash);
+        let unchanged = current.is_some_and(|hash| latchkey_core::password::verify(password, &hash));
+        let shown = if unchanged { *password } else { "(changed since seeding; not shown)" };
+        text.push_str(&format!("    {login:<20} {shown}\n"));
     }
     text.push_str(&format!("\n  Admin API token (new on every start): {}\n\n", secret.expose()));
     text.push_str("  Try:\n");

@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod keys;
+mod listener;
 mod serve;
 
 use std::path::PathBuf;
@@ -84,7 +85,7 @@ enum ConfigCommand {
 
 #[derive(Args, Clone)]
 struct CommonArgs {
-    /// TOML configuration file [env: LATCHKEY_CONFIG]
+    /// TOML configuration file
     #[arg(long, env = "LATCHKEY_CONFIG")]
     config: Option<PathBuf>,
     /// Database URL: sqlite://PATH or postgres://... [env: LATCHKEY_DATABASE_URL]

@@ -52,11 +52,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     tracing::info!(listen = %settings.listen, public_url = %settings.public_base(), "latchkey is serving");
-    let app = latchkey_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    crate::listener::serve(listener, latchkey_http::router(state), shutdown_signal()).await;
     purge.abort();
     store.close().await;
     tracing::info!("stopped cleanly");

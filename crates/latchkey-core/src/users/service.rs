@@ -18,8 +18,9 @@ use crate::users::profile::Profile;
 use crate::users::query::UserQuery;
 use crate::users::{Lifecycle, User, UserStatus, transition};
 
-/// How many times a write is re-applied after losing a race before giving up.
-const MAX_ATTEMPTS: usize = 5;
+/// How many times a write is re-applied after losing a race before giving up. Every round has a
+/// winner, so this bounds the concurrent writers to one user that all succeed, not the latency.
+const MAX_ATTEMPTS: usize = 64;
 
 /// The most users one page may hold (Okta's cap for `/api/v1/users`).
 pub const MAX_PAGE: u32 = 200;

@@ -99,3 +99,57 @@ async fn health_endpoints_answer() {
     let not_ready = app.send(Method::GET, "/readyz", None, Body::empty()).await;
     assert_eq!((not_ready.status, not_ready.code()), (StatusCode::SERVICE_UNAVAILABLE, "E0000009"));
 }
+
+#[tokio::test]
+async fn nul_bytes_are_refused_everywhere() {
+    let app = app().await;
+    let query = app.call(Method::GET, "/api/v1/users?q=a%00b", Value::Null).await;
+    assert_eq!((query.status, query.code()), (StatusCode::BAD_REQUEST, "E0000001"));
+    let search =
+        app.call(Method::GET, "/api/v1/users?search=profile.login%20eq%20%22a%00b%22", Value::Null).await;
+    assert_eq!(search.code(), "E0000001");
+    let path = app.call(Method::GET, "/api/v1/users/a%00b", Value::Null).await;
+    assert_eq!((path.status, path.code()), (StatusCode::NOT_FOUND, "E0000007"));
+    let body = app
+        .call(Method::POST, "/api/v1/authn", json!({"username": "a\u{0}b@example.com", "password": "x"}))
+        .await;
+    assert_eq!((body.status, body.code()), (StatusCode::BAD_REQUEST, "E0000003"));
+}
+
+#[tokio::test]
+async fn unsupported_credentials_and_options_are_refused_not_dropped() {
+    let app = app().await;
+    let profile =
+        json!({"login": "imp@example.com", "email": "imp@example.com", "firstName": "I", "lastName": "M"});
+    let cases = [
+        json!({"profile": profile, "credentials": {"password": {"hash": {"algorithm": "BCRYPT", "value": "x"}}}}),
+        json!({"profile": profile, "credentials": {"password": {"hook": {"type": "default"}}}}),
+        json!({"profile": profile, "credentials": {"recovery_question": {"question": "q", "answer": "a"}}}),
+        json!({"profile": profile, "credentials": {"provider": {"type": "LDAP", "name": "corp"}}}),
+        json!({"profile": profile, "groupIds": ["00g1"]}),
+        json!({"profile": profile, "type": {"id": "otyNOPE"}}),
+    ];
+    for body in cases {
+        let reply = app.call(Method::POST, "/api/v1/users", body.clone()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let bogus = app
+        .call(Method::POST, "/api/v1/users", json!({"profile": profile, "credentials": {"bogus": 1}}))
+        .await;
+    assert_eq!(bogus.code(), "E0000003");
+    let federated = app.call(Method::POST, "/api/v1/users?provider=true", json!({"profile": profile})).await;
+    assert_eq!(federated.code(), "E0000001");
+    assert_eq!(app.call(Method::GET, "/api/v1/users", Value::Null).await.body, json!([]), "nothing written");
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_before_reading() {
+    let app = app().await;
+    let req = axum::http::Request::post("/api/v1/users")
+        .header("authorization", format!("SSWS {}", app.token))
+        .header("content-length", "999999999")
+        .body(Body::from("{}"))
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}

@@ -32,6 +32,13 @@ async fn links_follow_the_host_and_unknown_hosts_are_refused() {
         "public URL"
     );
 
+    let probe = Request::get("/healthz").header("host", "10.1.2.3:8080").body(Body::empty()).unwrap();
+    assert_eq!(
+        app.router.clone().oneshot(probe).await.unwrap().status(),
+        StatusCode::OK,
+        "probes by IP work"
+    );
+
     for evil in ["evil.test", "login.example.test.evil.test", "localhost"] {
         let res = app.router.clone().oneshot(get(evil)).await.unwrap();
         assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST, "{evil}");

@@ -340,3 +340,62 @@ async fn change_password_needs_the_old_one_and_meets_policy() {
 async fn status(app: &App, id: &str) -> Value {
     app.call(Method::GET, &format!("/api/v1/users/{id}"), Value::Null).await.body["status"].clone()
 }
+
+#[tokio::test]
+async fn the_sdk_temp_password_path_and_real_ids_in_404s() {
+    let app = app().await;
+    let id = app.create_ok("tmp@example.com").await;
+    let temp = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{id}/lifecycle/expire_password_with_temp_password"),
+            Value::Null,
+        )
+        .await;
+    assert!(temp.body["tempPassword"].is_string(), "{}", temp.body);
+    assert_eq!(
+        app.call(Method::GET, &format!("/api/v1/users/{id}"), Value::Null).await.body["status"],
+        "PASSWORD_EXPIRED"
+    );
+    let unknown = app.call(Method::POST, &format!("/api/v1/users/{id}/lifecycle/explode"), Value::Null).await;
+    assert!(unknown.body["errorSummary"].as_str().unwrap().contains(&id), "{}", unknown.body);
+}
+
+#[tokio::test]
+async fn concurrent_updates_of_one_user_all_apply() {
+    let app = app().await;
+    let id = app.create_ok("busy@example.com").await;
+    let url = format!("/api/v1/users/{id}");
+    let calls: Vec<_> = (0..12)
+        .map(|i| {
+            let body = json!({"profile": {"nickName": format!("n{i}")}});
+            let app: &App = &app;
+            let url = url.clone();
+            async move { app.call(Method::POST, &url, body).await.status }
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for status in join_all(calls).await {
+        statuses.push(status);
+    }
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+}
+
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, fut) in pinned.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

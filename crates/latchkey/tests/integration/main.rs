@@ -44,7 +44,7 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) ->
     let auth = token.map(|t| format!("Authorization: SSWS {t}\r\n")).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -227,4 +227,34 @@ fn env_vars_configure_serve() {
     server.terminate();
     let mut server = server;
     assert!(server.child.wait().unwrap().success());
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_do_not_block_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    // Half a request, never finished (slow-loris).
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(slow, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut buffer = Vec::new();
+    let _ = slow.read_to_end(&mut buffer);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "the server closed the connection after the header deadline: {waited:?}"
+    );
+    assert_eq!(http(server.port, "GET", "/healthz", None, "").0, 200, "others are still served");
+
+    // A half-sent request does not hold SIGTERM forever either.
+    let mut stuck = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(stuck, "POST /api/v1/users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n{{").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    server.terminate();
+    let mut server = server;
+    let stopped = Instant::now();
+    let status = server.child.wait().unwrap();
+    assert!(status.success());
+    assert!(stopped.elapsed() < Duration::from_secs(40), "drain deadline bounds shutdown");
 }
