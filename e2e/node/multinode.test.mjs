@@ -1,7 +1,8 @@
 // Several Latchkey nodes on ONE PostgreSQL database (same LATCHKEY_MASTER_KEY), driven with
 // @okta/okta-auth-js: lockout counted across nodes, a transaction started on one node continued on
-// the other, policy changes seen at once everywhere, and a sessionToken redeemed only once when two
-// nodes race for it.
+// the other, policy changes seen at once everywhere, a sessionToken redeemed only once when two
+// nodes race for it, and sessions (by id and by browser cookie) ended on one node refused on the
+// other in the very next request.
 //
 // Runs only when LATCHKEY_TEST_DATABASE_URL is set (a PostgreSQL URL whose role may CREATE DATABASE).
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -10,6 +11,9 @@ import { startCluster } from './server.mjs';
 import {
   Admin, Authenticator, PASSWORD, assertTx, authClient, expectAuthError,
 } from './authn-kit.mjs';
+import {
+  assertMeNotFound, cookieFromToken, meCall, sessionToken, trustRedirectOrigin,
+} from './session-kit.mjs';
 
 const TOTP = 'token:software:totp';
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -195,5 +199,75 @@ if (!skip) describe('two nodes on one PostgreSQL database', () => {
       assert.equal(ok[0].json.userId, user.id);
       assert.equal(ok[0].json.status, 'ACTIVE');
     }
+  });
+  describe('sessions across nodes', () => {
+    before(async () => {
+      await trustRedirectOrigin(A.url, cluster.token, 'e2e multinode sessions app');
+    });
+
+    const tokenOn = (node, user) => sessionToken(node.url, user.profile.login, PASSWORD);
+    const adminGet = (node, id) => node.admin.api('GET', `/api/v1/sessions/${id}`);
+    const assertGone = (r, what) => {
+      assert.equal(r.status, 404, `${what}: expected 404, got ${r.status} ${r.text}`);
+      assert.equal(r.json?.errorCode, 'E0000007', `${what}: ${r.text}`);
+    };
+
+    test('a session revoked on node 1 is rejected on node 2 in the very next request (by admin id)', async () => {
+      const user = await A.admin.createUser({ tag: 'mnrev' });
+      for (let round = 0; round < 3; round++) {
+        const created = await A.admin.api('POST', '/api/v1/sessions', { sessionToken: await tokenOn(A, user) });
+        assert.equal(created.status, 200, `create on A: ${created.status} ${created.text}`);
+        const { id } = created.json;
+        const seen = await adminGet(B, id);
+        assert.equal(seen.status, 200, `B sees the session made on A: ${seen.status} ${seen.text}`);
+        assert.equal(seen.json.userId, user.id);
+        const del = await A.admin.api('DELETE', `/api/v1/sessions/${id}`);
+        assert.equal(del.status, 204, `DELETE on A: ${del.status} ${del.text}`);
+        assertGone(await adminGet(B, id), `round ${round}: GET on B right after DELETE on A`);
+        assertGone(await B.admin.api('POST', `/api/v1/sessions/${id}/lifecycle/refresh`), `round ${round}: refresh on B`);
+      }
+      // And the other way round, with revoke-all-sessions-of-a-user on B.
+      const made = await A.admin.api('POST', '/api/v1/sessions', { sessionToken: await tokenOn(A, user) });
+      assert.equal(made.status, 200, made.text);
+      const all = await B.admin.api('DELETE', `/api/v1/users/${user.id}/sessions`);
+      assert.equal(all.status, 204, `DELETE /users/{id}/sessions on B: ${all.status} ${all.text}`);
+      assertGone(await adminGet(A, made.json.id), 'GET on A right after revoking the user\'s sessions on B');
+    });
+
+    test('a session revoked on node 1 is rejected on node 2 in the very next request (by cookie)', async () => {
+      const user = await A.admin.createUser({ tag: 'mnrev' });
+      for (let round = 0; round < 3; round++) {
+        const { cookie } = await cookieFromToken(A.url, await tokenOn(A, user));
+        const onB = await meCall(B.url, 'GET', cookie);
+        assert.equal(onB.status, 200, `round ${round}: the cookie from A works on B: ${onB.status} ${onB.text}`);
+        assert.equal(onB.json.userId, user.id);
+        const closed = await meCall(A.url, 'DELETE', cookie);
+        assert.equal(closed.status, 204, `round ${round}: DELETE /me on A: ${closed.status} ${closed.text}`);
+        assertMeNotFound(await meCall(B.url, 'GET', cookie), `round ${round}: GET /me on B right after DELETE /me on A`);
+        assertMeNotFound(await meCall(B.url, 'POST', cookie, '/lifecycle/refresh'), `round ${round}: refresh /me on B`);
+        assertGone(await adminGet(B, onB.json.id), `round ${round}: the closed session by id on B`);
+      }
+    });
+
+    test('the session-token rule across nodes: B\'s token with A\'s cookie on node 2 replaces the session everywhere', async () => {
+      const userA = await A.admin.createUser({ tag: 'mnrule' });
+      const userB = await A.admin.createUser({ tag: 'mnrule' });
+      // The browser signs in as user A through node A.
+      const { cookie: cookieA } = await cookieFromToken(A.url, await tokenOn(A, userA));
+      const before = await meCall(A.url, 'GET', cookieA);
+      assert.equal(before.status, 200, `A's cookie on A: ${before.status} ${before.text}`);
+      assert.equal(before.json.userId, userA.id);
+      // The same browser (same cookie) brings user B's new token to node B.
+      const { cookie: cookieB } = await cookieFromToken(B.url, await tokenOn(B, userB), { cookie: cookieA });
+      assert.notEqual(cookieB, cookieA, 'node B sets a new sid cookie');
+      // Node A refuses the old cookie at once and knows the new one.
+      assertMeNotFound(await meCall(A.url, 'GET', cookieA), 'A\'s cookie on node A after the replacement on B');
+      assertGone(await adminGet(A, before.json.id), 'A\'s session by id on node A');
+      const after = await meCall(A.url, 'GET', cookieB);
+      assert.equal(after.status, 200, `B's new cookie on node A: ${after.status} ${after.text}`);
+      assert.equal(after.json.userId, userB.id);
+      assert.notEqual(after.json.id, before.json.id);
+      assert.equal((await meCall(B.url, 'GET', cookieB)).json?.userId, userB.id);
+    });
   });
 });

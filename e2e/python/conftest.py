@@ -120,7 +120,8 @@ def _wait_ready(base_url: str, proc: subprocess.Popen, log_path: Path, timeout: 
     )
 
 
-def start_server(token_name: str = "e2e-python") -> Server:
+def start_server(token_name: str = "e2e-python", env: dict | None = None) -> Server:
+    """Starts a server; `env` adds environment variables for the server process (e.g. rate limits)."""
     binary = binary_path()
     if not binary.exists():
         raise RuntimeError(
@@ -132,7 +133,7 @@ def start_server(token_name: str = "e2e-python") -> Server:
 
     backend = os.environ.get("LATCHKEY_E2E_BACKEND", "sqlite").lower()
     drop = None
-    server_env = {**os.environ, "RUST_BACKTRACE": "1"}
+    server_env = {**os.environ, "RUST_BACKTRACE": "1", **(env or {})}
     if backend == "postgres":
         # PostgreSQL deployments must be given the master key (SQLite ones create a key file).
         server_env.setdefault("LATCHKEY_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
