@@ -64,7 +64,7 @@ impl FromRequestParts<AppState> for Caller {
                 (Some(fresh.clone()), Some(fresh))
             }
         };
-        let secure = state.base().starts_with("https://");
+        let secure = state.cookies_secure();
         Ok(Caller { context: ClientContext { ip, device }, new_device, secure })
     }
 }

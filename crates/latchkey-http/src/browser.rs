@@ -26,10 +26,10 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Where the unauthenticated continue: the sign-in page, returning to `from` afterwards.
 pub(crate) fn sign_in_url(state: &AppState, from: Option<&str>) -> String {
     match from {
-        Some(from) => state.link(&format!(
-            "/login/login.htm?fromURI={}",
-            percent_encoding::utf8_percent_encode(from, percent_encoding::NON_ALPHANUMERIC)
-        )),
+        Some(from) => {
+            let encoded: String = url::form_urlencoded::byte_serialize(from.as_bytes()).collect();
+            state.link(&format!("/login/login.htm?fromURI={encoded}"))
+        }
         None => state.link("/login/login.htm"),
     }
 }
@@ -153,10 +153,11 @@ async fn cookie_redirect(
 async fn signout(State(state): State<AppState>, headers: HeaderMap, params: QueryParams) -> Response {
     match state.browser_session(&headers).await {
         Ok(Some((session, _))) => {
-            if let Err(e) =
-                state.sessions().end(&session.id, latchkey_core::sessions::EndReason::Logout).await
-            {
-                return ApiError::from(e).into_response();
+            let reason = latchkey_core::sessions::EndReason::Logout;
+            match state.sessions().end(&session.id, reason).await {
+                Ok(true) => state.log_session_end(&session.id, &session.user_id, reason, None, None).await,
+                Ok(false) => {}
+                Err(e) => return ApiError::from(e).into_response(),
             }
         }
         Ok(None) => {}

@@ -17,7 +17,15 @@ pub(crate) async fn observe(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     // Everything logged while handling the request (errors included) carries its id.
     let span = tracing::info_span!("request", request_id = %request_id);
+    let api = req.uri().path().starts_with("/api/");
     let mut response = next.run(req).instrument(span).await;
+    // API answers carry identities and tokens: never cached by browsers or proxies (as Okta does).
+    if api && !response.headers().contains_key(axum::http::header::CACHE_CONTROL) {
+        let headers = response.headers_mut();
+        headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+        headers.insert(axum::http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+        headers.insert(axum::http::header::EXPIRES, HeaderValue::from_static("0"));
+    }
     let route = response.extensions().get::<RouteLabel>().map_or("unmatched", |r| r.0.as_str()).to_owned();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-okta-request-id", value);

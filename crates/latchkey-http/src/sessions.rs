@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/sessions/{id}", get(read).delete(revoke))
         .route("/api/v1/sessions/{id}/lifecycle/refresh", post(refresh))
         .route("/api/v1/users/{id}/sessions", axum::routing::delete(revoke_user_sessions))
+        .route("/api/v1/users/me", get(current_user))
 }
 
 impl AppState {
@@ -53,6 +54,16 @@ impl AppState {
         let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
         let rule = self.policies().await?.sign_on;
         Ok(self.sessions().by_cookie(&cookie, &rule).await?.map(|s| (s, cookie)))
+    }
+
+    /// Cookies are `Secure; SameSite=None` on https and on loopback hosts (browsers accept Secure
+    /// cookies there), so a trusted app on another site can still send them.
+    pub(crate) fn cookies_secure(&self) -> bool {
+        let url = self.base();
+        let host = url.split("://").nth(1).unwrap_or_default();
+        let loopback =
+            host.starts_with("localhost") || host.starts_with("127.0.0.1") || host.starts_with("[::1]");
+        url.starts_with("https://") || loopback
     }
 
     /// `Set-Cookie` for a session: `HttpOnly; Path=/`, `Secure; SameSite=None` on https and on
@@ -240,4 +251,15 @@ async fn refresh_me(State(state): State<AppState>, headers: HeaderMap) -> Result
         response.headers_mut().append(SET_COOKIE, value);
     }
     Ok(response)
+}
+
+/// `GET /api/v1/users/me` with the browser's session cookie (what okta-auth-js's
+/// `session.get().user()` follows); without one, Okta's 404 for `me`.
+async fn current_user(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let (session, _) = state
+        .browser_session(&headers)
+        .await?
+        .ok_or_else(|| ApiError::Core(CoreError::NotFound("me (User)".to_owned())))?;
+    let user = state.users().get(&session.user_id).await?;
+    Ok(Json(crate::users::render(&state, &user)))
 }

@@ -400,7 +400,7 @@ fn credentials(user: &User) -> Value {
 }
 
 /// Okta's `User` object with absolute `_links` for the operations the current status allows.
-fn render(state: &AppState, user: &User) -> Value {
+pub(crate) fn render(state: &AppState, user: &User) -> Value {
     let base = state.link(&format!("/api/v1/users/{}", user.id));
     let post = |path: &str| json!({"href": format!("{base}{path}"), "hints": {"allow": ["POST"]}});
     let mut links = Map::new();

@@ -28,6 +28,8 @@ async fn unknown_routes_and_methods_use_the_envelope() {
     assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "E0000007"));
     let undecodable = app.call(Method::GET, "/api/v1/users/%FF%FE", Value::Null).await;
     assert_eq!((undecodable.status, undecodable.code()), (StatusCode::NOT_FOUND, "E0000007"));
+    let users = app.call(Method::GET, "/api/v1/users", Value::Null).await;
+    assert_eq!(users.headers["cache-control"], "no-cache, no-store", "API answers are never cached");
     let method = app.call(Method::PATCH, "/api/v1/users", Value::Null).await;
     assert_eq!((method.status, method.code()), (StatusCode::METHOD_NOT_ALLOWED, "E0000022"));
 }

@@ -313,3 +313,27 @@ async fn backend_logout_by_user_and_me_logout_by_browser() {
     assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"), "DELETE /me clears sid");
     assert_eq!(me(&app, &three).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn users_me_follows_the_session_cookie() {
+    let app = app().await;
+    trust_portal(&app).await;
+    let uid = app.create_ok("me@example.com").await;
+    let sid = sid_of(
+        &browser_get(&app, &redirect_uri(&session_token(&app, "me@example.com").await), None)
+            .await
+            .set_cookie,
+    )
+    .unwrap();
+    let me = browser_get(&app, "/api/v1/users/me", Some(&sid)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Value>(&me.body).unwrap()["id"], uid.as_str());
+    let nobody = browser_get(&app, "/api/v1/users/me", None).await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+    // Signing out is logged like any other session end.
+    browser_get(&app, "/login/signout", Some(&sid)).await;
+    let ends = app
+        .call(Method::GET, "/api/v1/logs?filter=eventType%20eq%20%22user.session.end%22", Value::Null)
+        .await;
+    assert_eq!(ends.body[0]["outcome"]["reason"], "LOGOUT");
+}
