@@ -14,6 +14,7 @@ use crate::error::CoreError;
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::policy::SignOnRule;
 use crate::store::{AuthnStore, StoreResult};
+use crate::users::User;
 
 /// Why a session ended (shown in the system log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +77,13 @@ pub trait SessionStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
 
-    /// The live session whose cookie secret has this digest.
+    /// The live session whose cookie secret has this digest, with its user (one round trip: this
+    /// is the hot path of every cookie-authenticated request).
     fn find_session_by_cookie(
         &self,
         digest: &str,
         now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<(Session, User)>>> + Send;
 
     /// Moves a live session's idle expiry (never past its absolute lifetime).
     fn touch_session(
@@ -186,23 +188,28 @@ impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
         self.store.find_session(id, now).await?.ok_or_else(|| CoreError::NotFound(format!("{id} (Session)")))
     }
 
-    /// The live session behind a `sid` cookie value, if any; counts as activity.
-    pub async fn by_cookie(&self, cookie: &str, rule: &SignOnRule) -> Result<Option<Session>, CoreError> {
+    /// The live session behind a `sid` cookie value, and its user, if any.
+    pub async fn by_cookie(&self, cookie: &str) -> Result<Option<(Session, User)>, CoreError> {
         if cookie.is_empty() || cookie.len() > 128 {
             return Ok(None);
         }
+        Ok(self.store.find_session_by_cookie(&secret_digest(cookie), self.clock.now()).await?)
+    }
+
+    /// Activity slides the idle expiry, at most once a minute (a read stays a read otherwise).
+    pub fn needs_touch(&self, session: &Session) -> bool {
+        self.clock.now().millis() - session.last_activity.millis() >= TOUCH_EVERY_MS
+    }
+
+    /// Slides a session's idle expiry after activity.
+    pub async fn touch(&self, session: &mut Session, rule: &SignOnRule) -> Result<(), CoreError> {
         let now = self.clock.now();
-        let Some(mut session) = self.store.find_session_by_cookie(&secret_digest(cookie), now).await? else {
-            return Ok(None);
-        };
-        if now.millis() - session.last_activity.millis() >= TOUCH_EVERY_MS {
-            let expires_at = now.plus_seconds(i64::from(rule.max_session_idle_minutes) * 60);
-            if self.store.touch_session(&session.id, expires_at, now).await? {
-                session.expires_at = expires_at;
-                session.last_activity = now;
-            }
+        let expires_at = now.plus_seconds(i64::from(rule.max_session_idle_minutes) * 60);
+        if self.store.touch_session(&session.id, expires_at, now).await? {
+            session.expires_at = expires_at;
+            session.last_activity = now;
         }
-        Ok(Some(session))
+        Ok(())
     }
 
     /// `lifecycle/refresh`: slides the idle expiry now.

@@ -86,7 +86,7 @@ pub(crate) async fn token_rule(
     headers: &HeaderMap,
     token: Option<&str>,
 ) -> Result<RuleOutcome, ApiError> {
-    let existing = state.browser_session(headers).await?.map(|(session, _)| session);
+    let existing = state.browser_session(headers).await?.map(|(session, _, _)| session);
     let existing_user = existing.as_ref().map(|s| s.user_id.clone());
     let rule = state.policies().await?.sign_on;
     let outcome = state
@@ -152,7 +152,7 @@ async fn cookie_redirect(
 
 async fn signout(State(state): State<AppState>, headers: HeaderMap, params: QueryParams) -> Response {
     match state.browser_session(&headers).await {
-        Ok(Some((session, _))) => {
+        Ok(Some((session, _, _))) => {
             let reason = latchkey_core::sessions::EndReason::Logout;
             match state.sessions().end(&session.id, reason).await {
                 Ok(true) => state.log_session_end(&session.id, &session.user_id, reason, None, None).await,

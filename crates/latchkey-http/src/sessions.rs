@@ -16,6 +16,7 @@ use latchkey_core::CoreError;
 use latchkey_core::policy::{Policies, PolicyRow};
 use latchkey_core::sessions::{EndReason, Session, Sessions};
 use latchkey_core::store::PolicyStore;
+use latchkey_core::users::User;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -46,14 +47,20 @@ impl AppState {
             .map_err(|e| ApiError::Core(CoreError::Store(latchkey_core::StoreError::Corrupt(e.to_string()))))
     }
 
-    /// The live session of the browser that sent `headers`, if its `sid` cookie names one.
+    /// The live session of the browser that sent `headers`, its user and the cookie value, if
+    /// its `sid` cookie names one. One database read, plus a write at most once a minute.
     pub(crate) async fn browser_session(
         &self,
         headers: &HeaderMap,
-    ) -> Result<Option<(Session, String)>, ApiError> {
+    ) -> Result<Option<(Session, User, String)>, ApiError> {
         let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
-        let rule = self.policies().await?.sign_on;
-        Ok(self.sessions().by_cookie(&cookie, &rule).await?.map(|s| (s, cookie)))
+        let sessions = self.sessions();
+        let Some((mut session, user)) = sessions.by_cookie(&cookie).await? else { return Ok(None) };
+        if sessions.needs_touch(&session) {
+            let rule = self.policies().await?.sign_on;
+            sessions.touch(&mut session, &rule).await?;
+        }
+        Ok(Some((session, user, cookie)))
     }
 
     /// Cookies are `Secure; SameSite=None` on https and on loopback hosts (browsers accept Secure
@@ -97,8 +104,7 @@ fn me_not_found() -> ApiError {
 }
 
 /// Okta's Session object. `/me` responses link through `/api/v1/sessions/me` and `/api/v1/users/me`.
-pub(crate) async fn render(state: &AppState, session: &Session, me: bool) -> Result<Value, ApiError> {
-    let user = state.users().get(&session.user_id).await?;
+pub(crate) fn render(state: &AppState, session: &Session, user: &User, me: bool) -> Value {
     let (base, user_href) = if me {
         (state.link("/api/v1/sessions/me"), state.link("/api/v1/users/me"))
     } else {
@@ -112,7 +118,7 @@ pub(crate) async fn render(state: &AppState, session: &Session, me: bool) -> Res
         user.profile.get("firstName").unwrap_or_default(),
         user.profile.get("lastName").unwrap_or_default()
     );
-    Ok(json!({
+    json!({
         "id": session.id,
         "userId": user.id,
         "login": user.login(),
@@ -129,7 +135,13 @@ pub(crate) async fn render(state: &AppState, session: &Session, me: bool) -> Res
             "refresh": {"href": format!("{base}/lifecycle/refresh"), "hints": {"allow": ["POST"]}},
             "user": {"name": name.trim(), "href": user_href, "hints": {"allow": ["GET"]}},
         },
-    }))
+    })
+}
+
+/// Renders a session looked up by id (its user read alongside).
+async fn render_by_id(state: &AppState, session: &Session) -> Result<Value, ApiError> {
+    let user = state.users().get(&session.user_id).await?;
+    Ok(render(state, session, &user, false))
 }
 
 /// `Prefer: return=minimal` asks for 204 instead of the object (Okta, refresh operations).
@@ -165,7 +177,7 @@ async fn create(
         return Err(CoreError::AuthenticationFailed.into());
     };
     state.log_session_start(&started.session, admin.ip.as_deref()).await;
-    Ok(Json(render(&state, &started.session, false).await?))
+    Ok(Json(render_by_id(&state, &started.session).await?))
 }
 
 async fn read(
@@ -174,7 +186,7 @@ async fn read(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
     let session = state.sessions().by_id(&id).await?;
-    Ok(Json(render(&state, &session, false).await?))
+    Ok(Json(render_by_id(&state, &session).await?))
 }
 
 async fn revoke(
@@ -203,7 +215,7 @@ async fn refresh(
     if wants_minimal(&headers) {
         return Ok(minimal());
     }
-    Ok(Json(render(&state, &session, false).await?).into_response())
+    Ok(Json(render_by_id(&state, &session).await?).into_response())
 }
 
 async fn revoke_user_sessions(
@@ -222,12 +234,12 @@ async fn revoke_user_sessions(
 }
 
 async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let (session, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
-    Ok(Json(render(&state, &session, true).await?))
+    let (session, user, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
+    Ok(Json(render(&state, &session, &user, true)))
 }
 
 async fn close_me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (session, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
+    let (session, _, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
     if state.sessions().end(&session.id, EndReason::Logout).await? {
         state.log_session_end(&session.id, &session.user_id, EndReason::Logout, None, None).await;
     }
@@ -239,13 +251,13 @@ async fn close_me(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 }
 
 async fn refresh_me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (session, cookie) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
+    let (session, user, cookie) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
     let rule = state.policies().await?.sign_on;
     let session = state.sessions().refresh(&session.id, &rule).await?;
     let mut response = if wants_minimal(&headers) {
         minimal()
     } else {
-        Json(render(&state, &session, true).await?).into_response()
+        Json(render(&state, &session, &user, true)).into_response()
     };
     if let Some(value) = state.session_cookie(&cookie, Some(&session)) {
         response.headers_mut().append(SET_COOKIE, value);
@@ -256,10 +268,9 @@ async fn refresh_me(State(state): State<AppState>, headers: HeaderMap) -> Result
 /// `GET /api/v1/users/me` with the browser's session cookie (what okta-auth-js's
 /// `session.get().user()` follows); without one, Okta's 404 for `me`.
 async fn current_user(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let (session, _) = state
+    let (_, user, _) = state
         .browser_session(&headers)
         .await?
         .ok_or_else(|| ApiError::Core(CoreError::NotFound("me (User)".to_owned())))?;
-    let user = state.users().get(&session.user_id).await?;
     Ok(Json(crate::users::render(&state, &user)))
 }

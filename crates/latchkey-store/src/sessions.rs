@@ -7,7 +7,10 @@ use latchkey_core::store::StoreResult;
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
+use crate::rows::{self, USER_COLUMNS};
 use crate::{Store, map_err, on_pool};
+use latchkey_core::users::User;
+use sqlx::Row as _;
 
 const COLUMNS: &str = "id, cookie_digest, user_id, amr, created, expires_at, lifetime_ends_at, last_activity, \
      password_verified_at, factor_verified_at, persistent";
@@ -99,8 +102,53 @@ impl SessionStore for Store {
         Ok(self.select_sessions("id", id, now).await?.into_iter().next())
     }
 
-    async fn find_session_by_cookie(&self, digest: &str, now: Timestamp) -> StoreResult<Option<Session>> {
-        Ok(self.select_sessions("cookie_digest", digest, now).await?.into_iter().next())
+    async fn find_session_by_cookie(
+        &self,
+        digest: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Session, User)>> {
+        let user_columns: String =
+            USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT s.id AS s_id, s.cookie_digest AS s_cookie, s.amr AS s_amr, s.created AS s_created, \
+             s.expires_at AS s_expires, s.lifetime_ends_at AS s_lifetime, s.last_activity AS s_activity, \
+             s.password_verified_at AS s_pwd, s.factor_verified_at AS s_factor, s.persistent AS s_persistent, \
+             {user_columns} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.cookie_digest = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
+             AND (s.lifetime_ends_at IS NULL OR s.lifetime_ends_at > $2)"
+        );
+        on_pool!(self, read, |pool| {
+            let Some(row) = sqlx::query(AssertSqlSafe(sql))
+                .bind(digest)
+                .bind(now.millis())
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+            else {
+                return Ok(None);
+            };
+            let user = rows::user(&row)?;
+            let amr: String = row.try_get("s_amr").map_err(map_err)?;
+            let time = |name: &'static str| row.try_get::<i64, _>(name).map(Timestamp).map_err(map_err);
+            let maybe = |name: &'static str| {
+                row.try_get::<Option<i64>, _>(name).map(|t| t.map(Timestamp)).map_err(map_err)
+            };
+            let persistent: i64 = row.try_get("s_persistent").map_err(map_err)?;
+            let session = Session {
+                id: row.try_get("s_id").map_err(map_err)?,
+                cookie_digest: row.try_get("s_cookie").map_err(map_err)?,
+                user_id: user.id.clone(),
+                amr: serde_json::from_str(&amr).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                created: time("s_created")?,
+                expires_at: time("s_expires")?,
+                lifetime_ends_at: maybe("s_lifetime")?,
+                last_activity: time("s_activity")?,
+                password_verified_at: maybe("s_pwd")?,
+                factor_verified_at: maybe("s_factor")?,
+                persistent: persistent != 0,
+            };
+            Ok(Some((session, user)))
+        })
     }
 
     async fn touch_session(&self, id: &str, expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {

@@ -512,7 +512,13 @@ pub async fn sessions_live_slide_and_end_for_every_reader(store: &Store) {
     store.insert_session(&session("102b", "00use", 10_000, None)).await.unwrap();
     store.insert_session(&session("102c", "00use", 10_000, None)).await.unwrap();
     assert_eq!(store.find_session("102a", Timestamp(5_000)).await.unwrap(), Some(a.clone()));
-    assert_eq!(store.find_session_by_cookie("cookie-102a", Timestamp(5_000)).await.unwrap(), Some(a.clone()));
+    let (by_cookie, owner) =
+        store.find_session_by_cookie("cookie-102a", Timestamp(5_000)).await.unwrap().unwrap();
+    assert_eq!(
+        (by_cookie, owner.login()),
+        (a.clone(), "se@example.com"),
+        "the session and its user, in one read"
+    );
     assert_eq!(store.find_session("102a", Timestamp(10_000)).await.unwrap(), None, "idle expiry");
 
     assert!(store.touch_session("102a", Timestamp(30_000), Timestamp(9_000)).await.unwrap());
