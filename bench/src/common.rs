@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::load::LoadConfig;
 use crate::report::{Comparison, RoundResult, Series};
 use crate::server::{
-    Database, LaunchOptions, ScratchDir, Server, StopReport, locate_binary, looks_like_debug_build,
+    Backend, Database, LaunchOptions, ScratchDir, Server, StopReport, locate_binary, looks_like_debug_build,
     workspace_root,
 };
 use crate::util::{Result, err, unix_now};
@@ -44,6 +44,21 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 10.0)]
     pub request_timeout_secs: f64,
 
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+impl CommonArgs {
+    /// Directory for JSON results, or `None` with `--no-write`.
+    pub fn results_dir(&self) -> Option<PathBuf> {
+        self.server.results_dir()
+    }
+}
+
+/// Which server binary to run, how, and where results go: shared by every
+/// benchmark, including the ones that are not closed-loop load runs.
+#[derive(Clone, Debug, Args)]
+pub struct ServerArgs {
     /// Server binary [default: target/release/latchkey, else target/debug/latchkey].
     #[arg(long, env = "LATCHKEY_BIN")]
     pub server_bin: Option<PathBuf>,
@@ -51,6 +66,12 @@ pub struct CommonArgs {
     /// Extra environment for the server process, e.g. `--server-env LATCHKEY_LOG=warn`.
     #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub server_env: Vec<(String, String)>,
+
+    /// A server setting for its `--config` file, as TOML: KEY=VALUE with the
+    /// value as TOML writes it, e.g. `--server-setting authn_rate_limit_per_ip=20`
+    /// or `--server-setting 'log_format="json"'` (repeatable).
+    #[arg(long = "server-setting", value_name = "KEY=TOML", value_parser = parse_key_value)]
+    pub server_settings: Vec<(String, String)>,
 
     /// Seconds to wait for `GET /readyz` to return 200.
     #[arg(long, default_value_t = 60.0)]
@@ -65,13 +86,98 @@ pub struct CommonArgs {
     pub no_write: bool,
 }
 
-impl CommonArgs {
+impl ServerArgs {
     /// Directory for JSON results, or `None` with `--no-write`.
     pub fn results_dir(&self) -> Option<PathBuf> {
         if self.no_write {
             return None;
         }
         Some(self.results_dir.clone().unwrap_or_else(|| workspace_root().join("bench").join("results")))
+    }
+
+    /// Locate the binary and validate the options. `setting_defaults` go to
+    /// the server's config file unless `--server-setting` gives the same key.
+    pub fn launch_options(&self, setting_defaults: &[(&str, &str)]) -> Result<LaunchOptions> {
+        let bin = locate_binary(self.server_bin.as_deref())?;
+        let mut settings: Vec<(String, String)> = setting_defaults
+            .iter()
+            .filter(|(k, _)| !self.server_settings.iter().any(|(given, _)| given == k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        settings.extend(self.server_settings.iter().cloned());
+        Ok(LaunchOptions {
+            bin,
+            env: self.server_env.clone(),
+            settings,
+            ready_timeout: secs("ready-timeout-secs", self.ready_timeout_secs)?,
+        })
+    }
+}
+
+/// Server settings that turn primary-authentication throttling off (`0` =
+/// unlimited). The defaults (4 tries per username and 20 per address per
+/// second) would answer most benchmark requests with 429.
+pub const AUTHN_THROTTLING_OFF: &[(&str, &str)] =
+    &[("authn_rate_limit_per_username", "0"), ("authn_rate_limit_per_ip", "0")];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// Which database(s) a benchmark runs its server on.
+#[derive(Clone, Debug, Args)]
+pub struct DbArgs {
+    /// Storage backend(s) to run the server on.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Sqlite)]
+    pub backend: BackendChoice,
+
+    /// Use this existing database instead of a scratch one (the backend is
+    /// taken from its scheme; it is not dropped afterwards, and gains
+    /// benchmark users and tokens). Useful where `psql` is not installed.
+    #[arg(long, conflicts_with = "backend")]
+    pub database_url: Option<String>,
+
+    /// Admin URL of the PostgreSQL server on which scratch databases are
+    /// created (`CREATE DATABASE bench_<random>` via `psql`) and dropped.
+    #[arg(
+        long,
+        env = "LATCHKEY_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub pg_url: String,
+}
+
+/// Where one backend's server gets its database.
+#[derive(Clone, Debug)]
+pub enum Plan {
+    Scratch(Backend),
+    Existing(String),
+}
+
+impl DbArgs {
+    /// One plan per selected backend, in run order.
+    pub fn plans(&self) -> Result<Vec<(Backend, Plan)>> {
+        Ok(match (&self.database_url, self.backend) {
+            (Some(url), _) => vec![(Backend::from_url(url)?, Plan::Existing(url.clone()))],
+            (None, BackendChoice::Sqlite) => vec![(Backend::Sqlite, Plan::Scratch(Backend::Sqlite))],
+            (None, BackendChoice::Postgres) => vec![(Backend::Postgres, Plan::Scratch(Backend::Postgres))],
+            (None, BackendChoice::Both) => vec![
+                (Backend::Sqlite, Plan::Scratch(Backend::Sqlite)),
+                (Backend::Postgres, Plan::Scratch(Backend::Postgres)),
+            ],
+        })
+    }
+
+    /// Create (or adopt) the database for `plan`; `dir` is the run's scratch directory.
+    pub fn make_db(&self, plan: &Plan, dir: &Path) -> Result<Database> {
+        match plan {
+            Plan::Existing(url) => Database::existing(url),
+            Plan::Scratch(Backend::Sqlite) => Ok(Database::sqlite_in(dir)),
+            Plan::Scratch(Backend::Postgres) => Database::create_postgres(&self.pg_url),
+        }
     }
 }
 
@@ -108,14 +214,15 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub fn new(a: &CommonArgs) -> Result<Self> {
+    /// `setting_defaults`: server settings the benchmark needs (see
+    /// [`ServerArgs::launch_options`]).
+    pub fn new(a: &CommonArgs, setting_defaults: &[(&str, &str)]) -> Result<Self> {
         if a.concurrency == 0 || a.rounds == 0 || a.client_threads == 0 {
             return Err(err("--concurrency, --rounds and --client-threads must be at least 1"));
         }
         if a.duration_secs <= 0.0 {
             return Err(err("--duration-secs must be positive"));
         }
-        let bin = locate_binary(a.server_bin.as_deref())?;
         Ok(Self {
             load: LoadConfig {
                 concurrency: a.concurrency,
@@ -125,11 +232,7 @@ impl Harness {
             },
             rounds: a.rounds,
             client_threads: a.client_threads,
-            launch: LaunchOptions {
-                bin,
-                env: a.server_env.clone(),
-                ready_timeout: secs("ready-timeout-secs", a.ready_timeout_secs)?,
-            },
+            launch: a.server.launch_options(setting_defaults)?,
         })
     }
 
@@ -151,41 +254,13 @@ impl Harness {
         );
     }
 
-    /// Make a scratch dir and database, start the server, run `body`, then
-    /// always stop the server (SIGTERM) and drop the database.
+    /// See [`with_server`].
     pub async fn with_server<T>(
         &self,
         make_db: impl FnOnce(&Path) -> Result<Database>,
         body: impl AsyncFnOnce(&Server) -> Result<T>,
     ) -> Result<(T, ServerRun)> {
-        let scratch = ScratchDir::new("latchkey-bench")?;
-        let mut db = make_db(scratch.path())?;
-        let mut server = Server::start(&self.launch, &db).await?;
-        eprintln!(
-            "  server {} (pid {}) ready on {} in {:.2} s",
-            server.bin.display(),
-            server.pid(),
-            server.addr,
-            server.startup_secs
-        );
-        let result = body(&server).await;
-        let stop = server.stop().map_err(|e| e.to_string());
-        let log_bytes = server.log.bytes();
-        let log_has_ansi = server.log.has_ansi();
-        let log_tail = server.log.tail(30);
-        let db_cleanup_error = db.cleanup().err().map(|e| e.to_string());
-        let value = result.map_err(|e| err(format!("{e}\n--- server log tail ---\n{log_tail}")))?;
-        Ok((
-            value,
-            ServerRun {
-                bin: server.bin.clone(),
-                startup_secs: server.startup_secs,
-                stop,
-                log_bytes,
-                log_has_ansi,
-                db_cleanup_error,
-            },
-        ))
+        with_server(&self.launch, make_db, body).await
     }
 
     /// Assemble a comparison with run metadata and automatic notes.
@@ -221,12 +296,27 @@ impl Harness {
         }
         let client_cores =
             crate::report::median(baseline.rounds.iter().filter_map(|r| r.cpu.client).collect());
-        if client_cores >= 0.85 * self.client_threads as f64 {
+        // An in-process baseline *is* the harness using every core; only an
+        // HTTP baseline can be starved by its own load generator.
+        if !baseline.in_process() && client_cores >= 0.85 * self.client_threads as f64 {
             notes.push(format!(
                 "load generator used {client_cores:.2} cores with {} client thread(s) on the \
                  baseline: the baseline may be client-bound, which pulls the ratio towards 1",
                 self.client_threads
             ));
+        }
+        for s in [&baseline, &target] {
+            if !s.in_process() {
+                continue;
+            }
+            let server = crate::report::median(s.rounds.iter().filter_map(|r| r.cpu.server).collect());
+            if server >= 0.05 {
+                notes.push(format!(
+                    "{}: the (idle) server used {server:.2} cores during the in-process rounds; \
+                     the baseline did not have the machine to itself",
+                    s.label
+                ));
+            }
         }
         let other = crate::report::median(
             baseline.rounds.iter().chain(&target.rounds).filter_map(|r| r.cpu.other).collect(),
@@ -287,6 +377,7 @@ impl Harness {
             "server_env".into(),
             json!(self.launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()),
         );
+        meta.insert("server_settings".into(), json!(settings_json(&self.launch)));
         meta.insert("server_startup_secs".into(), json!(run.startup_secs));
         meta.insert("server_log_bytes".into(), json!(run.log_bytes));
         meta.insert(
@@ -296,11 +387,67 @@ impl Harness {
                 Err(e) => json!({"error": e}),
             },
         );
-        Comparison { benchmark: benchmark.into(), variant: variant.into(), baseline, target, meta, notes }
+        Comparison {
+            benchmark: benchmark.into(),
+            variant: variant.into(),
+            baseline,
+            target,
+            meta,
+            notes,
+            ratio_goal: None,
+        }
     }
 }
 
-fn git_rev() -> Option<String> {
+/// Make a scratch dir and database, start the server, run `body`, then
+/// always stop the server (SIGTERM) and drop the database.
+pub async fn with_server<T>(
+    launch: &LaunchOptions,
+    make_db: impl FnOnce(&Path) -> Result<Database>,
+    body: impl AsyncFnOnce(&Server) -> Result<T>,
+) -> Result<(T, ServerRun)> {
+    let scratch = ScratchDir::new("latchkey-bench")?;
+    let mut db = make_db(scratch.path())?;
+    let mut server = Server::start(launch, &db, scratch.path()).await?;
+    eprintln!(
+        "  server {} (pid {}) ready on {} in {:.2} s",
+        server.bin.display(),
+        server.pid(),
+        server.addr,
+        server.startup_secs
+    );
+    let result = body(&server).await;
+    let stop = server.stop().map_err(|e| e.to_string());
+    let log_bytes = server.log.bytes();
+    let log_has_ansi = server.log.has_ansi();
+    let log_tail = server.log.tail(30);
+    let db_cleanup_error = db.cleanup().err().map(|e| e.to_string());
+    let value = result.map_err(|e| err(format!("{e}\n--- server log tail ---\n{log_tail}")))?;
+    Ok((
+        value,
+        ServerRun {
+            bin: server.bin.clone(),
+            startup_secs: server.startup_secs,
+            stop,
+            log_bytes,
+            log_has_ansi,
+            db_cleanup_error,
+        },
+    ))
+}
+
+/// The `--config` settings as `key = value` lines, secrets masked (the
+/// generated PostgreSQL master key never appears here: it is added when the
+/// file is written).
+pub fn settings_json(launch: &LaunchOptions) -> Vec<String> {
+    launch
+        .settings
+        .iter()
+        .map(|(k, v)| if k.contains("key") { format!("{k} = ***") } else { format!("{k} = {v}") })
+        .collect()
+}
+
+pub fn git_rev() -> Option<String> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(workspace_root())

@@ -14,6 +14,10 @@ pub struct CpuWatch {
     /// Command name (`comm`) of database processes, e.g. `postgres`. Every
     /// process of that name counts, including ones serving other clients.
     pub db_process: Option<String>,
+    /// Also sample the server's threads one by one (`/proc/PID/task`), to
+    /// split its CPU by thread name (async workers vs. blocking pool vs.
+    /// SQLite connection threads).
+    pub server_threads: bool,
 }
 
 /// Cumulative CPU seconds at one instant.
@@ -24,6 +28,23 @@ pub struct CpuSample {
     db: Option<f64>,
     client: Option<f64>,
     machine: Option<f64>,
+    /// Minor page faults so far of the server and of this harness.
+    server_faults: Option<u64>,
+    client_faults: Option<u64>,
+    /// `(tid, comm, ticks)` of every server thread, when asked for.
+    threads: Vec<(u32, String, u64)>,
+}
+
+/// CPU of the server's threads that share one name, over a window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadGroup {
+    /// Thread name as the kernel keeps it (`comm`, at most 15 bytes, e.g.
+    /// `tokio-runtime-w`).
+    pub name: String,
+    /// Cores used by all of them together.
+    pub cores: f64,
+    /// Cores used by each thread, busiest first.
+    pub per_thread: Vec<f64>,
 }
 
 /// Average cores used between two samples.
@@ -34,16 +55,32 @@ pub struct CpuUsage {
     pub client: Option<f64>,
     /// Machine busy time not accounted to the three above.
     pub other: Option<f64>,
+    /// Minor page faults per second of the server and of this harness: a
+    /// process that keeps getting fresh memory from the kernel (and zeroing
+    /// it) instead of reusing its own shows up here.
+    pub server_faults_per_sec: Option<f64>,
+    pub client_faults_per_sec: Option<f64>,
 }
 
 impl CpuWatch {
     pub fn sample(&self) -> CpuSample {
+        let read = |path: String| std::fs::read_to_string(path).ok();
+        let server_text = self.server_pid.and_then(|p| read(format!("/proc/{p}/stat")));
+        let client_text = read("/proc/self/stat".into());
+        let server = server_text.as_deref().and_then(parse_stat);
+        let client = client_text.as_deref().and_then(parse_stat);
         CpuSample {
             at: Instant::now(),
-            server: self.server_pid.and_then(|p| process_cpu_secs(&format!("/proc/{p}/stat"))),
+            server: server.map(|s| s.ticks as f64 / clock_ticks_per_sec()),
             db: self.db_process.as_deref().and_then(processes_named_cpu_secs),
-            client: process_cpu_secs("/proc/self/stat"),
+            client: client.map(|s| s.ticks as f64 / clock_ticks_per_sec()),
+            server_faults: server.map(|s| s.minflt),
+            client_faults: client.map(|s| s.minflt),
             machine: machine_busy_cpu_secs(),
+            threads: match self.server_pid {
+                Some(pid) if self.server_threads => thread_ticks(pid),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -60,8 +97,68 @@ impl CpuSample {
         let client = cores(self.client, later.client);
         let other = cores(self.machine, later.machine)
             .map(|all| (all - server.unwrap_or(0.0) - db.unwrap_or(0.0) - client.unwrap_or(0.0)).max(0.0));
-        CpuUsage { server, db, client, other }
+        let rate = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) if wall > 0.0 => Some(b.saturating_sub(a) as f64 / wall),
+            _ => None,
+        };
+        CpuUsage {
+            server,
+            db,
+            client,
+            other,
+            server_faults_per_sec: rate(self.server_faults, later.server_faults),
+            client_faults_per_sec: rate(self.client_faults, later.client_faults),
+        }
     }
+
+    /// Server CPU between the two samples by thread name, busiest group
+    /// first. Threads that exited in between are missing (their last ticks
+    /// are lost); threads born in between count from zero.
+    pub fn threads_until(&self, later: &CpuSample) -> Vec<ThreadGroup> {
+        let wall = later.at.duration_since(self.at).as_secs_f64();
+        if wall <= 0.0 {
+            return Vec::new();
+        }
+        let mut groups: Vec<ThreadGroup> = Vec::new();
+        for (tid, comm, ticks) in &later.threads {
+            let before =
+                self.threads.iter().find(|(t, c, _)| t == tid && c == comm).map(|(_, _, n)| *n).unwrap_or(0);
+            let cores = ticks.saturating_sub(before) as f64 / clock_ticks_per_sec() / wall;
+            match groups.iter_mut().find(|g| &g.name == comm) {
+                Some(g) => {
+                    g.cores += cores;
+                    g.per_thread.push(cores);
+                }
+                None => groups.push(ThreadGroup { name: comm.clone(), cores, per_thread: vec![cores] }),
+            }
+        }
+        for g in &mut groups {
+            g.per_thread.sort_by(|a, b| b.total_cmp(a));
+        }
+        groups.sort_by(|a, b| b.cores.total_cmp(&a.cores));
+        groups
+    }
+}
+
+/// Minor page faults of process `pid` so far (all its threads).
+pub fn minor_faults(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|s| s.minflt)
+}
+
+/// `(tid, comm, utime + stime)` of every thread of `pid`.
+fn thread_ticks(pid: u32) -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
+            && let Some(st) = parse_stat(&stat)
+        {
+            out.push((tid, st.comm.to_string(), st.ticks));
+        }
+    }
+    out
 }
 
 fn clock_ticks_per_sec() -> f64 {
@@ -78,13 +175,6 @@ fn clock_ticks_per_sec() -> f64 {
     })
 }
 
-/// User + system CPU seconds of one process (all its threads), from its
-/// `/proc/PID/stat` file.
-fn process_cpu_secs(stat_path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(stat_path).ok()?;
-    parse_stat(&stat).map(|(_, ticks)| ticks as f64 / clock_ticks_per_sec())
-}
-
 /// Summed CPU seconds of every process whose command name is `comm`.
 /// Processes that start or exit between two samples are counted only
 /// partly; long-lived database backends dominate anyway.
@@ -97,10 +187,10 @@ fn processes_named_cpu_secs(comm: &str) -> Option<f64> {
             continue;
         }
         if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
-            && let Some((c, t)) = parse_stat(&stat)
-            && c == comm
+            && let Some(st) = parse_stat(&stat)
+            && st.comm == comm
         {
-            ticks += t;
+            ticks += st.ticks;
         }
     }
     Some(ticks as f64 / clock_ticks_per_sec())
@@ -127,17 +217,28 @@ fn parse_machine_busy_ticks(cpu_line: &str) -> Option<u64> {
     Some(v.iter().sum::<u64>() - v[3] - v[4])
 }
 
-/// (comm, utime + stime) from a `/proc/PID/stat` line. The command name
-/// (field 2) may contain spaces and parentheses, so it runs to the last `)`.
-fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+/// The fields of a `/proc/PID/stat` (or `/proc/PID/task/TID/stat`) line
+/// this module uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Stat<'a> {
+    comm: &'a str,
+    /// utime + stime, in clock ticks.
+    ticks: u64,
+    /// Minor page faults.
+    minflt: u64,
+}
+
+/// Parse a `/proc/PID/stat` line. The command name (field 2) may contain
+/// spaces and parentheses, so it runs to the last `)`.
+fn parse_stat(stat: &str) -> Option<Stat<'_>> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?;
-    let mut fields = stat[close + 1..].split_whitespace();
-    // The rest starts at field 3 (state); utime is field 14 → index 11.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((comm, utime + stime))
+    // The rest starts at field 3 (state): minflt is field 10 (index 7),
+    // utime field 14 (index 11), stime field 15.
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().take(13).collect();
+    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some(Stat { comm, ticks: num(11)? + num(12)?, minflt: num(7)? })
 }
 
 #[cfg(test)]
@@ -147,7 +248,7 @@ mod tests {
     #[test]
     fn stat_parsing_handles_spaces_in_comm() {
         let line = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
-        assert_eq!(parse_stat(line), Some(("my (odd) prog", 300)));
+        assert_eq!(parse_stat(line), Some(Stat { comm: "my (odd) prog", ticks: 300, minflt: 100 }));
     }
 
     #[test]
@@ -159,7 +260,7 @@ mod tests {
 
     #[test]
     fn own_process_is_measurable() {
-        let watch = CpuWatch { server_pid: Some(std::process::id()), db_process: None };
+        let watch = CpuWatch { server_pid: Some(std::process::id()), db_process: None, server_threads: true };
         let a = watch.sample();
         let mut x = 0u64;
         for i in 0..2_000_000u64 {
@@ -171,6 +272,9 @@ mod tests {
         if std::path::Path::new("/proc/self/stat").exists() {
             assert!(u.server.is_some() && u.client.is_some() && u.other.is_some());
             assert_eq!(u.db, None);
+            let groups = a.threads_until(&b);
+            assert!(!groups.is_empty());
+            assert!(groups.iter().all(|g| !g.per_thread.is_empty() && g.cores >= 0.0));
         }
     }
 }

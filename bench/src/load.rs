@@ -144,7 +144,9 @@ pub async fn run(
     tokio::time::sleep_until(measure_start.into()).await;
     let cpu0 = watch.sample();
     tokio::time::sleep_until(end.into()).await;
-    let cpu = cpu0.usage_until(&watch.sample());
+    let cpu1 = watch.sample();
+    let cpu = cpu0.usage_until(&cpu1);
+    let server_threads = cpu0.threads_until(&cpu1);
 
     let mut total = WorkerStats::default();
     for h in handles {
@@ -183,13 +185,17 @@ pub async fn run(
         reconnects: total.reconnects,
         response_body_bytes: total.body_bytes_sample,
         cpu,
+        server_threads,
+        in_process: false,
         first_error: total.first_error,
     })
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// The sending half of one HTTP/1.1 client connection.
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(addr: SocketAddr) -> Result<Sender> {
+/// Open one keep-alive HTTP/1.1 connection with `TCP_NODELAY`.
+pub async fn connect(addr: SocketAddr) -> Result<Sender> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

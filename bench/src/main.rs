@@ -7,15 +7,18 @@
 //! * `load`   — closed-loop HTTP/1.1 driver fed by a `RequestFactory`; AB/BA schedule
 //! * `report` — per-round results, baseline/target comparison, table and JSON
 //! * `cpu`    — who used the CPU during a window (server, database, harness, rest)
-//! * `cpu`    — who used the CPU during a window (server, database, harness, rest)
 //! * `common` — shared CLI options and the start/measure/stop sequence
-//! * one module per benchmark (`users`)
+//! * `stats`  — summaries and bootstrap intervals for timing comparisons
+//! * one module per benchmark (`users`, `signins`, `authn_timing`)
 
+mod authn_timing;
 mod common;
 mod cpu;
 mod load;
 mod report;
 mod server;
+mod signins;
+mod stats;
 mod users;
 mod util;
 
@@ -23,7 +26,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::report::shout;
+use crate::report::{Outcome, shout};
 
 #[derive(Debug, Parser)]
 #[command(name = "latchkey-bench", version, about = "Benchmarks for the Latchkey server")]
@@ -36,14 +39,29 @@ struct Cli {
 enum Command {
     /// Authenticated `GET /api/v1/users/{id}` versus bare `GET /healthz`.
     Users(users::UsersArgs),
+    /// Password sign-ins per second versus raw argon2id verifications per
+    /// second computed in-process with the server's parameters.
+    Signins(signins::SigninsArgs),
+    /// Response time of a sign-in for an unknown user versus an existing
+    /// user with a wrong password (user enumeration by timing).
+    AuthnTiming(authn_timing::AuthnTimingArgs),
 }
 
 impl Command {
     fn client_threads(&self) -> usize {
         match self {
             Command::Users(a) => a.common.client_threads,
+            Command::Signins(a) => a.common.client_threads,
+            Command::AuthnTiming(_) => 1,
         }
     }
+}
+
+type Outcomes = Vec<(String, Result<Box<dyn Outcome>, util::BoxError>)>;
+
+/// Box each comparison as an [`Outcome`].
+fn boxed(v: Vec<(String, util::Result<report::Comparison>)>) -> Outcomes {
+    v.into_iter().map(|(name, r)| (name, r.map(|c| Box::new(c) as Box<dyn Outcome>))).collect()
 }
 
 fn main() -> ExitCode {
@@ -59,38 +77,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (outcomes, results_dir) = match &cli.command {
-        Command::Users(args) => (runtime.block_on(users::run(args)), args.common.results_dir()),
+    let (outcomes, results_dir): (Outcomes, _) = match &cli.command {
+        Command::Users(args) => (boxed(runtime.block_on(users::run(args))), args.common.results_dir()),
+        Command::Signins(args) => (boxed(runtime.block_on(signins::run(args))), args.common.results_dir()),
+        Command::AuthnTiming(args) => (runtime.block_on(authn_timing::run(args)), args.server.results_dir()),
     };
 
     let mut failures = Vec::new();
     let mut summary = Vec::new();
     for (name, outcome) in outcomes {
         match outcome {
-            Ok(cmp) => {
-                println!("\n== {} / {}", cmp.benchmark, cmp.variant);
-                print!("{}", cmp.table());
+            Ok(o) => {
+                println!("\n== {}", o.title());
+                print!("{}", o.table());
                 if let Some(dir) = &results_dir {
-                    match cmp.write_json(dir) {
+                    match o.write_json(dir) {
                         Ok(path) => println!("wrote {}", path.display()),
                         Err(e) => failures.push(format!("{name}: cannot write results: {e}")),
                     }
                 }
-                summary.push(format!(
-                    "{name}: target/baseline = {:.3} ({:.0} / {:.0} rps){}",
-                    cmp.ratio(),
-                    cmp.target.median_rps(),
-                    cmp.baseline.median_rps(),
-                    if cmp.errors() > 0 { "  [ERRORS]" } else { "" }
-                ));
-                if cmp.errors() > 0 {
-                    failures.push(format!(
-                        "{name}: {} failed requests (baseline {}, target {}); figures are NOT valid",
-                        cmp.errors(),
-                        cmp.baseline.errors(),
-                        cmp.target.errors()
-                    ));
-                }
+                summary.push(format!("{name}: {}", o.summary()));
+                failures.extend(o.failures().into_iter().map(|f| format!("{name}: {f}")));
             }
             Err(e) => failures.push(format!("{name}: {e}")),
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::cpu::CpuUsage;
+use crate::cpu::{CpuUsage, ThreadGroup};
 use crate::util::Result;
 
 /// One measured round of one side of a comparison.
@@ -39,15 +39,33 @@ pub struct RoundResult {
     /// Cores used during the measured window by the server, its database
     /// processes, this harness, and everything else on the machine.
     pub cpu: CpuUsage,
+    /// The server's CPU by thread name during the measured window (empty
+    /// unless the round's `CpuWatch` asked for it).
+    pub server_threads: Vec<ThreadGroup>,
+    /// Measured inside this harness (e.g. raw argon2 verifications), not
+    /// through the server: CPU cost per operation then comes from the
+    /// harness's own CPU (`cpu.client`), and `cpu.server` is a check that
+    /// the server sat idle meanwhile.
+    pub in_process: bool,
     pub first_error: Option<String>,
 }
 
 impl RoundResult {
     /// CPU microseconds the server (plus its database processes, when they
-    /// are separate) spent per completed request in this round.
+    /// are separate) spent per completed request in this round; for an
+    /// in-process round, the harness's CPU per operation instead.
     pub fn server_cpu_us_per_request(&self) -> Option<f64> {
-        let cores = self.cpu.server? + self.cpu.db.unwrap_or(0.0);
+        let cores =
+            if self.in_process { self.cpu.client? } else { self.cpu.server? + self.cpu.db.unwrap_or(0.0) };
         (self.rps > 0.0).then(|| cores / self.rps * 1e6)
+    }
+
+    /// Minor page faults per completed request: the server's, or for an
+    /// in-process round the harness's.
+    pub fn faults_per_request(&self) -> Option<f64> {
+        let rate =
+            if self.in_process { self.cpu.client_faults_per_sec? } else { self.cpu.server_faults_per_sec? };
+        (self.rps > 0.0).then(|| rate / self.rps)
     }
 
     pub fn errors(&self) -> u64 {
@@ -61,6 +79,7 @@ impl RoundResult {
             "round": self.round,
             "slot": self.slot,
             "server_cpu_us_per_request": self.server_cpu_us_per_request().map(round2),
+            "minor_faults_per_request": self.faults_per_request().map(round2),
             "requests_ok": self.requests_ok,
             "rps": round2(self.rps),
             "p50_ms": round3(self.p50_ms),
@@ -73,6 +92,12 @@ impl RoundResult {
             "reconnects": self.reconnects,
             "response_body_bytes": self.response_body_bytes,
             "cpu_cores": cpu_json(&self.cpu),
+            "cpu_per_request_basis": if self.in_process { "harness (in-process)" } else { "server + db" },
+            "server_threads": self.server_threads.iter().map(|g| json!({
+                "name": g.name,
+                "cores": round3(g.cores),
+                "per_thread_cores": g.per_thread.iter().map(|c| round3(*c)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
             "first_error": self.first_error,
         })
     }
@@ -106,6 +131,8 @@ impl Series {
             db: self.med_opt(|r| r.cpu.db),
             client: self.med_opt(|r| r.cpu.client),
             other: self.med_opt(|r| r.cpu.other),
+            server_faults_per_sec: self.med_opt(|r| r.cpu.server_faults_per_sec),
+            client_faults_per_sec: self.med_opt(|r| r.cpu.client_faults_per_sec),
         }
     }
 
@@ -135,15 +162,30 @@ impl Series {
         self.rounds.iter().map(|r| r.reconnects).sum()
     }
 
+    /// Whether this side was measured in-process rather than over HTTP.
+    pub fn in_process(&self) -> bool {
+        !self.rounds.is_empty() && self.rounds.iter().all(|r| r.in_process)
+    }
+
+    /// The round whose rps is the median one (the lower middle for an even
+    /// count), for showing one representative round's details.
+    pub fn median_round(&self) -> Option<&RoundResult> {
+        let mut v: Vec<&RoundResult> = self.rounds.iter().collect();
+        v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        v.get(v.len().saturating_sub(1) / 2).copied()
+    }
+
     pub fn summary_json(&self) -> Value {
         json!({
             "label": self.label,
+            "in_process": self.in_process(),
             "median_rps": round2(self.median_rps()),
             "spread": round3(self.spread()),
             "median_p50_ms": round3(self.med(|r| r.p50_ms)),
             "median_p99_ms": round3(self.med(|r| r.p99_ms)),
             "median_cpu_cores": cpu_json(&self.median_cpu()),
             "median_server_cpu_us_per_request": self.median_cpu_us().map(round2),
+            "median_minor_faults_per_request": self.med_opt(RoundResult::faults_per_request).map(round2),
             "errors": self.errors(),
             "reconnects": self.reconnects(),
             "rounds": self.rounds.iter().map(RoundResult::to_json).collect::<Vec<_>>(),
@@ -164,6 +206,9 @@ pub struct Comparison {
     pub meta: serde_json::Map<String, Value>,
     /// Observations worth a human's attention (printed and saved).
     pub notes: Vec<String>,
+    /// A ratio the target should reach (e.g. 0.85 of the raw argon2 rate);
+    /// reported as met / not met, never a failure by itself.
+    pub ratio_goal: Option<f64>,
 }
 
 impl Comparison {
@@ -193,6 +238,8 @@ impl Comparison {
             "ok": self.errors() == 0,
             "errors": self.errors(),
             "ratio_target_over_baseline": round3(self.ratio()),
+            "ratio_goal": self.ratio_goal,
+            "ratio_goal_met": self.ratio_goal.map(|g| self.ratio() >= g),
             "cpu_cost_target_over_baseline": self.cpu_cost_ratio().map(round3),
             "baseline": self.baseline.summary_json(),
             "target": self.target.summary_json(),
@@ -253,7 +300,13 @@ impl Comparison {
         let _ = writeln!(
             out,
             "(srv/db/cli/oth: median cores used by server, database processes, load generator, rest of \
-             machine; cpu us/r: (srv + db) CPU microseconds per request)"
+             machine; cpu us/r: (srv + db) CPU microseconds per request{})",
+            if self.baseline.in_process() || self.target.in_process() {
+                "; for an in-process side: cli is the harness doing the work, cpu us/r its CPU per \
+                 operation, and srv should be ~0 (idle server)"
+            } else {
+                ""
+            }
         );
         let ratio = self.ratio();
         let _ = write!(out, "ratio target/baseline = {ratio:.3}");
@@ -261,8 +314,42 @@ impl Comparison {
             let _ = write!(out, "  (one target request costs ~{:.1}x a baseline request)", 1.0 / ratio);
         }
         let _ = writeln!(out);
+        if let Some(goal) = self.ratio_goal {
+            let met = if ratio >= goal { "met" } else { "NOT MET" };
+            let _ = writeln!(out, "goal: ratio >= {goal:.2} ... {met}");
+        }
         if let Some(c) = self.cpu_cost_ratio() {
             let _ = writeln!(out, "server CPU per request, target/baseline = {c:.2}x");
+        }
+        if let (Some(b), Some(t)) = (
+            self.baseline.med_opt(RoundResult::faults_per_request),
+            self.target.med_opt(RoundResult::faults_per_request),
+        ) {
+            let _ = writeln!(
+                out,
+                "minor page faults per request: baseline {b:.1}, target {t:.1} (server's; the harness's \
+                 for an in-process side)"
+            );
+        }
+        if let Some(r) = self.target.median_round().filter(|r| !r.server_threads.is_empty()) {
+            let groups: Vec<String> = r
+                .server_threads
+                .iter()
+                .filter(|g| g.cores >= 0.005)
+                .map(|g| {
+                    let busiest: Vec<String> =
+                        g.per_thread.iter().take(4).map(|c| format!("{c:.2}")).collect();
+                    let more = if g.per_thread.len() > 4 { " ..." } else { "" };
+                    format!(
+                        "{} {:.2} ({} thr: {}{more})",
+                        g.name,
+                        g.cores,
+                        g.per_thread.len(),
+                        busiest.join(" ")
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "server threads, target round {}: {}", r.round + 1, groups.join("; "));
         }
         let mut order: Vec<&RoundResult> =
             self.baseline.rounds.iter().chain(self.target.rounds.iter()).collect();
@@ -300,6 +387,57 @@ impl Comparison {
     }
 }
 
+/// What a benchmark hands back for one setup (backend): printed, saved and
+/// judged by `main` the same way whatever the benchmark measured.
+pub trait Outcome {
+    /// `benchmark / variant`.
+    fn title(&self) -> String;
+    /// The console table, notes included.
+    fn table(&self) -> String;
+    /// Save the results as JSON under `dir`; returns the file written.
+    fn write_json(&self, dir: &Path) -> Result<PathBuf>;
+    /// One line for the end-of-run summary.
+    fn summary(&self) -> String;
+    /// Reasons the figures are not valid (empty when they are).
+    fn failures(&self) -> Vec<String>;
+}
+
+impl Outcome for Comparison {
+    fn title(&self) -> String {
+        format!("{} / {}", self.benchmark, self.variant)
+    }
+
+    fn table(&self) -> String {
+        Comparison::table(self)
+    }
+
+    fn write_json(&self, dir: &Path) -> Result<PathBuf> {
+        Comparison::write_json(self, dir)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "target/baseline = {:.3} ({:.1} / {:.1} per s){}",
+            self.ratio(),
+            self.target.median_rps(),
+            self.baseline.median_rps(),
+            if self.errors() > 0 { "  [ERRORS]" } else { "" }
+        )
+    }
+
+    fn failures(&self) -> Vec<String> {
+        if self.errors() == 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "{} failed requests (baseline {}, target {}); figures are NOT valid",
+            self.errors(),
+            self.baseline.errors(),
+            self.target.errors()
+        )]
+    }
+}
+
 /// Median of a sample (mean of the two middle values for even counts).
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -316,6 +454,8 @@ fn cpu_json(c: &CpuUsage) -> Value {
         "db": c.db.map(round3),
         "client": c.client.map(round3),
         "other": c.other.map(round3),
+        "server_minor_faults_per_sec": c.server_faults_per_sec.map(round2),
+        "client_minor_faults_per_sec": c.client_faults_per_sec.map(round2),
     })
 }
 
@@ -367,6 +507,7 @@ mod tests {
             target: t,
             meta: serde_json::Map::new(),
             notes: vec![],
+            ratio_goal: None,
         };
         assert!((c.ratio() - 0.5).abs() < 1e-9);
         assert_eq!(c.errors(), 3);

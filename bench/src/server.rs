@@ -197,6 +197,16 @@ pub fn with_database(url: &str, db: &str) -> Result<String> {
     Ok(format!("{}{}/{db}{}", &url[..scheme_end], &rest[..authority_end], query.unwrap_or("")))
 }
 
+/// Base64 of 32 random bytes from the OS, for `LATCHKEY_MASTER_KEY`.
+fn throwaway_master_key() -> Result<String> {
+    use base64::Engine as _;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| err(format!("cannot read /dev/urandom for a master key: {e}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(key))
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
@@ -268,7 +278,33 @@ pub struct LaunchOptions {
     pub bin: PathBuf,
     /// Extra environment for the server process (e.g. log level).
     pub env: Vec<(String, String)>,
+    /// Settings written to a TOML file passed with `--config` (key, TOML
+    /// value as written, e.g. `("authn_rate_limit_per_ip", "0")`). A file,
+    /// not `LATCHKEY_*` variables: the server reads only a few keys from its
+    /// environment (not `master_key` nor `authn_rate_limit_*`).
+    pub settings: Vec<(String, String)>,
     pub ready_timeout: Duration,
+}
+
+impl LaunchOptions {
+    /// Write the `--config` file for `db` into `dir` (always, even when
+    /// empty, so that a `LATCHKEY_CONFIG` in the caller's environment does
+    /// not leak into a benchmark). A PostgreSQL server refuses to start
+    /// without a master key (SQLite makes a key file next to the database),
+    /// so a throwaway one is added unless `settings` has one.
+    pub fn write_config(&self, db: &Database, dir: &Path) -> Result<PathBuf> {
+        let mut text = String::from("# written by latchkey-bench for one run\n");
+        for (k, v) in &self.settings {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        let has_key = self.settings.iter().any(|(k, _)| k == "master_key" || k == "master_key_file");
+        if Backend::from_url(&db.url).ok() == Some(Backend::Postgres) && !has_key {
+            text.push_str(&format!("master_key = \"{}\"\n", throwaway_master_key()?));
+        }
+        let path = dir.join("latchkey-bench.toml");
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
 }
 
 /// How the server went down.
@@ -288,6 +324,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub bin: PathBuf,
     pub db_url: String,
+    /// The `--config` file the server (and `token create`) runs with.
+    pub config: PathBuf,
     pub log: LogCapture,
     pub startup_secs: f64,
     pub api: Api,
@@ -296,10 +334,12 @@ pub struct Server {
 impl Server {
     /// Start on a free loopback port and wait for `GET /readyz` to answer 200.
     /// The server's output is captured in memory (see [`LogCapture`]).
-    pub async fn start(opts: &LaunchOptions, db: &Database) -> Result<Server> {
+    /// `dir` (a scratch directory) receives the `--config` file.
+    pub async fn start(opts: &LaunchOptions, db: &Database, dir: &Path) -> Result<Server> {
+        let config = opts.write_config(db, dir)?;
         let mut last_err = None;
         for _attempt in 0..3 {
-            match Self::start_once(opts, db).await {
+            match Self::start_once(opts, db, &config).await {
                 Ok(s) => return Ok(s),
                 Err((e, port_clash)) => {
                     if !port_clash {
@@ -315,6 +355,7 @@ impl Server {
     async fn start_once(
         opts: &LaunchOptions,
         db: &Database,
+        config: &Path,
     ) -> std::result::Result<Server, (crate::util::BoxError, bool)> {
         let plain = |e: crate::util::BoxError| (e, false);
         let port = free_port().map_err(plain)?;
@@ -323,6 +364,8 @@ impl Server {
 
         let mut cmd = Command::new(&opts.bin);
         cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--public-url")
@@ -351,6 +394,7 @@ impl Server {
             addr,
             bin: opts.bin.clone(),
             db_url: db.url.clone(),
+            config: config.to_path_buf(),
             log,
             startup_secs: 0.0,
             api: Api::new(base, None),
@@ -397,10 +441,12 @@ impl Server {
         }
     }
 
-    /// `latchkey token create --name NAME --database-url URL`; returns the token.
+    /// `latchkey token create --name NAME --database-url URL --config FILE`;
+    /// returns the token.
     pub fn create_token(&self, name: &str) -> Result<String> {
         let out = Command::new(&self.bin)
-            .args(["token", "create", "--name", name, "--database-url", &self.db_url])
+            .args(["token", "create", "--name", name, "--database-url", &self.db_url, "--config"])
+            .arg(&self.config)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| err(format!("cannot run token create: {e}")))?;
@@ -513,6 +559,22 @@ impl Api {
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         Ok((status, bytes))
+    }
+
+    /// Create an ACTIVE user with a password (`POST /api/v1/users?activate=true`);
+    /// returns its id. The password must satisfy the default policy, which
+    /// also refuses any part of the login (pieces of 3+ characters between
+    /// `@ . _ - +`).
+    pub async fn create_active_user(&self, login: &str, password: &str) -> Result<String> {
+        let body = serde_json::json!({
+            "profile": {"login": login, "email": login, "firstName": "B", "lastName": "M"},
+            "credentials": {"password": {"value": password}}
+        });
+        let v = self.call_ok(Method::POST, "/api/v1/users?activate=true", Some(&body)).await?;
+        v.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| err(format!("user creation response has no string \"id\": {v}")))
     }
 
     /// Like [`Api::call`] but requires a 2xx and parses the body as JSON.

@@ -1,0 +1,419 @@
+//! `signins`: password sign-ins (`POST /api/v1/authn` with the right
+//! password, answered `SUCCESS` with a session token) per second, against
+//! the machine's raw argon2id rate measured in this process with the
+//! server's parameters.
+//!
+//! A sign-in is one argon2id verification (m=19456 KiB, t=2, p=1) plus HTTP,
+//! JSON, a user lookup, the policy reads and the writes of a successful
+//! sign-in (failed-attempt reset, last login, the session). The hash should
+//! dominate: the ratio sign-ins/s ÷ verifications/s says how much of the
+//! machine the rest costs (goal: at least 0.85).
+//!
+//! Baseline rounds (in-process argon2 on one thread per CPU) and sign-in
+//! rounds alternate (B T | T B | B T); a baseline round starts only after
+//! every request of the previous sign-in round has been answered, so the
+//! two never compete for the CPU, and the idle server's CPU is recorded
+//! during baseline rounds to show it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::Full;
+use hyper::header::{ACCEPT, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{AUTHN_THROTTLING_OFF, CommonArgs, DbArgs, Harness, Plan};
+use crate::cpu::CpuWatch;
+use crate::load::{self, RequestFactory, Side, percentile_ms};
+use crate::report::{Comparison, RoundResult, Series};
+use crate::server::{Api, Backend};
+use crate::util::{Result, err, random_suffix};
+
+#[derive(Debug, Args)]
+pub struct SigninsArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Users to create; sign-ins go to them round-robin.
+    #[arg(long, default_value_t = 64)]
+    pub users: usize,
+
+    /// Threads for the in-process argon2 baseline [default: one per CPU,
+    /// as many hashes as the server runs at once].
+    #[arg(long)]
+    pub baseline_threads: Option<usize>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub const BENCHMARK: &str = "signins";
+const BASELINE_LABEL: &str = "argon2id verify (in-proc)";
+const TARGET_LABEL: &str = "POST /api/v1/authn";
+/// Satisfies the default password policy (8+ characters, upper, lower,
+/// digit) and shares no 3-character piece with the benchmark logins.
+pub const PASSWORD: &str = "Bench-Passw0rd!";
+/// Sign-ins/s should reach this share of the raw verification rate.
+const RATIO_GOAL: f64 = 0.85;
+/// Quiet gap between rounds, so one round's stragglers (connection
+/// teardown, a WAL checkpoint) do not land in the next one.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// The server's argon2id parameters (`latchkey_core::password`): OWASP's
+/// 19 MiB, 2 passes, 1 lane. Kept in sync by hand; the JSON records them.
+pub const ARGON2_M_KIB: u32 = 19 * 1024;
+pub const ARGON2_T: u32 = 2;
+pub const ARGON2_P: u32 = 1;
+
+fn argon2() -> Result<Argon2<'static>> {
+    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+        .map_err(|e| err(format!("argon2 params: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// A PHC string for [`PASSWORD`] with the server's parameters and a fixed salt.
+fn reference_phc() -> Result<String> {
+    let salt =
+        SaltString::encode_b64(b"latchkey-bench-salt").map_err(|e| err(format!("argon2 salt: {e}")))?;
+    argon2()?
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| err(format!("argon2 hash: {e}")))
+}
+
+/// Run the benchmark for each selected backend.
+pub async fn run(args: &SigninsArgs) -> Vec<(String, Result<Comparison>)> {
+    let harness = match Harness::new(&args.common, AUTHN_THROTTLING_OFF) {
+        Ok(h) => h,
+        Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
+    };
+    if args.users == 0 {
+        return vec![(BENCHMARK.to_string(), Err(err("--users must be at least 1")))];
+    }
+    let plans = match args.db.plans() {
+        Ok(p) => p,
+        Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
+    };
+    let mut out = Vec::new();
+    for (backend, plan) in plans {
+        let result = run_backend(&harness, args, backend, plan).await;
+        out.push((format!("{BENCHMARK}/{}", backend.name()), result));
+    }
+    out
+}
+
+async fn run_backend(
+    harness: &Harness,
+    args: &SigninsArgs,
+    backend: Backend,
+    plan: Plan,
+) -> Result<Comparison> {
+    let name = backend.name();
+    eprintln!("== {BENCHMARK} / {name}");
+    let scratch_db = matches!(plan, Plan::Scratch(_));
+    let cpus = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let threads = args.baseline_threads.unwrap_or(cpus).max(1);
+    let phc = Arc::new(reference_phc()?);
+    let make_db = |dir: &std::path::Path| args.db.make_db(&plan, dir);
+    let ((baseline, target, setup_secs), run) = harness
+        .with_server(make_db, async |server| {
+            let setup = Instant::now();
+            let token = server.create_token(&format!("bench-{}", random_suffix(6)))?;
+            let api = server.api_with_token(&token);
+            let logins = create_users(&api, args.users).await?;
+            // Every user signs in once, checked, before any timing: proves
+            // the password and the SUCCESS answer, and warms the caches.
+            for login in &logins {
+                check_signin(&server.api, login).await?;
+            }
+            let setup_secs = setup.elapsed().as_secs_f64();
+            eprintln!("  {} users created and signed in once in {setup_secs:.1} s", logins.len());
+
+            let target: Arc<dyn RequestFactory> = Arc::new(SigninRequests::new(&logins)?);
+            let watch = CpuWatch {
+                server_pid: Some(server.pid()),
+                db_process: (backend == Backend::Postgres).then(|| "postgres".to_string()),
+                server_threads: true,
+            };
+            let mut b = Series::new(BASELINE_LABEL);
+            let mut t = Series::new(TARGET_LABEL);
+            for (slot, (round, side)) in load::schedule(harness.rounds).into_iter().enumerate() {
+                tokio::time::sleep(SETTLE).await;
+                let (series, mut r) = match side {
+                    Side::Baseline => {
+                        let (phc, watch) = (Arc::clone(&phc), watch.clone());
+                        let (warmup, duration) = (harness.load.warmup, harness.load.duration);
+                        let r = tokio::task::spawn_blocking(move || {
+                            argon2_round(BASELINE_LABEL, &phc, threads, warmup, duration, &watch)
+                        })
+                        .await
+                        .map_err(|e| err(format!("argon2 baseline task failed: {e}")))??;
+                        (&mut b, r)
+                    }
+                    Side::Target => {
+                        let factory = Arc::clone(&target);
+                        (&mut t, load::run(server.addr, TARGET_LABEL, factory, harness.load, &watch).await?)
+                    }
+                };
+                r.round = round;
+                r.slot = slot;
+                harness.progress(name, &r);
+                series.rounds.push(r);
+            }
+            Ok((b, t, setup_secs))
+        })
+        .await?;
+    let mut notes_extra = Vec::new();
+    let mut meta = serde_json::Map::new();
+    meta.insert("backend".into(), json!(name));
+    meta.insert("scratch_database".into(), json!(scratch_db));
+    meta.insert("users".into(), json!(args.users));
+    meta.insert("setup_secs".into(), json!(setup_secs));
+    meta.insert(
+        "argon2".into(),
+        json!({
+            "algorithm": "argon2id", "version": 19,
+            "m_kib": ARGON2_M_KIB, "t": ARGON2_T, "p": ARGON2_P,
+            "baseline_threads": threads,
+            "baseline": "PasswordHash::new + Argon2::verify_password per operation, as the server's \
+                         latchkey_core::password::verify does",
+        }),
+    );
+    meta.insert("ratio_goal".into(), json!(RATIO_GOAL));
+    if threads != cpus {
+        notes_extra.push(format!(
+            "the baseline ran on {threads} thread(s) while the server hashes on up to {cpus} at once: \
+             the throughput ratio compares unlike things (the CPU-per-request ratio still holds)"
+        ));
+    }
+    let mut cmp = harness.comparison(BENCHMARK, name, baseline, target, run, meta);
+    cmp.ratio_goal = Some(RATIO_GOAL);
+    cmp.notes.extend(notes_extra);
+    if args.users < harness.load.concurrency {
+        cmp.notes.push(format!(
+            "--users {} < --concurrency {}: the same user is signed in on several connections at \
+             once, so version-guarded user updates may collide and retry",
+            args.users, harness.load.concurrency
+        ));
+    }
+    if let (Some(t), Some(b)) = (cmp.target.median_cpu_us(), cmp.baseline.median_cpu_us())
+        && b > 0.0
+    {
+        cmp.notes.push(format!(
+            "CPU per sign-in (server{}) is {:.0} us against {:.0} us per raw verification: \
+             {:.0} us ({:+.0}%) of CPU beyond the hash",
+            if backend == Backend::Postgres { " + postgres" } else { "" },
+            t,
+            b,
+            t - b,
+            (t / b - 1.0) * 100.0
+        ));
+    }
+    if let Some(f) = cmp.target.med_opt(RoundResult::faults_per_request)
+        && f >= 500.0
+    {
+        cmp.notes.push(format!(
+            "the server took ~{f:.0} fresh pages (~{:.1} MiB) from the kernel per sign-in: argon2's \
+             19 MiB buffer is often faulted in (and zeroed) afresh instead of reused, which costs \
+             CPU beyond the hash itself (see README)",
+            f * 4096.0 / (1024.0 * 1024.0)
+        ));
+    }
+    Ok(cmp)
+}
+
+/// Create `n` ACTIVE users with [`PASSWORD`], a few at a time (each
+/// creation hashes the password); returns their logins in creation order.
+async fn create_users(api: &Api, n: usize) -> Result<Vec<String>> {
+    let run = random_suffix(8);
+    // `signin007-<run>@example.com`: no piece of the login appears in the password.
+    let logins: Vec<String> = (0..n).map(|i| format!("signin{i:03}-{run}@example.com")).collect();
+    let parallel = std::thread::available_parallelism().map(usize::from).unwrap_or(1) * 2;
+    for chunk in logins.chunks(parallel) {
+        let mut set = tokio::task::JoinSet::new();
+        for login in chunk {
+            let (api, login) = (api.clone(), login.clone());
+            set.spawn(async move { api.create_active_user(&login, PASSWORD).await });
+        }
+        while let Some(done) = set.join_next().await {
+            done.map_err(|e| err(format!("user creation task failed: {e}")))??;
+        }
+    }
+    Ok(logins)
+}
+
+/// One sign-in that must answer 200 `SUCCESS` with a session token.
+async fn check_signin(api: &Api, login: &str) -> Result<()> {
+    let body = json!({"username": login, "password": PASSWORD});
+    let (status, bytes) = api.call(Method::POST, "/api/v1/authn", Some(&body)).await?;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+    if status != StatusCode::OK {
+        return Err(err(format!("sign-in of {login} answered {status}: {text}")));
+    }
+    let v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("sign-in answer not JSON: {e}")))?;
+    let ok = v.get("status").and_then(Value::as_str) == Some("SUCCESS")
+        && v.get("sessionToken").and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+    if !ok {
+        return Err(err(format!(
+            "sign-in of {login} did not end in SUCCESS with a sessionToken (a sign-on or MFA policy \
+             in the way?): {text}"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/authn` bodies for every user, handed out round-robin
+/// across all connections (consecutive requests go to different users).
+struct SigninRequests {
+    bodies: Vec<Bytes>,
+    next: AtomicUsize,
+}
+
+impl SigninRequests {
+    fn new(logins: &[String]) -> Result<Self> {
+        let bodies = logins
+            .iter()
+            .map(|login| {
+                serde_json::to_vec(&json!({"username": login, "password": PASSWORD})).map(Bytes::from)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if bodies.is_empty() {
+            return Err(err("no users to sign in"));
+        }
+        Ok(Self { bodies, next: AtomicUsize::new(0) })
+    }
+}
+
+impl RequestFactory for SigninRequests {
+    fn build(&self, _worker: usize, _seq: u64) -> Result<Request<Full<Bytes>>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bodies.len();
+        Ok(Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/authn")
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(Full::new(self.bodies[i].clone()))?)
+    }
+}
+
+/// One baseline round: `threads` OS threads verify [`PASSWORD`] against
+/// `phc` back to back for `warmup + duration`; verifications completing in
+/// the measured window count. Each verification parses the PHC string and
+/// builds the hasher, as the server does. Blocking.
+fn argon2_round(
+    label: &str,
+    phc: &Arc<String>,
+    threads: usize,
+    warmup: Duration,
+    duration: Duration,
+    watch: &CpuWatch,
+) -> Result<RoundResult> {
+    let start = Instant::now();
+    let measure_start = start + warmup;
+    let end = measure_start + duration;
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let phc = Arc::clone(phc);
+            std::thread::spawn(move || -> std::result::Result<Vec<u64>, String> {
+                let mut latencies = Vec::new();
+                while Instant::now() < end {
+                    let t0 = Instant::now();
+                    let parsed = PasswordHash::new(&phc).map_err(|e| format!("PHC parse: {e}"))?;
+                    let hasher = argon2().map_err(|e| e.to_string())?;
+                    hasher
+                        .verify_password(PASSWORD.as_bytes(), &parsed)
+                        .map_err(|e| format!("argon2 verification failed: {e}"))?;
+                    let t1 = Instant::now();
+                    if t1 >= measure_start && t1 <= end {
+                        latencies.push(u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX));
+                    }
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+
+    std::thread::sleep(measure_start.saturating_duration_since(Instant::now()));
+    let cpu0 = watch.sample();
+    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    let cpu1 = watch.sample();
+
+    let mut lat = Vec::new();
+    for w in workers {
+        let part = w.join().map_err(|_| err("argon2 baseline thread panicked"))?.map_err(err)?;
+        lat.extend(part);
+    }
+    lat.sort_unstable();
+    let window = duration.as_secs_f64();
+    Ok(RoundResult {
+        label: label.to_string(),
+        requests_ok: lat.len() as u64,
+        rps: if window > 0.0 { lat.len() as f64 / window } else { 0.0 },
+        p50_ms: percentile_ms(&lat, 50.0),
+        p99_ms: percentile_ms(&lat, 99.0),
+        max_ms: lat.last().map(|ns| *ns as f64 / 1e6).unwrap_or(0.0),
+        cpu: cpu0.usage_until(&cpu1),
+        in_process: true,
+        ..RoundResult::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_hash_has_the_server_parameters_and_verifies() -> Result<()> {
+        let phc = reference_phc()?;
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        let parsed = PasswordHash::new(&phc).map_err(|e| err(e.to_string()))?;
+        assert!(argon2()?.verify_password(PASSWORD.as_bytes(), &parsed).is_ok());
+        assert!(argon2()?.verify_password(b"wrong", &parsed).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn signin_requests_rotate_through_users() -> Result<()> {
+        let f = SigninRequests::new(&["a@x.io".to_string(), "b@x.io".to_string()])?;
+        let users: Vec<String> = (0..3)
+            .map(|i| {
+                let req = f.build(i, 0)?;
+                assert_eq!(req.method(), Method::POST);
+                assert_eq!(req.uri().path(), "/api/v1/authn");
+                Ok(format!("{:?}", req.body()))
+            })
+            .collect::<Result<_>>()?;
+        assert!(users[0].contains("a@x.io") && users[1].contains("b@x.io") && users[2].contains("a@x.io"));
+        Ok(())
+    }
+
+    #[test]
+    fn password_avoids_login_parts() {
+        let lower = PASSWORD.to_lowercase();
+        for part in ["signin007", "0123abcd", "example", "com"] {
+            assert!(!lower.contains(part), "{part}");
+        }
+    }
+
+    #[test]
+    fn short_argon2_round_counts_verifications() -> Result<()> {
+        let phc = Arc::new(reference_phc()?);
+        let r = argon2_round(
+            "t",
+            &phc,
+            1,
+            Duration::from_millis(10),
+            Duration::from_millis(300),
+            &CpuWatch::default(),
+        )?;
+        assert!(r.in_process && r.requests_ok >= 1 && r.rps > 0.0 && r.p50_ms > 0.0);
+        Ok(())
+    }
+}
