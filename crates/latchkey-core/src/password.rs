@@ -4,9 +4,8 @@
 //! Hashing is deliberately not run here: the caller's adapter runs [`hash`] and [`verify`] off the
 //! async runtime behind a concurrency limit (DESIGN §7), so a flood of sign-ins cannot starve it.
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::future::Future;
 
 use crate::error::FieldError;
@@ -17,24 +16,69 @@ use crate::policy::Complexity;
 pub const MAX_PASSWORD_LEN: usize = 256;
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
-fn argon2() -> Result<Argon2<'static>, argon2::Error> {
-    let params = Params::new(19 * 1024, 2, 1, None)?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+const M_COST: u32 = 19 * 1024;
+const T_COST: u32 = 2;
+const P_COST: u32 = 1;
+const OUTPUT_LEN: usize = 32;
+const SALT_LEN: usize = 16;
+
+fn argon2_with(m: u32, t: u32, p: u32, output: usize) -> Option<Argon2<'static>> {
+    let params = Params::new(m, t, p, Some(output)).ok()?;
+    Some(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`). Blocking: CPU-bound.
+thread_local! {
+    /// The 19 MiB working memory of argon2id, kept per hashing thread and reused: allocating it
+    /// per hash costs thousands of page faults (a measurable share of every sign-in).
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2id into `out`, reusing this thread's working memory.
+fn compute(hasher: &Argon2<'_>, m_cost: u32, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
+    BLOCKS.with(|cell| {
+        let Ok(mut blocks) = cell.try_borrow_mut() else { return false };
+        let wanted = m_cost as usize;
+        if blocks.len() != wanted {
+            blocks.clear();
+            blocks.resize(wanted, Block::new());
+        }
+        hasher.hash_password_into_with_memory(password, salt, out, &mut blocks[..]).is_ok()
+    })
+}
+
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
+/// Blocking: CPU-bound.
 pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    let hasher = argon2().map_err(|_| argon2::password_hash::Error::Algorithm)?;
-    Ok(hasher.hash_password(password.as_bytes(), &salt)?.to_string())
+    use base64::Engine as _;
+    use rand::Rng as _;
+    let mut salt = [0u8; SALT_LEN];
+    rand::rng().fill(&mut salt);
+    let hasher =
+        argon2_with(M_COST, T_COST, P_COST, OUTPUT_LEN).ok_or(argon2::password_hash::Error::Algorithm)?;
+    let mut out = [0u8; OUTPUT_LEN];
+    if !compute(&hasher, M_COST, password.as_bytes(), &salt, &mut out) {
+        return Err(argon2::password_hash::Error::Algorithm);
+    }
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    Ok(format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", b64.encode(salt), b64.encode(out)))
 }
 
 /// Checks a password against a stored PHC string in constant time. Blocking: CPU-bound.
 /// A malformed stored hash verifies as false.
 pub fn verify(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
-    let Ok(hasher) = argon2() else { return false };
-    hasher.verify_password(password.as_bytes(), &parsed).is_ok()
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let param = |name: &str| parsed.params.get_decimal(name);
+    let (Some(m), Some(t), Some(p)) = (param("m"), param("t"), param("p")) else { return false };
+    if parsed.algorithm.as_str() != "argon2id" || parsed.version.is_some_and(|v| v != 0x13) {
+        return false;
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let Some(hasher) = argon2_with(m, t, p, expected.len()) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    compute(&hasher, m, password.as_bytes(), salt, &mut out)
+        && crate::crypto::constant_time_eq(&out, expected.as_bytes())
 }
 
 /// Where use cases get hashes computed. Implemented by the runtime adapter (a bounded blocking pool).
@@ -145,6 +189,35 @@ mod tests {
             "Password requirements were not met. Password requirements: at least 8 characters, \
              a lowercase letter, an uppercase letter, a number, no parts of your username."
         );
+    }
+
+    #[test]
+    fn interoperates_with_the_argon2_crates_own_phc_code() {
+        use argon2::password_hash::rand_core::OsRng;
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+        let theirs = argon2_with(M_COST, T_COST, P_COST, OUTPUT_LEN)
+            .unwrap()
+            .hash_password(b"Their-Hash-1", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        assert!(verify("Their-Hash-1", &theirs), "we verify what argon2 wrote");
+        assert!(!verify("their-hash-1", &theirs));
+        let ours = hash("Our-Hash-22").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            argon2_with(M_COST, T_COST, P_COST, OUTPUT_LEN)
+                .unwrap()
+                .verify_password(b"Our-Hash-22", &parsed)
+                .is_ok()
+        );
+        // Other parameters (older hashes) still verify, with memory sized for them.
+        let small =
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8 * 1024, 1, 1, None).unwrap())
+                .hash_password(b"Small-Params-3", &SaltString::generate(&mut OsRng))
+                .unwrap()
+                .to_string();
+        assert!(verify("Small-Params-3", &small));
+        assert!(verify("Our-Hash-22", &ours), "and the usual size again afterwards");
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/authn/credentials/reset_password", post(reset_password))
 }
 
+/// The time every failed primary authentication takes, from the start of the check (several times
+/// an argon2id verification, so the database work of either path is hidden inside it).
+const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(150);
+
 /// The `DT` device cookie: identifies a browser for "remember this device".
 const DEVICE_COOKIE: &str = "DT";
 
@@ -174,7 +178,17 @@ async fn start(
         };
         let username = required(&body, "username")?;
         let password = required(&body, "password")?;
-        authn.primary(&username, &password, options, relay_state, &caller.context).await?
+        let started = tokio::time::Instant::now();
+        let result = authn.primary(&username, &password, options, relay_state, &caller.context).await;
+        // Failures all take the same time: an existing user's failure does database work (the
+        // lockout count) that an unknown user's does not, and that difference must not tell an
+        // attacker which usernames exist. Throttled requests are not delayed (they did no work).
+        let failed = matches!(&result, Err(CoreError::AuthenticationFailed))
+            || matches!(&result, Ok(view) if view.status == AuthnStatus::LockedOut);
+        if failed {
+            tokio::time::sleep_until(started + FAILURE_FLOOR).await;
+        }
+        result?
     };
     Ok(caller.finish(render(&state, &view)))
 }

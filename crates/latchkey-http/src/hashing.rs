@@ -26,19 +26,20 @@ impl BlockingHasher {
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         for index in 0..threads.max(1) {
             let receiver = Arc::clone(&receiver);
-            let spawned = std::thread::Builder::new().name(format!("latchkey-hash-{index}")).spawn(move || {
-                loop {
-                    // Hold the lock only to take one job, not while running it.
-                    let job = match receiver.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return, // every sender is gone: the server is shutting down
+            let spawned =
+                std::thread::Builder::new().name(format!("latchkey-hash-{index}")).spawn(move || {
+                    loop {
+                        // Hold the lock only to take one job, not while running it.
+                        let job = match receiver.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return, // every sender is gone: the server is shutting down
+                        }
                     }
-                }
-            });
+                });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password hashing thread");
             }

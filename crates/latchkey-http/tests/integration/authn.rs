@@ -608,3 +608,24 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
     .await;
     outputs.into_iter().flatten().collect()
 }
+
+#[tokio::test]
+async fn every_failure_takes_the_same_floor_time() {
+    let app = app().await;
+    app.create_ok("floor@example.com").await;
+    for (login, password) in [("floor@example.com", "Wrong-Horse-1"), ("ghost@example.com", "Wrong-Horse-1")]
+    {
+        let started = std::time::Instant::now();
+        let reply = sign_in(&app, login, password).await;
+        assert_eq!(reply.code(), "E0000004");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(150),
+            "{login}: {:?}",
+            started.elapsed()
+        );
+        app.clock.advance_secs(1);
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(sign_in(&app, "floor@example.com", PASSWORD).await.body["status"], "SUCCESS");
+    assert!(started.elapsed() < std::time::Duration::from_millis(150), "success is not delayed");
+}
