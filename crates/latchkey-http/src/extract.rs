@@ -95,6 +95,16 @@ impl QueryParams {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// The page size `limit`: absent gives `default`; values are clamped to `1..=max` (Okta clamps).
+    pub(crate) fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(text) => text.parse::<u32>().map(|n| n.clamp(1, max)).map_err(|_| {
+                ApiError::InvalidParameter { name: "limit", message: "must be a positive integer".into() }
+            }),
+        }
+    }
+
     /// `true`/`false` (Okta accepts only these spellings); absent gives `default`.
     pub(crate) fn flag(&self, name: &'static str, default: bool) -> Result<bool, ApiError> {
         match self.get(name) {

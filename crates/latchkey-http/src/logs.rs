@@ -100,16 +100,7 @@ async fn list(
     State(state): State<AppState>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let limit = match params.get("limit") {
-        None => 100,
-        Some(text) => text
-            .parse::<u32>()
-            .map_err(|_| ApiError::InvalidParameter {
-                name: "limit",
-                message: "must be a positive integer".into(),
-            })?
-            .clamp(1, 1000),
-    };
+    let limit = params.limit(100, 1000)?;
     if params.get("sortOrder").is_some_and(|o| o != "ASCENDING") {
         return Err(ApiError::InvalidParameter {
             name: "sortOrder",

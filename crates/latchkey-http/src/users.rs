@@ -99,14 +99,7 @@ async fn list(
     State(state): State<AppState>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let limit = match params.get("limit") {
-        None => MAX_PAGE,
-        Some(text) => text.parse::<u32>().map_err(|_| ApiError::InvalidParameter {
-            name: "limit",
-            message: "must be a positive integer".into(),
-        })?,
-    }
-    .clamp(1, MAX_PAGE);
+    let limit = params.limit(MAX_PAGE, MAX_PAGE)?;
     let (query, query_param) = if let Some(search) = params.get("search") {
         (UserQuery::expression(search)?, Some(("search", search)))
     } else if let Some(filter) = params.get("filter") {

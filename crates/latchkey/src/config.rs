@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use latchkey_core::sessions::TokenPrecedence;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -56,13 +57,6 @@ pub struct RawConfig {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey-data/latchkey.db";
 
-/// Which wins when a browser brings both a session cookie and a `sessionToken` (DESIGN §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionTokenPrecedence {
-    Token,
-    Cookie,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -75,7 +69,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub public_url: Url,
     pub database_url: String,
-    pub session_token_precedence: SessionTokenPrecedence,
+    pub session_token_precedence: TokenPrecedence,
     pub log_format: LogFormat,
     pub body_limit_bytes: usize,
     pub master_key: MasterKeySource,
@@ -135,8 +129,8 @@ impl RawConfig {
             problems.push("database_url: must start with sqlite:// or postgres://".to_owned());
         }
         let precedence = match self.session_token_precedence.as_deref().unwrap_or("token") {
-            "token" => Some(SessionTokenPrecedence::Token),
-            "cookie" => Some(SessionTokenPrecedence::Cookie),
+            "token" => Some(TokenPrecedence::Token),
+            "cookie" => Some(TokenPrecedence::Cookie),
             other => {
                 problems.push(format!("session_token_precedence: '{other}' is not 'token' or 'cookie'"));
                 None
@@ -257,8 +251,8 @@ impl Settings {
             self.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/')).collect::<Vec<_>>(),
             mask_password(&self.database_url),
             match self.session_token_precedence {
-                SessionTokenPrecedence::Token => "token",
-                SessionTokenPrecedence::Cookie => "cookie",
+                TokenPrecedence::Token => "token",
+                TokenPrecedence::Cookie => "cookie",
             },
             match self.log_format {
                 LogFormat::Text => "text",
@@ -304,7 +298,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.public_base(), "http://127.0.0.1:8080");
         assert_eq!(s.database_url, "sqlite://latchkey-data/latchkey.db");
-        assert_eq!(s.session_token_precedence, SessionTokenPrecedence::Token);
+        assert_eq!(s.session_token_precedence, TokenPrecedence::Token);
     }
 
     #[test]

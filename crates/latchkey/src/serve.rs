@@ -33,10 +33,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     http.authn_limits = settings.authn_limits;
     http.custom_domains =
         settings.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/').to_owned()).collect();
-    http.session_token_precedence = match settings.session_token_precedence {
-        crate::config::SessionTokenPrecedence::Token => latchkey_core::sessions::TokenPrecedence::Token,
-        crate::config::SessionTokenPrecedence::Cookie => latchkey_core::sessions::TokenPrecedence::Cookie,
-    };
+    http.session_token_precedence = settings.session_token_precedence;
     http.org_id = store
         .org_setting("org_id", &latchkey_core::ids::new_id(latchkey_core::ids::IdKind::Org))
         .await

@@ -221,31 +221,17 @@ where
         }
         let now = self.clock.now();
         self.store.record_sign_in(&user.id, now).await?;
-        let tx = Transaction {
-            user_id: user.id.clone(),
-            status: AuthnStatus::Success,
-            factor_id: None,
-            factor_result: None,
-            multi_optional_factor_enroll: options.multi_optional_factor_enroll,
-            warn_before_password_expired: options.warn_before_password_expired,
-            mfa_verified: false,
-            enrolled_now: false,
-            warn_skipped: false,
-            enroll_skipped: false,
-            remember_device: None,
-            password_verified_at: Some(now.millis()),
-            factor_verified_at: None,
-            amr: vec!["pwd".to_owned()],
-            relay_state,
-            created: now.millis(),
-        };
+        let mut tx = Transaction::start(&user.id, AuthnStatus::Success, relay_state, now);
+        tx.multi_optional_factor_enroll = options.multi_optional_factor_enroll;
+        tx.warn_before_password_expired = options.warn_before_password_expired;
+        tx.password_verified_at = Some(now.millis());
+        tx.amr = vec!["pwd".to_owned()];
         let remembered = match &client.device {
             Some(device) if policies.sign_on.factor_prompt_mode == FactorPromptMode::Device => {
                 self.store.is_device_remembered(&user.id, &secret_digest(device), now).await?
             }
             _ => false,
         };
-        let mut tx = tx;
         if remembered {
             tx.mfa_verified = true;
         }
@@ -271,24 +257,7 @@ where
             return Err(CoreError::AuthenticationFailed);
         }
         let policies = self.policies().await?;
-        let tx = Transaction {
-            user_id: user.id.clone(),
-            status: AuthnStatus::PasswordReset,
-            factor_id: None,
-            factor_result: None,
-            multi_optional_factor_enroll: false,
-            warn_before_password_expired: false,
-            mfa_verified: false,
-            enrolled_now: false,
-            warn_skipped: false,
-            enroll_skipped: false,
-            remember_device: None,
-            password_verified_at: None,
-            factor_verified_at: None,
-            amr: Vec::new(),
-            relay_state,
-            created: now.millis(),
-        };
+        let tx = Transaction::start(&user.id, AuthnStatus::PasswordReset, relay_state, now);
         self.persist(tx, user, policies, Vec::new()).await
     }
 

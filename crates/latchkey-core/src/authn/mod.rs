@@ -148,6 +148,30 @@ pub struct Transaction {
     pub created: i64,
 }
 
+impl Transaction {
+    /// A fresh transaction for `user_id` in `status`, nothing verified yet.
+    pub fn start(user_id: &str, status: AuthnStatus, relay_state: Option<String>, now: Timestamp) -> Self {
+        Transaction {
+            user_id: user_id.to_owned(),
+            status,
+            factor_id: None,
+            factor_result: None,
+            multi_optional_factor_enroll: false,
+            warn_before_password_expired: false,
+            mfa_verified: false,
+            enrolled_now: false,
+            warn_skipped: false,
+            enroll_skipped: false,
+            remember_device: None,
+            password_verified_at: None,
+            factor_verified_at: None,
+            amr: Vec::new(),
+            relay_state,
+            created: now.millis(),
+        }
+    }
+}
+
 /// A transaction as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTransaction {

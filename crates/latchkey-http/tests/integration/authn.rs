@@ -583,30 +583,10 @@ async fn concurrent_sign_ins_and_failures_are_all_counted() {
 async fn futures_all(app: &App, n: usize, password: &str) -> Vec<StatusCode> {
     let calls: Vec<_> = (0..n).map(|_| sign_in(app, "many@example.com", password)).collect();
     let mut statuses = Vec::new();
-    for reply in futures_join_all(calls).await {
+    for reply in crate::support::join_all(calls).await {
         statuses.push(reply.status);
     }
     statuses
-}
-
-async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    // Poll all at once on this task (the router is cloned per call), so they really overlap.
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, fut) in pinned.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 #[tokio::test]

@@ -375,27 +375,8 @@ async fn concurrent_updates_of_one_user_all_apply() {
         })
         .collect();
     let mut statuses = Vec::new();
-    for status in join_all(calls).await {
+    for status in crate::support::join_all(calls).await {
         statuses.push(status);
     }
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
-}
-
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, fut) in pinned.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
