@@ -13,7 +13,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::CoreError;
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::policy::SignOnRule;
-use crate::store::{AuthnStore, StoreResult};
+use crate::store::{AuthnStore, StoreResult, UserStore};
 use crate::users::User;
 
 /// Why a session ended (shown in the system log).
@@ -24,6 +24,8 @@ pub enum EndReason {
     InvalidSessionToken,
     AdminRevoke,
     UserSessionsRevoked,
+    /// The user was suspended, deactivated or otherwise may no longer sign in.
+    UserNotActive,
     Expired,
 }
 
@@ -35,6 +37,7 @@ impl EndReason {
             EndReason::InvalidSessionToken => "INVALID_SESSION_TOKEN",
             EndReason::AdminRevoke => "ADMIN_REVOKE",
             EndReason::UserSessionsRevoked => "USER_SESSIONS_REVOKED",
+            EndReason::UserNotActive => "USER_NOT_ACTIVE",
             EndReason::Expired => "EXPIRED",
         }
     }
@@ -116,11 +119,12 @@ pub trait SessionStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
 
-    /// Marks sessions whose time ran out as ended (reason EXPIRED); returns `(id, user_id)` of each.
+    /// Marks sessions whose time ran out as ended (reason EXPIRED, at the moment they expired);
+    /// returns `(id, user_id, when it expired)` of each.
     fn expire_sessions(
         &self,
         now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<(String, String, Timestamp)>>> + Send;
 }
 
 /// A new session and the cookie secret to set, once.
@@ -138,7 +142,7 @@ pub struct Sessions<'a, S> {
 /// Activity slides the idle expiry at most this often (one write a minute per session at most).
 const TOUCH_EVERY_MS: i64 = 60_000;
 
-impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
+impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
     /// Redeems a session token (single use across nodes) into a new session. `None` when the token
     /// is unknown, used or expired.
     pub async fn redeem(
@@ -154,6 +158,11 @@ impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
         let Some(token) = self.store.consume_session_token(&secret_digest(session_token), now).await? else {
             return Ok(None);
         };
+        // A token issued before the user was suspended or deactivated is worth nothing now.
+        let user = self.store.find_user(&token.user_id).await?;
+        if !user.is_some_and(|u| u.may_have_sessions()) {
+            return Ok(None);
+        }
         Ok(Some(self.start(&token, rule, persistent, now).await?))
     }
 
@@ -189,16 +198,29 @@ impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
     }
 
     /// The live session behind a `sid` cookie value, and its user, if any.
+    /// Sessions of a user who may no longer sign in (suspended, deactivated, ...) are ended here
+    /// too, should one have survived the change of status.
     pub async fn by_cookie(&self, cookie: &str) -> Result<Option<(Session, User)>, CoreError> {
         if cookie.is_empty() || cookie.len() > 128 {
             return Ok(None);
         }
-        Ok(self.store.find_session_by_cookie(&secret_digest(cookie), self.clock.now()).await?)
+        let found = self.store.find_session_by_cookie(&secret_digest(cookie), self.clock.now()).await?;
+        match found {
+            Some((session, user)) if !user.may_have_sessions() => {
+                self.end(&session.id, EndReason::UserNotActive).await?;
+                Ok(None)
+            }
+            other => Ok(other),
+        }
     }
 
-    /// Activity slides the idle expiry, at most once a minute (a read stays a read otherwise).
+    /// Activity slides the idle expiry, but not on every request: once a tenth of the idle time
+    /// (at most a minute) has passed since the last slide, so a read usually stays a read and the
+    /// session never ends more than that much before its idle timeout.
     pub fn needs_touch(&self, session: &Session) -> bool {
-        self.clock.now().millis() - session.last_activity.millis() >= TOUCH_EVERY_MS
+        let since = self.clock.now().millis() - session.last_activity.millis();
+        let idle = session.expires_at.millis() - session.last_activity.millis();
+        since >= TOUCH_EVERY_MS.min(idle / 10)
     }
 
     /// Slides a session's idle expiry after activity.
@@ -257,7 +279,7 @@ pub struct RuleOutcome {
     pub clear_cookie: bool,
 }
 
-impl<S: SessionStore + AuthnStore> Sessions<'_, S> {
+impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
     /// Applies the session-token rule to a browser request: `existing` is the live session its
     /// cookie names, `token` the `sessionToken` it carries. Ending a replaced session is a
     /// database write, so every node refuses the old cookie on its next request.

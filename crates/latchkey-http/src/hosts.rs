@@ -34,7 +34,15 @@ fn base_for_host<'a>(bases: &'a [String], host: &str) -> Option<&'a str> {
 pub(crate) async fn route_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // Probes and scrapers address the node itself (by IP), not the organisation's public name.
     let operational = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
-    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
+    if req.headers().get_all(HOST).iter().count() > 1 {
+        return ApiError::InvalidParameter { name: "Host", message: "must be sent once".into() }
+            .into_response();
+    }
+    // An absolute-form request target names the host itself and overrides `Host` (RFC 9112 §3.2.2).
+    let host = match req.uri().authority() {
+        Some(authority) => Some(authority.as_str().to_owned()),
+        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned),
+    };
     let Some(host) = host.filter(|_| !operational) else {
         return next.run(req).await;
     };

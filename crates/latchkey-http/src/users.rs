@@ -49,6 +49,18 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/users/{id}/credentials/change_password", post(change_password))
 }
 
+/// A user who may no longer sign in loses every session at once (as in Okta, on suspend and
+/// deactivate); each end is logged.
+async fn end_sessions(state: &AppState, admin: &Admin, user_id: &str) -> Result<(), ApiError> {
+    let reason = latchkey_core::sessions::EndReason::UserNotActive;
+    for session_id in state.sessions().end_all(user_id, None, reason).await? {
+        state
+            .log_session_end(&session_id, user_id, reason, Some(admin.actor.clone()), admin.ip.as_deref())
+            .await;
+    }
+    Ok(())
+}
+
 fn user_target(user: &User) -> Target {
     Target::new(&user.id, "User", user.login())
 }
@@ -233,6 +245,9 @@ async fn lifecycle(
         Lifecycle::ResetPassword => ("user.account.reset_password", "Reset user password"),
     };
     state.log(admin.event(&state, kind, message, user_target(&outcome.user))).await;
+    if !outcome.user.may_have_sessions() {
+        end_sessions(&state, &admin, &outcome.user.id).await?;
+    }
     let body = match (op, outcome.token, outcome.temp_password) {
         (Lifecycle::Activate | Lifecycle::Reactivate, Some(token), _) => json!({
             "activationUrl": state.link(&format!("/welcome/{}", token.expose())),
@@ -261,6 +276,9 @@ async fn delete(
         ("user.lifecycle.deactivate", "Deactivate Okta user")
     };
     state.log(admin.event(&state, kind, message, user_target(&user))).await;
+    if user.status != UserStatus::Deprovisioned {
+        end_sessions(&state, &admin, &user.id).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -205,17 +205,21 @@ impl SessionStore for Store {
         })
     }
 
-    async fn expire_sessions(&self, now: Timestamp) -> StoreResult<Vec<(String, String)>> {
-        on_pool!(self, write, |pool| {
+    async fn expire_sessions(&self, now: Timestamp) -> StoreResult<Vec<(String, String, Timestamp)>> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, write, |pool| {
             sqlx::query_as(
-                "UPDATE sessions SET ended_at = $1, end_reason = 'EXPIRED' WHERE ended_at IS NULL \
-                 AND (expires_at <= $1 OR lifetime_ends_at <= $1) RETURNING id, user_id",
+                "UPDATE sessions SET end_reason = 'EXPIRED', ended_at = CASE \
+                 WHEN lifetime_ends_at IS NOT NULL AND lifetime_ends_at < expires_at THEN lifetime_ends_at \
+                 ELSE expires_at END \
+                 WHERE ended_at IS NULL AND (expires_at <= $1 OR lifetime_ends_at <= $1) \
+                 RETURNING id, user_id, ended_at",
             )
             .bind(now.millis())
             .fetch_all(pool)
             .await
-            .map_err(map_err)
-        })
+            .map_err(map_err)?
+        });
+        Ok(rows.into_iter().map(|(id, user, at)| (id, user, Timestamp(at))).collect())
     }
 
     async fn list_user_sessions(&self, user_id: &str, now: Timestamp) -> StoreResult<Vec<Session>> {

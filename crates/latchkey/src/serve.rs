@@ -56,20 +56,26 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Every five minutes, deletes expired transactions, tokens and throttling windows.
+/// Every minute, marks expired sessions ended (logged at the time they expired) and deletes
+/// expired transactions, tokens and throttling windows.
 async fn purge_expired(store: latchkey_store::Store) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tick.tick().await;
         let now = latchkey_core::Clock::now(&latchkey_core::SystemClock);
         match latchkey_core::sessions::SessionStore::expire_sessions(&store, now).await {
             Ok(expired) => {
-                for (session_id, user_id) in expired {
-                    let event =
-                        Event::new("user.session.end", "User session ended", "SUCCESS", Actor::system(), now)
-                            .reason("EXPIRED")
-                            .target(Target::new(&session_id, "Session", &user_id))
-                            .session(&session_id);
+                for (session_id, user_id, expired_at) in expired {
+                    let event = Event::new(
+                        "user.session.end",
+                        "User session ended",
+                        "SUCCESS",
+                        Actor::system(),
+                        expired_at,
+                    )
+                    .reason("EXPIRED")
+                    .target(Target::new(&session_id, "Session", &user_id))
+                    .session(&session_id);
                     if let Err(e) = store.insert_event(&event).await {
                         tracing::warn!(error = %e, "could not log a session expiry");
                     }

@@ -84,6 +84,11 @@ impl User {
     pub fn login(&self) -> &str {
         self.profile.login()
     }
+
+    /// Only ACTIVE users (and those whose password expired, who are mid-change) hold sessions.
+    pub fn may_have_sessions(&self) -> bool {
+        matches!(self.status, UserStatus::Active | UserStatus::PasswordExpired)
+    }
 }
 
 /// The lifecycle operations of `/api/v1/users/{id}/lifecycle/*` plus deletion.

@@ -32,6 +32,23 @@ async fn links_follow_the_host_and_unknown_hosts_are_refused() {
         "public URL"
     );
 
+    let twice = Request::get(format!("/api/v1/users/{id}"))
+        .header("host", "login.example.test")
+        .header("host", "evil.test")
+        .header("authorization", format!("SSWS {}", app.token))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.router.clone().oneshot(twice).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let absolute = Request::get(format!("http://evil.test/api/v1/users/{id}"))
+        .header("host", "login.example.test")
+        .header("authorization", format!("SSWS {}", app.token))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.router.clone().oneshot(absolute).await.unwrap().status(),
+        StatusCode::MISDIRECTED_REQUEST,
+        "the absolute-form target names the host"
+    );
     let probe = Request::get("/healthz").header("host", "10.1.2.3:8080").body(Body::empty()).unwrap();
     assert_eq!(
         app.router.clone().oneshot(probe).await.unwrap().status(),

@@ -337,3 +337,55 @@ async fn users_me_follows_the_session_cookie() {
         .await;
     assert_eq!(ends.body[0]["outcome"]["reason"], "LOGOUT");
 }
+
+#[tokio::test]
+async fn suspending_or_deactivating_ends_sessions_and_voids_tokens() {
+    let app = app().await;
+    trust_portal(&app).await;
+    for op in ["suspend", "deactivate"] {
+        let login = format!("{op}@example.com");
+        let uid = app.create_ok(&login).await;
+        let sid = sid_of(
+            &browser_get(&app, &redirect_uri(&session_token(&app, &login).await), None).await.set_cookie,
+        )
+        .unwrap();
+        let pending_token = session_token(&app, &login).await;
+        app.call(Method::POST, &format!("/api/v1/users/{uid}/lifecycle/{op}"), Value::Null).await;
+        assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND, "{op}: the session ended");
+        let redeemed =
+            app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": pending_token})).await;
+        assert_eq!(redeemed.status, StatusCode::UNAUTHORIZED, "{op}: an earlier token is void");
+    }
+    let ends = app
+        .call(Method::GET, "/api/v1/logs?filter=eventType%20eq%20%22user.session.end%22", Value::Null)
+        .await;
+    assert!(ends.body.as_array().unwrap().iter().all(|e| e["outcome"]["reason"] == "USER_NOT_ACTIVE"));
+}
+
+#[tokio::test]
+async fn activity_slides_short_idle_timeouts_too() {
+    let app = app().await;
+    trust_portal(&app).await;
+    app.create_ok("idle@example.com").await;
+    let p = app.call(Method::GET, "/api/v1/policies?type=OKTA_SIGN_ON", Value::Null).await.body[0].clone();
+    let rules = app
+        .call(Method::GET, &format!("/api/v1/policies/{}/rules", p["id"].as_str().unwrap()), Value::Null)
+        .await;
+    let mut rule = rules.body[0].clone();
+    rule["actions"]["signon"]["session"]["maxSessionIdleMinutes"] = json!(1);
+    let href =
+        rule["_links"]["self"]["href"].as_str().unwrap().trim_start_matches(crate::support::BASE).to_owned();
+    app.call(Method::PUT, &href, rule).await;
+    let sid = sid_of(
+        &browser_get(&app, &redirect_uri(&session_token(&app, "idle@example.com").await), None)
+            .await
+            .set_cookie,
+    )
+    .unwrap();
+    for _ in 0..6 {
+        app.clock.advance_secs(20);
+        assert_eq!(me(&app, &sid).await.0, StatusCode::OK, "in use: the 1-minute idle timeout keeps sliding");
+    }
+    app.clock.advance_secs(61);
+    assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND, "idle for longer than a minute");
+}

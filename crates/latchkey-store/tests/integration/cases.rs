@@ -552,6 +552,15 @@ pub async fn sessions_live_slide_and_end_for_every_reader(store: &Store) {
         .map(|s| s.id)
         .collect();
     assert_eq!(left, ["102d"]);
+    store.insert_session(&session("102e", "00use", 7_000, Some(6_500))).await.unwrap();
+    let expired = store.expire_sessions(Timestamp(50_000)).await.unwrap();
+    let e = expired.iter().find(|(id, _, _)| id == "102e").unwrap();
+    assert_eq!(
+        (e.1.as_str(), e.2),
+        ("00use", Timestamp(6_500)),
+        "ended when the lifetime ran out, not when swept"
+    );
+    assert!(store.expire_sessions(Timestamp(50_000)).await.unwrap().is_empty(), "once");
     assert_eq!(store.org_setting("org_id", "00oFIRST").await.unwrap(), "00oFIRST");
     assert_eq!(store.org_setting("org_id", "00oSECOND").await.unwrap(), "00oFIRST", "first writer wins");
 }
