@@ -46,7 +46,7 @@ pub trait UserStore: Send + Sync {
     fn record_sign_in(&self, user_id: &str, now: Timestamp) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// A failed sign-in or passcode: increments the failure count and, when it reaches
-    /// `max_attempts` (0 = never) for an ACTIVE user, locks the user — in one atomic statement.
+    /// `max_attempts` (0 = never) for an ACTIVE or PASSWORD_EXPIRED user, locks the user — in one atomic statement.
     /// Returns the user as written.
     fn record_failed_sign_in(
         &self,
@@ -108,6 +108,14 @@ pub trait AuthnStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn delete_transaction(&self, digest: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Deletes the transaction if its version is still `expected_version`; `false` when another
+    /// request finished or moved it first (so one transaction ends in at most one SUCCESS).
+    fn finish_transaction(
+        &self,
+        digest: &str,
+        expected_version: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     fn insert_session_token(&self, token: &SessionToken) -> impl Future<Output = StoreResult<()>> + Send;
 

@@ -279,7 +279,15 @@ async fn change_password(
     let token = state_token(&body)?;
     let old = required(&body, "oldPassword")?;
     let new = required(&body, "newPassword")?;
+    let revoke = match body.get("revokeSessions") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::MalformedBody("revokeSessions must be a boolean.".into())),
+    };
     let view = state.authn().change_password(&token, &old, &new).await?;
+    if let (true, Some(user)) = (revoke, &view.user) {
+        crate::sessions::revoke_all(&state, &user.id, None, None).await?;
+    }
     Ok(caller.finish(render(&state, &view)))
 }
 

@@ -256,6 +256,10 @@ fn apply_factors(policy: &mut MfaEnrollPolicy, factors: &Value) -> Result<(), Ap
 
 fn apply_signon(rule: &mut SignOnRule, signon: &Value) -> Result<(), ApiError> {
     let field = "actions.signon";
+    // Denying sign-in outright is not something the default rule can do here; say so.
+    if signon.get("access").is_some_and(|a| a != "ALLOW") {
+        return Err(CoreError::validation("actions.signon.access", "The default rule can only ALLOW").into());
+    }
     rule.require_factor = boolean(signon, "requireFactor", field)?.unwrap_or(rule.require_factor);
     if let Some(mode) = signon.get("factorPromptMode").filter(|v| !v.is_null()) {
         rule.factor_prompt_mode = serde_json::from_value::<FactorPromptMode>(mode.clone()).map_err(|_| {

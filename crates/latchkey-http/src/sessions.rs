@@ -224,12 +224,7 @@ async fn revoke_user_sessions(
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = state.users().get(&id).await?;
-    let reason = EndReason::UserSessionsRevoked;
-    for session_id in state.sessions().end_all(&user.id, None, reason).await? {
-        state
-            .log_session_end(&session_id, &user.id, reason, Some(admin.actor.clone()), admin.ip.as_deref())
-            .await;
-    }
+    revoke_all(&state, &user.id, Some(admin.actor), admin.ip.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -273,4 +268,19 @@ async fn current_user(State(state): State<AppState>, headers: HeaderMap) -> Resu
         .await?
         .ok_or_else(|| ApiError::Core(CoreError::NotFound("me (User)".to_owned())))?;
     Ok(Json(crate::users::render(&state, &user)))
+}
+
+/// Ends every session of a user (after a password change with `revokeSessions`, or on request)
+/// and logs each end.
+pub(crate) async fn revoke_all(
+    state: &AppState,
+    user_id: &str,
+    actor: Option<latchkey_core::events::Actor>,
+    ip: Option<&str>,
+) -> Result<(), ApiError> {
+    let reason = EndReason::UserSessionsRevoked;
+    for session_id in state.sessions().end_all(user_id, None, reason).await? {
+        state.log_session_end(&session_id, user_id, reason, actor.clone(), ip).await;
+    }
+    Ok(())
 }

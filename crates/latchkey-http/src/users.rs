@@ -300,7 +300,11 @@ async fn change_password(
         }
     };
     let (old, new) = (secret("oldPassword")?, secret("newPassword")?);
+    let revoke = body.get("revokeSessions").and_then(Value::as_bool).unwrap_or(false);
     let user = state.users().change_password(&id, &old, &new).await?;
+    if revoke {
+        crate::sessions::revoke_all(&state, &user.id, Some(admin.actor.clone()), admin.ip.as_deref()).await?;
+    }
     state
         .log(admin.event(&state, "user.account.update_password", "Update user password", user_target(&user)))
         .await;

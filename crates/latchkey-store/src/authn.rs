@@ -96,6 +96,19 @@ impl AuthnStore for Store {
         if updated == 1 { Ok(()) } else { Err(StoreError::Stale) }
     }
 
+    async fn finish_transaction(&self, digest: &str, expected_version: i64) -> StoreResult<bool> {
+        let deleted = on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM authn_transactions WHERE digest = $1 AND version = $2")
+                .bind(digest)
+                .bind(expected_version)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        });
+        Ok(deleted == 1)
+    }
+
     async fn delete_transaction(&self, digest: &str) -> StoreResult<()> {
         on_pool!(self, write, |pool| {
             sqlx::query("DELETE FROM authn_transactions WHERE digest = $1")

@@ -195,7 +195,7 @@ impl UserStore for Store {
         max_attempts: u32,
         now: Timestamp,
     ) -> StoreResult<Option<User>> {
-        let locks = "$2 > 0 AND failed_attempts + 1 >= $2 AND status = 'ACTIVE'";
+        let locks = "$2 > 0 AND failed_attempts + 1 >= $2 AND status IN ('ACTIVE', 'PASSWORD_EXPIRED')";
         let sql = format!(
             "UPDATE users SET failed_attempts = failed_attempts + 1, \
              status = CASE WHEN {locks} THEN 'LOCKED_OUT' ELSE status END, \

@@ -245,7 +245,8 @@ where
         relay_state: Option<String>,
         client: &ClientContext,
     ) -> Result<AuthnView, CoreError> {
-        self.throttle("activation", &client.ip).await?;
+        // Per token, not one bucket for the whole organisation (which anyone could exhaust).
+        self.throttle(&format!("activation:{}", &secret_digest(token)[..16]), &client.ip).await?;
         let now = self.clock.now();
         let Some(record) =
             self.store.consume_one_time_token(&secret_digest(token), TokenPurpose::Activation, now).await?
@@ -434,6 +435,11 @@ where
         let (stored, user, policies) = self.load(state_token).await?;
         if !matches!(stored.tx.status, AuthnStatus::MfaRequired | AuthnStatus::MfaChallenge) {
             return Err(CoreError::WrongState);
+        }
+        if passcode.is_some_and(|p| !p.is_empty()) {
+            // Codes are guessable (one in a million, three valid at a time): throttle per user even
+            // where the lockout policy is off.
+            self.throttle(&format!("mfa:{}", user.id), &client.ip).await?;
         }
         let factors = self.store.list_factors(&user.id).await?;
         let Some(factor) = factors.iter().find(|f| f.id == factor_id && f.status == FactorStatus::Active)
@@ -638,8 +644,11 @@ where
                 None => self.persist(tx, user, policies, factors).await,
             };
         }
-        if let Some((_, stored)) = &existing {
-            self.store.delete_transaction(&stored.digest).await?;
+        if let Some((_, stored)) = &existing
+            && !self.store.finish_transaction(&stored.digest, stored.version).await?
+        {
+            // A concurrent request with the same state token got here first.
+            return Err(CoreError::InvalidStateToken);
         }
         if let Some(device) = &tx.remember_device {
             let lifetime = i64::from(policies.sign_on.factor_lifetime_minutes.max(1)) * 60;

@@ -608,3 +608,54 @@ async fn every_failure_takes_the_same_floor_time() {
     // (Successes are not delayed; wall-clock upper bounds are too noisy to assert on a busy machine.)
     assert_eq!(sign_in(&app, "floor@example.com", PASSWORD).await.body["status"], "SUCCESS");
 }
+
+#[tokio::test]
+async fn expired_password_users_are_locked_out_too() {
+    let app = app().await;
+    let id = app.create_ok("tmp-lock@example.com").await;
+    set_password_policy(&app, json!({"lockout": {"maxAttempts": 3, "showLockoutFailures": true}})).await;
+    app.call(Method::POST, &format!("/api/v1/users/{id}/lifecycle/expire_password"), Value::Null).await;
+    for _ in 0..3 {
+        sign_in(&app, "tmp-lock@example.com", "Wrong-Horse-1").await;
+        app.clock.advance_secs(1);
+    }
+    assert_eq!(sign_in(&app, "tmp-lock@example.com", PASSWORD).await.body["status"], "LOCKED_OUT");
+}
+
+#[tokio::test]
+async fn revoke_sessions_on_password_change_ends_them() {
+    let app = app().await;
+    let id = app.create_ok("revoke@example.com").await;
+    let token =
+        sign_in(&app, "revoke@example.com", PASSWORD).await.body["sessionToken"].as_str().unwrap().to_owned();
+    let session = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": token})).await;
+    let sid = session.body["id"].as_str().unwrap().to_owned();
+    app.call(Method::POST, &format!("/api/v1/users/{id}/lifecycle/expire_password"), Value::Null).await;
+    let expired = sign_in(&app, "revoke@example.com", PASSWORD).await;
+    let done = follow(
+        &app,
+        &expired,
+        expired.body["_links"]["next"].clone(),
+        json!({"oldPassword": PASSWORD, "newPassword": "Fresh-Start-42", "revokeSessions": true}),
+    )
+    .await;
+    assert_eq!(done.body["status"], "SUCCESS");
+    assert_eq!(
+        app.call(Method::GET, &format!("/api/v1/sessions/{sid}"), Value::Null).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn one_transaction_ends_in_at_most_one_success() {
+    let app = crate::support::app_with(|c| c.authn_limits.per_username = 0).await;
+    app.create_ok("race@example.com").await;
+    set_password_policy(&app, json!({"age": {"maxAgeDays": 30, "expireWarnDays": 45}})).await;
+    let warned = sign_in_with(&app, "race@example.com", json!({"warnBeforePasswordExpired": true})).await;
+    let calls: Vec<_> = (0..8)
+        .map(|_| app.public("/api/v1/authn/skip", json!({"stateToken": warned.body["stateToken"]})))
+        .collect();
+    let replies = crate::support::join_all(calls).await;
+    let successes = replies.iter().filter(|r| r.body["status"] == "SUCCESS").count();
+    assert_eq!(successes, 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+}

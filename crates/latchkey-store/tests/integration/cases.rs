@@ -333,6 +333,9 @@ pub async fn transactions_slide_expire_and_are_version_guarded(store: &Store) {
     store.update_transaction(&next, 1).await.unwrap();
     assert_eq!(store.update_transaction(&next, 1).await.unwrap_err(), StoreError::Stale);
     assert_eq!(store.find_transaction("tx1", Timestamp(15_000)).await.unwrap(), Some(next));
+    assert!(!store.finish_transaction("tx1", 1).await.unwrap(), "an old version cannot finish it");
+    assert!(store.finish_transaction("tx1", 2).await.unwrap());
+    assert!(!store.finish_transaction("tx1", 2).await.unwrap(), "finished once");
     store.delete_transaction("tx1").await.unwrap();
     assert_eq!(store.find_transaction("tx1", Timestamp(1)).await.unwrap(), None);
 }
