@@ -570,6 +570,7 @@ async fn run_backend(
         let watch = CpuWatch {
             server_pid: Some(server.pid()),
             db_process: (backend == Backend::Postgres).then(|| "postgres".to_string()),
+            db_cmdline: None,
             server_threads: false,
         };
         let mut client = Client::new(server.addr, Some(server.pid()), timeout)?;

@@ -14,6 +14,12 @@ pub struct CpuWatch {
     /// Command name (`comm`) of database processes, e.g. `postgres`. Every
     /// process of that name counts, including ones serving other clients.
     pub db_process: Option<String>,
+    /// Count only the `db_process` processes whose command line contains
+    /// this text, e.g. the scratch database's name: a PostgreSQL backend
+    /// shows `postgres: USER DBNAME HOST(PORT) STATE` there. Leaves out the
+    /// backends of everybody else sharing the database server (and the
+    /// server's own background processes: WAL writer, checkpointer).
+    pub db_cmdline: Option<String>,
     /// Also sample the server's threads one by one (`/proc/PID/task`), to
     /// split its CPU by thread name (async workers vs. blocking pool vs.
     /// SQLite connection threads).
@@ -72,7 +78,10 @@ impl CpuWatch {
         CpuSample {
             at: Instant::now(),
             server: server.map(|s| s.ticks as f64 / clock_ticks_per_sec()),
-            db: self.db_process.as_deref().and_then(processes_named_cpu_secs),
+            db: self
+                .db_process
+                .as_deref()
+                .and_then(|c| processes_named_cpu_secs(c, self.db_cmdline.as_deref())),
             client: client.map(|s| s.ticks as f64 / clock_ticks_per_sec()),
             server_faults: server.map(|s| s.minflt),
             client_faults: client.map(|s| s.minflt),
@@ -175,10 +184,12 @@ fn clock_ticks_per_sec() -> f64 {
     })
 }
 
-/// Summed CPU seconds of every process whose command name is `comm`.
-/// Processes that start or exit between two samples are counted only
-/// partly; long-lived database backends dominate anyway.
-fn processes_named_cpu_secs(comm: &str) -> Option<f64> {
+/// Summed CPU seconds of every process whose command name is `comm` (and,
+/// with `cmdline`, whose command line contains that text). Processes that
+/// start or exit between two samples are counted only partly (one that
+/// exits takes its past CPU with it, which can make the difference
+/// negative, shown as 0); long-lived database backends dominate anyway.
+fn processes_named_cpu_secs(comm: &str, cmdline: Option<&str>) -> Option<f64> {
     let mut ticks = 0u64;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name();
@@ -189,6 +200,10 @@ fn processes_named_cpu_secs(comm: &str) -> Option<f64> {
         if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
             && let Some(st) = parse_stat(&stat)
             && st.comm == comm
+            && cmdline.is_none_or(|want| {
+                std::fs::read(entry.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(want))
+            })
         {
             ticks += st.ticks;
         }
@@ -260,7 +275,12 @@ mod tests {
 
     #[test]
     fn own_process_is_measurable() {
-        let watch = CpuWatch { server_pid: Some(std::process::id()), db_process: None, server_threads: true };
+        let watch = CpuWatch {
+            server_pid: Some(std::process::id()),
+            db_process: None,
+            db_cmdline: None,
+            server_threads: true,
+        };
         let a = watch.sample();
         let mut x = 0u64;
         for i in 0..2_000_000u64 {

@@ -304,7 +304,9 @@ pub fn percentile_ms(sorted_ns: &[u64], pct: f64) -> f64 {
         return 0.0;
     }
     let n = sorted_ns.len();
-    let rank = ((pct / 100.0) * n as f64).ceil() as usize;
+    // The small slack keeps binary rounding (0.999 * 1000 = 999.0000000000001)
+    // from moving the rank one sample up.
+    let rank = ((pct / 100.0) * n as f64 - 1e-9).ceil() as usize;
     let idx = rank.clamp(1, n) - 1;
     sorted_ns[idx] as f64 / 1e6
 }

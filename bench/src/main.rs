@@ -5,18 +5,21 @@
 //! Layout, for adding benchmarks:
 //! * `server` — find the binary, scratch databases, start/stop, tokens, setup API calls
 //! * `load`   — closed-loop HTTP/1.1 driver fed by a `RequestFactory`; AB/BA schedule
+//! * `open_loop` — fixed-arrival-rate driver (latency from the scheduled send time)
 //! * `report` — per-round results, baseline/target comparison, table and JSON
 //! * `cpu`    — who used the CPU during a window (server, database, harness, rest)
 //! * `common` — shared CLI options and the start/measure/stop sequence
 //! * `stats`  — summaries and bootstrap intervals for timing comparisons
-//! * one module per benchmark (`users`, `signins`, `authn_timing`)
+//! * one module per benchmark (`users`, `signins`, `authn_timing`, `sessions`)
 
 mod authn_timing;
 mod common;
 mod cpu;
 mod load;
+mod open_loop;
 mod report;
 mod server;
+mod sessions;
 mod signins;
 mod stats;
 mod users;
@@ -45,6 +48,10 @@ enum Command {
     /// Response time of a sign-in for an unknown user versus an existing
     /// user with a wrong password (user enumeration by timing).
     AuthnTiming(authn_timing::AuthnTimingArgs),
+    /// Cookie-authenticated `GET /api/v1/sessions/me` versus bare
+    /// `GET /healthz`, then an open-loop latency run of /sessions/me at a
+    /// fixed rate (half the measured throughput by default).
+    Sessions(sessions::SessionsArgs),
 }
 
 impl Command {
@@ -53,6 +60,7 @@ impl Command {
             Command::Users(a) => a.common.client_threads,
             Command::Signins(a) => a.common.client_threads,
             Command::AuthnTiming(_) => 1,
+            Command::Sessions(a) => a.common.client_threads,
         }
     }
 }
@@ -81,6 +89,7 @@ fn main() -> ExitCode {
         Command::Users(args) => (boxed(runtime.block_on(users::run(args))), args.common.results_dir()),
         Command::Signins(args) => (boxed(runtime.block_on(signins::run(args))), args.common.results_dir()),
         Command::AuthnTiming(args) => (runtime.block_on(authn_timing::run(args)), args.server.results_dir()),
+        Command::Sessions(args) => (runtime.block_on(sessions::run(args)), args.common.results_dir()),
     };
 
     let mut failures = Vec::new();

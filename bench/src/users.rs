@@ -78,6 +78,7 @@ async fn run_backend(
             let watch = CpuWatch {
                 server_pid: Some(server.pid()),
                 db_process: (backend == Backend::Postgres).then(|| "postgres".to_string()),
+                db_cmdline: None,
                 server_threads: false,
             };
             let mut b = Series::new(BASELINE_LABEL);
