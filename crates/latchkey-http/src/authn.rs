@@ -91,8 +91,7 @@ impl Caller {
         let Some(secret) = parts_headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|h| h.strip_prefix("SSWS"))
-            .map(str::trim)
+            .and_then(crate::extract::ssws_secret)
         else {
             return;
         };

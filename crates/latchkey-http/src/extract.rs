@@ -188,7 +188,7 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 /// The token of `SSWS <token>`; PyPI `okta` 3.4.6 sends `SSWS<token>` without the space.
-fn ssws_secret(header: &str) -> Option<&str> {
+pub(crate) fn ssws_secret(header: &str) -> Option<&str> {
     let rest = header.strip_prefix("SSWS")?;
     let secret = rest.trim();
     (!secret.is_empty() && secret.len() <= 128 && !secret.contains(char::is_whitespace)).then_some(secret)
