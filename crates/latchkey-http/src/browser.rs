@@ -15,7 +15,7 @@ use latchkey_core::sessions::RuleOutcome;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::QueryParams;
+use crate::extract::{ClientIp, QueryParams};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -85,6 +85,7 @@ pub(crate) async fn token_rule(
     state: &AppState,
     headers: &HeaderMap,
     token: Option<&str>,
+    ip: Option<&str>,
 ) -> Result<RuleOutcome, ApiError> {
     let existing = state.browser_session(headers).await?.map(|(session, _, _)| session);
     let existing_user = existing.as_ref().map(|s| s.user_id.clone());
@@ -94,12 +95,12 @@ pub(crate) async fn token_rule(
         .apply_token_rule(existing, token, state.config.session_token_precedence, &rule)
         .await?;
     if let (Some((id, reason)), Some(old)) = (&outcome.ended, &existing_user) {
-        state.log_session_end(id, old, *reason, None, None).await;
+        state.log_session_end(id, old, *reason, None, ip).await;
     }
     match (&outcome.new_cookie, &outcome.session) {
-        (Some(_), Some(session)) => state.log_session_start(session, None).await,
+        (Some(_), Some(session)) => state.log_session_start(session, ip).await,
         _ if token.is_some_and(|t| !t.is_empty()) && outcome.clear_cookie => {
-            state.log_session_refused(None).await
+            state.log_session_refused(ip).await
         }
         _ => {}
     }
@@ -108,16 +109,22 @@ pub(crate) async fn token_rule(
 
 async fn cookie_redirect_get(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     params: QueryParams,
 ) -> Response {
-    cookie_redirect(&state, &headers, params.get("token"), params.get("redirectUrl")).await
+    cookie_redirect(&state, &headers, params.get("token"), params.get("redirectUrl"), ip.as_deref()).await
 }
 
-async fn cookie_redirect_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn cookie_redirect_post(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    cookie_redirect(&state, &headers, get("token"), get("redirectUrl")).await
+    cookie_redirect(&state, &headers, get("token"), get("redirectUrl"), ip.as_deref()).await
 }
 
 async fn cookie_redirect(
@@ -125,6 +132,7 @@ async fn cookie_redirect(
     headers: &HeaderMap,
     token: Option<&str>,
     redirect_url: Option<&str>,
+    ip: Option<&str>,
 ) -> Response {
     let Some(target) = redirect_url.filter(|u| !u.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, "Missing redirect", "The link has no redirectUrl.");
@@ -140,7 +148,7 @@ async fn cookie_redirect(
         }
         Err(e) => return e.into_response(),
     }
-    let outcome = match token_rule(state, headers, token).await {
+    let outcome = match token_rule(state, headers, token, ip).await {
         Ok(outcome) => outcome,
         Err(e) => return e.into_response(),
     };
@@ -150,12 +158,19 @@ async fn cookie_redirect(
     response
 }
 
-async fn signout(State(state): State<AppState>, headers: HeaderMap, params: QueryParams) -> Response {
+async fn signout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    params: QueryParams,
+) -> Response {
     match state.browser_session(&headers).await {
         Ok(Some((session, _, _))) => {
             let reason = latchkey_core::sessions::EndReason::Logout;
             match state.sessions().end(&session.id, reason).await {
-                Ok(true) => state.log_session_end(&session.id, &session.user_id, reason, None, None).await,
+                Ok(true) => {
+                    state.log_session_end(&session.id, &session.user_id, reason, None, ip.as_deref()).await
+                }
                 Ok(false) => {}
                 Err(e) => return ApiError::from(e).into_response(),
             }

@@ -161,6 +161,17 @@ impl Admin {
     }
 }
 
+/// The client's address, for the system log (`None` in-process, without a connection).
+pub(crate) struct ClientIp(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(ClientIp(peer_ip(parts)))
+    }
+}
+
 /// The peer address of the connection (no forwarding headers are trusted).
 pub(crate) fn peer_ip(parts: &Parts) -> Option<String> {
     parts

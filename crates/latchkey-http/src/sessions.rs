@@ -233,10 +233,14 @@ async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Va
     Ok(Json(render(&state, &session, &user, true)))
 }
 
-async fn close_me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn close_me(
+    State(state): State<AppState>,
+    crate::extract::ClientIp(ip): crate::extract::ClientIp,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (session, _, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
     if state.sessions().end(&session.id, EndReason::Logout).await? {
-        state.log_session_end(&session.id, &session.user_id, EndReason::Logout, None, None).await;
+        state.log_session_end(&session.id, &session.user_id, EndReason::Logout, None, ip.as_deref()).await;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(clear) = state.session_cookie("", None) {
