@@ -254,6 +254,35 @@ impl Harness {
         );
     }
 
+    /// Measures `baseline` and `target` against the server at `addr` in the interleaved round
+    /// schedule ([`crate::load::schedule`]), so slow drift on the machine hits both sides alike.
+    pub async fn interleaved_rounds(
+        &self,
+        variant: &str,
+        addr: std::net::SocketAddr,
+        labels: [&str; 2],
+        baseline: &std::sync::Arc<dyn crate::load::RequestFactory>,
+        target: &std::sync::Arc<dyn crate::load::RequestFactory>,
+        watch: &crate::cpu::CpuWatch,
+    ) -> Result<(Series, Series)> {
+        let mut b = Series::new(labels[0]);
+        let mut t = Series::new(labels[1]);
+        for (slot, (round, side)) in crate::load::schedule(self.rounds).into_iter().enumerate() {
+            let (series, factory) = match side {
+                crate::load::Side::Baseline => (&mut b, baseline),
+                crate::load::Side::Target => (&mut t, target),
+            };
+            let mut r =
+                crate::load::run(addr, &series.label, std::sync::Arc::clone(factory), self.load, watch)
+                    .await?;
+            r.round = round;
+            r.slot = slot;
+            self.progress(variant, &r);
+            series.rounds.push(r);
+        }
+        Ok((b, t))
+    }
+
     /// See [`with_server`].
     pub async fn with_server<T>(
         &self,

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::common::{AUTHN_THROTTLING_OFF, CommonArgs, DbArgs, Harness, Plan};
 use crate::cpu::CpuWatch;
-use crate::load::{self, FixedRequest, RequestFactory, Side, connect};
+use crate::load::{FixedRequest, RequestFactory, connect};
 use crate::open_loop::{self, OpenLoopConfig, OpenLoopResult};
 use crate::report::{Comparison, Outcome, RoundResult, Series};
 use crate::server::{Api, Backend};
@@ -175,20 +175,7 @@ async fn run_backend(
                     .map(|db| format!(" {db} ")),
                 server_threads: true,
             };
-            let mut b = Series::new(BASELINE_LABEL);
-            let mut t = Series::new(TARGET_LABEL);
-            for (slot, (round, side)) in load::schedule(harness.rounds).into_iter().enumerate() {
-                let (series, factory) = match side {
-                    Side::Baseline => (&mut b, &baseline),
-                    Side::Target => (&mut t, &target),
-                };
-                let mut r =
-                    load::run(server.addr, &series.label, Arc::clone(factory), harness.load, &watch).await?;
-                r.round = round;
-                r.slot = slot;
-                harness.progress(name, &r);
-                series.rounds.push(r);
-            }
+            let (b, t) = harness.interleaved_rounds(name, server.addr, [BASELINE_LABEL, TARGET_LABEL], &baseline, &target, &watch).await?;
 
             let open_loop = if args.no_open_loop {
                 None

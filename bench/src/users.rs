@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::common::{CommonArgs, DbArgs, Harness, Plan};
 use crate::cpu::CpuWatch;
-use crate::load::{self, FixedRequest, RequestFactory, Side};
-use crate::report::{Comparison, Series};
+use crate::load::{FixedRequest, RequestFactory};
+use crate::report::Comparison;
 use crate::server::Backend;
 use crate::util::{Result, random_suffix};
 
@@ -81,20 +81,16 @@ async fn run_backend(
                 db_cmdline: None,
                 server_threads: false,
             };
-            let mut b = Series::new(BASELINE_LABEL);
-            let mut t = Series::new(TARGET_LABEL);
-            for (slot, (round, side)) in load::schedule(harness.rounds).into_iter().enumerate() {
-                let (series, factory) = match side {
-                    Side::Baseline => (&mut b, &baseline),
-                    Side::Target => (&mut t, &target),
-                };
-                let mut r =
-                    load::run(server.addr, &series.label, Arc::clone(factory), harness.load, &watch).await?;
-                r.round = round;
-                r.slot = slot;
-                harness.progress(name, &r);
-                series.rounds.push(r);
-            }
+            let (b, t) = harness
+                .interleaved_rounds(
+                    name,
+                    server.addr,
+                    [BASELINE_LABEL, TARGET_LABEL],
+                    &baseline,
+                    &target,
+                    &watch,
+                )
+                .await?;
             Ok((b, t))
         })
         .await?;
