@@ -13,9 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
-use latchkey_core::policy::{Policies, PolicyRow};
+use latchkey_core::policy::Policies;
 use latchkey_core::sessions::{EndReason, Session, Sessions};
-use latchkey_core::store::PolicyStore;
 use latchkey_core::users::User;
 use serde_json::{Value, json};
 
@@ -42,9 +41,7 @@ impl AppState {
     }
 
     pub(crate) async fn policies(&self) -> Result<Policies, ApiError> {
-        let rows: Vec<PolicyRow> = self.store.policy_rows().await?;
-        Policies::from_rows(&rows)
-            .map_err(|e| ApiError::Core(CoreError::Store(latchkey_core::StoreError::Corrupt(e.to_string()))))
+        Ok(latchkey_core::policy::load(&self.store).await?)
     }
 
     /// The live session of the browser that sent `headers`, its user and the cookie value, if

@@ -21,7 +21,7 @@ use crate::error::{CoreError, StoreError};
 use crate::events::{Actor, Event, EventStore};
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::password::{MAX_PASSWORD_LEN, PasswordHashing};
-use crate::policy::{Enrollment, FactorPromptMode, Policies, PolicyRow};
+use crate::policy::{Enrollment, FactorPromptMode, Policies};
 use crate::store::{AuthnStore, FactorStore, PolicyStore, RateLimitStore, UserStore};
 use crate::tokens::TokenPurpose;
 use crate::totp;
@@ -112,8 +112,7 @@ where
     }
 
     async fn policies(&self) -> Result<Policies, CoreError> {
-        let rows: Vec<PolicyRow> = self.store.policy_rows().await?;
-        Policies::from_rows(&rows).map_err(|e| CoreError::Store(StoreError::Corrupt(e.to_string())))
+        crate::policy::load(self.store).await
     }
 
     /// Counts the request against the username's and the address's windows; refuses over budget.
@@ -161,12 +160,8 @@ where
                 Event::new(verify, "Verify user identity", "FAILURE", Actor::unknown(username), now)
                     .reason("LOCKED_OUT")
             }
-            Ok(view) => {
-                let login = view.user.as_ref().map(|u| (u.id.clone(), u.login().to_owned()));
-                let (id, login) = login.unwrap_or_default();
-                Event::new(verify, "Verify user identity", "SUCCESS", Actor::user(&id, &login), now)
-                    .reason(view.status.as_str())
-            }
+            Ok(view) => Event::new(verify, "Verify user identity", "SUCCESS", actor_of(view), now)
+                .reason(view.status.as_str()),
             Err(CoreError::AuthenticationFailed) => {
                 Event::new(verify, "Verify user identity", "FAILURE", Actor::unknown(username), now)
                     .reason("INVALID_CREDENTIALS")
@@ -401,9 +396,7 @@ where
         let message = "Authentication of user via MFA";
         let event = match &result {
             Ok(view) => {
-                let (id, login) =
-                    view.user.as_ref().map(|u| (u.id.clone(), u.login().to_owned())).unwrap_or_default();
-                let actor = Actor::user(&id, &login);
+                let actor = actor_of(view);
                 match view.factor_result.as_deref() {
                     Some("PASSCODE_REPLAYED") => {
                         Event::new(mfa, message, "FAILURE", actor, now).reason("PASSCODE_REPLAYED")
@@ -892,6 +885,14 @@ where
         let secret = self.open_secret(&factor)?;
         let user = self.users().get(user_id).await?;
         Ok((secret, user.login().to_owned()))
+    }
+}
+
+/// The system-log actor of a transaction: its user.
+fn actor_of(view: &AuthnView) -> Actor {
+    match &view.user {
+        Some(user) => Actor::user(&user.id, user.login()),
+        None => Actor::unknown(""),
     }
 }
 
