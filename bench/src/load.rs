@@ -86,30 +86,68 @@ pub struct LoadConfig {
     pub request_timeout: Duration,
 }
 
+/// Every kind of failed request, counted the same way by the closed-loop and open-loop drivers.
+#[derive(Default)]
+pub(crate) struct Failures {
+    /// Non-2xx answers that count against the measured window.
+    pub measured: u64,
+    /// Non-2xx statuses over the whole run, by code.
+    pub statuses: BTreeMap<u16, u64>,
+    pub transport: u64,
+    pub timeouts: u64,
+    pub first: Option<String>,
+}
+
+impl Failures {
+    fn note(&mut self, what: String) {
+        if self.first.is_none() {
+            self.first = Some(what);
+        }
+    }
+
+    /// A non-2xx answer; `measured` when it falls in the measured window.
+    pub fn http(&mut self, status: hyper::StatusCode, body: &[u8], measured: bool) {
+        if measured {
+            self.measured += 1;
+        }
+        *self.statuses.entry(status.as_u16()).or_default() += 1;
+        let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        self.note(format!("HTTP {status}: {snippet}"));
+    }
+
+    pub fn transport(&mut self, what: String) {
+        self.transport += 1;
+        self.note(what);
+    }
+
+    pub fn timeout(&mut self, after: Duration) {
+        self.timeouts += 1;
+        self.note(format!("request timed out after {after:?}"));
+    }
+
+    pub fn merge(&mut self, other: Failures) {
+        self.measured += other.measured;
+        for (code, n) in other.statuses {
+            *self.statuses.entry(code).or_default() += n;
+        }
+        self.transport += other.transport;
+        self.timeouts += other.timeouts;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+}
+
 /// Everything one worker saw.
 #[derive(Default)]
 struct WorkerStats {
     /// Latencies (ns) of 2xx responses completed inside the measured window.
     latencies_ns: Vec<u64>,
-    /// Non-2xx responses completed inside the measured window.
-    measured_errors: u64,
-    /// Non-2xx statuses over the whole run, by code.
-    statuses: BTreeMap<u16, u64>,
-    transport_errors: u64,
-    timeouts: u64,
+    failures: Failures,
     /// Connections opened beyond the first one (server closed keep-alive,
     /// transport error, timeout).
     reconnects: u64,
     body_bytes_sample: Option<usize>,
-    first_error: Option<String>,
-}
-
-impl WorkerStats {
-    fn note_error(&mut self, what: String) {
-        if self.first_error.is_none() {
-            self.first_error = Some(what);
-        }
-    }
 }
 
 /// Run one closed-loop round against `addr` and summarise it.
@@ -152,24 +190,16 @@ pub async fn run(
     for h in handles {
         let s = h.await.map_err(|e| err(format!("load worker failed: {e}")))?;
         total.latencies_ns.extend(s.latencies_ns);
-        total.measured_errors += s.measured_errors;
-        for (code, n) in s.statuses {
-            *total.statuses.entry(code).or_default() += n;
-        }
-        total.transport_errors += s.transport_errors;
-        total.timeouts += s.timeouts;
+        total.failures.merge(s.failures);
         total.reconnects += s.reconnects;
         total.body_bytes_sample = total.body_bytes_sample.or(s.body_bytes_sample);
-        if total.first_error.is_none() {
-            total.first_error = s.first_error;
-        }
     }
 
     let window = cfg.duration.as_secs_f64();
     let mut lat = total.latencies_ns;
     lat.sort_unstable();
     let ok = lat.len() as u64;
-    let completed = ok + total.measured_errors;
+    let completed = ok + total.failures.measured;
     Ok(RoundResult {
         label: label.to_string(),
         round: 0,
@@ -179,15 +209,15 @@ pub async fn run(
         p50_ms: percentile_ms(&lat, 50.0),
         p99_ms: percentile_ms(&lat, 99.0),
         max_ms: lat.last().map(|ns| *ns as f64 / 1e6).unwrap_or(0.0),
-        non_2xx: total.statuses,
-        transport_errors: total.transport_errors,
-        timeouts: total.timeouts,
+        non_2xx: total.failures.statuses,
+        transport_errors: total.failures.transport,
+        timeouts: total.failures.timeouts,
         reconnects: total.reconnects,
         response_body_bytes: total.body_bytes_sample,
         cpu,
         server_threads,
         in_process: false,
-        first_error: total.first_error,
+        first_error: total.failures.first,
     })
 }
 
@@ -230,8 +260,7 @@ async fn worker_loop(
                     s
                 }
                 Err(e) => {
-                    stats.transport_errors += 1;
-                    stats.note_error(format!("connect: {e}"));
+                    stats.failures.transport(format!("connect: {e}"));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -245,8 +274,7 @@ async fn worker_loop(
         let mut req = match factory.build(worker, seq) {
             Ok(r) => r,
             Err(e) => {
-                stats.transport_errors += 1;
-                stats.note_error(format!("request factory: {e}"));
+                stats.failures.transport(format!("request factory: {e}"));
                 break;
             }
         };
@@ -275,23 +303,12 @@ async fn worker_loop(
                         stats.body_bytes_sample = Some(body.len());
                     }
                 } else {
-                    if measured {
-                        stats.measured_errors += 1;
-                    }
-                    *stats.statuses.entry(status.as_u16()).or_default() += 1;
-                    let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-                    stats.note_error(format!("HTTP {status}: {snippet}"));
+                    stats.failures.http(status, &body, measured);
                 }
                 sender = Some(s);
             }
-            Ok(Err(e)) => {
-                stats.transport_errors += 1;
-                stats.note_error(format!("request: {e}"));
-            }
-            Err(_) => {
-                stats.timeouts += 1;
-                stats.note_error(format!("request timed out after {:?}", cfg.request_timeout));
-            }
+            Ok(Err(e)) => stats.failures.transport(format!("request: {e}")),
+            Err(_) => stats.failures.timeout(cfg.request_timeout),
         }
     }
     stats.reconnects = opened.saturating_sub(1);

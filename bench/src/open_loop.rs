@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use tokio::time::MissedTickBehavior;
 
 use crate::cpu::{CpuUsage, CpuWatch, ThreadGroup};
-use crate::load::{RequestFactory, Sender, connect, percentile_ms};
+use crate::load::{Failures, RequestFactory, Sender, connect, percentile_ms};
 use crate::util::{Result, err};
 
 /// Shape of one open-loop run.
@@ -97,21 +97,9 @@ struct ConnStats {
     sent_in_window: u64,
     /// Responses (any status) that completed inside the window.
     completed_in_window: u64,
-    /// Non-2xx answers to requests scheduled inside the window.
-    measured_errors: u64,
-    statuses: BTreeMap<u16, u64>,
-    transport_errors: u64,
-    timeouts: u64,
+    /// Failed requests; non-2xx answers to requests scheduled inside the window are "measured".
+    failures: Failures,
     reconnects: u64,
-    first_error: Option<String>,
-}
-
-impl ConnStats {
-    fn note_error(&mut self, what: String) {
-        if self.first_error.is_none() {
-            self.first_error = Some(what);
-        }
-    }
 }
 
 /// Latency figures in milliseconds (nearest rank).
@@ -377,16 +365,8 @@ pub async fn run(
         total.scheduled_in_window += s.scheduled_in_window;
         total.sent_in_window += s.sent_in_window;
         total.completed_in_window += s.completed_in_window;
-        total.measured_errors += s.measured_errors;
-        for (code, n) in s.statuses {
-            *total.statuses.entry(code).or_default() += n;
-        }
-        total.transport_errors += s.transport_errors;
-        total.timeouts += s.timeouts;
+        total.failures.merge(s.failures);
         total.reconnects += s.reconnects;
-        if total.first_error.is_none() {
-            total.first_error = s.first_error;
-        }
     }
     let window = cfg.duration.as_secs_f64();
     let seconds = cfg.duration.as_secs_f64().ceil().max(1.0) as usize;
@@ -418,11 +398,11 @@ pub async fn run(
         service: Percentiles::of(total.samples.iter().map(|s| s.service_ns).collect()),
         lag: Percentiles::of(total.samples.iter().map(|s| s.lag_ns).collect()),
         per_second,
-        non_2xx: total.statuses,
-        transport_errors: total.transport_errors,
-        timeouts: total.timeouts,
+        non_2xx: total.failures.statuses,
+        transport_errors: total.failures.transport,
+        timeouts: total.failures.timeouts,
         reconnects: total.reconnects,
-        first_error: total.first_error,
+        first_error: total.failures.first,
         cpu: cpu0.usage_until(&cpu1),
         server_threads: cpu0.threads_until(&cpu1),
     })
@@ -472,23 +452,20 @@ async fn connection_loop(
                     s
                 }
                 Err(e) => {
-                    stats.transport_errors += 1;
-                    stats.note_error(format!("connect: {e}"));
+                    stats.failures.transport(format!("connect: {e}"));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
             },
         };
         if let Err(e) = s.ready().await {
-            stats.transport_errors += 1;
-            stats.note_error(format!("connection not ready: {e}"));
+            stats.failures.transport(format!("connection not ready: {e}"));
             continue;
         }
         let mut req = match factory.build(c, seq) {
             Ok(r) => r,
             Err(e) => {
-                stats.transport_errors += 1;
-                stats.note_error(format!("request factory: {e}"));
+                stats.failures.transport(format!("request factory: {e}"));
                 break;
             }
         };
@@ -522,23 +499,12 @@ async fn connection_loop(
                         });
                     }
                 } else {
-                    if in_window {
-                        stats.measured_errors += 1;
-                    }
-                    *stats.statuses.entry(status.as_u16()).or_default() += 1;
-                    let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-                    stats.note_error(format!("HTTP {status}: {snippet}"));
+                    stats.failures.http(status, &body, in_window);
                 }
                 sender = Some(s);
             }
-            Ok(Err(e)) => {
-                stats.transport_errors += 1;
-                stats.note_error(format!("request: {e}"));
-            }
-            Err(_) => {
-                stats.timeouts += 1;
-                stats.note_error(format!("request timed out after {:?}", cfg.request_timeout));
-            }
+            Ok(Err(e)) => stats.failures.transport(format!("request: {e}")),
+            Err(_) => stats.failures.timeout(cfg.request_timeout),
         }
     }
     stats
