@@ -85,6 +85,9 @@ pub enum CoreError {
     /// Okta 403 E0000069: the user was locked by failed verifications.
     #[error("user locked")]
     UserLocked,
+    /// Okta 403 E0000056: an app must be deactivated before it is deleted.
+    #[error("app is active")]
+    AppActive,
     /// Okta 429 E0000047: too many requests in the window; `reset` is when the window ends.
     #[error("rate limited")]
     RateLimited { limit: u32, reset: crate::Timestamp },

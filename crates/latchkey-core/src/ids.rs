@@ -27,6 +27,11 @@ pub enum IdKind {
     TrustedOrigin,
     Session,
     Org,
+    App,
+    /// An app's external key (names it in SAML URLs and entity ids).
+    AppExternalKey,
+    /// An app's embed link.
+    AppLink,
 }
 
 impl IdKind {
@@ -43,6 +48,9 @@ impl IdKind {
             IdKind::TrustedOrigin => "tos",
             IdKind::Session => "102",
             IdKind::Org => "00o",
+            IdKind::App => "0oa",
+            IdKind::AppExternalKey => "exk",
+            IdKind::AppLink => "aln",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! CPU-heavy work such as password hashing is reached through the [`password::PasswordHashing`] port
 //! so that the caller decides where it runs.
 
+pub mod apps;
 pub mod authn;
 pub mod clock;
 pub mod crypto;

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 
+use crate::apps::sso::{LogoutWalk, Participant, PendingSso};
+use crate::apps::{App, AppUser, StoredSigningKey};
 use crate::authn::{Factor, SessionToken, StoredTransaction};
 use crate::clock::Timestamp;
 use crate::error::StoreError;
@@ -204,6 +206,115 @@ pub trait TrustedOriginStore: Send + Sync {
     fn delete_trusted_origin(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
+pub trait AppStore: Send + Sync {
+    /// Inserts an app. `Conflict("name")` when the generated name is taken.
+    fn insert_app(&self, app: &App) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Replaces the stored app with the same id; `false` when there is none.
+    fn update_app(&self, app: &App) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Deletes the app and its assignments and SSO state; `false` when there is none.
+    fn delete_app(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The app with this id or external key.
+    fn find_app(&self, id_or_external_key: &str) -> impl Future<Output = StoreResult<Option<App>>> + Send;
+
+    /// Apps ordered by id, strictly after `after`, at most `limit`.
+    fn list_apps(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<App>>> + Send;
+
+    /// Assigns (or updates the assignment of) a user.
+    fn put_app_user(&self, assignment: &AppUser) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn find_app_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<AppUser>>> + Send;
+
+    /// Assignments ordered by user id, strictly after `after`, at most `limit`.
+    fn list_app_users(
+        &self,
+        app_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<AppUser>>> + Send;
+
+    fn delete_app_user(&self, app_id: &str, user_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The apps assigned to a user, with the assignment, ordered by label.
+    fn list_user_apps(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<(App, AppUser)>>> + Send;
+}
+
+pub trait SamlStore: Send + Sync {
+    /// All signing keys, newest first.
+    fn list_signing_keys(&self) -> impl Future<Output = StoreResult<Vec<StoredSigningKey>>> + Send;
+
+    /// Inserts a key. `Conflict("status")` when a key with the same ACTIVE or NEXT status exists
+    /// (two nodes generating the first key at once: one wins, the other reads the winner's).
+    fn insert_signing_key(&self, key: &StoredSigningKey) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// In one transaction: ACTIVE → RETIRED and NEXT → ACTIVE. `false` when there is no NEXT key.
+    fn promote_next_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records an SP's request id until `expires_at`; `false` when it was already seen (replay).
+    fn remember_saml_request(
+        &self,
+        app_id: &str,
+        request_id: &str,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn put_pending_sso(&self, pending: &PendingSso) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn find_pending_sso(
+        &self,
+        id_digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<PendingSso>>> + Send;
+
+    /// Removes a pending request; `false` when another request already answered it.
+    fn delete_pending_sso(&self, id_digest: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records that a session's user was sent to an app; an existing record is kept.
+    fn add_participant(&self, participant: &Participant) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn find_participant(
+        &self,
+        session_id: &str,
+        app_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<Participant>>> + Send;
+
+    fn list_participants(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<Participant>>> + Send;
+
+    /// The participant record an SP's SessionIndex names.
+    fn find_participant_by_index(
+        &self,
+        app_id: &str,
+        session_index: &str,
+    ) -> impl Future<Output = StoreResult<Option<Participant>>> + Send;
+
+    /// Inserts or replaces a logout walk.
+    fn put_logout_walk(&self, walk: &LogoutWalk) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn find_logout_walk(
+        &self,
+        id_digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<LogoutWalk>>> + Send;
+
+    fn delete_logout_walk(&self, id_digest: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Deletes expired request ids, pending requests and logout walks.
+    fn purge_saml(&self, now: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
 pub trait RateLimitStore: Send + Sync {
     /// Counts one hit in `bucket` for the fixed window starting at `window_start` and returns the
     /// window's count including this hit. Atomic across nodes.
@@ -225,6 +336,8 @@ pub trait Storage:
     + FactorStore
     + RateLimitStore
     + TrustedOriginStore
+    + AppStore
+    + SamlStore
 {
 }
 
@@ -237,5 +350,7 @@ impl<T> Storage for T where
         + FactorStore
         + RateLimitStore
         + TrustedOriginStore
+        + AppStore
+        + SamlStore
 {
 }

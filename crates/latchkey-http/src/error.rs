@@ -122,6 +122,9 @@ impl IntoResponse for ApiError {
                 "Invalid Passcode/Answer".to_owned(),
                 vec!["Your passcode doesn't match our records. Please try again.".to_owned()],
             ),
+            ApiError::Core(CoreError::AppActive) => {
+                (StatusCode::FORBIDDEN, "E0000056", "Delete application forbidden.".to_owned(), vec![])
+            }
             ApiError::Core(CoreError::UserLocked) => {
                 (StatusCode::FORBIDDEN, "E0000069", "User Locked".to_owned(), vec![])
             }

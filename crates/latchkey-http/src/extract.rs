@@ -205,6 +205,50 @@ pub(crate) fn ssws_secret(header: &str) -> Option<&str> {
     (!secret.is_empty() && secret.len() <= 128 && !secret.contains(char::is_whitespace)).then_some(secret)
 }
 
+/// Okta's paging headers: `Link: <…>; rel="self"` and, when there is more, `rel="next"` with the
+/// cursor, keeping the page size and the query parameter that selected the items.
+pub(crate) fn page_links(
+    state: &AppState,
+    path: &str,
+    limit: u32,
+    query_param: Option<(&str, &str)>,
+    after: Option<&str>,
+    next_cursor: Option<String>,
+) -> axum::http::HeaderMap {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let page_url = |after: Option<&str>| {
+        let mut url = state.link(&format!("{path}?limit={limit}"));
+        if let Some((name, value)) = query_param {
+            url.push_str(&format!("&{name}={}", utf8_percent_encode(value, NON_ALPHANUMERIC)));
+        }
+        if let Some(after) = after {
+            url.push_str(&format!("&after={}", utf8_percent_encode(after, NON_ALPHANUMERIC)));
+        }
+        url
+    };
+    let mut headers = axum::http::HeaderMap::new();
+    let link = axum::http::header::LINK;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("<{}>; rel=\"self\"", page_url(after))) {
+        headers.append(link.clone(), v);
+    }
+    if let Some(cursor) = next_cursor
+        && let Ok(v) =
+            axum::http::HeaderValue::from_str(&format!("<{}>; rel=\"next\"", page_url(Some(&cursor))))
+    {
+        headers.append(link, v);
+    }
+    headers
+}
+
+/// The `after` cursor of a paged list: absent or empty is none; a cursor is an id (short).
+pub(crate) fn cursor(params: &QueryParams) -> Result<Option<&str>, ApiError> {
+    let after = params.get("after").filter(|a| !a.is_empty());
+    if after.is_some_and(|a| a.len() > 64) {
+        return Err(ApiError::InvalidParameter { name: "after", message: "is not a valid cursor".into() });
+    }
+    Ok(after)
+}
+
 #[cfg(test)]
 mod tests {
     use super::ssws_secret;

@@ -5,6 +5,7 @@
 //! with absolute links built from the configured public URL (never from the `Host` header), and
 //! turns every failure into Okta's error envelope in exactly one place ([`error`]).
 
+mod apps;
 mod authn;
 mod browser;
 pub mod error;
@@ -17,6 +18,7 @@ mod logs;
 mod middleware;
 mod origins;
 mod policies;
+mod saml;
 mod sessions;
 mod users;
 
@@ -136,6 +138,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .merge(users::routes())
+        .merge(apps::routes())
         .merge(authn::routes())
         .merge(policies::routes())
         .merge(factors::routes())

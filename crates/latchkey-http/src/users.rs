@@ -4,8 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::header::LINK;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
@@ -13,7 +12,6 @@ use latchkey_core::events::Target;
 use latchkey_core::users::query::UserQuery;
 use latchkey_core::users::service::{LifecycleOptions, MAX_PAGE, NewUser, ProfileChange};
 use latchkey_core::users::{Lifecycle, User, UserStatus};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
@@ -121,35 +119,16 @@ async fn list(
     } else {
         (UserQuery::All, None)
     };
-    let after = params.get("after").filter(|a| !a.is_empty());
-    if after.is_some_and(|a| a.len() > 64) {
-        return Err(ApiError::InvalidParameter { name: "after", message: "is not a valid cursor".into() });
-    }
+    let after = crate::extract::cursor(&params)?;
     // One extra row tells whether a next page exists.
     let mut users = state.users().list(&query, after, limit + 1).await?;
-    let next_cursor = (users.len() > limit as usize).then(|| {
-        users.truncate(limit as usize);
-        users.last().map(|u| u.id.clone())
-    });
-    let page_url = |after: Option<&str>| {
-        let mut url = state.link(&format!("/api/v1/users?limit={limit}"));
-        if let Some((name, value)) = query_param {
-            url.push_str(&format!("&{name}={}", utf8_percent_encode(value, NON_ALPHANUMERIC)));
-        }
-        if let Some(after) = after {
-            url.push_str(&format!("&after={}", utf8_percent_encode(after, NON_ALPHANUMERIC)));
-        }
-        url
-    };
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"self\"", page_url(after))) {
-        headers.append(LINK, v);
-    }
-    if let Some(Some(cursor)) = next_cursor
-        && let Ok(v) = HeaderValue::from_str(&format!("<{}>; rel=\"next\"", page_url(Some(&cursor))))
-    {
-        headers.append(LINK, v);
-    }
+    let next_cursor = (users.len() > limit as usize)
+        .then(|| {
+            users.truncate(limit as usize);
+            users.last().map(|u| u.id.clone())
+        })
+        .flatten();
+    let headers = crate::extract::page_links(&state, "/api/v1/users", limit, query_param, after, next_cursor);
     let body: Vec<Value> = users.iter().map(|u| render(&state, u)).collect();
     Ok((headers, Json(body)).into_response())
 }

@@ -8,6 +8,7 @@
 //! is one transaction; SQLite writes go through a single-connection pool (one writer, no busy
 //! retries), reads through a small pool; PostgreSQL uses one pool for both.
 
+mod apps;
 mod authn;
 mod events;
 mod migrate;

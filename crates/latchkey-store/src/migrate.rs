@@ -45,6 +45,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_events.sql"),
         postgres: include_str!("../migrations/postgres/0005_events.sql"),
     },
+    Migration {
+        version: 6,
+        name: "apps_saml",
+        sqlite: include_str!("../migrations/sqlite/0006_apps_saml.sql"),
+        postgres: include_str!("../migrations/postgres/0006_apps_saml.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

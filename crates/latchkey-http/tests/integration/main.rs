@@ -7,6 +7,7 @@
     reason = "test code: a failed step fails the test"
 )]
 
+mod apps;
 mod authn;
 mod errors;
 mod hosts;

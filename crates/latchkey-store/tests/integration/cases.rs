@@ -1,5 +1,7 @@
 //! The conformance cases. Each takes a fresh, migrated store and asserts observable behaviour.
 
+use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
+use latchkey_core::apps::{App, AppStatus, AppUser, KeyStatus, SamlSignOn, StoredSigningKey};
 use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
@@ -8,8 +10,8 @@ use latchkey_core::origins::{Scope, TrustedOrigin};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
 use latchkey_core::sessions::{EndReason, Session, SessionStore};
 use latchkey_core::store::{
-    ApiTokenStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, TrustedOriginStore,
-    UserStore,
+    ApiTokenStore, AppStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, SamlStore,
+    TrustedOriginStore, UserStore,
 };
 use latchkey_core::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use latchkey_core::users::profile::Profile;
@@ -621,4 +623,188 @@ pub async fn events_are_listed_in_order_with_filters_and_cursor(store: &Store) {
         .unwrap();
     assert!(window.is_empty());
     assert_eq!(all[0].1.actor.alternate_id, "a@example.com");
+}
+
+fn saml_app(id: &str, name: &str, label: &str) -> App {
+    let sign_on = SamlSignOn::from_json(&json!({
+        "ssoAcsUrl": "https://sp.example.com/acs",
+        "audience": "https://sp.example.com/metadata",
+        "attributeStatements": [{"type": "EXPRESSION", "name": "mail", "values": ["user.email"]}],
+    }))
+    .unwrap();
+    App {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        label: label.to_owned(),
+        status: AppStatus::Active,
+        external_key: format!("exk{id}"),
+        link_id: format!("aln{id}"),
+        sign_on,
+        visibility: serde_json::Map::new(),
+        created: Timestamp(1_000),
+        last_updated: Timestamp(1_000),
+    }
+}
+
+pub async fn apps_assignments_and_links_cascade(store: &Store) {
+    let wiki = saml_app("0oa1", "latchkey_wiki_1", "Wiki");
+    store.insert_app(&wiki).await.unwrap();
+    store
+        .insert_app(&saml_app("0oa2", "latchkey_crm_1", "CRM \u{1F600} '; DROP TABLE apps; --"))
+        .await
+        .unwrap();
+    let clash = store.insert_app(&saml_app("0oa3", "latchkey_wiki_1", "Wiki")).await;
+    assert_eq!(clash, Err(StoreError::Conflict("name".into())), "names are unique");
+    assert_eq!(store.find_app("0oa1").await.unwrap(), Some(wiki.clone()));
+    assert_eq!(store.find_app("exk0oa1").await.unwrap(), Some(wiki.clone()), "by external key");
+    let page: Vec<String> = store.list_apps(None, 1).await.unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(page, ["0oa1"]);
+    let rest: Vec<String> =
+        store.list_apps(Some("0oa1"), 10).await.unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(rest, ["0oa2"]);
+
+    let mut renamed = wiki.clone();
+    renamed.label = "Team Wiki".into();
+    renamed.status = AppStatus::Inactive;
+    assert!(store.update_app(&renamed).await.unwrap());
+    assert_eq!(store.find_app("0oa1").await.unwrap().unwrap().label, "Team Wiki");
+
+    store.insert_user(&user("00uapp", "app@example.com")).await.unwrap();
+    let assignment = AppUser {
+        app_id: "0oa1".into(),
+        user_id: "00uapp".into(),
+        scope: "USER".into(),
+        user_name: None,
+        created: Timestamp(5),
+        last_updated: Timestamp(5),
+    };
+    store.put_app_user(&assignment).await.unwrap();
+    store.put_app_user(&AppUser { app_id: "0oa2".into(), ..assignment.clone() }).await.unwrap();
+    let updated = AppUser { user_name: Some("ada".into()), last_updated: Timestamp(9), ..assignment.clone() };
+    store.put_app_user(&updated).await.unwrap();
+    assert_eq!(store.find_app_user("0oa1", "00uapp").await.unwrap(), Some(updated.clone()), "upsert");
+    let apps: Vec<String> =
+        store.list_user_apps("00uapp").await.unwrap().into_iter().map(|(a, _)| a.label).collect();
+    assert_eq!(apps.len(), 2);
+    assert_eq!(store.list_app_users("0oa1", None, 10).await.unwrap(), vec![updated]);
+
+    assert!(store.delete_app("0oa1").await.unwrap());
+    assert_eq!(store.find_app_user("0oa1", "00uapp").await.unwrap(), None, "assignments go with the app");
+    assert!(!store.delete_app("0oa1").await.unwrap());
+    store.delete_user("00uapp").await.unwrap();
+    assert!(store.list_app_users("0oa2", None, 10).await.unwrap().is_empty(), "and with the user");
+}
+
+fn key(kid: &str, status: KeyStatus, created: i64) -> StoredSigningKey {
+    StoredSigningKey {
+        kid: kid.into(),
+        status,
+        sealed_private_key: format!("v1:sealed-{kid}"),
+        certificate_der: vec![0x30, 0x82, 1, 2, 3],
+        created: Timestamp(created),
+    }
+}
+
+pub async fn signing_keys_have_one_active_and_promote_atomically(store: &Store) {
+    assert!(!store.promote_next_signing_key().await.unwrap(), "nothing to promote");
+    store.insert_signing_key(&key("k1", KeyStatus::Active, 1)).await.unwrap();
+    let second_active = store.insert_signing_key(&key("k2", KeyStatus::Active, 2)).await;
+    assert_eq!(second_active, Err(StoreError::Conflict("status".into())), "one ACTIVE key");
+    store.insert_signing_key(&key("k2", KeyStatus::Next, 2)).await.unwrap();
+    let second_next = store.insert_signing_key(&key("k3", KeyStatus::Next, 3)).await;
+    assert_eq!(second_next, Err(StoreError::Conflict("status".into())), "one NEXT key");
+    assert!(store.promote_next_signing_key().await.unwrap());
+    let keys = store.list_signing_keys().await.unwrap();
+    let status: Vec<(String, KeyStatus)> = keys.iter().map(|k| (k.kid.clone(), k.status)).collect();
+    assert_eq!(status, vec![("k2".into(), KeyStatus::Active), ("k1".into(), KeyStatus::Retired)]);
+    assert_eq!(keys[0].certificate_der, vec![0x30, 0x82, 1, 2, 3]);
+    assert!(!store.promote_next_signing_key().await.unwrap(), "no NEXT key left");
+}
+
+pub async fn saml_request_ids_refuse_replays_until_purged(store: &Store) {
+    let results = futures_all(store, "0oa1", "_req1").await;
+    assert_eq!(results.iter().filter(|r| **r).count(), 1, "exactly one of concurrent uses wins: {results:?}");
+    assert!(store.remember_saml_request("0oa2", "_req1", Timestamp(100)).await.unwrap(), "ids are per app");
+    store.purge_saml(Timestamp(100)).await.unwrap();
+    assert!(
+        store.remember_saml_request("0oa1", "_req1", Timestamp(200)).await.unwrap(),
+        "forgotten after expiry"
+    );
+}
+
+async fn futures_all(store: &Store, app: &str, id: &str) -> Vec<bool> {
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            let (app, id) = (app.to_owned(), id.to_owned());
+            tokio::spawn(async move { store.remember_saml_request(&app, &id, Timestamp(100)).await.unwrap() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+pub async fn sso_state_is_shared_and_single_use(store: &Store) {
+    store.insert_app(&saml_app("0oa1", "latchkey_wiki_1", "Wiki")).await.unwrap();
+    let pending = PendingSso {
+        id_digest: "d1".into(),
+        app_id: "0oa1".into(),
+        request_id: "_r1".into(),
+        acs_url: "https://sp.example.com/acs".into(),
+        relay_state: Some("<&>".into()),
+        force_authn: true,
+        name_id_format: None,
+        created: Timestamp(10),
+        expires_at: Timestamp(100),
+    };
+    store.put_pending_sso(&pending).await.unwrap();
+    assert_eq!(store.find_pending_sso("d1", Timestamp(50)).await.unwrap(), Some(pending));
+    assert_eq!(store.find_pending_sso("d1", Timestamp(100)).await.unwrap(), None, "expired");
+    assert!(store.delete_pending_sso("d1").await.unwrap());
+    assert!(!store.delete_pending_sso("d1").await.unwrap(), "answered once");
+
+    store.insert_user(&user("00uslo", "slo@example.com")).await.unwrap();
+    store.insert_session(&session("102s", "00uslo", 10_000, None)).await.unwrap();
+    let participant = Participant {
+        session_id: "102s".into(),
+        app_id: "0oa1".into(),
+        name_id: "slo@example.com".into(),
+        name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified".into(),
+        session_index: "_idx1".into(),
+        created: Timestamp(20),
+    };
+    store.add_participant(&participant).await.unwrap();
+    store
+        .add_participant(&Participant { session_index: "_idx2".into(), ..participant.clone() })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_participants("102s").await.unwrap(),
+        vec![participant.clone()],
+        "first record kept"
+    );
+    assert_eq!(store.find_participant("102s", "0oa1").await.unwrap(), Some(participant.clone()));
+    assert_eq!(store.find_participant_by_index("0oa1", "_idx1").await.unwrap(), Some(participant.clone()));
+    assert_eq!(store.find_participant_by_index("0oa1", "_idx2").await.unwrap(), None);
+
+    let mut walk = LogoutWalk {
+        id_digest: "w1".into(),
+        initiator_app_id: Some("0oa1".into()),
+        initiator_request_id: Some("_lr".into()),
+        initiator_relay_state: None,
+        return_to: None,
+        remaining: vec![participant],
+        awaiting_request_id: None,
+        expires_at: Timestamp(100),
+    };
+    store.put_logout_walk(&walk).await.unwrap();
+    walk.remaining.clear();
+    walk.awaiting_request_id = Some("_sent".into());
+    store.put_logout_walk(&walk).await.unwrap();
+    assert_eq!(store.find_logout_walk("w1", Timestamp(50)).await.unwrap(), Some(walk.clone()), "replaced");
+    assert_eq!(store.purge_saml(Timestamp(100)).await.unwrap(), 1);
+    assert_eq!(store.find_logout_walk("w1", Timestamp(0)).await.unwrap(), None);
 }

@@ -1,0 +1,686 @@
+//! SAML 2.0 applications (Okta's `signOnMode: "SAML_2_0"` apps), their user assignments and the
+//! organisation's SAML signing keys.
+//!
+//! An app's `settings.signOn` is kept exactly in Okta's JSON field names ([`SamlSignOn`]), so what
+//! an admin stored is what the API returns; [`SamlSignOn::validate`] enforces what Latchkey can
+//! honour (RSA-SHA256 only, HTTPS-or-loopback ACS URLs, expressions it can evaluate) and refuses the
+//! rest with a named field instead of dropping it. Only users assigned to an app ever get an
+//! assertion for it.
+
+pub mod expr;
+pub mod sso;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::error::{CoreError, FieldError};
+use crate::users::User;
+
+pub use expr::Expression;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppStatus {
+    Active,
+    Inactive,
+}
+
+impl AppStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::Active => "ACTIVE",
+            AppStatus::Inactive => "INACTIVE",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ACTIVE" => Some(AppStatus::Active),
+            "INACTIVE" => Some(AppStatus::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// A SAML app instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// `0oa…`
+    pub id: String,
+    /// Okta's generated app name (`{org}_{label}_1`), used in the embed and SSO URLs.
+    pub name: String,
+    pub label: String,
+    pub status: AppStatus,
+    /// `exk…`: names the app in its SSO and metadata URLs and its default IdP entity id.
+    pub external_key: String,
+    /// `aln…`: the embed link's id.
+    pub link_id: String,
+    pub sign_on: SamlSignOn,
+    /// `visibility` as the admin sent it (`autoSubmitToolbar`, `hide{iOS,web}`).
+    pub visibility: Map<String, Value>,
+    pub created: Timestamp,
+    pub last_updated: Timestamp,
+}
+
+impl App {
+    pub fn is_active(&self) -> bool {
+        self.status == AppStatus::Active
+    }
+
+    /// The IdP entity id (Issuer) for this app: `idpIssuer` with `${org.externalKey}` filled in.
+    pub fn idp_issuer(&self) -> String {
+        self.sign_on.idp_issuer.replace("${org.externalKey}", &self.external_key)
+    }
+
+    /// Is `issuer` the SP of this app (its audience, or the SP issuer named for SLO)?
+    pub fn is_sp(&self, issuer: &str) -> bool {
+        issuer == self.sign_on.audience
+            || self.sign_on.sp_issuer.as_deref() == Some(issuer)
+            || self.sign_on.slo.as_ref().and_then(|s| s.issuer.as_deref()) == Some(issuer)
+    }
+
+    /// The registered ACS URL equal to `url`, if any (exact match only: saml-profiles §4.1.4.1).
+    pub fn acs_by_url(&self, url: &str) -> Option<&str> {
+        if self.sign_on.sso_acs_url == url {
+            return Some(&self.sign_on.sso_acs_url);
+        }
+        if self.sign_on.allow_multiple_acs_endpoints {
+            return self.sign_on.acs_endpoints.iter().find(|e| e.url == url).map(|e| e.url.as_str());
+        }
+        None
+    }
+
+    pub fn acs_by_index(&self, index: u16) -> Option<&str> {
+        if !self.sign_on.allow_multiple_acs_endpoints {
+            return None;
+        }
+        self.sign_on.acs_endpoints.iter().find(|e| e.index == u32::from(index)).map(|e| e.url.as_str())
+    }
+
+    /// The NameID for `user`, from `subjectNameIdTemplate`.
+    pub fn name_id_for(&self, user: &User) -> Option<String> {
+        Expression::parse_template(&self.sign_on.subject_name_id_template)
+            .ok()?
+            .evaluate(user)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The attribute statements evaluated for `user`; attributes whose values are all absent are
+    /// omitted (Okta leaves out null attributes).
+    pub fn attributes_for(&self, user: &User) -> Vec<EvaluatedAttribute> {
+        self.sign_on
+            .attribute_statements
+            .iter()
+            .filter_map(|statement| {
+                let values: Vec<String> = statement
+                    .values
+                    .iter()
+                    .filter_map(|v| Expression::parse(v).ok()?.evaluate(user))
+                    .collect();
+                (!values.is_empty()).then(|| EvaluatedAttribute {
+                    name: statement.name.clone(),
+                    name_format: statement.namespace.clone(),
+                    values,
+                })
+            })
+            .collect()
+    }
+
+    /// Does this app take part in Single Logout initiated elsewhere?
+    pub fn participates_in_slo(&self) -> bool {
+        self.sign_on.participate_slo.as_ref().is_some_and(|p| p.enabled && p.logout_request_url.is_some())
+    }
+
+    /// The SP's certificates (DER), for request signatures.
+    pub fn sp_certificates(&self) -> Vec<Vec<u8>> {
+        use base64::Engine;
+        let Some(cert) = &self.sign_on.sp_certificate else { return Vec::new() };
+        cert.x5c
+            .iter()
+            .filter_map(|b64| {
+                let compact: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
+                base64::engine::general_purpose::STANDARD.decode(compact).ok()
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluatedAttribute {
+    pub name: String,
+    pub name_format: String,
+    pub values: Vec<String>,
+}
+
+pub const NAME_ID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+pub const NAME_ID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+pub const NAME_ID_X509: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:x509SubjectName";
+pub const NAME_ID_PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+pub const NAME_ID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+const NAME_ID_FORMATS: [&str; 5] =
+    [NAME_ID_UNSPECIFIED, NAME_ID_EMAIL, NAME_ID_X509, NAME_ID_PERSISTENT, NAME_ID_TRANSIENT];
+
+const ATTRIBUTE_NAME_FORMATS: [&str; 3] = [
+    "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
+    "urn:oasis:names:tc:SAML:2.0:attrname-format:uri",
+    "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified",
+];
+
+pub const DEFAULT_IDP_ISSUER: &str = "http://www.okta.com/${org.externalKey}";
+pub const DEFAULT_AUTHN_CONTEXT: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
+/// Okta's default assertion lifetime.
+pub const DEFAULT_ASSERTION_LIFETIME_SECONDS: u32 = 300;
+
+/// `settings.signOn` of a SAML app, in Okta's field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SamlSignOn {
+    #[serde(default)]
+    pub default_relay_state: Option<String>,
+    pub sso_acs_url: String,
+    #[serde(default)]
+    pub recipient: String,
+    #[serde(default)]
+    pub destination: String,
+    pub audience: String,
+    #[serde(default = "default_idp_issuer")]
+    pub idp_issuer: String,
+    #[serde(default = "default_name_id_template")]
+    pub subject_name_id_template: String,
+    #[serde(default = "default_name_id_format")]
+    pub subject_name_id_format: String,
+    #[serde(default = "yes")]
+    pub response_signed: bool,
+    #[serde(default = "yes")]
+    pub assertion_signed: bool,
+    #[serde(default = "default_signature_algorithm")]
+    pub signature_algorithm: String,
+    #[serde(default = "default_digest_algorithm")]
+    pub digest_algorithm: String,
+    #[serde(default = "yes")]
+    pub honor_force_authn: bool,
+    #[serde(default = "default_authn_context")]
+    pub authn_context_class_ref: String,
+    #[serde(default)]
+    pub request_compressed: bool,
+    #[serde(default)]
+    pub allow_multiple_acs_endpoints: bool,
+    #[serde(default)]
+    pub acs_endpoints: Vec<AcsEndpoint>,
+    #[serde(default)]
+    pub attribute_statements: Vec<AttributeStatement>,
+    #[serde(default)]
+    pub saml_assertion_lifetime_seconds: Option<u32>,
+    #[serde(default)]
+    pub slo: Option<Slo>,
+    #[serde(default)]
+    pub participate_slo: Option<ParticipateSlo>,
+    #[serde(default)]
+    pub sp_certificate: Option<SpCertificate>,
+    #[serde(default)]
+    pub sp_issuer: Option<String>,
+    /// Okta's "Signed Requests": AuthnRequests must carry a valid signature by `spCertificate`.
+    #[serde(default)]
+    pub saml_signed_request_enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_idp_issuer() -> String {
+    DEFAULT_IDP_ISSUER.to_owned()
+}
+fn default_name_id_template() -> String {
+    "${user.userName}".to_owned()
+}
+fn default_name_id_format() -> String {
+    NAME_ID_UNSPECIFIED.to_owned()
+}
+fn default_signature_algorithm() -> String {
+    "RSA_SHA256".to_owned()
+}
+fn default_digest_algorithm() -> String {
+    "SHA256".to_owned()
+}
+fn default_authn_context() -> String {
+    DEFAULT_AUTHN_CONTEXT.to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcsEndpoint {
+    pub url: String,
+    pub index: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttributeStatement {
+    #[serde(rename = "type", default = "expression_type")]
+    pub kind: String,
+    pub name: String,
+    #[serde(default = "default_attribute_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_value: Option<String>,
+}
+
+fn expression_type() -> String {
+    "EXPRESSION".to_owned()
+}
+fn default_attribute_namespace() -> String {
+    "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified".to_owned()
+}
+
+/// The SP's own Single Logout endpoint (where our LogoutResponse to its LogoutRequest goes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Slo {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, alias = "spIssuer")]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub logout_url: Option<String>,
+}
+
+/// Whether the SP is told when a session it took part in ends elsewhere (front-channel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ParticipateSlo {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub logout_request_url: Option<String>,
+    #[serde(default)]
+    pub session_index_required: bool,
+    #[serde(default = "redirect_binding")]
+    pub binding_type: String,
+}
+
+fn redirect_binding() -> String {
+    "REDIRECT".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpCertificate {
+    #[serde(default)]
+    pub x5c: Vec<String>,
+}
+
+/// Okta fields Latchkey accepts only in their "off" form (null, false, empty); anything else is
+/// refused rather than silently ignored.
+const OFF_ONLY_FIELDS: [&str; 8] = [
+    "assertionEncryption",
+    "inlineHooks",
+    "configuredAttributeStatements",
+    "ssoAcsUrlOverride",
+    "recipientOverride",
+    "destinationOverride",
+    "audienceOverride",
+    "honorForceAuthnOverride",
+];
+
+fn is_off(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.values().all(is_off),
+        Value::Number(_) | Value::Bool(true) => false,
+    }
+}
+
+impl SamlSignOn {
+    /// Parses `settings.signOn` as an admin sent it: null fields take their defaults, fields
+    /// Latchkey cannot honour are refused by name.
+    pub fn from_json(value: &Value) -> Result<Self, CoreError> {
+        let Value::Object(map) = value else {
+            return Err(CoreError::validation("settings.signOn", "must be an object"));
+        };
+        let mut causes = Vec::new();
+        let mut kept = Map::new();
+        for (name, field) in map {
+            if OFF_ONLY_FIELDS.contains(&name.as_str()) {
+                if !is_off(field) {
+                    causes.push(FieldError::new(
+                        format!("settings.signOn.{name}"),
+                        "is not supported by Latchkey (only an empty or disabled value is accepted)",
+                    ));
+                }
+            } else if !field.is_null() {
+                kept.insert(name.clone(), field.clone());
+            }
+        }
+        CoreError::from_causes(causes)?;
+        let parsed: SamlSignOn = serde_json::from_value(Value::Object(kept))
+            .map_err(|e| CoreError::validation("settings.signOn", e.to_string()))?;
+        parsed.validate()?;
+        Ok(parsed.with_defaults())
+    }
+
+    /// Okta fills `recipient` and `destination` from the ACS URL when left empty.
+    fn with_defaults(mut self) -> Self {
+        if self.recipient.is_empty() {
+            self.recipient = self.sso_acs_url.clone();
+        }
+        if self.destination.is_empty() {
+            self.destination = self.sso_acs_url.clone();
+        }
+        self
+    }
+
+    /// Every rule Latchkey enforces, all causes at once.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let mut causes = Vec::new();
+        let mut check = |ok: bool, field: &str, message: &str| {
+            if !ok {
+                causes.push(FieldError::new(format!("settings.signOn.{field}"), message));
+            }
+        };
+        check(
+            is_endpoint_url(&self.sso_acs_url),
+            "ssoAcsUrl",
+            "must be an absolute https URL (http only on loopback)",
+        );
+        for (field, value) in [("recipient", &self.recipient), ("destination", &self.destination)] {
+            check(
+                value.is_empty() || is_endpoint_url(value),
+                field,
+                "must be an absolute https URL (http only on loopback)",
+            );
+        }
+        check(
+            !self.audience.trim().is_empty() && self.audience.len() <= 1024,
+            "audience",
+            "is required (the SP entity id)",
+        );
+        check(
+            !self.idp_issuer.trim().is_empty() && self.idp_issuer.len() <= 1024,
+            "idpIssuer",
+            "is required",
+        );
+        check(
+            Expression::parse_template(&self.subject_name_id_template).is_ok(),
+            "subjectNameIdTemplate",
+            "must be ${user.<attribute>} (quoted strings and + are allowed)",
+        );
+        check(
+            NAME_ID_FORMATS.contains(&self.subject_name_id_format.as_str()),
+            "subjectNameIdFormat",
+            "is not a SAML NameID format",
+        );
+        check(
+            self.response_signed || self.assertion_signed,
+            "assertionSigned",
+            "the response or the assertion must be signed",
+        );
+        check(
+            self.signature_algorithm == "RSA_SHA256",
+            "signatureAlgorithm",
+            "only RSA_SHA256 is supported (SHA-1 is refused)",
+        );
+        check(
+            self.digest_algorithm == "SHA256",
+            "digestAlgorithm",
+            "only SHA256 is supported (SHA-1 is refused)",
+        );
+        check(
+            self.authn_context_class_ref.starts_with("urn:") && self.authn_context_class_ref.len() <= 256,
+            "authnContextClassRef",
+            "must be a URN",
+        );
+        check(self.acs_endpoints.len() <= 100, "acsEndpoints", "at most 100 endpoints");
+        let mut indexes = std::collections::HashSet::new();
+        for endpoint in &self.acs_endpoints {
+            check(
+                is_endpoint_url(&endpoint.url),
+                "acsEndpoints",
+                "every url must be an absolute https URL (http only on loopback)",
+            );
+            check(endpoint.index <= u32::from(u16::MAX), "acsEndpoints", "index must be at most 65535");
+            check(indexes.insert(endpoint.index), "acsEndpoints", "indexes must be unique");
+        }
+        check(
+            self.allow_multiple_acs_endpoints || self.acs_endpoints.is_empty(),
+            "acsEndpoints",
+            "are used only with allowMultipleAcsEndpoints",
+        );
+        check(self.attribute_statements.len() <= 100, "attributeStatements", "at most 100 statements");
+        for statement in &self.attribute_statements {
+            check(
+                statement.kind == "EXPRESSION",
+                "attributeStatements",
+                "only EXPRESSION statements are supported (GROUP needs groups)",
+            );
+            check(
+                !statement.name.is_empty() && statement.name.len() <= 512,
+                "attributeStatements",
+                "every statement needs a name",
+            );
+            check(
+                ATTRIBUTE_NAME_FORMATS.contains(&statement.namespace.as_str()),
+                "attributeStatements",
+                "namespace must be an attrname-format URN",
+            );
+            check(
+                statement.values.iter().all(|v| Expression::parse(v).is_ok()),
+                "attributeStatements",
+                "values must be user.<attribute>, quoted strings and + (other expressions are not supported)",
+            );
+        }
+        if let Some(seconds) = self.saml_assertion_lifetime_seconds {
+            check(
+                (60..=86_400).contains(&seconds),
+                "samlAssertionLifetimeSeconds",
+                "must be between 60 and 86400",
+            );
+        }
+        if let Some(relay) = &self.default_relay_state {
+            check(relay.len() <= 80, "defaultRelayState", "at most 80 bytes (SAML bindings §3.4.3)");
+        }
+        let slo_enabled = self.slo.as_ref().is_some_and(|s| s.enabled);
+        if let Some(slo) = self.slo.as_ref().filter(|s| s.enabled) {
+            check(
+                slo.logout_url.as_deref().is_some_and(is_endpoint_url),
+                "slo.logoutUrl",
+                "an absolute https URL is required when SLO is enabled",
+            );
+            check(
+                slo.issuer.as_deref().is_some_and(|i| !i.is_empty()),
+                "slo.issuer",
+                "the SP issuer is required when SLO is enabled",
+            );
+        }
+        if let Some(participate) = self.participate_slo.as_ref().filter(|p| p.enabled) {
+            check(
+                participate.logout_request_url.as_deref().is_some_and(is_endpoint_url),
+                "participateSlo.logoutRequestUrl",
+                "an absolute https URL is required when participateSlo is enabled",
+            );
+            check(
+                participate.binding_type == "REDIRECT",
+                "participateSlo.bindingType",
+                "only REDIRECT is supported",
+            );
+        }
+        let needs_cert = slo_enabled || self.saml_signed_request_enabled;
+        let certs = self.sp_certificate.as_ref().map_or(0, |c| c.x5c.len());
+        check(
+            !needs_cert || certs > 0,
+            "spCertificate",
+            "is required with slo or samlSignedRequestEnabled (requests must be verified)",
+        );
+        check(certs <= 4, "spCertificate", "at most 4 certificates");
+        if let Some(cert) = &self.sp_certificate {
+            use base64::Engine;
+            for b64 in &cert.x5c {
+                let compact: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
+                let decoded = base64::engine::general_purpose::STANDARD.decode(compact);
+                check(
+                    decoded.is_ok_and(|der| der.len() > 64 && der.len() < 16_384),
+                    "spCertificate.x5c",
+                    "must be base64 DER certificates",
+                );
+            }
+        }
+        CoreError::from_causes(causes)
+    }
+}
+
+/// An absolute URL an assertion or logout message may be sent to: https, or http on loopback
+/// (development and tests), no credentials, no fragment.
+pub fn is_endpoint_url(text: &str) -> bool {
+    if text.len() > 2048 || text.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        return false;
+    }
+    let Some((scheme, rest)) = text.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || text.contains('#') {
+        return false;
+    }
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    match scheme {
+        "https" => true,
+        "http" => matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.ends_with(".localhost"),
+        _ => false,
+    }
+}
+
+/// A user's assignment to an app (`/api/v1/apps/{id}/users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppUser {
+    pub app_id: String,
+    pub user_id: String,
+    pub scope: String,
+    /// The app-specific username (`credentials.userName`); defaults to the user's login.
+    pub user_name: Option<String>,
+    pub created: Timestamp,
+    pub last_updated: Timestamp,
+}
+
+/// State of an organisation-wide SAML signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Published in metadata, not yet signing (rollover: announce first).
+    Next,
+    /// Signs every response.
+    Active,
+    /// No longer signs or is published; kept for the record.
+    Retired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Next => "NEXT",
+            KeyStatus::Active => "ACTIVE",
+            KeyStatus::Retired => "RETIRED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "NEXT" => Some(KeyStatus::Next),
+            "ACTIVE" => Some(KeyStatus::Active),
+            "RETIRED" => Some(KeyStatus::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// A signing key as stored: the PKCS#8 private key sealed under the master key (context = kid),
+/// the certificate in the clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub status: KeyStatus,
+    pub sealed_private_key: String,
+    pub certificate_der: Vec<u8>,
+    pub created: Timestamp,
+}
+
+/// The generated app name Okta derives from the label (`{org}_{label}_{n}`).
+pub fn app_name_for(label: &str, n: u32) -> String {
+    let mut slug: String =
+        label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    slug.truncate(40);
+    let slug = slug.trim_matches('_');
+    let slug = if slug.is_empty() { "app" } else { slug };
+    format!("latchkey_{slug}_{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> Value {
+        json!({"ssoAcsUrl": "https://sp.example.com/acs", "audience": "https://sp.example.com"})
+    }
+
+    #[test]
+    fn minimal_sign_on_takes_okta_defaults() {
+        let s = SamlSignOn::from_json(&minimal()).unwrap();
+        assert_eq!(s.recipient, "https://sp.example.com/acs");
+        assert_eq!(s.destination, "https://sp.example.com/acs");
+        assert!(s.assertion_signed && s.response_signed);
+        assert_eq!(s.idp_issuer, DEFAULT_IDP_ISSUER);
+    }
+
+    #[test]
+    fn refuses_sha1_and_unsupported_fields_by_name() {
+        let mut v = minimal();
+        v["signatureAlgorithm"] = json!("RSA_SHA1");
+        v["assertionEncryption"] = json!({"enabled": true});
+        let err = SamlSignOn::from_json(&v).unwrap_err();
+        assert!(
+            matches!(err, CoreError::Validation { ref field, .. } if field == "settings.signOn.assertionEncryption")
+        );
+        let mut v = minimal();
+        v["signatureAlgorithm"] = json!("RSA_SHA1");
+        let CoreError::Validation { causes, .. } = SamlSignOn::from_json(&v).unwrap_err() else { panic!() };
+        assert_eq!(causes[0].field, "settings.signOn.signatureAlgorithm");
+        let mut v = minimal();
+        v["surprise"] = json!(1);
+        assert!(SamlSignOn::from_json(&v).is_err());
+    }
+
+    #[test]
+    fn endpoint_urls_are_https_or_loopback() {
+        assert!(is_endpoint_url("https://sp.example.com/acs?x=1"));
+        assert!(is_endpoint_url("http://127.0.0.1:8080/acs"));
+        assert!(!is_endpoint_url("http://sp.example.com/acs"));
+        assert!(!is_endpoint_url("https://user@sp.example.com/acs"));
+        assert!(!is_endpoint_url("javascript:alert(1)"));
+        assert!(!is_endpoint_url("https://sp.example.com/a#frag"));
+    }
+
+    #[test]
+    fn acs_lookup_is_exact() {
+        let mut v = minimal();
+        v["allowMultipleAcsEndpoints"] = json!(true);
+        v["acsEndpoints"] = json!([{"url": "https://sp.example.com/acs2", "index": 2}]);
+        let app = App {
+            id: "0oa1".into(),
+            name: "n".into(),
+            label: "l".into(),
+            status: AppStatus::Active,
+            external_key: "exk1".into(),
+            link_id: "aln1".into(),
+            sign_on: SamlSignOn::from_json(&v).unwrap(),
+            visibility: Map::new(),
+            created: Timestamp(0),
+            last_updated: Timestamp(0),
+        };
+        assert_eq!(app.acs_by_url("https://sp.example.com/acs2"), Some("https://sp.example.com/acs2"));
+        assert_eq!(app.acs_by_url("https://sp.example.com/acs2/"), None);
+        assert_eq!(app.acs_by_index(2), Some("https://sp.example.com/acs2"));
+        assert_eq!(app.idp_issuer(), "http://www.okta.com/exk1");
+    }
+}

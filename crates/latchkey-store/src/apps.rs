@@ -1,0 +1,548 @@
+//! SAML apps and their assignments, the organisation's signing keys, and SSO/SLO state.
+//!
+//! An app's `settings.signOn` and `visibility` are stored as JSON text (the API's own shape);
+//! everything a query filters on has its own column.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
+use latchkey_core::apps::{App, AppStatus, AppUser, KeyStatus, StoredSigningKey};
+use latchkey_core::store::{AppStore, SamlStore, StoreResult};
+use latchkey_core::{StoreError, Timestamp};
+use sqlx::AssertSqlSafe;
+
+use crate::{Store, map_err, on_pool};
+
+const APP_COLUMNS: &str =
+    "id, name, label, status, external_key, link_id, sign_on, visibility, created, last_updated";
+type AppRow = (String, String, String, String, String, String, String, String, i64, i64);
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn app_from_row(row: AppRow) -> StoreResult<App> {
+    let (id, name, label, status, external_key, link_id, sign_on, visibility, created, last_updated) = row;
+    Ok(App {
+        status: AppStatus::parse(&status).ok_or_else(|| corrupt(format!("app status {status}")))?,
+        sign_on: serde_json::from_str(&sign_on).map_err(corrupt)?,
+        visibility: serde_json::from_str(&visibility).map_err(corrupt)?,
+        id,
+        name,
+        label,
+        external_key,
+        link_id,
+        created: Timestamp(created),
+        last_updated: Timestamp(last_updated),
+    })
+}
+
+const APP_USER_COLUMNS: &str = "app_id, user_id, scope, user_name, created, last_updated";
+type AppUserRow = (String, String, String, Option<String>, i64, i64);
+
+fn app_user_from_row((app_id, user_id, scope, user_name, created, last_updated): AppUserRow) -> AppUser {
+    AppUser {
+        app_id,
+        user_id,
+        scope,
+        user_name,
+        created: Timestamp(created),
+        last_updated: Timestamp(last_updated),
+    }
+}
+
+const PARTICIPANT_COLUMNS: &str = "session_id, app_id, name_id, name_id_format, session_index, created";
+type ParticipantRow = (String, String, String, String, String, i64);
+
+fn participant_from_row(row: ParticipantRow) -> Participant {
+    let (session_id, app_id, name_id, name_id_format, session_index, created) = row;
+    Participant { session_id, app_id, name_id, name_id_format, session_index, created: Timestamp(created) }
+}
+
+impl AppStore for Store {
+    async fn insert_app(&self, app: &App) -> StoreResult<()> {
+        let sign_on = serde_json::to_string(&app.sign_on).map_err(corrupt)?;
+        let visibility = serde_json::to_string(&app.visibility).map_err(corrupt)?;
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO apps (id, name, label, status, external_key, link_id, sign_on, visibility, created, \
+                 last_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&app.id)
+            .bind(&app.name)
+            .bind(&app.label)
+            .bind(app.status.as_str())
+            .bind(&app.external_key)
+            .bind(&app.link_id)
+            .bind(&sign_on)
+            .bind(&visibility)
+            .bind(app.created.millis())
+            .bind(app.last_updated.millis())
+            .execute(pool)
+            .await
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("name".to_owned()),
+                other => other,
+            })?;
+        });
+        Ok(())
+    }
+
+    async fn update_app(&self, app: &App) -> StoreResult<bool> {
+        let sign_on = serde_json::to_string(&app.sign_on).map_err(corrupt)?;
+        let visibility = serde_json::to_string(&app.visibility).map_err(corrupt)?;
+        let updated = on_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE apps SET label = $2, status = $3, sign_on = $4, visibility = $5, last_updated = $6 \
+                 WHERE id = $1",
+            )
+            .bind(&app.id)
+            .bind(&app.label)
+            .bind(app.status.as_str())
+            .bind(&sign_on)
+            .bind(&visibility)
+            .bind(app.last_updated.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
+    async fn delete_app(&self, id: &str) -> StoreResult<bool> {
+        let deleted = on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            sqlx::query("DELETE FROM saml_request_ids WHERE app_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let deleted = sqlx::query("DELETE FROM apps WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            tx.commit().await.map_err(map_err)?;
+            deleted
+        });
+        Ok(deleted == 1)
+    }
+
+    async fn find_app(&self, id_or_external_key: &str) -> StoreResult<Option<App>> {
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1 OR external_key = $1");
+        let row: Option<AppRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(id_or_external_key)
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        row.map(app_from_row).transpose()
+    }
+
+    async fn list_apps(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<App>> {
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id > $1 ORDER BY id LIMIT $2");
+        let rows: Vec<AppRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(map_err)?
+        });
+        rows.into_iter().map(app_from_row).collect()
+    }
+
+    async fn put_app_user(&self, assignment: &AppUser) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO app_users (app_id, user_id, scope, user_name, created, last_updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, user_id) DO UPDATE SET \
+                 scope = excluded.scope, user_name = excluded.user_name, last_updated = excluded.last_updated",
+            )
+            .bind(&assignment.app_id)
+            .bind(&assignment.user_id)
+            .bind(&assignment.scope)
+            .bind(&assignment.user_name)
+            .bind(assignment.created.millis())
+            .bind(assignment.last_updated.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn find_app_user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<AppUser>> {
+        let sql = format!("SELECT {APP_USER_COLUMNS} FROM app_users WHERE app_id = $1 AND user_id = $2");
+        let row: Option<AppUserRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(app_id)
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        Ok(row.map(app_user_from_row))
+    }
+
+    async fn list_app_users(
+        &self,
+        app_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AppUser>> {
+        let sql = format!(
+            "SELECT {APP_USER_COLUMNS} FROM app_users WHERE app_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3"
+        );
+        let rows: Vec<AppUserRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(app_id)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(map_err)?
+        });
+        Ok(rows.into_iter().map(app_user_from_row).collect())
+    }
+
+    async fn delete_app_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        let deleted = on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM app_users WHERE app_id = $1 AND user_id = $2")
+                .bind(app_id)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        });
+        Ok(deleted == 1)
+    }
+
+    async fn list_user_apps(&self, user_id: &str) -> StoreResult<Vec<(App, AppUser)>> {
+        let app_columns: Vec<String> = APP_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect();
+        let user_columns: Vec<String> = APP_USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, {} FROM app_users u JOIN apps a ON a.id = u.app_id WHERE u.user_id = $1 \
+             ORDER BY a.label, a.id",
+            app_columns.join(", "),
+            user_columns.join(", ")
+        );
+        type JoinedRow = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            i64,
+        );
+        let rows: Vec<JoinedRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(user_id).fetch_all(pool).await.map_err(map_err)?
+        });
+        rows.into_iter()
+            .map(|(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, u0, u1, u2, u3, u4, u5)| {
+                let app = app_from_row((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9))?;
+                Ok((app, app_user_from_row((u0, u1, u2, u3, u4, u5))))
+            })
+            .collect()
+    }
+}
+
+type KeyRow = (String, String, String, String, i64);
+
+fn key_from_row(
+    (kid, status, sealed_private_key, certificate, created): KeyRow,
+) -> StoreResult<StoredSigningKey> {
+    Ok(StoredSigningKey {
+        status: KeyStatus::parse(&status).ok_or_else(|| corrupt(format!("key status {status}")))?,
+        certificate_der: STANDARD.decode(certificate).map_err(corrupt)?,
+        kid,
+        sealed_private_key,
+        created: Timestamp(created),
+    })
+}
+
+const PENDING_COLUMNS: &str =
+    "id_digest, app_id, request_id, acs_url, relay_state, force_authn, name_id_format, created, expires_at";
+type PendingRow = (String, String, String, String, Option<String>, i64, Option<String>, i64, i64);
+
+impl SamlStore for Store {
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let rows: Vec<KeyRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT kid, status, sealed_private_key, certificate_der, created FROM saml_signing_keys \
+                 ORDER BY created DESC, kid",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(map_err)?
+        });
+        rows.into_iter().map(key_from_row).collect()
+    }
+
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO saml_signing_keys (kid, status, sealed_private_key, certificate_der, created) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.kid)
+            .bind(key.status.as_str())
+            .bind(&key.sealed_private_key)
+            .bind(STANDARD.encode(&key.certificate_der))
+            .bind(key.created.millis())
+            .execute(pool)
+            .await
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("status".to_owned()),
+                other => other,
+            })?;
+        });
+        Ok(())
+    }
+
+    async fn promote_next_signing_key(&self) -> StoreResult<bool> {
+        let promoted = on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            let next: Option<(String,)> =
+                sqlx::query_as("SELECT kid FROM saml_signing_keys WHERE status = 'NEXT'")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if next.is_some() {
+                sqlx::query("UPDATE saml_signing_keys SET status = 'RETIRED' WHERE status = 'ACTIVE'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query("UPDATE saml_signing_keys SET status = 'ACTIVE' WHERE status = 'NEXT'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)?;
+            next.is_some()
+        });
+        Ok(promoted)
+    }
+
+    async fn remember_saml_request(
+        &self,
+        app_id: &str,
+        request_id: &str,
+        expires_at: Timestamp,
+    ) -> StoreResult<bool> {
+        let inserted = on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO saml_request_ids (app_id, request_id, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (app_id, request_id) DO NOTHING",
+            )
+            .bind(app_id)
+            .bind(request_id)
+            .bind(expires_at.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+
+    async fn put_pending_sso(&self, pending: &PendingSso) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO saml_pending ({PENDING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        on_pool!(self, write, |pool| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(&pending.id_digest)
+                .bind(&pending.app_id)
+                .bind(&pending.request_id)
+                .bind(&pending.acs_url)
+                .bind(&pending.relay_state)
+                .bind(i64::from(pending.force_authn))
+                .bind(&pending.name_id_format)
+                .bind(pending.created.millis())
+                .bind(pending.expires_at.millis())
+                .execute(pool)
+                .await
+                .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn find_pending_sso(&self, id_digest: &str, now: Timestamp) -> StoreResult<Option<PendingSso>> {
+        let sql =
+            format!("SELECT {PENDING_COLUMNS} FROM saml_pending WHERE id_digest = $1 AND expires_at > $2");
+        let row: Option<PendingRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(id_digest)
+                .bind(now.millis())
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        Ok(row.map(
+            |(id_digest, app_id, request_id, acs_url, relay_state, force, format, created, expires)| {
+                PendingSso {
+                    id_digest,
+                    app_id,
+                    request_id,
+                    acs_url,
+                    relay_state,
+                    force_authn: force != 0,
+                    name_id_format: format,
+                    created: Timestamp(created),
+                    expires_at: Timestamp(expires),
+                }
+            },
+        ))
+    }
+
+    async fn delete_pending_sso(&self, id_digest: &str) -> StoreResult<bool> {
+        let deleted = on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM saml_pending WHERE id_digest = $1")
+                .bind(id_digest)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        });
+        Ok(deleted == 1)
+    }
+
+    async fn add_participant(&self, p: &Participant) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO saml_participants ({PARTICIPANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (session_id, app_id) DO NOTHING"
+        );
+        on_pool!(self, write, |pool| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(&p.session_id)
+                .bind(&p.app_id)
+                .bind(&p.name_id)
+                .bind(&p.name_id_format)
+                .bind(&p.session_index)
+                .bind(p.created.millis())
+                .execute(pool)
+                .await
+                .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn find_participant(&self, session_id: &str, app_id: &str) -> StoreResult<Option<Participant>> {
+        let sql = format!(
+            "SELECT {PARTICIPANT_COLUMNS} FROM saml_participants WHERE session_id = $1 AND app_id = $2"
+        );
+        let row: Option<ParticipantRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(session_id)
+                .bind(app_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        Ok(row.map(participant_from_row))
+    }
+
+    async fn list_participants(&self, session_id: &str) -> StoreResult<Vec<Participant>> {
+        let sql = format!(
+            "SELECT {PARTICIPANT_COLUMNS} FROM saml_participants WHERE session_id = $1 ORDER BY created, app_id"
+        );
+        let rows: Vec<ParticipantRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(session_id).fetch_all(pool).await.map_err(map_err)?
+        });
+        Ok(rows.into_iter().map(participant_from_row).collect())
+    }
+
+    async fn find_participant_by_index(
+        &self,
+        app_id: &str,
+        session_index: &str,
+    ) -> StoreResult<Option<Participant>> {
+        let sql = format!(
+            "SELECT {PARTICIPANT_COLUMNS} FROM saml_participants WHERE app_id = $1 AND session_index = $2"
+        );
+        let row: Option<ParticipantRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(app_id)
+                .bind(session_index)
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        Ok(row.map(participant_from_row))
+    }
+
+    async fn put_logout_walk(&self, walk: &LogoutWalk) -> StoreResult<()> {
+        let text = serde_json::to_string(walk).map_err(corrupt)?;
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO saml_logout_walks (id_digest, walk, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id_digest) DO UPDATE SET walk = excluded.walk, expires_at = excluded.expires_at",
+            )
+            .bind(&walk.id_digest)
+            .bind(&text)
+            .bind(walk.expires_at.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn find_logout_walk(&self, id_digest: &str, now: Timestamp) -> StoreResult<Option<LogoutWalk>> {
+        let row: Option<(String,)> = on_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT walk FROM saml_logout_walks WHERE id_digest = $1 AND expires_at > $2")
+                .bind(id_digest)
+                .bind(now.millis())
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        row.map(|(text,)| serde_json::from_str(&text).map_err(corrupt)).transpose()
+    }
+
+    async fn delete_logout_walk(&self, id_digest: &str) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM saml_logout_walks WHERE id_digest = $1")
+                .bind(id_digest)
+                .execute(pool)
+                .await
+                .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn purge_saml(&self, now: Timestamp) -> StoreResult<u64> {
+        let statements = [
+            "DELETE FROM saml_request_ids WHERE expires_at <= $1",
+            "DELETE FROM saml_pending WHERE expires_at <= $1",
+            "DELETE FROM saml_logout_walks WHERE expires_at <= $1",
+        ];
+        let mut total = 0;
+        for statement in statements {
+            total += on_pool!(self, write, |pool| {
+                sqlx::query(statement)
+                    .bind(now.millis())
+                    .execute(pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected()
+            });
+        }
+        Ok(total)
+    }
+}
