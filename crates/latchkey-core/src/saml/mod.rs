@@ -8,6 +8,7 @@
 //! replay cache, issue-instant window) belongs to the use cases that call this module.
 
 pub mod keys;
+pub mod metadata;
 pub mod response;
 pub mod xml;
 
