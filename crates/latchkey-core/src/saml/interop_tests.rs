@@ -294,3 +294,106 @@ fn property_assertion_bytes_are_lxml_exclusive_c14n() {
     assert!(failures.is_empty(), "lxml disagrees (inputs under {}): {failures:#?}", dir.display());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The TEST ONLY private key as PEM, for xmlsec1.
+fn test_key_pem() -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(include_bytes!("../../tests/data/saml-test-key.pk8"));
+    let lines: Vec<String> =
+        b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
+}
+
+/// A Signature template for xmlsec1 to fill (`ds` bound to `ds_prefix`, or the default namespace).
+fn signature_template(ds_prefix: &str, id: &str, prefix_list: Option<&str>) -> String {
+    let p = if ds_prefix.is_empty() { String::new() } else { format!("{ds_prefix}:") };
+    let decl = if ds_prefix.is_empty() { String::from("xmlns") } else { format!("xmlns:{ds_prefix}") };
+    let inclusive = prefix_list
+        .map(|l| format!("<ec:InclusiveNamespaces xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\" PrefixList=\"{l}\"/>"))
+        .unwrap_or_default();
+    format!(
+        "<{p}Signature {decl}=\"http://www.w3.org/2000/09/xmldsig#\">\n  <{p}SignedInfo>\n    \
+         <{p}CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>\n    \
+         <{p}SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>\n    \
+         <{p}Reference URI=\"#{id}\"><{p}Transforms>\
+         <{p}Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\
+         <{p}Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\">{inclusive}</{p}Transform>\
+         </{p}Transforms><{p}DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\
+         <{p}DigestValue/></{p}Reference>\n  </{p}SignedInfo>\n  <{p}SignatureValue/>\n\
+         <{p}KeyInfo><{p}KeyName>sp</{p}KeyName></{p}KeyInfo></{p}Signature>"
+    )
+}
+
+/// Differential test of the narrow verifier: SP-style POST messages signed by xmlsec1 (libxmlsec1 and
+/// libxml2's c14n), written with the XML features our own writer never uses (pretty printing, single
+/// quotes, self-closing tags, character references, CDATA, default namespaces, unused and redeclared
+/// prefixes, prefixed attributes, `xml:lang`, InclusiveNamespaces), must verify; one changed byte of
+/// content must not.
+#[test]
+fn narrow_verifier_accepts_what_xmlsec1_signs() {
+    use super::inbound::{InboundError, InboundLimits, decode_post, verify_enveloped_signature};
+    if !xmlsec1_available() {
+        return skip("xmlsec1");
+    }
+    let key = test_key();
+    let dir = scratch_dir("xmlsec-sign");
+    std::fs::write(dir.join("key.pem"), test_key_pem()).unwrap();
+    let root_open = "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" \
+        xmlns:saml='urn:oasis:names:tc:SAML:2.0:assertion' xmlns:unused=\"urn:unused\" \
+        xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" \
+        Version='2.0' ID=\"_t1\" IssueInstant=\"2024-05-01T10:00:00Z\" \
+        AssertionConsumerServiceURL=\"https://sp.example.test/acs?a=1&amp;b=&#9;tab&#10;nl&#13;cr &quot;q&quot; &lt;&gt;\" \
+        xml:lang=\"en\">";
+    let body = "\n  <samlp:Extensions>\n    <ext:Thing xmlns:ext=\"urn:ext\" xmlns=\"urn:default\" b=\"2\" a=\"1\" ext:z=\"3\">\
+        <Inner xsi:type=\"xs:string\">text &amp; &#xD; <![CDATA[<raw> & ]]> \u{10348} é</Inner><NoNs xmlns=\"\"/>\
+        <ext:Re xmlns:ext=\"urn:ext2\"/></ext:Thing>\n  </samlp:Extensions>\n  \
+        <samlp:NameIDPolicy AllowCreate=\"true\" Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified\"/>\n\
+        </samlp:AuthnRequest>\n";
+    let issuer = "\n  <saml:Issuer>https://sp.example.test/metadata</saml:Issuer>\n  ";
+    let cases = [
+        ("ds-prefixed", signature_template("ds", "_t1", None)),
+        ("ds-default-ns", signature_template("", "_t1", None)),
+        ("prefix-list", signature_template("dsig", "_t1", Some("xs xsi #default"))),
+    ];
+    let limits = InboundLimits::default();
+    let mut failures = Vec::new();
+    for (name, template) in cases {
+        let xml = format!("{root_open}{issuer}{template}{body}");
+        let template_path = dir.join(format!("{name}.tmpl.xml"));
+        let signed_path = dir.join(format!("{name}.xml"));
+        std::fs::write(&template_path, &xml).unwrap();
+        let out = Command::new("xmlsec1")
+            .arg("--sign")
+            .arg("--privkey-pem")
+            .arg(dir.join("key.pem"))
+            .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:protocol:AuthnRequest"])
+            .arg("--output")
+            .arg(&signed_path)
+            .arg(&template_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "xmlsec1 --sign {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let signed = std::fs::read_to_string(&signed_path).unwrap();
+        if let Err(e) = verify_enveloped_signature(&signed, key.cert_der(), &limits) {
+            failures.push(format!("{name}: {e}"));
+        }
+        let decoded = {
+            use base64::Engine;
+            decode_post(&base64::engine::general_purpose::STANDARD.encode(&signed), &limits).unwrap()
+        };
+        assert!(decoded.has_enveloped_signature);
+        if let Err(e) = decoded.verify_enveloped_signature(key.cert_der()) {
+            failures.push(format!("{name} via DecodedMessage: {e}"));
+        }
+        let tampered =
+            signed.replace("https://sp.example.test/metadata", "https://evil.example.test/metadata");
+        assert_eq!(
+            verify_enveloped_signature(&tampered, key.cert_der(), &limits),
+            Err(InboundError::DigestMismatch),
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(failures.is_empty(), "our verifier rejected xmlsec1 signatures: {failures:#?}");
+}

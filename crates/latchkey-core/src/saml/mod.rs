@@ -7,11 +7,13 @@
 //! from SP configuration only (§B.4, §B.5). Deciding *whether* a request is acceptable (registered ACS,
 //! replay cache, issue-instant window) belongs to the use cases that call this module.
 
+pub mod inbound;
 pub mod keys;
 pub mod metadata;
 pub mod response;
 pub mod xml;
 
+mod c14n;
 mod der;
 #[cfg(test)]
 mod interop_tests;
@@ -45,6 +47,24 @@ pub const ALG_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 pub const ALG_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 /// Enveloped-signature transform. XMLDSig core 6.6.4.
 pub const ALG_ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+
+/// Which query parameter or form field carries a message (SAML bindings 3.4.4, 3.5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageParam {
+    /// `SAMLRequest`: AuthnRequest, LogoutRequest.
+    SamlRequest,
+    /// `SAMLResponse`: Response, LogoutResponse.
+    SamlResponse,
+}
+
+impl MessageParam {
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageParam::SamlRequest => "SAMLRequest",
+            MessageParam::SamlResponse => "SAMLResponse",
+        }
+    }
+}
 
 /// Errors while building or signing outbound SAML.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
