@@ -15,6 +15,7 @@ pub mod events;
 pub mod ids;
 pub mod password;
 pub mod policy;
+pub mod saml;
 pub mod sessions;
 pub mod store;
 pub mod tokens;
