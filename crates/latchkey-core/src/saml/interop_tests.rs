@@ -397,3 +397,36 @@ fn narrow_verifier_accepts_what_xmlsec1_signs() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(failures.is_empty(), "our verifier rejected xmlsec1 signatures: {failures:#?}");
 }
+
+#[test]
+fn xmlsec1_verifies_a_post_signed_logout_request() {
+    if !xmlsec1_available() {
+        return skip("xmlsec1");
+    }
+    let key = test_key();
+    let xml = super::logout::build_logout_request(
+        "_lo1",
+        Timestamp(1_700_000_000_000),
+        "https://idp.example.test",
+        "https://sp.example.test/slo",
+        "al&ce <\"x\">\t\r\n",
+        "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+        Some("_s"),
+    )
+    .unwrap();
+    let signed = super::logout::sign_for_post(&xml, "_lo1", &key).unwrap();
+    let dir = scratch_dir("xmlsec-logout");
+    std::fs::write(dir.join("cert.pem"), key.cert_pem()).unwrap();
+    let file = dir.join("logout.xml");
+    std::fs::write(&file, &signed).unwrap();
+    let out = Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--pubkey-cert-pem")
+        .arg(dir.join("cert.pem"))
+        .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

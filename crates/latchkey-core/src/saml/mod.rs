@@ -9,6 +9,7 @@
 
 pub mod inbound;
 pub mod keys;
+pub mod logout;
 pub mod metadata;
 pub mod response;
 pub mod xml;
