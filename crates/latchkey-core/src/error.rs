@@ -85,6 +85,9 @@ pub enum CoreError {
     /// Okta 403 E0000069: the user was locked by failed verifications.
     #[error("user locked")]
     UserLocked,
+    /// Key material could not be generated, sealed or opened (wrong master key, corrupt row).
+    #[error("cryptographic failure: {0}")]
+    Crypto(String),
     /// Okta 403 E0000056: an app must be deactivated before it is deleted.
     #[error("app is active")]
     AppActive,

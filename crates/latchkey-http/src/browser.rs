@@ -164,7 +164,7 @@ async fn signout(
     headers: HeaderMap,
     params: QueryParams,
 ) -> Response {
-    match state.browser_session(&headers).await {
+    let ended = match state.browser_session(&headers).await {
         Ok(Some((session, _, _))) => {
             let reason = latchkey_core::sessions::EndReason::Logout;
             match state.sessions().end(&session.id, reason).await {
@@ -174,10 +174,11 @@ async fn signout(
                 Ok(false) => {}
                 Err(e) => return ApiError::from(e).into_response(),
             }
+            Some(session.id)
         }
-        Ok(None) => {}
+        Ok(None) => None,
         Err(e) => return e.into_response(),
-    }
+    };
     let from = params.get("fromURI").filter(|u| !u.is_empty());
     let to = match from {
         Some(url) => match is_allowed_redirect(&state, url).await {
@@ -187,7 +188,16 @@ async fn signout(
         },
         None => sign_in_url(&state, None),
     };
-    let mut response = redirect(&to);
+    // Apps of the ended session that take part in Single Logout are told first (front-channel).
+    let walk = match ended {
+        Some(id) => crate::saml::start_signout_walk(&state, &id, &to).await,
+        None => Ok(None),
+    };
+    let mut response = match walk {
+        Ok(Some(walk)) => walk,
+        Ok(None) => redirect(&to),
+        Err(e) => return e.into_response(),
+    };
     if let Some(clear) = state.session_cookie("", None) {
         response.headers_mut().append(SET_COOKIE, clear);
     }

@@ -122,6 +122,10 @@ impl IntoResponse for ApiError {
                 "Invalid Passcode/Answer".to_owned(),
                 vec!["Your passcode doesn't match our records. Please try again.".to_owned()],
             ),
+            ApiError::Core(CoreError::Crypto(detail)) => {
+                tracing::error!(error_id, detail, "key material unusable");
+                (StatusCode::INTERNAL_SERVER_ERROR, "E0000009", "Internal Server Error".to_owned(), vec![])
+            }
             ApiError::Core(CoreError::AppActive) => {
                 (StatusCode::FORBIDDEN, "E0000056", "Delete application forbidden.".to_owned(), vec![])
             }

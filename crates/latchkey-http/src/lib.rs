@@ -33,6 +33,7 @@ use latchkey_core::{Clock, SystemClock};
 use latchkey_store::Store;
 
 pub use hashing::BlockingHasher;
+pub use saml::ensure_signing_key;
 
 /// Largest request body accepted anywhere (Okta objects are small; a profile is a few KiB).
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub master_key: Arc<MasterKey>,
     /// argon2id hash of a random password, verified against for unknown users (equal work).
     dummy_hash: Arc<str>,
+    /// Opened SAML signing keys by kid.
+    signing_key_cache: Arc<saml::KeyCache>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             config: Arc::new(config),
             master_key: Arc::new(master_key),
             dummy_hash: Arc::from(dummy_hash),
+            signing_key_cache: Arc::default(),
         }
     }
 
@@ -139,6 +143,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(users::routes())
         .merge(apps::routes())
+        .merge(saml::routes())
         .merge(authn::routes())
         .merge(policies::routes())
         .merge(factors::routes())

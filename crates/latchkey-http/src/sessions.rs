@@ -60,6 +60,12 @@ impl AppState {
         Ok(Some((session, user, cookie)))
     }
 
+    /// The id of the live session the browser's `sid` cookie names, if any (no idle bookkeeping).
+    pub(crate) async fn browser_session_id(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+        let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
+        Ok(self.sessions().by_cookie(&cookie).await?.map(|(session, _)| session.id))
+    }
+
     /// Cookies are `Secure; SameSite=None` on https and on loopback hosts (browsers accept Secure
     /// cookies there), so a trusted app on another site can still send them.
     pub(crate) fn cookies_secure(&self) -> bool {

@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the organisation's SAML signing keys (rollover: stage, wait, activate).
+    SigningKey {
+        #[command(subcommand)]
+        command: SigningKeyCommand,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -67,6 +72,25 @@ enum TokenCommand {
         /// A label for the token (who or what uses it).
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SigningKeyCommand {
+    /// List the keys: kid, status (ACTIVE signs, NEXT is published in metadata only), created.
+    List {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Generate the next key and publish it in metadata without signing with it yet.
+    Stage {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Switch: the staged key signs from now on; the old one is retired (no longer published).
+    Activate {
+        #[command(flatten)]
+        common: CommonArgs,
     },
 }
 
@@ -162,12 +186,97 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", secret.expose());
             Ok(())
         }
+        Command::SigningKey { command } => signing_key(command).await,
         Command::Config { command: ConfigCommand::Check { common, listen, public_url } } => {
             let settings = settings(&common, listen, public_url)?;
             print!("{}", settings.describe());
             Ok(())
         }
     }
+}
+
+/// `latchkey signing-key …`: rollover in two steps, so SPs can load the new certificate from
+/// metadata before any response is signed with it.
+async fn signing_key(command: SigningKeyCommand) -> Result<(), String> {
+    use latchkey_core::apps::KeyStatus;
+    use latchkey_core::store::SamlStore;
+    let (SigningKeyCommand::List { common }
+    | SigningKeyCommand::Stage { common }
+    | SigningKeyCommand::Activate { common }) = &command;
+    let settings = settings(common, None, None)?;
+    let store = open_store(&settings).await?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let log = |event_type: &'static str, message: &'static str, kid: String| {
+        let store = store.clone();
+        async move {
+            let event = latchkey_core::events::Event::new(
+                event_type,
+                message,
+                "SUCCESS",
+                latchkey_core::events::Actor::system(),
+                SystemClock.now(),
+            )
+            .target(latchkey_core::events::Target::new(&kid, "Key", &kid));
+            latchkey_core::events::EventStore::insert_event(&store, &event).await.map_err(|e| e.to_string())
+        }
+    };
+    let result = match command {
+        SigningKeyCommand::List { .. } => {
+            let keys = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+            for key in keys {
+                println!("{}\t{}\t{}", key.kid, key.status.as_str(), key.created.to_iso());
+            }
+            Ok(())
+        }
+        SigningKeyCommand::Stage { .. } => {
+            let master_key = crate::keys::load(&settings.master_key)?;
+            let now = SystemClock.now();
+            let generated = tokio::task::spawn_blocking(move || {
+                latchkey_core::apps::keys::generate(
+                    &master_key,
+                    KeyStatus::Next,
+                    now,
+                    "Latchkey SAML signing",
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            match store.insert_signing_key(&generated.0).await {
+                Ok(()) => {
+                    log(
+                        "system.signing_key.stage",
+                        "Stage the next SAML signing key",
+                        generated.0.kid.clone(),
+                    )
+                    .await?;
+                    println!("{}", generated.0.kid);
+                    Ok(())
+                }
+                Err(latchkey_core::StoreError::Conflict(_)) => {
+                    Err("a next key is already staged; activate it first".to_owned())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        SigningKeyCommand::Activate { .. } => {
+            if store.promote_next_signing_key().await.map_err(|e| e.to_string())? {
+                let keys = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+                let kid = keys
+                    .into_iter()
+                    .find(|k| k.status == KeyStatus::Active)
+                    .map(|k| k.kid)
+                    .unwrap_or_default();
+                log("system.signing_key.activate", "Activate the next SAML signing key", kid.clone()).await?;
+                println!("{kid}");
+                Ok(())
+            } else {
+                Err("no key is staged; run `latchkey signing-key stage` first".to_owned())
+            }
+        }
+    };
+    store.close().await;
+    result
 }
 
 async fn open_store(settings: &config::Settings) -> Result<Store, String> {

@@ -39,6 +39,9 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot read the organisation id: {e}"))?;
     let state = AppState::new(store.clone(), http, master_key);
+    // Generated on the first start of the first node; every node signs with the shared key.
+    let kid = latchkey_http::ensure_signing_key(&state).await?;
+    tracing::info!(kid, "SAML signing key ready");
     let purge = tokio::spawn(purge_expired(store.clone()));
 
     if demo {
@@ -82,6 +85,9 @@ async fn purge_expired(store: latchkey_store::Store) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "expiring sessions failed"),
+        }
+        if let Err(e) = latchkey_core::store::SamlStore::purge_saml(&store, now).await {
+            tracing::warn!(error = %e, "purging expired SAML state failed");
         }
         match latchkey_core::store::AuthnStore::purge_expired(&store, now).await {
             Ok(removed) => tracing::debug!(removed, "purged expired authentication state"),

@@ -8,6 +8,7 @@
 //! assertion for it.
 
 pub mod expr;
+pub mod keys;
 pub mod sso;
 
 use serde::{Deserialize, Serialize};
@@ -509,12 +510,13 @@ impl SamlSignOn {
                 "only REDIRECT is supported",
             );
         }
-        let needs_cert = slo_enabled || self.saml_signed_request_enabled;
+        let participates = self.participate_slo.as_ref().is_some_and(|p| p.enabled);
+        let needs_cert = slo_enabled || participates || self.saml_signed_request_enabled;
         let certs = self.sp_certificate.as_ref().map_or(0, |c| c.x5c.len());
         check(
             !needs_cert || certs > 0,
             "spCertificate",
-            "is required with slo or samlSignedRequestEnabled (requests must be verified)",
+            "is required with slo, participateSlo or samlSignedRequestEnabled (SP messages must be verified)",
         );
         check(certs <= 4, "spCertificate", "at most 4 certificates");
         if let Some(cert) = &self.sp_certificate {

@@ -50,5 +50,8 @@ pub struct LogoutWalk {
     pub remaining: Vec<Participant>,
     /// The ID of the LogoutRequest we sent and await a LogoutResponse for.
     pub awaiting_request_id: Option<String>,
+    /// Some app did not confirm its logout (the initiator is answered `PartialLogout`).
+    #[serde(default)]
+    pub partial: bool,
     pub expires_at: Timestamp,
 }

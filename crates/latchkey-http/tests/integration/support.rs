@@ -64,6 +64,17 @@ pub async fn app() -> App {
 
 /// An app whose HTTP configuration the test adjusts first.
 pub async fn app_with(adjust: impl FnOnce(&mut HttpConfig)) -> App {
+    // Start at a fixed instant in the middle of a second, so throttling windows are deterministic.
+    app_at(1_800_000_000_500, adjust).await
+}
+
+/// An app whose clock starts at the real time (SAML responses are checked by SP libraries against
+/// their own clocks).
+pub async fn app_realtime(adjust: impl FnOnce(&mut HttpConfig)) -> App {
+    app_at(latchkey_core::SystemClock.now().millis(), adjust).await
+}
+
+async fn app_at(start_millis: i64, adjust: impl FnOnce(&mut HttpConfig)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
     store.migrate().await.unwrap();
@@ -71,8 +82,7 @@ pub async fn app_with(adjust: impl FnOnce(&mut HttpConfig)) -> App {
     store.insert_api_token(&token).await.unwrap();
     store.ensure_policies(&latchkey_core::policy::default_rows(Timestamp(0))).await.unwrap();
     let (key, _) = latchkey_core::crypto::MasterKey::generate().unwrap();
-    // Start at a fixed instant in the middle of a second, so throttling windows are deterministic.
-    let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_500)));
+    let clock = Arc::new(TestClock(AtomicI64::new(start_millis)));
     let mut config = HttpConfig::new(BASE);
     config.org_id = store.org_setting("org_id", "00oTESTORG0000000000").await.unwrap();
     config.authn_limits = latchkey_core::authn::machine::AuthnLimits { per_username: 4, per_ip: 0 };

@@ -798,6 +798,7 @@ pub async fn sso_state_is_shared_and_single_use(store: &Store) {
         return_to: None,
         remaining: vec![participant],
         awaiting_request_id: None,
+        partial: false,
         expires_at: Timestamp(100),
     };
     store.put_logout_walk(&walk).await.unwrap();

@@ -1,0 +1,238 @@
+//! The SAML 2.0 IdP over HTTP: signing keys, metadata, single sign-on ([`sso`]) and Single Logout
+//! ([`slo`]).
+//!
+//! Signing keys are organisation-wide and live in the database (sealed under the master key), so
+//! every node signs with the same key and a rollover is seen by every node on its next response;
+//! opened keys are cached per kid (a kid's material never changes). Inbound messages are decoded
+//! by the core's hardened decoder; this layer applies the app's policy (known SP, registered ACS,
+//! signatures, replay) and never posts anything to an SP it could not identify.
+
+mod slo;
+mod sso;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use latchkey_core::apps::{self, App, KeyStatus, StoredSigningKey};
+use latchkey_core::saml::SigningKey;
+use latchkey_core::saml::metadata::{BindingUrls, IdpMetadata, idp_metadata};
+use latchkey_core::store::{AppStore, SamlStore};
+use latchkey_core::{CoreError, StoreError};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Admin, PathParams};
+
+pub(crate) use slo::start_signout_walk;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/app/{external_key}/sso/saml/metadata", get(public_metadata))
+        .route("/api/v1/apps/{id}/sso/saml/metadata", get(admin_metadata))
+        .route("/api/v1/apps/{id}/credentials/keys", get(list_keys))
+        .merge(sso::routes())
+        .merge(slo::routes())
+}
+
+/// Opened signing keys by kid.
+#[derive(Default)]
+pub struct KeyCache(RwLock<HashMap<String, Arc<SigningKey>>>);
+
+/// The key that signs now and the one announced next (rollover).
+pub(crate) struct SigningKeys {
+    pub active: Arc<SigningKey>,
+    pub next: Option<Arc<SigningKey>>,
+}
+
+impl SigningKeys {
+    /// Certificates for metadata: the next key first, then the active one.
+    fn published_certs(&self) -> Vec<Vec<u8>> {
+        let mut certs = Vec::with_capacity(2);
+        if let Some(next) = &self.next {
+            certs.push(next.cert_der().to_vec());
+        }
+        certs.push(self.active.cert_der().to_vec());
+        certs
+    }
+}
+
+fn open_cached(state: &AppState, stored: &StoredSigningKey) -> Result<Arc<SigningKey>, ApiError> {
+    if let Ok(cache) = state.signing_key_cache.0.read()
+        && let Some(key) = cache.get(&stored.kid)
+    {
+        return Ok(key.clone());
+    }
+    let key = Arc::new(apps::keys::open(&state.master_key, stored)?);
+    if let Ok(mut cache) = state.signing_key_cache.0.write() {
+        cache.insert(stored.kid.clone(), key.clone());
+    }
+    Ok(key)
+}
+
+/// The current signing keys, generating the first one if the organisation has none yet (two
+/// nodes racing: one insert wins, the other reads the winner's key).
+pub(crate) async fn signing_keys(state: &AppState) -> Result<SigningKeys, ApiError> {
+    for _ in 0..2 {
+        let stored = state.store.list_signing_keys().await?;
+        let active = stored.iter().find(|k| k.status == KeyStatus::Active);
+        let next = stored.iter().find(|k| k.status == KeyStatus::Next);
+        if let Some(active) = active {
+            let next = next.map(|k| open_cached(state, k)).transpose()?;
+            return Ok(SigningKeys { active: open_cached(state, active)?, next });
+        }
+        generate_key(state, KeyStatus::Active).await?;
+    }
+    Err(CoreError::Crypto("no active signing key after generating one".to_owned()).into())
+}
+
+/// Makes sure the organisation has an active signing key (generating it on the first start) and
+/// returns its kid.
+pub async fn ensure_signing_key(state: &AppState) -> Result<String, String> {
+    match signing_keys(state).await {
+        Ok(keys) => Ok(keys.active.kid().to_owned()),
+        Err(e) => Err(format!("cannot prepare the SAML signing key: {e:?}")),
+    }
+}
+
+/// Generates and stores a key with `status`; a conflict (another node was first) is not an error.
+async fn generate_key(state: &AppState, status: KeyStatus) -> Result<Option<String>, ApiError> {
+    let master_key = state.master_key.clone();
+    let now = state.clock.now();
+    let generated = tokio::task::spawn_blocking(move || {
+        apps::keys::generate(&master_key, status, now, "Latchkey SAML signing")
+    })
+    .await
+    .map_err(|e| CoreError::Crypto(format!("key generation task: {e}")))??;
+    let (stored, key) = generated;
+    match state.store.insert_signing_key(&stored).await {
+        Ok(()) => {
+            if let Ok(mut cache) = state.signing_key_cache.0.write() {
+                cache.insert(stored.kid.clone(), Arc::new(key));
+            }
+            tracing::info!(kid = %stored.kid, status = status.as_str(), "generated a SAML signing key");
+            Ok(Some(stored.kid))
+        }
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The kid of the key that signs now (`None` before the first key exists).
+pub(crate) async fn active_kid(state: &AppState) -> Result<Option<String>, ApiError> {
+    let keys = state.store.list_signing_keys().await?;
+    Ok(keys.into_iter().find(|k| k.status == KeyStatus::Active).map(|k| k.kid))
+}
+
+/// `/app/{appName}/{externalKey}/sso/saml` on the base the browser used.
+pub(crate) fn sso_url(state: &AppState, app: &App) -> String {
+    state.link(&format!("/app/{}/{}/sso/saml", app.name, app.external_key))
+}
+
+pub(crate) fn slo_url(state: &AppState, app: &App) -> String {
+    state.link(&format!("/app/{}/{}/slo/saml", app.name, app.external_key))
+}
+
+async fn metadata_response(state: &AppState, app: &App) -> Result<Response, ApiError> {
+    let keys = signing_keys(state).await?;
+    let sso = sso_url(state, app);
+    let slo = slo_url(state, app);
+    let document = idp_metadata(&IdpMetadata {
+        entity_id: app.idp_issuer(),
+        sso: BindingUrls { redirect: sso.clone(), post: sso },
+        slo: Some(BindingUrls { redirect: slo.clone(), post: slo }),
+        signing_certs: keys.published_certs(),
+        name_id_formats: vec![app.sign_on.subject_name_id_format.clone()],
+        want_authn_requests_signed: app.sign_on.saml_signed_request_enabled,
+    })
+    .map_err(|e| CoreError::validation("settings.signOn", e.to_string()))?;
+    let mut response = document.into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+    Ok(response)
+}
+
+async fn public_metadata(
+    State(state): State<AppState>,
+    PathParams(external_key): PathParams<String>,
+) -> Result<Response, ApiError> {
+    match state.store.find_app(&external_key).await? {
+        Some(app) if app.external_key == external_key => metadata_response(&state, &app).await,
+        _ => Err(CoreError::NotFound(format!("{external_key} (App)")).into()),
+    }
+}
+
+async fn admin_metadata(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let app = crate::apps::find_app(&state, &id).await?;
+    metadata_response(&state, &app).await
+}
+
+/// `GET /api/v1/apps/{id}/credentials/keys`: the published signing certificates, as Okta lists
+/// app keys (JWK-like objects with `x5c`).
+async fn list_keys(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    use base64::Engine;
+    let app = crate::apps::find_app(&state, &id).await?;
+    signing_keys(&state).await?;
+    let keys = state.store.list_signing_keys().await?;
+    let _ = app;
+    let listed: Vec<serde_json::Value> = keys
+        .iter()
+        .filter(|k| k.status != KeyStatus::Retired)
+        .map(|k| {
+            serde_json::json!({
+                "kid": k.kid,
+                "kty": "RSA",
+                "use": "sig",
+                "status": k.status.as_str(),
+                "created": k.created.to_iso(),
+                "lastUpdated": k.created.to_iso(),
+                "x5c": [base64::engine::general_purpose::STANDARD.encode(&k.certificate_der)],
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::Value::Array(listed)))
+}
+
+/// An HTML page that posts `field` to `action` in the browser (HTTP-POST binding). The page's
+/// only script is allowed by a per-response nonce; the form may only go to the ACS's origin.
+pub(crate) fn auto_post(
+    action: &str,
+    field: latchkey_core::saml::MessageParam,
+    value: &str,
+    relay_state: Option<&str>,
+) -> Response {
+    let nonce = latchkey_core::ids::random_alphanumeric(24);
+    let html = latchkey_core::saml::logout::post_form_html(action, field, value, relay_state, Some(&nonce));
+    let form_origin = latchkey_core::origins::origin_of_url(action).unwrap_or_else(|| "'none'".to_owned());
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; form-action {form_origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut response = (StatusCode::OK, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// The browser-facing refusal of a SAML request that cannot be answered to an SP (unknown app,
+/// unverifiable request, unregistered ACS): a page, never a post.
+pub(crate) fn refusal(status: StatusCode, title: &str, message: &str) -> Response {
+    crate::browser::error_page(status, title, message)
+}

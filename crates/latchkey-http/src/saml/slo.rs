@@ -1,0 +1,353 @@
+//! Single Logout (SAML profiles 4.4) at `/app/{appName}/{externalKey}/slo/saml`, front-channel.
+//!
+//! An SP's LogoutRequest must be signed (profiles 4.4.4.1) by its registered certificate; it ends
+//! the IdP session its SessionIndex names, then the browser is walked through every other app of
+//! that session that takes part in SLO (a signed LogoutRequest over HTTP-Redirect to each, whose
+//! LogoutResponse comes back here), and finally the initiator gets a signed LogoutResponse at its
+//! registered logout URL. `/login/signout` starts the same walk with no initiator. The walk lives
+//! in the database under the digest of a secret that travels as RelayState, so any node can
+//! continue it.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use latchkey_core::CoreError;
+use latchkey_core::apps::App;
+use latchkey_core::apps::sso::{LogoutWalk, Participant};
+use latchkey_core::ids::{Secret, secret_digest};
+use latchkey_core::saml::inbound::{self, DecodedMessage, InboundLimits, LogoutRequest, SamlMessage};
+use latchkey_core::saml::logout::{build_logout_request, build_logout_response, redirect_binding_url};
+use latchkey_core::saml::response::status;
+use latchkey_core::saml::{MessageParam, new_saml_id};
+use latchkey_core::sessions::EndReason;
+use latchkey_core::store::{AppStore, SamlStore};
+
+use super::sso::redirect;
+use super::{refusal, signing_keys, slo_url};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ClientIp, PathParams};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/app/{key}/{external_key}/slo/saml", get(slo_get).post(slo_post))
+}
+
+/// How long a logout walk may take (each SP answers within seconds normally).
+const WALK_SECS: i64 = 600;
+const REQUEST_WINDOW_SECS: i64 = 300;
+
+/// A received message with how its signature fared.
+struct Received {
+    decoded: DecodedMessage,
+    relay_state: Option<String>,
+    /// `Some(true)`: signed and verified by the app's certificate; `Some(false)`: signed, not
+    /// verified; `None`: unsigned.
+    verified: Option<bool>,
+}
+
+async fn slo_get(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    PathParams((app_name, external_key)): PathParams<(String, String)>,
+) -> Response {
+    let query = uri.query().unwrap_or_default().to_owned();
+    let result = async {
+        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown()) };
+        let message = match inbound::decode_redirect(&query, &InboundLimits::default()) {
+            Ok(m) => m,
+            Err(e) => return Ok(invalid(&e.to_string())),
+        };
+        let certs = app.sp_certificates();
+        let verified = message
+            .signature
+            .as_ref()
+            .map(|sig| certs.iter().any(|cert| inbound::verify_redirect_signature(sig, cert).is_ok()));
+        let received = Received { decoded: message.decoded, relay_state: message.relay_state, verified };
+        handle(&state, ip.as_deref(), &headers, &app, received).await
+    }
+    .await;
+    result.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+async fn slo_post(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    PathParams((app_name, external_key)): PathParams<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown()) };
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+        let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let Some(value) = get("SAMLRequest").or_else(|| get("SAMLResponse")) else {
+            return Ok(invalid("the form carries no SAML message"));
+        };
+        let decoded = match inbound::decode_post(value, &InboundLimits::default()) {
+            Ok(d) => d,
+            Err(e) => return Ok(invalid(&e.to_string())),
+        };
+        let certs = app.sp_certificates();
+        let verified = decoded
+            .has_enveloped_signature
+            .then(|| certs.iter().any(|cert| decoded.verify_enveloped_signature(cert).is_ok()));
+        let relay_state = get("RelayState").map(str::to_owned);
+        if relay_state.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
+            return Ok(invalid("RelayState is longer than 80 bytes"));
+        }
+        handle(&state, ip.as_deref(), &headers, &app, Received { decoded, relay_state, verified }).await
+    }
+    .await;
+    result.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+async fn find(state: &AppState, app_name: &str, external_key: &str) -> Result<Option<App>, ApiError> {
+    Ok(state
+        .store
+        .find_app(external_key)
+        .await?
+        .filter(|app| app.external_key == external_key && app.name == app_name && app.is_active()))
+}
+
+fn unknown() -> Response {
+    refusal(
+        StatusCode::NOT_FOUND,
+        "Unknown app",
+        "This logout link does not name an active app of this organisation.",
+    )
+}
+
+fn invalid(detail: &str) -> Response {
+    refusal(
+        StatusCode::BAD_REQUEST,
+        "Invalid logout request",
+        &format!("The app sent a logout message that cannot be accepted: {detail}."),
+    )
+}
+
+async fn handle(
+    state: &AppState,
+    ip: Option<&str>,
+    headers: &HeaderMap,
+    app: &App,
+    received: Received,
+) -> Result<Response, ApiError> {
+    if !app.is_sp(received.decoded.message.issuer()) {
+        return Ok(invalid("the Issuer is not this app's service provider"));
+    }
+    // Profiles 4.4.4.1 and 4.4.4.2: logout messages must be signed (or bound by a signature).
+    match received.verified {
+        Some(true) => {}
+        Some(false) => return Ok(invalid("the signature does not verify with the app's certificate")),
+        None => return Ok(invalid("logout messages must be signed")),
+    }
+    match &received.decoded.message {
+        SamlMessage::LogoutRequest(request) => {
+            logout_request(state, ip, headers, app, request, received.relay_state.as_deref()).await
+        }
+        SamlMessage::LogoutResponse(response) => {
+            let Some(secret) = received.relay_state.as_deref() else {
+                return Ok(invalid("the LogoutResponse has no RelayState to continue with"));
+            };
+            let now = state.clock.now();
+            let Some(mut walk) = state.store.find_logout_walk(&secret_digest(secret), now).await? else {
+                return Ok(invalid("this logout has expired or is unknown"));
+            };
+            if response.in_response_to.is_none() || response.in_response_to != walk.awaiting_request_id {
+                return Ok(invalid("the LogoutResponse answers no request of this logout"));
+            }
+            if response.status_code != status::SUCCESS {
+                walk.partial = true;
+            }
+            walk.awaiting_request_id = None;
+            step(state, walk, secret).await
+        }
+        SamlMessage::AuthnRequest(_) => Ok(invalid("this endpoint accepts logout messages only")),
+    }
+}
+
+async fn logout_request(
+    state: &AppState,
+    ip: Option<&str>,
+    headers: &HeaderMap,
+    app: &App,
+    request: &LogoutRequest,
+    relay_state: Option<&str>,
+) -> Result<Response, ApiError> {
+    if !app.sign_on.slo.as_ref().is_some_and(|s| s.enabled && s.logout_url.is_some()) {
+        return Ok(invalid("Single Logout is not enabled for this app"));
+    }
+    let now = state.clock.now();
+    if let Some(destination) = &request.destination
+        && *destination != slo_url(state, app)
+    {
+        return Ok(invalid("the Destination is not this logout URL"));
+    }
+    if request.not_on_or_after.is_some_and(|t| t <= now)
+        || (request.issue_instant.millis() - now.millis()).abs() > REQUEST_WINDOW_SECS * 1000
+    {
+        return Ok(invalid("the request has expired"));
+    }
+    let expires = request.issue_instant.max(now).plus_seconds(REQUEST_WINDOW_SECS);
+    if !state.store.remember_saml_request(&app.id, &request.id, expires).await? {
+        return Ok(invalid("this request was already used (replay)"));
+    }
+    let participant = find_participant(state, headers, app, request).await?;
+    let mut clear_cookie = false;
+    let mut remaining = Vec::new();
+    if let Some(participant) = &participant {
+        remaining = others(state, &participant.session_id, Some(&app.id)).await?;
+        end_session(state, &participant.session_id, ip).await?;
+        let browser = state.browser_session_id(headers).await?;
+        clear_cookie = browser.is_none_or(|id| id == participant.session_id);
+    }
+    let secret = Secret::generate();
+    let walk = LogoutWalk {
+        id_digest: secret.digest(),
+        initiator_app_id: Some(app.id.clone()),
+        initiator_request_id: Some(request.id.clone()),
+        initiator_relay_state: relay_state.map(str::to_owned),
+        return_to: None,
+        remaining,
+        awaiting_request_id: None,
+        partial: false,
+        expires_at: now.plus_seconds(WALK_SECS),
+    };
+    let mut response = step(state, walk, secret.expose()).await?;
+    if clear_cookie && let Some(clear) = state.session_cookie("", None) {
+        response.headers_mut().append(SET_COOKIE, clear);
+    }
+    Ok(response)
+}
+
+/// The participant record the request names: by SessionIndex, else the browser's own session.
+async fn find_participant(
+    state: &AppState,
+    headers: &HeaderMap,
+    app: &App,
+    request: &LogoutRequest,
+) -> Result<Option<Participant>, ApiError> {
+    for index in &request.session_indexes {
+        if let Some(p) = state.store.find_participant_by_index(&app.id, index).await?
+            && p.name_id == request.name_id
+        {
+            return Ok(Some(p));
+        }
+    }
+    if !request.session_indexes.is_empty() {
+        return Ok(None);
+    }
+    let Some(session_id) = state.browser_session_id(headers).await? else { return Ok(None) };
+    Ok(state.store.find_participant(&session_id, &app.id).await?.filter(|p| p.name_id == request.name_id))
+}
+
+/// The session's other apps that take part in SLO, in the order they were visited.
+async fn others(
+    state: &AppState,
+    session_id: &str,
+    except: Option<&str>,
+) -> Result<Vec<Participant>, ApiError> {
+    let mut out = Vec::new();
+    for participant in state.store.list_participants(session_id).await? {
+        if Some(participant.app_id.as_str()) == except {
+            continue;
+        }
+        if let Some(app) = state.store.find_app(&participant.app_id).await?
+            && app.is_active()
+            && app.participates_in_slo()
+        {
+            out.push(participant);
+        }
+    }
+    Ok(out)
+}
+
+async fn end_session(state: &AppState, session_id: &str, ip: Option<&str>) -> Result<(), ApiError> {
+    let session = match state.sessions().by_id(session_id).await {
+        Ok(session) => session,
+        Err(CoreError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if state.sessions().end(session_id, EndReason::Logout).await? {
+        state.log_session_end(session_id, &session.user_id, EndReason::Logout, None, ip).await;
+    }
+    Ok(())
+}
+
+/// Tells the next app, or finishes the walk.
+async fn step(state: &AppState, mut walk: LogoutWalk, secret: &str) -> Result<Response, ApiError> {
+    let keys = signing_keys(state).await?;
+    let now = state.clock.now();
+    while !walk.remaining.is_empty() {
+        let next = walk.remaining.remove(0);
+        let Some(app) = state.store.find_app(&next.app_id).await? else { continue };
+        let Some(url) = app.sign_on.participate_slo.as_ref().and_then(|p| p.logout_request_url.clone())
+        else {
+            continue;
+        };
+        let id = new_saml_id();
+        let xml = build_logout_request(
+            &id,
+            now,
+            &app.idp_issuer(),
+            &url,
+            &next.name_id,
+            &next.name_id_format,
+            Some(&next.session_index),
+        )
+        .map_err(|e| CoreError::Crypto(e.to_string()))?;
+        let target = redirect_binding_url(&url, MessageParam::SamlRequest, &xml, Some(secret), &keys.active)
+            .map_err(|e| CoreError::Crypto(e.to_string()))?;
+        walk.awaiting_request_id = Some(id);
+        state.store.put_logout_walk(&walk).await?;
+        return Ok(redirect(&target));
+    }
+    state.store.delete_logout_walk(&walk.id_digest).await?;
+    if let (Some(app_id), Some(request_id)) = (&walk.initiator_app_id, &walk.initiator_request_id)
+        && let Some(app) = state.store.find_app(app_id).await?
+        && let Some(logout_url) = app.sign_on.slo.as_ref().and_then(|s| s.logout_url.clone())
+    {
+        let outcome = if walk.partial { status::PARTIAL_LOGOUT } else { status::SUCCESS };
+        let xml =
+            build_logout_response(&new_saml_id(), now, &app.idp_issuer(), &logout_url, request_id, outcome)
+                .map_err(|e| CoreError::Crypto(e.to_string()))?;
+        let relay = walk.initiator_relay_state.as_deref();
+        let target = redirect_binding_url(&logout_url, MessageParam::SamlResponse, &xml, relay, &keys.active)
+            .map_err(|e| CoreError::Crypto(e.to_string()))?;
+        return Ok(redirect(&target));
+    }
+    let to = walk.return_to.unwrap_or_else(|| crate::browser::sign_in_url(state, None));
+    Ok(redirect(&to))
+}
+
+/// `/login/signout` for a session that visited apps taking part in SLO: walks them, then goes to
+/// `return_to`. `None` when there is nothing to walk (the caller redirects directly).
+pub(crate) async fn start_signout_walk(
+    state: &AppState,
+    session_id: &str,
+    return_to: &str,
+) -> Result<Option<Response>, ApiError> {
+    let remaining = others(state, session_id, None).await?;
+    if remaining.is_empty() {
+        return Ok(None);
+    }
+    let secret = Secret::generate();
+    let walk = LogoutWalk {
+        id_digest: secret.digest(),
+        initiator_app_id: None,
+        initiator_request_id: None,
+        initiator_relay_state: None,
+        return_to: Some(return_to.to_owned()),
+        remaining,
+        awaiting_request_id: None,
+        partial: false,
+        expires_at: state.clock.now().plus_seconds(WALK_SECS),
+    };
+    Ok(Some(step(state, walk, secret.expose()).await?))
+}
