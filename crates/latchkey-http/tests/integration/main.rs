@@ -12,6 +12,7 @@ mod errors;
 mod hosts;
 mod logs;
 mod origins;
+mod pages;
 mod sessions;
 mod snapshot;
 mod support;
