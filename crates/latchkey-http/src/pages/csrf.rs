@@ -6,8 +6,9 @@
 //! accepted only when the cookie is present and the form's token equals the one recomputed from it
 //! (constant-time comparison). Another site can make the browser send the cookie but cannot read a
 //! page to learn the token, nor forge one without the master key; every node computes the same
-//! token, so no server state is needed. As defence in depth, a request whose `Origin` is not this
-//! IdP, or whose `Sec-Fetch-Site` says it came from another site, is refused even with a token.
+//! token, so no server state is needed. As defence in depth, a request whose `Origin` names
+//! another origin, or whose `Sec-Fetch-Site` says it came from another site, is refused even with
+//! a token.
 
 use axum::http::header::{ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
@@ -67,7 +68,9 @@ pub(crate) fn check(state: &AppState, headers: &HeaderMap, form_token: Option<&s
     {
         return false;
     }
-    if let Some(origin) = headers.get(ORIGIN) {
+    // `Origin: null` is what browsers send for a form on a page with `Referrer-Policy:
+    // no-referrer` (ours): it names no site, so only the token (and Sec-Fetch-Site) decide.
+    if let Some(origin) = headers.get(ORIGIN).filter(|o| o.as_bytes() != b"null") {
         let ours = latchkey_core::origins::normalise(&state.base());
         let theirs = origin.to_str().ok().and_then(latchkey_core::origins::normalise);
         if ours.is_none() || ours != theirs {

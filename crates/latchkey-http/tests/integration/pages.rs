@@ -277,6 +277,17 @@ async fn forms_without_a_valid_csrf_token_or_from_another_site_are_refused() {
         .header("sec-fetch-site", "cross-site");
     assert_eq!(jar.send(&app, cross_site, Body::from(body)).await.status, StatusCode::FORBIDDEN);
 
+    // What Chromium sends from our own page (its Referrer-Policy makes the Origin `null`).
+    let own = Request::post("/login/login.htm")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin");
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&forged).finish();
+    assert_eq!(
+        jar.send(&app, own, Body::from(body)).await.status,
+        StatusCode::FORBIDDEN,
+        "still needs the token"
+    );
     let ok = jar.post(&app, "/login/login.htm", &with_token).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     // Sign-out and ending other sessions are forms too.
