@@ -16,6 +16,9 @@ const SEALED_V1: &str = "v1:";
 /// 32 bytes that encrypt the organisation's stored secrets.
 pub struct MasterKey {
     key: LessSafeKey,
+    /// HMAC-SHA256 key derived from the master key (never the master key itself), for values that
+    /// must be recomputed rather than decrypted, such as CSRF tokens.
+    mac_key: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -38,7 +41,10 @@ impl MasterKey {
             return Err(KeyError::BadKey);
         }
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| KeyError::BadKey)?;
-        Ok(Self { key: LessSafeKey::new(unbound) })
+        use aws_lc_rs::hmac;
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), b"latchkey:mac-key:v1");
+        let mac_key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+        Ok(Self { key: LessSafeKey::new(unbound), mac_key })
     }
 
     /// Parses the base64 text form (standard alphabet, padding optional, surrounding space ignored).
@@ -70,6 +76,17 @@ impl MasterKey {
         let mut sealed = nonce_bytes.to_vec();
         sealed.extend_from_slice(&buffer);
         Ok(format!("{SEALED_V1}{}", STANDARD_NO_PAD.encode(sealed)))
+    }
+
+    /// HMAC-SHA256 of `data` for `purpose` under the derived MAC key, base64url without padding.
+    /// Different purposes never produce the same tag for the same data.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.mac_key);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(data);
+        URL_SAFE_NO_PAD.encode(ctx.sign().as_ref())
     }
 
     pub fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, KeyError> {
@@ -121,6 +138,16 @@ mod tests {
         let (other, _) = MasterKey::generate().unwrap();
         assert_eq!(other.open("ostABC", &sealed), Err(KeyError::Unseal));
         assert_ne!(key.seal("ostABC", b"x").unwrap(), key.seal("ostABC", b"x").unwrap(), "fresh nonces");
+    }
+
+    #[test]
+    fn macs_are_keyed_and_separated_by_purpose() {
+        let (key, text) = MasterKey::generate().unwrap();
+        let tag = key.mac("csrf", b"abc");
+        assert_eq!(tag, MasterKey::from_base64(&text).unwrap().mac("csrf", b"abc"));
+        assert_ne!(tag, key.mac("other", b"abc"));
+        assert_ne!(tag, key.mac("csrf", b"abd"));
+        assert_ne!(tag, MasterKey::generate().unwrap().0.mac("csrf", b"abc"));
     }
 
     #[test]

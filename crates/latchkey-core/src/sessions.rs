@@ -248,6 +248,13 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
         Ok(self.store.end_session(id, reason, self.clock.now()).await?)
     }
 
+    /// The user's live sessions, newest first (the end user's "your sessions" page).
+    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<Session>, CoreError> {
+        let mut sessions = self.store.list_user_sessions(user_id, self.clock.now()).await?;
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.created));
+        Ok(sessions)
+    }
+
     pub async fn end_all(
         &self,
         user_id: &str,
@@ -290,6 +297,19 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
         precedence: TokenPrecedence,
         rule: &SignOnRule,
     ) -> Result<RuleOutcome, CoreError> {
+        self.apply_token_rule_persistent(existing, token, precedence, rule, false).await
+    }
+
+    /// [`Self::apply_token_rule`] where the user asked to stay signed in ("keep me signed in" on the
+    /// hosted page): the new session is persistent if the sign-on rule allows persistent cookies.
+    pub async fn apply_token_rule_persistent(
+        &self,
+        existing: Option<Session>,
+        token: Option<&str>,
+        precedence: TokenPrecedence,
+        rule: &SignOnRule,
+        persistent: bool,
+    ) -> Result<RuleOutcome, CoreError> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(RuleOutcome { session: existing, new_cookie: None, ended: None, clear_cookie: false });
         };
@@ -301,7 +321,7 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
                 clear_cookie: false,
             });
         }
-        let started = self.redeem(token, rule, false).await?;
+        let started = self.redeem(token, rule, persistent).await?;
         let reason = if started.is_some() {
             EndReason::ReplacedBySessionToken
         } else {

@@ -47,7 +47,7 @@ const DEVICE_COOKIE: &str = "DT";
 
 /// The caller as the state machine needs it, plus whether a `DT` cookie must be set.
 pub(crate) struct Caller {
-    context: ClientContext,
+    pub(crate) context: ClientContext,
     new_device: Option<String>,
     secure: bool,
 }
@@ -104,6 +104,12 @@ impl Caller {
 
     fn finish(&self, body: Value) -> Response {
         let mut response = Json(body).into_response();
+        self.set_device_cookie(&mut response);
+        response
+    }
+
+    /// Sets the `DT` cookie on `response` when this browser had none.
+    pub(crate) fn set_device_cookie(&self, response: &mut Response) {
         if let Some(device) = &self.new_device {
             let secure = if self.secure { "; Secure" } else { "" };
             let cookie =
@@ -112,7 +118,6 @@ impl Caller {
                 response.headers_mut().append(SET_COOKIE, value);
             }
         }
-        response
     }
 }
 
@@ -177,19 +182,32 @@ async fn start(
         };
         let username = required(&body, "username")?;
         let password = required(&body, "password")?;
-        let started = tokio::time::Instant::now();
-        let result = authn.primary(&username, &password, options, relay_state, &caller.context).await;
-        // Failures all take the same time: an existing user's failure does database work (the
-        // lockout count) that an unknown user's does not, and that difference must not tell an
-        // attacker which usernames exist. Throttled requests are not delayed (they did no work).
-        let failed = matches!(&result, Err(CoreError::AuthenticationFailed))
-            || matches!(&result, Ok(view) if view.status == AuthnStatus::LockedOut);
-        if failed {
-            tokio::time::sleep_until(started + FAILURE_FLOOR).await;
-        }
-        result?
+        primary(&state, &username, &password, options, relay_state, &caller.context).await?
     };
     Ok(caller.finish(render(&state, &view)))
+}
+
+/// Primary authentication for `/api/v1/authn` and the hosted sign-in page alike.
+///
+/// Failures all take the same time: an existing user's failure does database work (the lockout
+/// count) that an unknown user's does not, and that difference must not tell an attacker which
+/// usernames exist. Throttled requests are not delayed (they did no work).
+pub(crate) async fn primary(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    options: AuthnOptions,
+    relay_state: Option<String>,
+    context: &ClientContext,
+) -> Result<latchkey_core::authn::machine::AuthnView, CoreError> {
+    let started = tokio::time::Instant::now();
+    let result = state.authn().primary(username, password, options, relay_state, context).await;
+    let failed = matches!(&result, Err(CoreError::AuthenticationFailed))
+        || matches!(&result, Ok(view) if view.status == AuthnStatus::LockedOut);
+    if failed {
+        tokio::time::sleep_until(started + FAILURE_FLOOR).await;
+    }
+    result
 }
 
 async fn introspect(

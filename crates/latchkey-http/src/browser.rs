@@ -1,12 +1,13 @@
 //! Browser endpoints: `/login/sessionCookieRedirect` (a session token becomes the `sid` cookie,
 //! under the session-token rule of DESIGN §4) and `/login/signout` (ends the session, clears the
 //! cookie). Redirect targets must be the IdP itself or a trusted origin with scope REDIRECT, so
-//! neither endpoint can be used as an open redirect.
+//! neither endpoint can be used as an open redirect. Failures a browser sees are templated pages
+//! ([`crate::pages::error_response`]), not JSON.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,11 +17,12 @@ use latchkey_core::sessions::RuleOutcome;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, QueryParams};
+use crate::pages::{BrowserError, error_response};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/login/sessionCookieRedirect", get(cookie_redirect_get).post(cookie_redirect_post))
-        .route("/login/signout", get(signout))
+        .route("/login/signout", get(signout).post(crate::pages::sign_out))
 }
 
 /// Where the unauthenticated continue: the sign-in page, returning to `from` afterwards.
@@ -41,22 +43,6 @@ pub(crate) async fn is_allowed_redirect(state: &AppState, url: &str) -> Result<b
     }
     let Some(origin) = latchkey_core::origins::origin_of_url(url) else { return Ok(false) };
     crate::origins::is_trusted(state, &origin, Scope::Redirect).await
-}
-
-/// A plain page for a browser that cannot be sent on (the hosted pages replace it with a
-/// templated one); the request id lets an operator find the log line.
-pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let escape =
-        |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title></head>\
-         <body><main><h1>{0}</h1><p>{1}</p></main></body></html>",
-        escape(title),
-        escape(message)
-    );
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    response
 }
 
 fn redirect(to: &str) -> Response {
@@ -87,13 +73,24 @@ pub(crate) async fn token_rule(
     token: Option<&str>,
     ip: Option<&str>,
 ) -> Result<RuleOutcome, ApiError> {
+    token_rule_with(state, headers, token, ip, state.config.session_token_precedence, false).await
+}
+
+/// [`token_rule`] with the precedence given (the hosted sign-in page always lets the token win)
+/// and whether the user asked to stay signed in (honoured only if the sign-on rule allows it).
+pub(crate) async fn token_rule_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    ip: Option<&str>,
+    precedence: latchkey_core::sessions::TokenPrecedence,
+    persistent: bool,
+) -> Result<RuleOutcome, ApiError> {
     let existing = state.browser_session(headers).await?.map(|(session, _, _)| session);
     let existing_user = existing.as_ref().map(|s| s.user_id.clone());
     let rule = state.policies().await?.sign_on;
-    let outcome = state
-        .sessions()
-        .apply_token_rule(existing, token, state.config.session_token_precedence, &rule)
-        .await?;
+    let outcome =
+        state.sessions().apply_token_rule_persistent(existing, token, precedence, &rule, persistent).await?;
     if let (Some((id, reason)), Some(old)) = (&outcome.ended, &existing_user) {
         state.log_session_end(id, old, *reason, None, ip).await;
     }
@@ -134,23 +131,16 @@ async fn cookie_redirect(
     redirect_url: Option<&str>,
     ip: Option<&str>,
 ) -> Response {
-    let Some(target) = redirect_url.filter(|u| !u.is_empty()) else {
-        return error_page(StatusCode::BAD_REQUEST, "Missing redirect", "The link has no redirectUrl.");
-    };
+    let bad_redirect = || error_response(state, headers, BrowserError::BadRedirect, StatusCode::BAD_REQUEST);
+    let Some(target) = redirect_url.filter(|u| !u.is_empty()) else { return bad_redirect() };
     match is_allowed_redirect(state, target).await {
         Ok(true) => {}
-        Ok(false) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Untrusted redirect",
-                "The redirectUrl is not a trusted origin of this organisation.",
-            );
-        }
-        Err(e) => return e.into_response(),
+        Ok(false) => return bad_redirect(),
+        Err(e) => return e.into_page(state, headers),
     }
     let outcome = match token_rule(state, headers, token, ip).await {
         Ok(outcome) => outcome,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.into_page(state, headers),
     };
     let to = if outcome.session.is_some() { target.to_owned() } else { sign_in_url(state, Some(target)) };
     let mut response = redirect(&to);
@@ -172,19 +162,19 @@ async fn signout(
                     state.log_session_end(&session.id, &session.user_id, reason, None, ip.as_deref()).await
                 }
                 Ok(false) => {}
-                Err(e) => return ApiError::from(e).into_response(),
+                Err(e) => return ApiError::from(e).into_page(&state, &headers),
             }
             Some(session.id)
         }
         Ok(None) => None,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.into_page(&state, &headers),
     };
     let from = params.get("fromURI").filter(|u| !u.is_empty());
     let to = match from {
         Some(url) => match is_allowed_redirect(&state, url).await {
             Ok(true) => url.to_owned(),
             Ok(false) => sign_in_url(&state, None),
-            Err(e) => return e.into_response(),
+            Err(e) => return e.into_page(&state, &headers),
         },
         None => sign_in_url(&state, None),
     };
@@ -196,7 +186,7 @@ async fn signout(
     let mut response = match walk {
         Ok(Some(walk)) => walk,
         Ok(None) => redirect(&to),
-        Err(e) => return e.into_response(),
+        Err(e) => return e.into_page(&state, &headers),
     };
     if let Some(clear) = state.session_cookie("", None) {
         response.headers_mut().append(SET_COOKIE, clear);

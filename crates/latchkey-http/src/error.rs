@@ -51,8 +51,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+/// An error as Okta reports it, before it is written as JSON or as a page.
+struct Envelope {
+    status: StatusCode,
+    code: &'static str,
+    summary: String,
+    causes: Vec<String>,
+    error_id: String,
+    rate_headers: Option<(u32, i64)>,
+}
+
+impl ApiError {
+    /// The one mapping from failures to statuses, codes and messages (internal details are logged
+    /// here against the errorId, never returned).
+    fn envelope(self) -> Envelope {
         let error_id = new_id(IdKind::ErrorId);
         let causes = |list: Vec<String>| list;
         let rate_headers = match &self {
@@ -61,7 +73,7 @@ impl IntoResponse for ApiError {
             ApiError::Core(CoreError::Hashing) => Some((0, SystemClock.now().epoch_seconds() + 1)),
             _ => None,
         };
-        let (status, code, summary, causes): (StatusCode, &str, String, Vec<String>) = match self {
+        let (status, code, summary, causes): (StatusCode, &'static str, String, Vec<String>) = match self {
             ApiError::Core(CoreError::NotFound(what)) => {
                 (StatusCode::NOT_FOUND, "E0000007", format!("Not found: Resource not found: {what}"), vec![])
             }
@@ -211,6 +223,28 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
         };
+        Envelope { status, code, summary, causes, error_id, rate_headers }
+    }
+
+    /// The failure as a browser page (hosted pages, browser endpoints): the same status as the
+    /// API answer, a page chosen by it, and the request id instead of JSON.
+    pub(crate) fn into_page(self, state: &crate::AppState, headers: &axum::http::HeaderMap) -> Response {
+        use crate::pages::BrowserError;
+        let Envelope { status, code, error_id, .. } = self.envelope();
+        let kind = match status {
+            StatusCode::NOT_FOUND => BrowserError::NotFound,
+            StatusCode::TOO_MANY_REQUESTS => BrowserError::Throttled,
+            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => BrowserError::Unavailable,
+            _ => BrowserError::Generic,
+        };
+        tracing::debug!(error_id, code, status = status.as_u16(), "browser error page");
+        crate::pages::error_response(state, headers, kind, status)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let Envelope { status, code, summary, causes, error_id, rate_headers } = self.envelope();
         let causes: Vec<_> = causes.into_iter().map(|c| json!({ "errorSummary": c })).collect();
         let body = json!({
             "errorCode": code,

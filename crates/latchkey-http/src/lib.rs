@@ -17,6 +17,7 @@ mod hosts;
 mod logs;
 mod middleware;
 mod origins;
+pub mod pages;
 mod policies;
 mod saml;
 mod sessions;
@@ -52,6 +53,9 @@ pub struct HttpConfig {
     pub session_token_precedence: TokenPrecedence,
     /// Additional public base URLs (custom domains) the organisation answers on.
     pub custom_domains: Vec<String>,
+    /// A directory whose files replace the hosted pages' embedded templates, style sheet and
+    /// strings (branding); see [`pages::Pages::load`].
+    pub pages_dir: Option<std::path::PathBuf>,
 }
 
 impl HttpConfig {
@@ -64,6 +68,7 @@ impl HttpConfig {
             org_id: String::new(),
             session_token_precedence: TokenPrecedence::Token,
             custom_domains: Vec::new(),
+            pages_dir: None,
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct AppState {
     dummy_hash: Arc<str>,
     /// Opened SAML signing keys by kid.
     signing_key_cache: Arc<saml::KeyCache>,
+    /// The hosted pages' templates, style sheet and strings.
+    pub(crate) pages: Arc<pages::Pages>,
 }
 
 impl AppState {
@@ -87,6 +94,16 @@ impl AppState {
     pub fn new(store: Store, config: HttpConfig, master_key: MasterKey) -> Self {
         let random = latchkey_core::ids::Secret::generate();
         let dummy_hash = latchkey_core::password::hash(random.expose()).unwrap_or_default();
+        // The binary checks the pages directory before it gets here (`pages::Pages::load`); should
+        // it fail now anyway, the embedded pages serve rather than none.
+        let pages = match config.pages_dir.as_deref().map(|dir| pages::Pages::load(Some(dir))) {
+            Some(Ok(pages)) => pages,
+            Some(Err(problem)) => {
+                tracing::error!(problem, "the pages directory cannot be used; serving the embedded pages");
+                pages::Pages::embedded()
+            }
+            None => pages::Pages::embedded(),
+        };
         Self {
             store,
             hasher: BlockingHasher::with_default_limit(),
@@ -95,6 +112,7 @@ impl AppState {
             master_key: Arc::new(master_key),
             dummy_hash: Arc::from(dummy_hash),
             signing_key_cache: Arc::default(),
+            pages: Arc::new(pages),
         }
     }
 
@@ -150,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .merge(origins::routes())
         .merge(sessions::routes())
         .merge(browser::routes())
+        .merge(pages::routes())
         .merge(logs::routes())
         .merge(health::routes())
         .route_layer(axum::middleware::from_fn(middleware::label_route))

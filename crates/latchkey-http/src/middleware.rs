@@ -1,6 +1,7 @@
 //! Per-request middleware: the `X-Okta-Request-Id` header on every response, an access log line
 //! (method, route template, status, latency; never query strings, which may carry tokens), and
-//! request metrics labelled by route template.
+//! request metrics labelled by route template. The request id is also available to handlers
+//! ([`current_request_id`]) so browser error pages can show it.
 
 use std::time::Instant;
 
@@ -11,6 +12,16 @@ use axum::response::Response;
 use latchkey_core::ids::random_alphanumeric;
 use tracing::Instrument as _;
 
+tokio::task_local! {
+    /// The `X-Okta-Request-Id` of the request being handled.
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled (empty outside a request).
+pub(crate) fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
 pub(crate) async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = random_alphanumeric(27);
@@ -18,7 +29,7 @@ pub(crate) async fn observe(req: Request, next: Next) -> Response {
     // Everything logged while handling the request (errors included) carries its id.
     let span = tracing::info_span!("request", request_id = %request_id);
     let api = req.uri().path().starts_with("/api/");
-    let mut response = next.run(req).instrument(span).await;
+    let mut response = REQUEST_ID.scope(request_id.clone(), next.run(req).instrument(span)).await;
     // API answers carry identities and tokens: never cached by browsers or proxies (as Okta does).
     if api && !response.headers().contains_key(axum::http::header::CACHE_CONTROL) {
         let headers = response.headers_mut();

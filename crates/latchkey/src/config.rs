@@ -22,6 +22,7 @@ const KEYS: &[&str] = &[
     "authn_rate_limit_per_username",
     "authn_rate_limit_per_ip",
     "custom_domains",
+    "pages_dir",
 ];
 
 /// The configuration as written, before validation. Every field is optional so layers compose.
@@ -52,6 +53,10 @@ pub struct RawConfig {
     /// More public base URLs the organisation answers on (e.g. `["https://login.example.com"]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_domains: Option<Vec<String>>,
+    /// A directory replacing parts of the hosted pages (`templates/*.html`, `static/latchkey.css`,
+    /// `messages/<lang>.txt`), for branding and languages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pages_dir: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -75,6 +80,7 @@ pub struct Settings {
     pub master_key: MasterKeySource,
     pub authn_limits: latchkey_core::authn::machine::AuthnLimits,
     pub custom_domains: Vec<Url>,
+    pub pages_dir: Option<std::path::PathBuf>,
 }
 
 /// Where the master key comes from.
@@ -176,6 +182,15 @@ impl RawConfig {
                 Err(problem) => problems.push(problem.replacen("public_url", "custom_domains", 1)),
             }
         }
+        // Loaded now, so a template that does not compile stops `config check` and start-up.
+        let pages_dir = self.pages_dir.as_deref().filter(|d| !d.is_empty()).map(std::path::PathBuf::from);
+        if let Some(dir) = &pages_dir {
+            if !dir.is_dir() {
+                problems.push(format!("pages_dir: {} is not a directory", dir.display()));
+            } else if let Err(problem) = latchkey_http::pages::Pages::load(Some(dir)) {
+                problems.push(format!("pages_dir: {problem}"));
+            }
+        }
         let defaults = latchkey_core::authn::machine::AuthnLimits::default();
         let authn_limits = latchkey_core::authn::machine::AuthnLimits {
             per_username: self.authn_rate_limit_per_username.unwrap_or(defaults.per_username),
@@ -198,6 +213,7 @@ impl RawConfig {
                 master_key,
                 authn_limits,
                 custom_domains,
+                pages_dir,
             }),
             _ => Err(problems),
         }
@@ -245,7 +261,7 @@ impl Settings {
     /// Human-readable effective settings with secrets masked (`latchkey config check`).
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\n",
+            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\n",
             self.listen,
             self.public_base(),
             self.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/')).collect::<Vec<_>>(),
@@ -265,6 +281,7 @@ impl Settings {
             },
             self.authn_limits.per_username,
             self.authn_limits.per_ip,
+            self.pages_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
         )
     }
 }
@@ -334,6 +351,18 @@ mod tests {
         assert_eq!(sqlite_data_dir("sqlite://latchkey-data/latchkey.db"), Some("latchkey-data".into()));
         assert_eq!(sqlite_data_dir("sqlite:x.db?mode=rwc"), Some(".".into()));
         assert_eq!(sqlite_data_dir("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn pages_dir_must_be_a_directory_of_valid_templates() {
+        let missing = RawConfig { pages_dir: Some("/nonexistent/pages".into()), ..Default::default() };
+        assert!(missing.validate().unwrap_err()[0].starts_with("pages_dir:"));
+        let dir = tempfile::tempdir().unwrap();
+        let ok = RawConfig { pages_dir: Some(dir.path().display().to_string()), ..Default::default() };
+        assert_eq!(ok.validate().unwrap().pages_dir.as_deref(), Some(dir.path()));
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("templates/signin.html"), "{% if %}").unwrap();
+        assert!(ok.validate().unwrap_err()[0].contains("signin.html"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     http.custom_domains =
         settings.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/').to_owned()).collect();
     http.session_token_precedence = settings.session_token_precedence;
+    http.pages_dir = settings.pages_dir.clone();
     http.org_id = store
         .org_setting("org_id", &latchkey_core::ids::new_id(latchkey_core::ids::IdKind::Org))
         .await

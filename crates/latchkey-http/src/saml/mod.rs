@@ -28,6 +28,7 @@ use latchkey_core::{CoreError, StoreError};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, PathParams};
+use crate::pages::BrowserError;
 
 pub(crate) use slo::start_signout_walk;
 
@@ -231,8 +232,13 @@ pub(crate) fn auto_post(
     response
 }
 
-/// The browser-facing refusal of a SAML request that cannot be answered to an SP (unknown app,
-/// unverifiable request, unregistered ACS): a page, never a post.
-pub(crate) fn refusal(status: StatusCode, title: &str, message: &str) -> Response {
-    crate::browser::error_page(status, title, message)
+/// The browser-facing refusal of a SAML message that cannot be answered to an SP (unknown app,
+/// unverifiable request, unregistered ACS): a page for the user with the request id, never a post.
+pub(crate) fn refusal(
+    state: &AppState,
+    kind: BrowserError,
+    status: StatusCode,
+    detail: Option<&str>,
+) -> Response {
+    crate::pages::error_response_with_detail(state, &axum::http::HeaderMap::new(), kind, status, detail)
 }

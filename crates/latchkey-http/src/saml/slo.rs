@@ -31,6 +31,7 @@ use super::{refusal, signing_keys, slo_url};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, PathParams};
+use crate::pages::BrowserError;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/app/{key}/{external_key}/slo/saml", get(slo_get).post(slo_post))
@@ -58,10 +59,10 @@ async fn slo_get(
 ) -> Response {
     let query = uri.query().unwrap_or_default().to_owned();
     let result = async {
-        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown()) };
+        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown(&state)) };
         let message = match inbound::decode_redirect(&query, &InboundLimits::default()) {
             Ok(m) => m,
-            Err(e) => return Ok(invalid(&e.to_string())),
+            Err(e) => return Ok(invalid(&state, &e.to_string())),
         };
         let certs = app.sp_certificates();
         let verified = message
@@ -83,15 +84,15 @@ async fn slo_post(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown()) };
+        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown(&state)) };
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
         let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let Some(value) = get("SAMLRequest").or_else(|| get("SAMLResponse")) else {
-            return Ok(invalid("the form carries no SAML message"));
+            return Ok(invalid(&state, "the form carries no SAML message"));
         };
         let decoded = match inbound::decode_post(value, &InboundLimits::default()) {
             Ok(d) => d,
-            Err(e) => return Ok(invalid(&e.to_string())),
+            Err(e) => return Ok(invalid(&state, &e.to_string())),
         };
         let certs = app.sp_certificates();
         let verified = decoded
@@ -99,7 +100,7 @@ async fn slo_post(
             .then(|| certs.iter().any(|cert| decoded.verify_enveloped_signature(cert).is_ok()));
         let relay_state = get("RelayState").map(str::to_owned);
         if relay_state.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
-            return Ok(invalid("RelayState is longer than 80 bytes"));
+            return Ok(invalid(&state, "RelayState is longer than 80 bytes"));
         }
         handle(&state, ip.as_deref(), &headers, &app, Received { decoded, relay_state, verified }).await
     }
@@ -115,20 +116,12 @@ async fn find(state: &AppState, app_name: &str, external_key: &str) -> Result<Op
         .filter(|app| app.external_key == external_key && app.name == app_name && app.is_active()))
 }
 
-fn unknown() -> Response {
-    refusal(
-        StatusCode::NOT_FOUND,
-        "Unknown app",
-        "This logout link does not name an active app of this organisation.",
-    )
+fn unknown(state: &AppState) -> Response {
+    refusal(state, BrowserError::UnknownApp, StatusCode::NOT_FOUND, None)
 }
 
-fn invalid(detail: &str) -> Response {
-    refusal(
-        StatusCode::BAD_REQUEST,
-        "Invalid logout request",
-        &format!("The app sent a logout message that cannot be accepted: {detail}."),
-    )
+fn invalid(state: &AppState, detail: &str) -> Response {
+    refusal(state, BrowserError::InvalidLogoutRequest, StatusCode::BAD_REQUEST, Some(detail))
 }
 
 async fn handle(
@@ -139,13 +132,13 @@ async fn handle(
     received: Received,
 ) -> Result<Response, ApiError> {
     if !app.is_sp(received.decoded.message.issuer()) {
-        return Ok(invalid("the Issuer is not this app's service provider"));
+        return Ok(invalid(state, "the Issuer is not this app's service provider"));
     }
     // Profiles 4.4.4.1 and 4.4.4.2: logout messages must be signed (or bound by a signature).
     match received.verified {
         Some(true) => {}
-        Some(false) => return Ok(invalid("the signature does not verify with the app's certificate")),
-        None => return Ok(invalid("logout messages must be signed")),
+        Some(false) => return Ok(invalid(state, "the signature does not verify with the app's certificate")),
+        None => return Ok(invalid(state, "logout messages must be signed")),
     }
     match &received.decoded.message {
         SamlMessage::LogoutRequest(request) => {
@@ -153,14 +146,14 @@ async fn handle(
         }
         SamlMessage::LogoutResponse(response) => {
             let Some(secret) = received.relay_state.as_deref() else {
-                return Ok(invalid("the LogoutResponse has no RelayState to continue with"));
+                return Ok(invalid(state, "the LogoutResponse has no RelayState to continue with"));
             };
             let now = state.clock.now();
             let Some(mut walk) = state.store.find_logout_walk(&secret_digest(secret), now).await? else {
-                return Ok(invalid("this logout has expired or is unknown"));
+                return Ok(invalid(state, "this logout has expired or is unknown"));
             };
             if response.in_response_to.is_none() || response.in_response_to != walk.awaiting_request_id {
-                return Ok(invalid("the LogoutResponse answers no request of this logout"));
+                return Ok(invalid(state, "the LogoutResponse answers no request of this logout"));
             }
             if response.status_code != status::SUCCESS {
                 walk.partial = true;
@@ -168,7 +161,7 @@ async fn handle(
             walk.awaiting_request_id = None;
             step(state, walk, secret).await
         }
-        SamlMessage::AuthnRequest(_) => Ok(invalid("this endpoint accepts logout messages only")),
+        SamlMessage::AuthnRequest(_) => Ok(invalid(state, "this endpoint accepts logout messages only")),
     }
 }
 
@@ -181,22 +174,22 @@ async fn logout_request(
     relay_state: Option<&str>,
 ) -> Result<Response, ApiError> {
     if !app.sign_on.slo.as_ref().is_some_and(|s| s.enabled && s.logout_url.is_some()) {
-        return Ok(invalid("Single Logout is not enabled for this app"));
+        return Ok(invalid(state, "Single Logout is not enabled for this app"));
     }
     let now = state.clock.now();
     if let Some(destination) = &request.destination
         && *destination != slo_url(state, app)
     {
-        return Ok(invalid("the Destination is not this logout URL"));
+        return Ok(invalid(state, "the Destination is not this logout URL"));
     }
     if request.not_on_or_after.is_some_and(|t| t <= now)
         || (request.issue_instant.millis() - now.millis()).abs() > REQUEST_WINDOW_SECS * 1000
     {
-        return Ok(invalid("the request has expired"));
+        return Ok(invalid(state, "the request has expired"));
     }
     let expires = request.issue_instant.max(now).plus_seconds(REQUEST_WINDOW_SECS);
     if !state.store.remember_saml_request(&app.id, &request.id, expires).await? {
-        return Ok(invalid("this request was already used (replay)"));
+        return Ok(invalid(state, "this request was already used (replay)"));
     }
     let participant = find_participant(state, headers, app, request).await?;
     let mut clear_cookie = false;

@@ -33,6 +33,7 @@ use crate::AppState;
 use crate::browser::{apply_cookies, sign_in_url, token_rule};
 use crate::error::ApiError;
 use crate::extract::{ClientIp, PathParams};
+use crate::pages::BrowserError;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -69,18 +70,11 @@ async fn answer(
     let app = answer.app;
     if state.store.find_app_user(&app.id, &user.id).await?.is_none() {
         log_sso(state, app, user, "FAILURE", Some("NOT_ASSIGNED"), ip).await;
-        return Ok(refusal(
-            StatusCode::FORBIDDEN,
-            "App not assigned",
-            "You are signed in, but this app is not assigned to you. Ask your administrator for access.",
-        ));
+        return Ok(refusal(state, BrowserError::NotAssigned, StatusCode::FORBIDDEN, None));
     }
     let Some(name_id) = app.name_id_for(user) else {
-        return Ok(refusal(
-            StatusCode::FORBIDDEN,
-            "No identifier for this app",
-            "Your profile has no value for the identifier this app needs. Ask your administrator.",
-        ));
+        let detail = "your profile has no value for the identifier (NameID) this app needs";
+        return Ok(refusal(state, BrowserError::NotAssigned, StatusCode::FORBIDDEN, Some(detail)));
     };
     let name_id_format = answer.name_id_format.unwrap_or(&app.sign_on.subject_name_id_format).to_owned();
     let participant = match state.store.find_participant(&session.id, &app.id).await? {
@@ -245,16 +239,12 @@ fn query_param<'q>(pairs: &'q [(String, String)], name: &str) -> Option<&'q str>
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn unknown_app() -> Response {
-    refusal(
-        StatusCode::NOT_FOUND,
-        "Unknown app",
-        "This sign-in link does not name an app of this organisation.",
-    )
+fn unknown_app(state: &AppState) -> Response {
+    refusal(state, BrowserError::UnknownApp, StatusCode::NOT_FOUND, None)
 }
 
-fn inactive_app() -> Response {
-    refusal(StatusCode::FORBIDDEN, "App unavailable", "This app has been turned off by your administrator.")
+fn inactive_app(state: &AppState) -> Response {
+    refusal(state, BrowserError::AppUnavailable, StatusCode::FORBIDDEN, None)
 }
 
 /// `GET /home/{appName}/{appId}/{linkId}[?sessionToken=…][&RelayState=…]`: IdP-initiated SSO.
@@ -284,10 +274,10 @@ async fn embed_link_inner(
         url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let app = match state.store.find_app(app_id).await? {
         Some(app) if app.id == app_id && app.name == app_name && app.link_id == link_id => app,
-        _ => return Ok(unknown_app()),
+        _ => return Ok(unknown_app(state)),
     };
     if !app.is_active() {
-        return Ok(inactive_app());
+        return Ok(inactive_app(state));
     }
     let relay_state = query_param(&pairs, "RelayState")
         .filter(|r| !r.is_empty())
@@ -295,9 +285,10 @@ async fn embed_link_inner(
         .or_else(|| app.sign_on.default_relay_state.clone().filter(|r| !r.is_empty()));
     if relay_state.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
         return Ok(refusal(
+            state,
+            BrowserError::InvalidSamlRequest,
             StatusCode::BAD_REQUEST,
-            "Link too long",
-            "The RelayState of this link is over 80 bytes.",
+            Some("the RelayState of this link is longer than 80 bytes"),
         ));
     }
     let token = query_param(&pairs, "sessionToken");
@@ -417,12 +408,8 @@ async fn sp_initiated(
     }
 }
 
-fn invalid_request(detail: &str) -> Response {
-    refusal(
-        StatusCode::BAD_REQUEST,
-        "Invalid SAML request",
-        &format!("The app sent a sign-in request that cannot be accepted: {detail}."),
-    )
+fn invalid_request(state: &AppState, detail: &str) -> Response {
+    refusal(state, BrowserError::InvalidSamlRequest, StatusCode::BAD_REQUEST, Some(detail))
 }
 
 async fn sp_initiated_inner(
@@ -435,10 +422,10 @@ async fn sp_initiated_inner(
 ) -> Result<Response, ApiError> {
     let app = match state.store.find_app(external_key).await? {
         Some(app) if app.external_key == external_key && app_name.is_none_or(|n| n == app.name) => app,
-        _ => return Ok(unknown_app()),
+        _ => return Ok(unknown_app(state)),
     };
     if !app.is_active() {
-        return Ok(inactive_app());
+        return Ok(inactive_app(state));
     }
     if let Some(resume) = inbound.param("resume") {
         return resume_pending(state, ip, headers, &app, &resume, inbound.param("sessionToken").as_deref())
@@ -449,48 +436,48 @@ async fn sp_initiated_inner(
         Inbound::Redirect(query) => {
             let message = match inbound::decode_redirect(query, &limits) {
                 Ok(m) => m,
-                Err(e) => return Ok(invalid_request(&e.to_string())),
+                Err(e) => return Ok(invalid_request(state, &e.to_string())),
             };
             let SamlMessage::AuthnRequest(request) = &message.decoded.message else {
-                return Ok(invalid_request("this endpoint accepts AuthnRequests only"));
+                return Ok(invalid_request(state, "this endpoint accepts AuthnRequests only"));
             };
             if !app.is_sp(&request.issuer) {
-                return Ok(invalid_request("the Issuer is not this app's service provider"));
+                return Ok(invalid_request(state, "the Issuer is not this app's service provider"));
             }
             let certs = app.sp_certificates();
             let verified = message
                 .signature
                 .as_ref()
                 .map(|sig| certs.iter().any(|cert| inbound::verify_redirect_signature(sig, cert).is_ok()));
-            if let Some(refused) = signature_policy(&app, verified) {
+            if let Some(refused) = signature_policy(state, &app, verified) {
                 return Ok(refused);
             }
             (request.clone(), message.relay_state.clone())
         }
         Inbound::Post { form, .. } => {
             let Some(value) = query_param(form, "SAMLRequest") else {
-                return Ok(invalid_request("the form carries no SAMLRequest"));
+                return Ok(invalid_request(state, "the form carries no SAMLRequest"));
             };
             let decoded = match inbound::decode_post(value, &limits) {
                 Ok(d) => d,
-                Err(e) => return Ok(invalid_request(&e.to_string())),
+                Err(e) => return Ok(invalid_request(state, &e.to_string())),
             };
             let SamlMessage::AuthnRequest(request) = &decoded.message else {
-                return Ok(invalid_request("this endpoint accepts AuthnRequests only"));
+                return Ok(invalid_request(state, "this endpoint accepts AuthnRequests only"));
             };
             if !app.is_sp(&request.issuer) {
-                return Ok(invalid_request("the Issuer is not this app's service provider"));
+                return Ok(invalid_request(state, "the Issuer is not this app's service provider"));
             }
             let certs = app.sp_certificates();
             let verified = decoded
                 .has_enveloped_signature
                 .then(|| certs.iter().any(|cert| decoded.verify_enveloped_signature(cert).is_ok()));
-            if let Some(refused) = signature_policy(&app, verified) {
+            if let Some(refused) = signature_policy(state, &app, verified) {
                 return Ok(refused);
             }
             let relay = query_param(form, "RelayState").map(str::to_owned);
             if relay.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
-                return Ok(invalid_request("RelayState is longer than 80 bytes"));
+                return Ok(invalid_request(state, "RelayState is longer than 80 bytes"));
             }
             (request.clone(), relay)
         }
@@ -499,28 +486,31 @@ async fn sp_initiated_inner(
     if let Some(destination) = &request.destination {
         let ours = [sso_url(state, &app), state.link(&format!("/app/{}/sso/saml", app.external_key))];
         if !ours.contains(destination) {
-            return Ok(invalid_request("the Destination is not this sign-in URL"));
+            return Ok(invalid_request(state, "the Destination is not this sign-in URL"));
         }
     }
     if (request.issue_instant.millis() - now.millis()).abs() > REQUEST_WINDOW_SECS * 1000 {
-        return Ok(invalid_request("the IssueInstant is too old or in the future"));
+        return Ok(invalid_request(state, "the IssueInstant is too old or in the future"));
     }
     let acs_url = match (&request.acs_url, request.acs_index) {
         (Some(url), _) => match app.acs_by_url(url) {
             Some(acs) => acs.to_owned(),
             None => {
-                return Ok(invalid_request("the AssertionConsumerServiceURL is not registered for this app"));
+                return Ok(invalid_request(
+                    state,
+                    "the AssertionConsumerServiceURL is not registered for this app",
+                ));
             }
         },
         (None, Some(index)) => match app.acs_by_index(index) {
             Some(acs) => acs.to_owned(),
-            None => return Ok(invalid_request("the AssertionConsumerServiceIndex is not registered")),
+            None => return Ok(invalid_request(state, "the AssertionConsumerServiceIndex is not registered")),
         },
         (None, None) => app.sign_on.sso_acs_url.clone(),
     };
     let expires = request.issue_instant.max(now).plus_seconds(REQUEST_WINDOW_SECS);
     if !state.store.remember_saml_request(&app.id, &request.id, expires).await? {
-        return Ok(invalid_request("this request was already used (replay)"));
+        return Ok(invalid_request(state, "this request was already used (replay)"));
     }
     // From here on the SP is verified and the ACS registered: errors go back as SAML statuses.
     let relay = relay_state.as_deref();
@@ -591,12 +581,14 @@ async fn sp_initiated_inner(
 
 /// A request's signature (`None`: unsigned; `Some(verified)`) against the app's policy: a present
 /// signature must verify with the app's certificate; `samlSignedRequestEnabled` requires one.
-fn signature_policy(app: &App, verified: Option<bool>) -> Option<Response> {
+fn signature_policy(state: &AppState, app: &App, verified: Option<bool>) -> Option<Response> {
     match verified {
         Some(true) => None,
-        Some(false) => Some(invalid_request("the signature does not verify with the app's certificate")),
+        Some(false) => {
+            Some(invalid_request(state, "the signature does not verify with the app's certificate"))
+        }
         None if app.sign_on.saml_signed_request_enabled => {
-            Some(invalid_request("this app requires signed requests"))
+            Some(invalid_request(state, "this app requires signed requests"))
         }
         None => None,
     }
@@ -649,14 +641,10 @@ async fn resume_pending(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let Some(pending) = state.store.find_pending_sso(&secret_digest(resume), now).await? else {
-        return Ok(refusal(
-            StatusCode::BAD_REQUEST,
-            "Sign-in link expired",
-            "This sign-in request has expired or was already used. Go back to the app and start again.",
-        ));
+        return Ok(refusal(state, BrowserError::ExpiredLink, StatusCode::BAD_REQUEST, None));
     };
     if pending.app_id != app.id {
-        return Ok(unknown_app());
+        return Ok(unknown_app(state));
     }
     let (found, outcome) = browser_session(state, headers, token, ip).await?;
     let authenticated_since = |s: &Session| s.password_verified_at.unwrap_or(s.created);
@@ -664,11 +652,7 @@ async fn resume_pending(
         // ForceAuthn: only an authentication after the request arrived answers it.
         Some((session, user)) if !pending.force_authn || authenticated_since(&session) > pending.created => {
             if !state.store.delete_pending_sso(&pending.id_digest).await? {
-                return Ok(refusal(
-                    StatusCode::CONFLICT,
-                    "Already answered",
-                    "This sign-in request was already answered.",
-                ));
+                return Ok(refusal(state, BrowserError::ExpiredLink, StatusCode::CONFLICT, None));
             }
             let answer_to = Answer {
                 app,

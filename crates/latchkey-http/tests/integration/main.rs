@@ -13,6 +13,7 @@ mod errors;
 mod hosts;
 mod logs;
 mod origins;
+mod pages;
 mod saml;
 mod sessions;
 mod snapshot;

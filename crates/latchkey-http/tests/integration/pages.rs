@@ -1,0 +1,660 @@
+//! The hosted pages driven like a browser without JavaScript: a cookie jar, GETs and form posts.
+//! Sign-in through every state, CSRF, fromURI checks, escaping, headers, persistent cookies,
+//! the dashboard, the sessions page, sign-out and the templated error pages.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use latchkey_core::totp;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::support::{App, BASE, app};
+
+const PASSWORD: &str = "Correct-Horse-9";
+
+/// A browser's cookies for the IdP (paths ignored: the tests only need names).
+#[derive(Default, Clone)]
+struct Jar(BTreeMap<String, String>);
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers.get("location").map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+
+    /// The value of the first `name="<field>" value="…"` in the page.
+    fn field(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        Some(self.body[start..].split('"').next()?.to_owned())
+    }
+
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+}
+
+impl Jar {
+    fn header(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn take(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attributes.contains("Max-Age=0") {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    async fn send(&mut self, app: &App, req: axum::http::request::Builder, body: Body) -> Page {
+        let req = req.header("cookie", self.header()).body(body).unwrap();
+        let res = app.router.clone().oneshot(req).await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        self.take(&headers);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Page { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    async fn get(&mut self, app: &App, uri: &str) -> Page {
+        self.send(app, Request::get(uri), Body::empty()).await
+    }
+
+    /// Posts a form as a browser would from one of the IdP's pages.
+    async fn post(&mut self, app: &App, uri: &str, fields: &[(&str, &str)]) -> Page {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let req = Request::post(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", BASE)
+            .header("sec-fetch-site", "same-origin");
+        self.send(app, req, Body::from(body)).await
+    }
+
+    /// Submits the form of `page` that posts to `action`, with its hidden fields and `fields`.
+    async fn submit(&mut self, app: &App, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
+        let marker = format!("action=\"{action}\"");
+        let start = page.body.find(&marker).unwrap_or_else(|| panic!("no form to {action} in {}", page.body));
+        let form = &page.body[start..start + page.body[start..].find("</form>").unwrap()];
+        let mut all: Vec<(String, String)> = Vec::new();
+        for input in form.split("<input").skip(1) {
+            if input.contains("type=\"hidden\"") {
+                let name = input.split("name=\"").nth(1).unwrap().split('"').next().unwrap();
+                let value = input.split("value=\"").nth(1).unwrap().split('"').next().unwrap();
+                all.push((name.to_owned(), value.replace("&amp;", "&").replace("&#x2f;", "/")));
+            }
+        }
+        for (k, v) in fields {
+            all.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.post(app, action, &pairs).await
+    }
+
+    async fn sign_in(
+        &mut self,
+        app: &App,
+        query: &str,
+        login: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+    ) -> Page {
+        let page = self.get(app, &format!("/login/login.htm{query}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let mut fields = vec![("username", login), ("password", password)];
+        fields.extend_from_slice(extra);
+        self.submit(app, &page, "/login/login.htm", &fields).await
+    }
+}
+
+async fn policy(app: &App, kind: &str) -> Value {
+    app.call(Method::GET, &format!("/api/v1/policies?type={kind}"), Value::Null).await.body[0].clone()
+}
+
+async fn put_policy(app: &App, kind: &str, change: impl FnOnce(&mut Value)) {
+    let mut p = policy(app, kind).await;
+    change(&mut p);
+    let id = p["id"].as_str().unwrap().to_owned();
+    let reply = app.call(Method::PUT, &format!("/api/v1/policies/{id}"), p).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+async fn set_sign_on(app: &App, signon: Value) {
+    let p = policy(app, "OKTA_SIGN_ON").await;
+    let href = p["_links"]["rules"]["href"].as_str().unwrap().trim_start_matches(BASE).to_owned();
+    let mut rule = app.call(Method::GET, &href, Value::Null).await.body[0].clone();
+    for (k, v) in signon.as_object().unwrap() {
+        if k == "usePersistentCookie" {
+            rule["actions"]["signon"]["session"][k] = v.clone();
+        } else {
+            rule["actions"]["signon"][k] = v.clone();
+        }
+    }
+    let href = rule["_links"]["self"]["href"].as_str().unwrap().trim_start_matches(BASE).to_owned();
+    assert_eq!(app.call(Method::PUT, &href, rule).await.status, StatusCode::OK);
+}
+
+fn code(app: &App, secret: &str, offset_steps: i64) -> String {
+    let key = totp::base32_decode(secret).unwrap();
+    let now = latchkey_core::Clock::now(app.clock.as_ref()).epoch_seconds();
+    totp::code_at(&key, totp::step_at(now) + offset_steps)
+}
+
+fn assert_page_headers(page: &Page) {
+    let h = |name: &str| page.headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let csp = h("content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "img-src 'self' data:",
+        "style-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "CSP {csp:?} lacks {part}");
+    }
+    assert!(!csp.contains("script-src"), "no scripts at all: {csp}");
+    assert_eq!(h("x-frame-options"), "DENY");
+    assert_eq!(h("x-content-type-options"), "nosniff");
+    assert_eq!(h("referrer-policy"), "no-referrer");
+    assert_eq!(h("cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn password_sign_in_reaches_the_dashboard_with_safe_headers() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    let mut jar = Jar::default();
+    let page = jar.get(&app, "/login/login.htm").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_page_headers(&page);
+    assert!(page.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+    assert!(page.set_cookie("lk_csrf").unwrap().contains("HttpOnly"));
+    for needle in [
+        "<html lang=\"en\">",
+        "name=\"viewport\"",
+        "<label for=\"username\">",
+        "autocomplete=\"username\"",
+        "autocomplete=\"current-password\"",
+    ] {
+        assert!(page.body.contains(needle), "sign-in page lacks {needle}");
+    }
+    assert!(!page.body.contains("name=\"remember\""), "no 'keep me signed in' unless the policy allows it");
+    assert!(!page.body.contains("<script"), "no JavaScript");
+
+    let done = jar
+        .submit(&app, &page, "/login/login.htm", &[("username", "pat@example.com"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), format!("{BASE}/app/UserHome"));
+    let sid = done.set_cookie("sid").unwrap();
+    assert!(sid.contains("HttpOnly") && !sid.contains("Max-Age"), "a browser-session cookie: {sid}");
+
+    let home = jar.get(&app, "/app/UserHome").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert_page_headers(&home);
+    assert!(home.body.contains("No apps assigned yet"), "{}", home.body);
+    assert!(home.body.contains("pat@example.com"));
+    // With a session, the sign-in page sends the browser on.
+    let again = jar.get(&app, "/login/login.htm").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.location(), format!("{BASE}/app/UserHome"));
+
+    let css = jar.get(&app, "/login/static/latchkey.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/css"));
+}
+
+#[tokio::test]
+async fn wrong_password_keeps_the_escaped_username_and_unknown_users_look_the_same() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    let mut jar = Jar::default();
+    let hostile = "\"><script>alert(1)</script>";
+    let page = jar.sign_in(&app, "", hostile, "nope", &[]).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+    assert!(page.body.contains("&quot;&gt;&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{}", page.body);
+    assert!(page.body.contains("role=\"alert\""));
+    assert!(page.body.contains("aria-describedby=\"username-hint form-error\""));
+    let wrong = jar.sign_in(&app, "", "pat@example.com", "nope", &[]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("The username or password is not correct."));
+    assert!(wrong.set_cookie("sid").is_none());
+}
+
+#[tokio::test]
+async fn forms_without_a_valid_csrf_token_or_from_another_site_are_refused() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    let mut jar = Jar::default();
+    let page = jar.get(&app, "/login/login.htm").await;
+    let token = page.field("_csrf").unwrap();
+    let creds = [("username", "pat@example.com"), ("password", PASSWORD)];
+
+    let missing = jar.post(&app, "/login/login.htm", &creds).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    assert!(missing.body.contains("This form has expired"), "{}", missing.body);
+    let request_id = missing.headers.get("x-okta-request-id").unwrap().to_str().unwrap();
+    assert!(missing.body.contains(request_id), "the error page shows the request id");
+    assert_page_headers(&missing);
+
+    let mut forged = creds.to_vec();
+    forged.push(("_csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    assert_eq!(jar.post(&app, "/login/login.htm", &forged).await.status, StatusCode::FORBIDDEN);
+
+    // The right token from a browser without the cookie it is bound to.
+    let mut other = Jar::default();
+    let mut with_token = creds.to_vec();
+    with_token.push(("_csrf", &token));
+    assert_eq!(other.post(&app, "/login/login.htm", &with_token).await.status, StatusCode::FORBIDDEN);
+
+    // The right token and cookie, but posted from another site.
+    let body: String =
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&with_token).finish();
+    let cross = Request::post("/login/login.htm")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://evil.example");
+    assert_eq!(jar.send(&app, cross, Body::from(body.clone())).await.status, StatusCode::FORBIDDEN);
+    let cross_site = Request::post("/login/login.htm")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site");
+    assert_eq!(jar.send(&app, cross_site, Body::from(body)).await.status, StatusCode::FORBIDDEN);
+
+    // What Chromium sends from our own page (its Referrer-Policy makes the Origin `null`).
+    let own = Request::post("/login/login.htm")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin");
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&forged).finish();
+    assert_eq!(
+        jar.send(&app, own, Body::from(body)).await.status,
+        StatusCode::FORBIDDEN,
+        "still needs the token"
+    );
+    let ok = jar.post(&app, "/login/login.htm", &with_token).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    // Sign-out and ending other sessions are forms too.
+    assert_eq!(jar.post(&app, "/login/signout", &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(jar.get(&app, "/app/UserHome").await.status, StatusCode::OK, "still signed in");
+}
+
+#[tokio::test]
+async fn from_uri_is_followed_only_when_local_or_trusted() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    let trusted =
+        json!({"name": "Portal", "origin": "https://portal.example.test", "scopes": [{"type": "REDIRECT"}]});
+    assert_eq!(app.call(Method::POST, "/api/v1/trustedOrigins", trusted).await.status, StatusCode::OK);
+    let cases = [
+        ("/app/sample/exk1/sso/saml?resume=r1", format!("{BASE}/app/sample/exk1/sso/saml?resume=r1")),
+        ("https://portal.example.test/landing?x=1", "https://portal.example.test/landing?x=1".to_owned()),
+        (&format!("{BASE}/app/UserHome/sessions"), format!("{BASE}/app/UserHome/sessions")),
+        ("//evil.example/x", format!("{BASE}/app/UserHome")),
+        ("/\\evil.example/x", format!("{BASE}/app/UserHome")),
+        ("https://evil.example/", format!("{BASE}/app/UserHome")),
+        ("javascript:alert(1)", format!("{BASE}/app/UserHome")),
+        ("https://portal.example.test.evil.example/", format!("{BASE}/app/UserHome")),
+    ];
+    for (from, expected) in cases {
+        // Two sign-ins per case: stay under the per-username budget of 4 a second.
+        app.clock.advance_secs(1);
+        let mut jar = Jar::default();
+        let encoded: String = url::form_urlencoded::byte_serialize(from.as_bytes()).collect();
+        let page = jar.get(&app, &format!("/login/login.htm?fromURI={encoded}")).await;
+        if expected.ends_with("/app/UserHome") {
+            assert!(page.field("fromURI").is_none(), "{from}: an untrusted fromURI is not even carried");
+            assert!(!page.body.contains("evil.example"), "{from}");
+        }
+        let done = jar
+            .submit(
+                &app,
+                &page,
+                "/login/login.htm",
+                &[("username", "pat@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{from}: {}", done.body);
+        assert_eq!(done.location(), expected, "{from}");
+        // A tampered form field is checked again on the way out.
+        let mut jar = Jar::default();
+        let page = jar.get(&app, "/login/login.htm").await;
+        let done = jar
+            .submit(
+                &app,
+                &page,
+                "/login/login.htm",
+                &[("fromURI", from), ("username", "pat@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(done.location(), expected, "{from} posted directly");
+    }
+    // A trusted origin elsewhere is allowed as a form target in the page's CSP.
+    let mut jar = Jar::default();
+    let page = jar.get(&app, "/login/login.htm?fromURI=https%3A%2F%2Fportal.example.test%2Fx").await;
+    let csp = page.headers.get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(csp.contains("form-action 'self' https://portal.example.test;"), "{csp}");
+}
+
+#[tokio::test]
+async fn keep_me_signed_in_only_when_the_policy_allows_and_the_user_asks() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    let remember = [("remember", "1")];
+    let mut jar = Jar::default();
+    let done = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &remember).await;
+    assert!(!done.set_cookie("sid").unwrap().contains("Max-Age"), "policy does not allow persistent cookies");
+
+    set_sign_on(&app, json!({"usePersistentCookie": true})).await;
+    let mut jar = Jar::default();
+    let page = jar.get(&app, "/login/login.htm").await;
+    assert!(page.body.contains("name=\"remember\""), "the checkbox appears");
+    assert!(page.body.contains("<label for=\"remember\">Keep me signed in</label>"));
+    let done = jar
+        .submit(&app, &page, "/login/login.htm", &[("username", "pat@example.com"), ("password", PASSWORD)])
+        .await;
+    assert!(!done.set_cookie("sid").unwrap().contains("Max-Age"), "not asked");
+    let mut jar = Jar::default();
+    let done = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &remember).await;
+    let sid = done.set_cookie("sid").unwrap();
+    assert!(sid.contains("Max-Age=7200"), "asked and allowed: {sid}");
+}
+
+#[tokio::test]
+async fn totp_enrollment_then_verification_through_the_pages() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    put_policy(&app, "MFA_ENROLL", |p| {
+        p["settings"]["factors"]["okta_otp"]["enroll"]["self"] = json!("REQUIRED")
+    })
+    .await;
+    let mut jar = Jar::default();
+    let choose =
+        jar.sign_in(&app, "?fromURI=%2Fapp%2FUserHome%2Fsessions", "pat@example.com", PASSWORD, &[]).await;
+    assert_eq!(choose.status, StatusCode::OK, "{}", choose.body);
+    assert!(choose.body.contains("Set up Okta Verify"), "{}", choose.body);
+    assert!(!choose.body.contains("Not now"), "required: no skip");
+    let tx = choose.set_cookie("lk_tx").unwrap();
+    assert!(tx.contains("HttpOnly") && tx.contains("Path=/login"), "{tx}");
+    assert!(!choose.body.contains(&jar.0["lk_tx"]), "the state token never appears in the page");
+    assert_page_headers(&choose);
+
+    let okta_form_start = choose.body.find("value=\"OKTA\"").unwrap();
+    assert!(okta_form_start > 0);
+    let activate = jar.submit(&app, &choose, "/login/mfa/enroll", &[("provider", "OKTA")]).await;
+    // The form with provider OKTA is the first; the helper posts the first form's hidden fields,
+    // so post the provider explicitly too (the last value wins only if the first is absent).
+    assert_eq!(activate.status, StatusCode::OK, "{}", activate.body);
+    let secret = activate.body.split("data-secret=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert_eq!(secret.len(), 32, "{secret}");
+    assert!(activate.body.contains("&#x2f;qr&#x2f;"), "the QR code image");
+    assert!(activate.body.contains("alt=\"QR code"));
+    let qr = activate.body.split("<img class=\"qr\" src=\"").nth(1).unwrap();
+    assert!(qr.starts_with("&#x2f;api&#x2f;v1&#x2f;users&#x2f;"), "a same-origin image: {qr}");
+
+    let wrong = jar.submit(&app, &activate, "/login/mfa/activate", &[("passCode", "000000")]).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+    assert!(wrong.body.contains("That code is not correct"));
+    assert!(wrong.body.contains("aria-invalid=\"true\""));
+    let done =
+        jar.submit(&app, &wrong, "/login/mfa/activate", &[("passCode", &code(&app, &secret, 0))]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), format!("{BASE}/app/UserHome/sessions"));
+    assert!(done.set_cookie("lk_tx").unwrap().contains("Max-Age=0"), "the transaction cookie is cleared");
+
+    // Next sign-in: the code is asked for.
+    set_sign_on(&app, json!({"requireFactor": true})).await;
+    app.clock.advance_secs(30);
+    let mut jar = Jar::default();
+    let verify = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+    assert_eq!(verify.status, StatusCode::OK, "{}", verify.body);
+    assert!(verify.body.contains("autocomplete=\"one-time-code\""), "{}", verify.body);
+    let bad = jar.submit(&app, &verify, "/login/mfa/verify", &[("passCode", "123456")]).await;
+    assert_eq!(bad.status, StatusCode::FORBIDDEN);
+    assert!(bad.body.contains("That code is not correct"));
+    let good_code = code(&app, &secret, 0);
+    let ok = jar.submit(&app, &bad, "/login/mfa/verify", &[("passCode", &good_code)]).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(jar.get(&app, "/app/UserHome").await.status, StatusCode::OK);
+
+    // The same code again in another browser: replay is refused with its own message.
+    let mut other = Jar::default();
+    let verify = other.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+    let replay = other.submit(&app, &verify, "/login/mfa/verify", &[("passCode", &good_code)]).await;
+    assert!(replay.body.contains("already used"), "{}", replay.body);
+
+    // Cancel goes back to an empty sign-in form.
+    let cancelled = other.submit(&app, &replay, "/login/cancel", &[]).await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    assert!(cancelled.location().ends_with("/login/login.htm"));
+}
+
+#[tokio::test]
+async fn expired_password_must_be_changed_on_the_page() {
+    let app = app().await;
+    let id = app.create_ok("pat@example.com").await;
+    let r =
+        app.call(Method::POST, &format!("/api/v1/users/{id}/lifecycle/expire_password"), Value::Null).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut jar = Jar::default();
+    let page = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Your password has expired"), "{}", page.body);
+    assert!(page.body.contains("autocomplete=\"new-password\""));
+    assert!(!page.body.contains("Remind me later"), "an expired password cannot be skipped");
+
+    let mismatch = jar
+        .submit(
+            &app,
+            &page,
+            "/login/password",
+            &[("oldPassword", PASSWORD), ("newPassword", "New-Horse-77"), ("confirmPassword", "Other-1")],
+        )
+        .await;
+    assert_eq!(mismatch.status, StatusCode::BAD_REQUEST);
+    assert!(mismatch.body.contains("The two new passwords are not the same."));
+    let wrong_old = jar
+        .submit(
+            &app,
+            &mismatch,
+            "/login/password",
+            &[("oldPassword", "nope"), ("newPassword", "New-Horse-77"), ("confirmPassword", "New-Horse-77")],
+        )
+        .await;
+    assert_eq!(wrong_old.status, StatusCode::FORBIDDEN, "{}", wrong_old.body);
+    assert!(wrong_old.body.contains("Your current password is not correct."), "{}", wrong_old.body);
+    let weak = jar
+        .submit(
+            &app,
+            &wrong_old,
+            "/login/password",
+            &[("oldPassword", PASSWORD), ("newPassword", "short"), ("confirmPassword", "short")],
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::FORBIDDEN);
+    assert!(weak.body.contains("The new password was not accepted"), "{}", weak.body);
+    let done = jar
+        .submit(
+            &app,
+            &weak,
+            "/login/password",
+            &[
+                ("oldPassword", PASSWORD),
+                ("newPassword", "New-Horse-77"),
+                ("confirmPassword", "New-Horse-77"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let mut jar = Jar::default();
+    assert_eq!(
+        jar.sign_in(&app, "", "pat@example.com", "New-Horse-77", &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn password_warning_can_be_skipped() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    put_policy(&app, "PASSWORD", |p| {
+        p["settings"]["password"]["age"]["maxAgeDays"] = json!(10);
+        p["settings"]["password"]["age"]["expireWarnDays"] = json!(20);
+    })
+    .await;
+    let mut jar = Jar::default();
+    let warn = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+    assert!(warn.body.contains("Your password expires soon"), "{}", warn.body);
+    let skipped = jar.submit(&app, &warn, "/login/skip", &[]).await;
+    assert_eq!(skipped.status, StatusCode::SEE_OTHER, "{}", skipped.body);
+}
+
+#[tokio::test]
+async fn lockout_and_throttling_have_their_own_messages() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    put_policy(&app, "PASSWORD", |p| {
+        p["settings"]["password"]["lockout"]["maxAttempts"] = json!(2);
+        p["settings"]["password"]["lockout"]["showLockoutFailures"] = json!(true);
+    })
+    .await;
+    let mut jar = Jar::default();
+    assert_eq!(jar.sign_in(&app, "", "pat@example.com", "bad-1", &[]).await.status, StatusCode::UNAUTHORIZED);
+    app.clock.advance_secs(1);
+    let locked = jar.sign_in(&app, "", "pat@example.com", "bad-2", &[]).await;
+    assert_eq!(locked.status, StatusCode::FORBIDDEN, "{}", locked.body);
+    assert!(locked.body.contains("Your account is locked"), "{}", locked.body);
+    app.clock.advance_secs(1);
+    let still = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+    assert!(still.body.contains("Your account is locked"));
+
+    app.create_ok("quinn@example.com").await;
+    app.clock.advance_secs(1);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let page = jar.sign_in(&app, "", "quinn@example.com", "wrong", &[]).await;
+        statuses.push((page.status, page.body.contains("Too many sign-in attempts")));
+    }
+    assert!(statuses.contains(&(StatusCode::TOO_MANY_REQUESTS, true)), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn prompt_login_shows_the_form_and_the_new_session_replaces_the_old() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    app.create_ok("quinn@example.com").await;
+    let mut jar = Jar::default();
+    jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+    let first = jar.0["sid"].clone();
+    let page = jar.get(&app, "/login/login.htm?fromURI=%2Fapp%2FUserHome&prompt=login").await;
+    assert_eq!(page.status, StatusCode::OK, "the form even with a session");
+    assert!(page.body.contains("Please sign in again"));
+    let done = jar
+        .submit(&app, &page, "/login/login.htm", &[("username", "quinn@example.com"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_ne!(jar.0["sid"], first);
+    let home = jar.get(&app, "/app/UserHome").await;
+    assert!(home.body.contains("quinn@example.com"));
+    let mut old = Jar::default();
+    old.0.insert("sid".into(), first);
+    assert_eq!(old.get(&app, "/app/UserHome").await.status, StatusCode::SEE_OTHER, "the old session ended");
+}
+
+#[tokio::test]
+async fn sessions_page_ends_the_others_and_sign_out_ends_this_one() {
+    let app = app().await;
+    app.create_ok("pat@example.com").await;
+    let mut laptop = Jar::default();
+    let mut phone = Jar::default();
+    laptop.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+    phone.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
+
+    let anonymous = Jar::default().get(&app, "/app/UserHome/sessions").await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert!(anonymous.location().contains("/login/login.htm?fromURI=%2Fapp%2FUserHome%2Fsessions"));
+
+    let page = laptop.get(&app, "/app/UserHome/sessions").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.body.matches("<li class=\"session").count(), 2, "{}", page.body);
+    assert!(page.body.contains("This browser"));
+    let ended = laptop.submit(&app, &page, "/app/UserHome/sessions/end-others", &[]).await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER, "{}", ended.body);
+    let after = laptop.get(&app, ended.location().trim_start_matches(BASE)).await;
+    assert!(after.body.contains("1 other session(s) ended."), "{}", after.body);
+    assert_eq!(after.body.matches("<li class=\"session").count(), 1);
+    assert_eq!(
+        phone.get(&app, "/app/UserHome").await.status,
+        StatusCode::SEE_OTHER,
+        "the phone is signed out"
+    );
+
+    let logs = app
+        .call(Method::GET, "/api/v1/logs?filter=eventType%20eq%20%22user.session.end%22", Value::Null)
+        .await;
+    assert!(
+        logs.body.as_array().unwrap().iter().any(|e| e["outcome"]["reason"] == "LOGOUT"),
+        "{}",
+        logs.body
+    );
+
+    let home = laptop.get(&app, "/app/UserHome").await;
+    let out = laptop.submit(&app, &home, "/login/signout", &[]).await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert!(
+        out.body.contains("<meta http-equiv=\"refresh\" content=\"0;url=&#x2f;login&#x2f;signout\">"),
+        "the page continues at GET /login/signout without script: {}",
+        out.body
+    );
+    let done = laptop.get(&app, "/login/signout").await;
+    assert_eq!(done.status, StatusCode::FOUND);
+    assert!(done.location().ends_with("/login/login.htm"));
+    assert_eq!(laptop.get(&app, "/app/UserHome").await.status, StatusCode::SEE_OTHER, "signed out");
+}
+
+#[tokio::test]
+async fn browser_endpoint_errors_are_pages_with_the_request_id() {
+    let app = app().await;
+    let mut jar = Jar::default();
+    let page =
+        jar.get(&app, "/login/sessionCookieRedirect?token=x&redirectUrl=https%3A%2F%2Fevil.example%2F").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+    assert!(page.body.contains("The link cannot be followed"), "{}", page.body);
+    let id = page.headers.get("x-okta-request-id").unwrap().to_str().unwrap();
+    assert!(page.body.contains(id));
+    assert_page_headers(&page);
+    let missing = jar.get(&app, "/login/sessionCookieRedirect?token=x").await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert!(missing.body.contains("Request ID"));
+}
+
+#[tokio::test]
+async fn a_step_without_a_transaction_starts_over() {
+    let app = app().await;
+    let mut jar = Jar::default();
+    let page = jar.get(&app, "/login/login.htm").await;
+    let token = page.field("_csrf").unwrap();
+    let again = jar.post(&app, "/login/mfa/verify", &[("_csrf", &token), ("passCode", "123456")]).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(again.body.contains("Your sign-in took too long"), "{}", again.body);
+    jar.0.insert("lk_tx".into(), "forged".into());
+    let forged = jar.post(&app, "/login/mfa/verify", &[("_csrf", &token), ("passCode", "123456")]).await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+}
