@@ -10,7 +10,7 @@
 //! * `cpu`    — who used the CPU during a window (server, database, harness, rest)
 //! * `common` — shared CLI options and the start/measure/stop sequence
 //! * `stats`  — summaries and bootstrap intervals for timing comparisons
-//! * one module per benchmark (`users`, `signins`, `authn_timing`, `sessions`)
+//! * one module per benchmark (`users`, `signins`, `authn_timing`, `sessions`, `saml`)
 
 mod authn_timing;
 mod common;
@@ -18,6 +18,7 @@ mod cpu;
 mod load;
 mod open_loop;
 mod report;
+mod saml;
 mod server;
 mod sessions;
 mod signins;
@@ -52,6 +53,9 @@ enum Command {
     /// `GET /healthz`, then an open-loop latency run of /sessions/me at a
     /// fixed rate (half the measured throughput by default).
     Sessions(sessions::SessionsArgs),
+    /// Signed SAML responses per second for a signed-in user (embed link with
+    /// the session cookie) versus the machine's RSA-2048 signing rate.
+    Saml(saml::SamlArgs),
 }
 
 impl Command {
@@ -61,6 +65,7 @@ impl Command {
             Command::Signins(a) => a.common.client_threads,
             Command::AuthnTiming(_) => 1,
             Command::Sessions(a) => a.common.client_threads,
+            Command::Saml(a) => a.common.client_threads,
         }
     }
 }
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Signins(args) => (boxed(runtime.block_on(signins::run(args))), args.common.results_dir()),
         Command::AuthnTiming(args) => (runtime.block_on(authn_timing::run(args)), args.server.results_dir()),
         Command::Sessions(args) => (runtime.block_on(sessions::run(args)), args.common.results_dir()),
+        Command::Saml(args) => (boxed(runtime.block_on(saml::run(args))), args.common.results_dir()),
     };
 
     let mut failures = Vec::new();

@@ -316,7 +316,7 @@ async fn new_session_cookie(api: &Api, addr: SocketAddr, login: &str) -> Result<
 }
 
 /// The value of `sid` in one `Set-Cookie` header, if it sets a non-empty one.
-fn sid_from_set_cookie(header: &str) -> Option<String> {
+pub(crate) fn sid_from_set_cookie(header: &str) -> Option<String> {
     let first = header.split(';').next()?.trim();
     let (name, value) = first.split_once('=')?;
     (name.trim() == "sid" && !value.is_empty()).then(|| value.to_string())
@@ -344,7 +344,7 @@ async fn check_session(addr: SocketAddr, sid: &str, user_id: &str) -> Result<Val
 
 /// One GET on a fresh connection, redirects not followed, with the right
 /// `Host` (the server answers 421 to any other host).
-async fn raw_get(
+pub(crate) async fn raw_get(
     addr: SocketAddr,
     path: &str,
     headers: &[(hyper::header::HeaderName, &str)],
@@ -368,7 +368,7 @@ async fn raw_get(
 }
 
 /// Percent-encode everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -305,9 +305,8 @@ impl RequestFactory for SigninRequests {
 }
 
 /// One baseline round: `threads` OS threads verify [`PASSWORD`] against
-/// `phc` back to back for `warmup + duration`; verifications completing in
-/// the measured window count. Each verification parses the PHC string and
-/// builds the hasher, as the server does. Blocking.
+/// `phc` back to back for `warmup + duration`. Each verification parses the
+/// PHC string and builds the hasher, as the server does. Blocking.
 fn argon2_round(
     label: &str,
     phc: &Arc<String>,
@@ -316,54 +315,15 @@ fn argon2_round(
     duration: Duration,
     watch: &CpuWatch,
 ) -> Result<RoundResult> {
-    let start = Instant::now();
-    let measure_start = start + warmup;
-    let end = measure_start + duration;
-    let workers: Vec<_> = (0..threads.max(1))
-        .map(|_| {
-            let phc = Arc::clone(phc);
-            std::thread::spawn(move || -> std::result::Result<Vec<u64>, String> {
-                let mut latencies = Vec::new();
-                while Instant::now() < end {
-                    let t0 = Instant::now();
-                    let parsed = PasswordHash::new(&phc).map_err(|e| format!("PHC parse: {e}"))?;
-                    let hasher = argon2().map_err(|e| e.to_string())?;
-                    hasher
-                        .verify_password(PASSWORD.as_bytes(), &parsed)
-                        .map_err(|e| format!("argon2 verification failed: {e}"))?;
-                    let t1 = Instant::now();
-                    if t1 >= measure_start && t1 <= end {
-                        latencies.push(u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX));
-                    }
-                }
-                Ok(latencies)
-            })
-        })
-        .collect();
-
-    std::thread::sleep(measure_start.saturating_duration_since(Instant::now()));
-    let cpu0 = watch.sample();
-    std::thread::sleep(end.saturating_duration_since(Instant::now()));
-    let cpu1 = watch.sample();
-
-    let mut lat = Vec::new();
-    for w in workers {
-        let part = w.join().map_err(|_| err("argon2 baseline thread panicked"))?.map_err(err)?;
-        lat.extend(part);
-    }
-    lat.sort_unstable();
-    let window = duration.as_secs_f64();
-    Ok(RoundResult {
-        label: label.to_string(),
-        requests_ok: lat.len() as u64,
-        rps: if window > 0.0 { lat.len() as f64 / window } else { 0.0 },
-        p50_ms: percentile_ms(&lat, 50.0),
-        p99_ms: percentile_ms(&lat, 99.0),
-        max_ms: lat.last().map(|ns| *ns as f64 / 1e6).unwrap_or(0.0),
-        cpu: cpu0.usage_until(&cpu1),
-        in_process: true,
-        ..RoundResult::default()
-    })
+    let phc = Arc::clone(phc);
+    let verify = Arc::new(move || -> std::result::Result<(), String> {
+        let parsed = PasswordHash::new(&phc).map_err(|e| format!("PHC parse: {e}"))?;
+        let hasher = argon2().map_err(|e| e.to_string())?;
+        hasher
+            .verify_password(PASSWORD.as_bytes(), &parsed)
+            .map_err(|e| format!("argon2 verification failed: {e}"))
+    });
+    load::in_process_round(label, threads, warmup, duration, watch, verify)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //   server.orgUrl   -> "http://127.0.0.1:PORT"
 //   server.token    -> admin API token made with `latchkey token create`
 //   await server.stop()  -> SIGTERM, waits for exit, removes the temp dir
+//   await server.cli(['signing-key', 'stage'])  -> runs `latchkey <args> --database-url <same DB>`
+//                   with the server's environment (master key); resolves {stdout, stderr}
 //
 // Environment:
 //   LATCHKEY_BIN                 server binary (default: ../target/debug/latchkey from e2e/)
@@ -191,6 +193,8 @@ export async function startServer({ tokenName = 'e2e', env = {}, databaseUrl: sh
     dir,
     binary: bin,
     output: () => tail.toString(),
+    /** Runs a CLI command of the same binary on the same database and master key. */
+    cli: (args, { timeoutMs = 20000 } = {}) => run(bin, [...args, '--database-url', databaseUrl], { env, timeoutMs }),
     /**
      * SIGTERM the server and wait for it to exit. Resolves with {code, signal, clean}.
      * `clean` is true when the process exited by itself with status 0 within the grace period.
