@@ -353,39 +353,6 @@ pub fn schedule(rounds: usize) -> Vec<(usize, Side)> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_nearest_rank() {
-        let v: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
-        assert_eq!(percentile_ms(&v, 50.0), 50.0);
-        assert_eq!(percentile_ms(&v, 99.0), 99.0);
-        assert_eq!(percentile_ms(&v, 100.0), 100.0);
-        assert_eq!(percentile_ms(&[7_000_000], 99.0), 7.0);
-        assert_eq!(percentile_ms(&[], 50.0), 0.0);
-    }
-
-    #[test]
-    fn schedule_alternates_and_balances() {
-        let s = schedule(3);
-        let sides: Vec<Side> = s.iter().map(|(_, side)| *side).collect();
-        use Side::*;
-        assert_eq!(sides, vec![Baseline, Target, Target, Baseline, Baseline, Target]);
-        assert_eq!(s.iter().filter(|(_, x)| *x == Target).count(), 3);
-    }
-
-    #[test]
-    fn fixed_request_builds_origin_form() -> Result<()> {
-        let f = FixedRequest::get("/api/v1/users/abc").header(hyper::header::AUTHORIZATION, "SSWS t")?;
-        let req = f.build(0, 0)?;
-        assert_eq!(req.uri().path(), "/api/v1/users/abc");
-        assert_eq!(req.headers()[hyper::header::AUTHORIZATION], "SSWS t");
-        Ok(())
-    }
-}
-
 /// An operation an in-process baseline repeats (a hash verification, an RSA signature).
 pub type InProcessOp = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 
@@ -443,4 +410,37 @@ pub fn in_process_round(
         in_process: true,
         ..RoundResult::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
+        assert_eq!(percentile_ms(&v, 50.0), 50.0);
+        assert_eq!(percentile_ms(&v, 99.0), 99.0);
+        assert_eq!(percentile_ms(&v, 100.0), 100.0);
+        assert_eq!(percentile_ms(&[7_000_000], 99.0), 7.0);
+        assert_eq!(percentile_ms(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn schedule_alternates_and_balances() {
+        let s = schedule(3);
+        let sides: Vec<Side> = s.iter().map(|(_, side)| *side).collect();
+        use Side::*;
+        assert_eq!(sides, vec![Baseline, Target, Target, Baseline, Baseline, Target]);
+        assert_eq!(s.iter().filter(|(_, x)| *x == Target).count(), 3);
+    }
+
+    #[test]
+    fn fixed_request_builds_origin_form() -> Result<()> {
+        let f = FixedRequest::get("/api/v1/users/abc").header(hyper::header::AUTHORIZATION, "SSWS t")?;
+        let req = f.build(0, 0)?;
+        assert_eq!(req.uri().path(), "/api/v1/users/abc");
+        assert_eq!(req.headers()[hyper::header::AUTHORIZATION], "SSWS t");
+        Ok(())
+    }
 }

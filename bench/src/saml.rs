@@ -13,11 +13,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::Full;
@@ -87,7 +87,8 @@ fn signing_op() -> Result<InProcessOp> {
         let rng = SystemRandom::new();
         let mut signature = vec![0u8; key.public_modulus_len()];
         for _ in 0..2 {
-            key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature).map_err(|e| format!("RSA sign: {e}"))?;
+            key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature)
+                .map_err(|e| format!("RSA sign: {e}"))?;
         }
         Ok(())
     }))
@@ -207,7 +208,9 @@ async fn create_app(admin: &Api, user_id: &str) -> Result<String> {
 /// Signs in, opens the embed link with the session token (creating the browser session), checks
 /// the answer carries a SAMLResponse, and returns the `sid` cookie and the page size.
 async fn first_sso(api: &Api, addr: SocketAddr, login: &str, embed: &str) -> Result<(String, usize)> {
-    let v = api.call_ok(Method::POST, "/api/v1/authn", Some(&json!({"username": login, "password": PASSWORD}))).await?;
+    let v = api
+        .call_ok(Method::POST, "/api/v1/authn", Some(&json!({"username": login, "password": PASSWORD})))
+        .await?;
     let token = v
         .get("sessionToken")
         .and_then(Value::as_str)
@@ -261,7 +264,7 @@ mod tests {
     #[test]
     fn signing_op_signs_twice_per_call() -> Result<()> {
         let op = signing_op()?;
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         op().map_err(err)?;
         assert!(started.elapsed() < Duration::from_secs(5));
         Ok(())

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::common::{AUTHN_THROTTLING_OFF, CommonArgs, DbArgs, Harness, Plan};
 use crate::cpu::CpuWatch;
-use crate::load::{self, RequestFactory, Side, percentile_ms};
+use crate::load::{self, RequestFactory, Side};
 use crate::report::{Comparison, RoundResult, Series};
 use crate::server::{Api, Backend};
 use crate::util::{Result, err, random_suffix};

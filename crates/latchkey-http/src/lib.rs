@@ -56,6 +56,8 @@ pub struct HttpConfig {
     /// A directory whose files replace the hosted pages' embedded templates, style sheet and
     /// strings (branding); see [`pages::Pages::load`].
     pub pages_dir: Option<std::path::PathBuf>,
+    /// Mount the demo kiosk portal and the built-in test SP (`serve --demo`, or `test_sp = true`).
+    pub test_sp: bool,
 }
 
 impl HttpConfig {
@@ -69,6 +71,7 @@ impl HttpConfig {
             session_token_precedence: TokenPrecedence::Token,
             custom_domains: Vec::new(),
             pages_dir: None,
+            test_sp: false,
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct AppState {
     dummy_hash: Arc<str>,
     /// Opened SAML signing keys by kid.
     signing_key_cache: Arc<saml::KeyCache>,
+    /// The built-in test SP's outstanding requests (demo only).
+    test_sp: Arc<pages::demo::TestSp>,
     /// The hosted pages' templates, style sheet and strings.
     pub(crate) pages: Arc<pages::Pages>,
 }
@@ -112,6 +117,7 @@ impl AppState {
             master_key: Arc::new(master_key),
             dummy_hash: Arc::from(dummy_hash),
             signing_key_cache: Arc::default(),
+            test_sp: Arc::default(),
             pages: Arc::new(pages),
         }
     }
@@ -158,7 +164,9 @@ impl AppState {
 /// The whole application: API routes, health endpoints, Okta-shaped fallbacks, and middleware.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
+    let demo = if state.config.test_sp { pages::demo::routes() } else { Router::new() };
     Router::new()
+        .merge(demo)
         .merge(users::routes())
         .merge(apps::routes())
         .merge(saml::routes())

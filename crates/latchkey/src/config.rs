@@ -23,6 +23,7 @@ const KEYS: &[&str] = &[
     "authn_rate_limit_per_ip",
     "custom_domains",
     "pages_dir",
+    "test_sp",
 ];
 
 /// The configuration as written, before validation. Every field is optional so layers compose.
@@ -57,6 +58,9 @@ pub struct RawConfig {
     /// `messages/<lang>.txt`), for branding and languages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pages_dir: Option<String>,
+    /// Mount the kiosk portal and the built-in test SP outside demo mode (`serve --demo` always does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_sp: Option<bool>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -81,6 +85,7 @@ pub struct Settings {
     pub authn_limits: latchkey_core::authn::machine::AuthnLimits,
     pub custom_domains: Vec<Url>,
     pub pages_dir: Option<std::path::PathBuf>,
+    pub test_sp: bool,
 }
 
 /// Where the master key comes from.
@@ -214,6 +219,7 @@ impl RawConfig {
                 authn_limits,
                 custom_domains,
                 pages_dir,
+                test_sp: self.test_sp.unwrap_or(false),
             }),
             _ => Err(problems),
         }
@@ -261,7 +267,7 @@ impl Settings {
     /// Human-readable effective settings with secrets masked (`latchkey config check`).
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\n",
+            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\ntest_sp = {}\n",
             self.listen,
             self.public_base(),
             self.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/')).collect::<Vec<_>>(),
@@ -282,6 +288,7 @@ impl Settings {
             self.authn_limits.per_username,
             self.authn_limits.per_ip,
             self.pages_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+            self.test_sp,
         )
     }
 }

@@ -19,6 +19,7 @@ const DEMO_USERS: &[(&str, &str, &str, &str)] = &[
 
 pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
     let users = state.users();
+    let mut user_ids = Vec::new();
     for (login, first, last, password) in DEMO_USERS {
         let profile = json!({"login": login, "email": login, "firstName": first, "lastName": last});
         let new = NewUser {
@@ -31,7 +32,11 @@ pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
             Ok(_) | Err(CoreError::Validation { .. }) => {}
             Err(e) => return Err(format!("demo seeding failed: {e}")),
         }
+        if let Ok(user) = users.get(login).await {
+            user_ids.push(user.id);
+        }
     }
+    let app = latchkey_http::pages::demo::ensure_demo_app(state, &user_ids).await?;
     state.store.delete_api_tokens_named("demo").await.map_err(|e| format!("demo token: {e}"))?;
     let (token, secret) = ApiToken::issue("demo", state.clock.now());
     state.store.insert_api_token(&token).await.map_err(|e| format!("demo token: {e}"))?;
@@ -45,6 +50,18 @@ pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
         text.push_str(&format!("    {login:<20} {shown}\n"));
     }
     text.push_str(&format!("\n  Admin API token (new on every start): {}\n\n", secret.expose()));
+    text.push_str("  Shared-browser demo (the flow Latchkey exists for):\n");
+    text.push_str(&format!("    1. Kiosk portal:  {base}{}\n", latchkey_http::pages::demo::KIOSK));
+    text.push_str("       sign in as one demo user, then as the other, in the same browser\n");
+    text.push_str(&format!("    2. Test SP:       {base}{}\n", latchkey_http::pages::demo::SP_HOME));
+    text.push_str("       shows who arrived and with which attributes\n");
+    text.push_str(&format!(
+        "    Embed link of the demo app \"{}\": {base}/home/{}/{}/{}\n",
+        app.label, app.name, app.id, app.link_id
+    ));
+    text.push_str(&format!(
+        "    Hosted sign-in:   {base}/login/login.htm    Dashboard: {base}/app/UserHome\n\n"
+    ));
     text.push_str("  Try:\n");
     text.push_str(&format!("    curl -H 'Authorization: SSWS {}' {base}/api/v1/users\n\n", secret.expose()));
     eprint!("{text}");

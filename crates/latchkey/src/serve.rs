@@ -35,6 +35,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
         settings.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/').to_owned()).collect();
     http.session_token_precedence = settings.session_token_precedence;
     http.pages_dir = settings.pages_dir.clone();
+    http.test_sp = settings.test_sp || demo;
     http.org_id = store
         .org_setting("org_id", &latchkey_core::ids::new_id(latchkey_core::ids::IdKind::Org))
         .await
@@ -47,6 +48,8 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
 
     if demo {
         crate::demo::seed(&state, &settings).await?;
+    } else if settings.test_sp {
+        latchkey_http::pages::demo::ensure_demo_app(&state, &[]).await?;
     }
 
     let listener = TcpListener::bind(settings.listen)

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod logout;
 pub mod metadata;
 pub mod response;
+pub mod test_sp;
 pub mod xml;
 
 mod c14n;

@@ -14,6 +14,7 @@
 //! page is escaped by the templates; the `stateToken` never appears in a page (see [`TX_COOKIE`]).
 
 mod csrf;
+pub mod demo;
 mod i18n;
 mod templates;
 

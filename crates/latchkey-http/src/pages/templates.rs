@@ -23,6 +23,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("password.html", include_str!("templates/password.html")),
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("sessions.html", include_str!("templates/sessions.html")),
+    ("demo_kiosk.html", include_str!("templates/demo_kiosk.html")),
+    ("demo_sp.html", include_str!("templates/demo_sp.html")),
 ];
 
 const STYLE: &str = include_str!("static/latchkey.css");

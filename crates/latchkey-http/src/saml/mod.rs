@@ -53,7 +53,7 @@ pub(crate) struct SigningKeys {
 
 impl SigningKeys {
     /// Certificates for metadata: the next key first, then the active one.
-    fn published_certs(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn published_certs(&self) -> Vec<Vec<u8>> {
         let mut certs = Vec::with_capacity(2);
         if let Some(next) = &self.next {
             certs.push(next.cert_der().to_vec());

@@ -11,7 +11,7 @@ use latchkey_core::totp;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use crate::support::{App, BASE, app};
+use crate::support::{App, BASE, app, app_realtime};
 
 const PASSWORD: &str = "Correct-Horse-9";
 
@@ -657,4 +657,75 @@ async fn a_step_without_a_transaction_starts_over() {
     jar.0.insert("lk_tx".into(), "forged".into());
     let forged = jar.post(&app, "/login/mfa/verify", &[("_csrf", &token), ("passCode", "123456")]).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Follows the IdP's auto-posting page to the test SP's ACS, as the browser's script would.
+async fn post_to_acs(jar: &mut Jar, app: &App, page: &Page) -> Page {
+    let action =
+        page.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+    let path = action.strip_prefix(BASE).unwrap_or(&action).to_owned();
+    let response = page.field("SAMLResponse").unwrap_or_else(|| panic!("no SAMLResponse: {}", page.body));
+    jar.post(app, &path, &[("SAMLResponse", &response)]).await
+}
+
+#[tokio::test]
+async fn demo_kiosk_and_test_sp_show_the_second_person_as_themselves() {
+    let app = app_realtime(|c| c.test_sp = true).await;
+    let alice = app.create_ok("alice@example.com").await;
+    let bob = app.create_ok("bob@example.com").await;
+    let mut jar = Jar::default();
+    // The first use creates the demo app; assign both people to it.
+    let login = jar.get(&app, "/demo/sp/login").await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    assert!(login.location().contains("/sso/saml?SAMLRequest="), "{}", login.location());
+    let apps = app.call(Method::GET, "/api/v1/apps?q=latchkey", Value::Null).await.body;
+    let demo_id = apps[0]["id"].as_str().unwrap().to_owned();
+    for user in [&alice, &bob] {
+        app.call(Method::POST, &format!("/api/v1/apps/{demo_id}/users"), json!({"id": user})).await;
+    }
+    for person in ["alice@example.com", "bob@example.com"] {
+        let kiosk = jar.get(&app, "/demo/kiosk").await;
+        assert_eq!(kiosk.status, StatusCode::OK);
+        let sent = jar
+            .submit(&app, &kiosk, "/demo/kiosk", &[("username", person), ("password", "Correct-Horse-9")])
+            .await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+        let embed = sent.location().to_owned();
+        assert!(embed.contains("/home/latchkey_test_sp_1/") && embed.contains("?sessionToken="), "{embed}");
+        let form = jar.get(&app, embed.strip_prefix(BASE).unwrap()).await;
+        let arrived = post_to_acs(&mut jar, &app, &form).await;
+        assert_eq!(arrived.status, StatusCode::OK, "{}", arrived.body);
+        assert!(arrived.body.contains(&format!("<h1>Signed in as {person}</h1>")), "{}", arrived.body);
+        assert!(arrived.body.contains("IdP-initiated"));
+    }
+    // SP-initiated with the session the kiosk left: the SP's own request is answered.
+    let request = jar.get(&app, "/demo/sp/login").await;
+    let form = jar.get(&app, request.location().strip_prefix(BASE).unwrap()).await;
+    let arrived = post_to_acs(&mut jar, &app, &form).await;
+    assert!(
+        arrived.body.contains("<h1>Signed in as bob@example.com</h1>")
+            && arrived.body.contains("SP-initiated")
+    );
+    // Replaying that Response: the request was already answered.
+    let replay = post_to_acs(&mut jar, &app, &form).await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN);
+    // A forged Response is refused by the test SP.
+    let forged = jar.post(&app, "/demo/sp/acs", &[("SAMLResponse", "PHNhbWxwOlJlc3BvbnNlLz4=")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.body.contains("refused"), "{}", forged.body);
+    // A wrong password stays on the kiosk.
+    let kiosk = jar.get(&app, "/demo/kiosk").await;
+    let wrong = jar
+        .submit(&app, &kiosk, "/demo/kiosk", &[("username", "bob@example.com"), ("password", "nope")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("role=\"alert\""));
+}
+
+#[tokio::test]
+async fn demo_pages_exist_only_when_enabled() {
+    let app = app().await;
+    let mut jar = Jar::default();
+    assert_eq!(jar.get(&app, "/demo/kiosk").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(jar.get(&app, "/demo/sp/").await.status, StatusCode::NOT_FOUND);
 }

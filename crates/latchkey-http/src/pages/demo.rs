@@ -1,0 +1,293 @@
+//! The demo's two pages (mounted only with `serve --demo` or `test_sp = true`): a kiosk portal
+//! that does what the backend in Latchkey's story does (authenticate through the same code as
+//! `POST /api/v1/authn`, then send the browser to the app's embed link with `?sessionToken=`), and
+//! a built-in test SP that verifies the signed Response it receives and shows who arrived with
+//! which attributes, or starts an SP-initiated sign-in.
+//!
+//! The test SP trusts only the IdP's published signing certificates (as an SP with the metadata
+//! would) and remembers the AuthnRequest ids it sent (in memory: the demo runs on one node).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use latchkey_core::apps::{App, AppStatus, AppUser, SamlSignOn};
+use latchkey_core::authn::AuthnStatus;
+use latchkey_core::authn::machine::AuthnOptions;
+use latchkey_core::ids::{IdKind, new_id};
+use latchkey_core::saml::test_sp::{self, Expectations};
+use latchkey_core::store::AppStore;
+use latchkey_core::{CoreError, Timestamp};
+use minijinja::context;
+use serde_json::{Map, json};
+
+use super::{BrowserError, Form, Ui, csrf, error_response, see_other};
+use crate::AppState;
+use crate::authn::Caller;
+use crate::error::ApiError;
+
+pub const KIOSK: &str = "/demo/kiosk";
+pub const SP_HOME: &str = "/demo/sp/";
+const SP_LOGIN: &str = "/demo/sp/login";
+const SP_ACS: &str = "/demo/sp/acs";
+/// How long an AuthnRequest of the test SP may wait for its answer.
+const OUTSTANDING_SECS: i64 = 900;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(KIOSK, get(kiosk_page).post(kiosk_submit))
+        .route(SP_HOME, get(sp_home))
+        .route(SP_LOGIN, get(sp_login))
+        .route(SP_ACS, axum::routing::post(sp_acs))
+}
+
+/// The test SP's outstanding AuthnRequest ids and when they expire.
+#[derive(Default)]
+pub struct TestSp(Mutex<HashMap<String, Timestamp>>);
+
+/// The test SP's entity id: stable across restarts and hosts (the configured public URL).
+fn sp_entity_id(state: &AppState) -> String {
+    format!("{}/demo/sp", state.config.public_url)
+}
+
+/// Creates the demo app (a SAML app whose ACS is the built-in test SP) on first use, and assigns
+/// `users` to it. The app's id is kept as an organisation setting so restarts find it.
+pub async fn ensure_demo_app(state: &AppState, users: &[String]) -> Result<App, String> {
+    demo_app_assigned(state, users).await.map_err(|e| format!("demo app: {e}"))
+}
+
+async fn demo_app_assigned(state: &AppState, users: &[String]) -> Result<App, CoreError> {
+    let id = state.store.org_setting("demo_app_id", &new_id(IdKind::App)).await?;
+    let app = match state.store.find_app(&id).await? {
+        Some(app) => app,
+        None => {
+            let base = &state.config.public_url;
+            let acs = format!("{base}{SP_ACS}");
+            // Not `SamlSignOn::from_json`: its https-or-loopback rule is for SPs elsewhere; this ACS
+            // is the IdP's own public URL, whatever its scheme.
+            let sign_on: SamlSignOn = serde_json::from_value(json!({
+                "ssoAcsUrl": acs,
+                "recipient": acs,
+                "destination": acs,
+                "audience": sp_entity_id(state),
+                "subjectNameIdTemplate": "${user.userName}",
+                "subjectNameIdFormat": latchkey_core::apps::NAME_ID_EMAIL,
+                // The test SP checks the Response's signature, which covers the Assertion.
+                "responseSigned": true,
+                "assertionSigned": false,
+                "attributeStatements": [
+                    {"type": "EXPRESSION", "name": "email", "namespace": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic", "values": ["user.email"]},
+                    {"type": "EXPRESSION", "name": "firstName", "namespace": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic", "values": ["user.firstName"]},
+                    {"type": "EXPRESSION", "name": "lastName", "namespace": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic", "values": ["user.lastName"]}
+                ]
+            }))
+            .map_err(|e| CoreError::validation("settings.signOn", e.to_string()))?;
+            let now = state.clock.now();
+            let app = App {
+                id: id.clone(),
+                name: "latchkey_test_sp_1".to_owned(),
+                label: "Latchkey test SP".to_owned(),
+                status: AppStatus::Active,
+                external_key: new_id(IdKind::AppExternalKey),
+                link_id: new_id(IdKind::AppLink),
+                sign_on,
+                visibility: Map::new(),
+                created: now,
+                last_updated: now,
+            };
+            state.store.insert_app(&app).await?;
+            app
+        }
+    };
+    for user_id in users {
+        if state.store.find_app_user(&app.id, user_id).await?.is_none() {
+            let now = state.clock.now();
+            let assignment = AppUser {
+                app_id: app.id.clone(),
+                user_id: user_id.clone(),
+                scope: "USER".to_owned(),
+                user_name: None,
+                created: now,
+                last_updated: now,
+            };
+            state.store.put_app_user(&assignment).await?;
+        }
+    }
+    Ok(app)
+}
+
+async fn demo_app(state: &AppState) -> Result<App, ApiError> {
+    Ok(demo_app_assigned(state, &[]).await?)
+}
+
+async fn kiosk_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let ui = Ui::new(&state, &headers);
+    render_kiosk(&state, &ui, StatusCode::OK, "", None)
+}
+
+fn render_kiosk(
+    state: &AppState,
+    ui: &Ui,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let page = context! {
+        username,
+        error => error.map(|id| ui.text(id)),
+    };
+    ui.render(state, status, "demo_kiosk.html", page)
+}
+
+/// `POST /demo/kiosk`: the story's backend. Authenticates exactly as `/api/v1/authn` would and
+/// sends the browser to the embed link with the one-time session token.
+async fn kiosk_submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ui = Ui::new(&state, &headers);
+    let form = Form::parse(&body);
+    if !csrf::check(&state, &headers, form.get("_csrf")) {
+        return error_response(&state, &headers, BrowserError::Csrf, StatusCode::FORBIDDEN);
+    }
+    let username = form.get("username").unwrap_or_default().trim().to_owned();
+    let password = form.get("password").unwrap_or_default();
+    let result =
+        crate::authn::primary(&state, &username, password, AuthnOptions::default(), None, &caller.context)
+            .await;
+    let token = match result {
+        Ok(view) if view.status == AuthnStatus::Success => view.session_token,
+        Ok(_) => {
+            return render_kiosk(
+                &state,
+                &ui,
+                StatusCode::FORBIDDEN,
+                &username,
+                Some("demo.kiosk.more_steps"),
+            );
+        }
+        Err(CoreError::RateLimited { .. } | CoreError::Hashing) => {
+            return render_kiosk(
+                &state,
+                &ui,
+                StatusCode::TOO_MANY_REQUESTS,
+                &username,
+                Some("signin.throttled"),
+            );
+        }
+        Err(CoreError::AuthenticationFailed) => {
+            return render_kiosk(&state, &ui, StatusCode::UNAUTHORIZED, &username, Some("signin.failed"));
+        }
+        Err(e) => return ApiError::from(e).into_page(&state, &headers),
+    };
+    let app = match demo_app(&state).await {
+        Ok(app) => app,
+        Err(e) => return e.into_page(&state, &headers),
+    };
+    let token: String = url::form_urlencoded::byte_serialize(token.unwrap_or_default().as_bytes()).collect();
+    let embed = crate::apps::embed_link(&state, &app);
+    ui.finish(&state, see_other(&format!("{embed}?sessionToken={token}")))
+}
+
+async fn sp_home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let ui = Ui::new(&state, &headers);
+    sp_page(&state, &ui, StatusCode::OK, context! { arrival => () })
+}
+
+/// The test SP's page; its sign-out link ends the IdP session and comes back to the kiosk.
+fn sp_page(state: &AppState, ui: &Ui, status: StatusCode, page: minijinja::Value) -> Response {
+    let kiosk: String = url::form_urlencoded::byte_serialize(state.link(KIOSK).as_bytes()).collect();
+    let page = context! { signout => format!("/login/signout?fromURI={kiosk}"), ..page };
+    ui.render(state, status, "demo_sp.html", page)
+}
+
+/// `GET /demo/sp/login`: SP-initiated SSO with an AuthnRequest over HTTP-Redirect.
+async fn sp_login(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let app = match demo_app(&state).await {
+        Ok(app) => app,
+        Err(e) => return e.into_page(&state, &headers),
+    };
+    let now = state.clock.now();
+    let acs = state.link(SP_ACS);
+    let sso = crate::saml::sso_url(&state, &app);
+    match test_sp::authn_request_url(&sso, &sp_entity_id(&state), &acs, now) {
+        Ok((url, id)) => {
+            if let Ok(mut outstanding) = state.test_sp.0.lock() {
+                outstanding.retain(|_, expires| *expires > now);
+                outstanding.insert(id, now.plus_seconds(OUTSTANDING_SECS));
+            }
+            let mut response = see_other(&url);
+            response.headers_mut().remove("content-security-policy");
+            response
+        }
+        Err(e) => ApiError::from(CoreError::Crypto(e)).into_page(&state, &headers),
+    }
+}
+
+/// `POST /demo/sp/acs`: verifies the Response and shows who arrived.
+async fn sp_acs(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ui = Ui::new(&state, &headers);
+    let form = Form::parse(&body);
+    let app = match demo_app(&state).await {
+        Ok(app) => app,
+        Err(e) => return e.into_page(&state, &headers),
+    };
+    let keys = match crate::saml::signing_keys(&state).await {
+        Ok(keys) => keys,
+        Err(e) => return e.into_page(&state, &headers),
+    };
+    let certs = keys.published_certs();
+    let acs = state.link(SP_ACS);
+    let sp = sp_entity_id(&state);
+    let idp = app.idp_issuer();
+    let expect = Expectations {
+        idp_entity_id: &idp,
+        sp_entity_id: &sp,
+        acs_url: &acs,
+        idp_certificates: &certs,
+        now: state.clock.now(),
+        skew_seconds: 5,
+    };
+    let refused = |reason: String| {
+        sp_page(&state, &ui, StatusCode::FORBIDDEN, context! { arrival => (), refused => reason })
+    };
+    let arrival = match test_sp::read_response(form.get("SAMLResponse").unwrap_or_default(), &expect) {
+        Ok(arrival) => arrival,
+        Err(reason) => return refused(reason),
+    };
+    let solicited = match &arrival.in_response_to {
+        None => false,
+        Some(id) => {
+            let known = state.test_sp.0.lock().map(|mut o| o.remove(id).is_some()).unwrap_or(false);
+            if !known {
+                return refused(
+                    "the Response answers no request of this SP (or one already answered)".to_owned(),
+                );
+            }
+            true
+        }
+    };
+    let attributes: Vec<_> = arrival
+        .attributes
+        .iter()
+        .map(|(name, values)| context! { name, value => values.join(", ") })
+        .collect();
+    let page = context! {
+        arrival => context! {
+            name_id => arrival.name_id,
+            format => arrival.name_id_format,
+            session_index => arrival.session_index,
+            solicited,
+            relay_state => form.get("RelayState"),
+            attributes,
+        },
+    };
+    sp_page(&state, &ui, StatusCode::OK, page)
+}
