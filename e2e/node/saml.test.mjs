@@ -316,6 +316,9 @@ describe('SAML IdP with Okta SDKs, pysaml2 and node-saml', { skip: skip ?? false
     assert.deepEqual(md3.certs, [md2.certs[0]], `after activate only the new key is published:\n${md3.xml}`);
     const oneNew = saveMetadata(dir, 'idp-rollover-new', md3.xml);
 
+    // A node keeps the key pair it read for up to 5 s (KEYS_FRESH_FOR in saml/mod.rs): SPs hold
+    // both certificates by then, so the switch may land on each node a little later.
+    await new Promise((resolve) => setTimeout(resolve, 5500));
     const e2 = await embed(s.app, { sessionToken: await token() });
     assert.equal(e2.res.status, 200, e2.html);
     const resp1 = e1.form.fields.SAMLResponse;

@@ -20,10 +20,13 @@
 //   env           extra environment variables for the server process (e.g. rate limits, master key)
 //   databaseUrl   use this existing database instead of creating one; it is NOT dropped on stop
 //                 (several servers on one database: see startCluster)
+//   publicUrl     the --public-url to pass (default: the server's own http://127.0.0.1:PORT), e.g.
+//                 a proxy in front of several nodes; requests must then carry that Host (only
+//                 /healthz, /readyz, /metrics answer on the node's own address)
 // With the postgres backend a fresh LATCHKEY_MASTER_KEY is passed unless env or the caller's
 // environment has one (SQLite servers create their own key file).
 //
-//   const cluster = await startCluster({ nodes: 2, env });   // needs LATCHKEY_TEST_DATABASE_URL
+//   const cluster = await startCluster({ nodes: 2, env, publicUrl });   // needs LATCHKEY_TEST_DATABASE_URL
 //   cluster.nodes[0].orgUrl, cluster.nodes[1].orgUrl, cluster.token (valid on every node)
 //   await cluster.stop()  -> stops every node, then drops the shared database
 
@@ -108,7 +111,7 @@ async function waitReady(baseUrl, child, tail, timeoutMs) {
   throw new Error(`latchkey did not answer 200 on /readyz within ${timeoutMs} ms (last: ${lastErr})\n--- server output ---\n${tail}`);
 }
 
-export async function startServer({ tokenName = 'e2e', env = {}, databaseUrl: sharedDatabaseUrl = null } = {}) {
+export async function startServer({ tokenName = 'e2e', env = {}, databaseUrl: sharedDatabaseUrl = null, publicUrl = null } = {}) {
   const bin = binaryPath();
   if (!existsSync(bin)) {
     throw new Error(`latchkey binary not found at ${bin}; build it with \`cargo build -p latchkey\` or set LATCHKEY_BIN`);
@@ -143,7 +146,7 @@ export async function startServer({ tokenName = 'e2e', env = {}, databaseUrl: sh
     const port = await freePort();
     baseUrl = `http://127.0.0.1:${port}`;
     tail = new Tail();
-    child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--public-url', baseUrl, '--database-url', databaseUrl], {
+    child = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--public-url', publicUrl ?? baseUrl, '--database-url', databaseUrl], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_BACKTRACE: '1', ...env },
     });
@@ -186,8 +189,10 @@ export async function startServer({ tokenName = 'e2e', env = {}, databaseUrl: sh
 
   let stopped = null;
   return {
-    orgUrl: baseUrl,
+    orgUrl: publicUrl ?? baseUrl,
     baseUrl,
+    /** The node's own address (differs from orgUrl with publicUrl; only for the operational routes). */
+    nodeUrl: baseUrl,
     token,
     databaseUrl,
     dir,
@@ -239,7 +244,7 @@ export function newMasterKey() {
  * Starts `nodes` servers, one after the other, on ONE fresh PostgreSQL database (created from
  * LATCHKEY_TEST_DATABASE_URL) with the same LATCHKEY_MASTER_KEY. `env` is passed to every node.
  */
-export async function startCluster({ nodes = 2, env = {}, tokenName = 'e2e' } = {}) {
+export async function startCluster({ nodes = 2, env = {}, tokenName = 'e2e', publicUrl = null } = {}) {
   const base = process.env.LATCHKEY_TEST_DATABASE_URL;
   if (!base) throw new Error('startCluster needs LATCHKEY_TEST_DATABASE_URL (a PostgreSQL URL whose role may CREATE DATABASE)');
   const databaseUrl = await createDatabase(base);
@@ -253,7 +258,7 @@ export async function startCluster({ nodes = 2, env = {}, tokenName = 'e2e' } = 
   };
   try {
     for (let i = 0; i < nodes; i++) {
-      started.push(await startServer({ tokenName: `${tokenName}-node${i}`, env: nodeEnv, databaseUrl }));
+      started.push(await startServer({ tokenName: `${tokenName}-node${i}`, env: nodeEnv, databaseUrl, publicUrl }));
     }
   } catch (e) {
     await stopAll();

@@ -152,6 +152,9 @@ pub struct LogQuery {
 pub trait EventStore: Send + Sync {
     fn insert_event(&self, event: &Event) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Inserts several events in one transaction (one durable commit for all), in order.
+    fn insert_events(&self, events: &[Event]) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Events matching `query` in the order they were written, each with its paging cursor.
     fn list_events(&self, query: &LogQuery) -> impl Future<Output = StoreResult<Vec<(i64, Event)>>> + Send;
 }

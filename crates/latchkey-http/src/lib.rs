@@ -90,6 +90,8 @@ pub struct AppState {
     signing_key_cache: Arc<saml::KeyCache>,
     /// The built-in test SP's outstanding requests (demo only).
     test_sp: Arc<pages::demo::TestSp>,
+    /// Group-commit writer of the system log (`None` when built outside a runtime).
+    event_writer: Option<Arc<logs::EventWriter>>,
     /// The hosted pages' templates, style sheet and strings.
     pub(crate) pages: Arc<pages::Pages>,
 }
@@ -97,6 +99,7 @@ pub struct AppState {
 impl AppState {
     /// Blocks briefly: computes the dummy password hash with the production parameters.
     pub fn new(store: Store, config: HttpConfig, master_key: MasterKey) -> Self {
+        let event_writer = logs::EventWriter::start(store.clone()).map(Arc::new);
         let random = latchkey_core::ids::Secret::generate();
         let dummy_hash = latchkey_core::password::hash(random.expose()).unwrap_or_default();
         // The binary checks the pages directory before it gets here (`pages::Pages::load`); should
@@ -118,6 +121,7 @@ impl AppState {
             dummy_hash: Arc::from(dummy_hash),
             signing_key_cache: Arc::default(),
             test_sp: Arc::default(),
+            event_writer,
             pages: Arc::new(pages),
         }
     }

@@ -22,10 +22,60 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/logs", get(list))
 }
 
+/// Most events one commit carries.
+const MAX_BATCH: usize = 256;
+
+type Pending = (Event, tokio::sync::oneshot::Sender<()>);
+
+/// Writes system-log events with group commit: requests logging at the same moment share one
+/// transaction (one durable commit, one fsync on SQLite) instead of queueing for the single writer
+/// one by one. Each caller still waits until its event is committed, so a response is never sent
+/// before its event is in the log.
+pub(crate) struct EventWriter {
+    queue: tokio::sync::mpsc::Sender<Pending>,
+}
+
+impl EventWriter {
+    /// Starts the writer task on the current runtime; `None` outside a runtime.
+    pub(crate) fn start(store: latchkey_store::Store) -> Option<Self> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (queue, mut incoming) = tokio::sync::mpsc::channel::<Pending>(4 * MAX_BATCH);
+        runtime.spawn(async move {
+            while let Some(first) = incoming.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match incoming.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (events, acks): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
+                if let Err(e) = store.insert_events(&events).await {
+                    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+                    tracing::error!(error = %e, event_types = ?types, "could not write to the system log");
+                }
+                for ack in acks {
+                    let _ = ack.send(());
+                }
+            }
+        });
+        Some(Self { queue })
+    }
+}
+
 impl AppState {
     /// Writes an event. The change it describes has already happened, so a failure to log is
     /// reported in the process log rather than turned into an error for the client.
     pub(crate) async fn log(&self, event: Event) {
+        if let Some(writer) = &self.event_writer {
+            let (ack, committed) = tokio::sync::oneshot::channel();
+            if writer.queue.send((event, ack)).await.is_ok() {
+                let _ = committed.await;
+                return;
+            }
+            tracing::error!("the system log writer has stopped; an event was not written");
+            return;
+        }
         if let Err(e) = self.store.insert_event(&event).await {
             tracing::error!(error = %e, event_type = %event.event_type, "could not write to the system log");
         }

@@ -72,22 +72,28 @@ fn from_json(body: &str) -> StoreResult<Event> {
 
 impl EventStore for Store {
     async fn insert_event(&self, event: &Event) -> StoreResult<()> {
-        let body = to_json(event).to_string();
+        self.insert_events(std::slice::from_ref(event)).await
+    }
+
+    async fn insert_events(&self, events: &[Event]) -> StoreResult<()> {
+        const INSERT: &str = "INSERT INTO events (id, published, event_type, outcome, actor_id, target_id, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)";
         on_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO events (id, published, event_type, outcome, actor_id, target_id, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&event.id)
-            .bind(event.published.millis())
-            .bind(&event.event_type)
-            .bind(event.outcome)
-            .bind(&event.actor.id)
-            .bind(event.targets.first().map(|t| t.id.clone()))
-            .bind(body)
-            .execute(pool)
-            .await
-            .map_err(map_err)?;
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            for event in events {
+                sqlx::query(INSERT)
+                    .bind(&event.id)
+                    .bind(event.published.millis())
+                    .bind(&event.event_type)
+                    .bind(event.outcome)
+                    .bind(&event.actor.id)
+                    .bind(event.targets.first().map(|t| t.id.clone()))
+                    .bind(to_json(event).to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)?;
         });
         Ok(())
     }

@@ -41,11 +41,20 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(slo::routes())
 }
 
-/// Opened signing keys by kid.
+/// Opened signing keys by kid, and the current pair for a few seconds.
 #[derive(Default)]
-pub struct KeyCache(RwLock<HashMap<String, Arc<SigningKey>>>);
+pub struct KeyCache(
+    RwLock<HashMap<String, Arc<SigningKey>>>,
+    RwLock<Option<(std::time::Instant, SigningKeys)>>,
+);
+
+/// How long a node keeps using the key pair it read. A rollover's switch reaches every node within
+/// this time; SPs hold both certificates from the metadata by then (announce first, switch later),
+/// so a response signed by the previous key in that window is still accepted.
+const KEYS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The key that signs now and the one announced next (rollover).
+#[derive(Clone)]
 pub(crate) struct SigningKeys {
     pub active: Arc<SigningKey>,
     pub next: Option<Arc<SigningKey>>,
@@ -79,6 +88,20 @@ fn open_cached(state: &AppState, stored: &StoredSigningKey) -> Result<Arc<Signin
 /// The current signing keys, generating the first one if the organisation has none yet (two
 /// nodes racing: one insert wins, the other reads the winner's key).
 pub(crate) async fn signing_keys(state: &AppState) -> Result<SigningKeys, ApiError> {
+    if let Ok(current) = state.signing_key_cache.1.read()
+        && let Some((read_at, keys)) = current.as_ref()
+        && read_at.elapsed() < KEYS_FRESH_FOR
+    {
+        return Ok(keys.clone());
+    }
+    let keys = read_signing_keys(state).await?;
+    if let Ok(mut current) = state.signing_key_cache.1.write() {
+        *current = Some((std::time::Instant::now(), keys.clone()));
+    }
+    Ok(keys)
+}
+
+async fn read_signing_keys(state: &AppState) -> Result<SigningKeys, ApiError> {
     for _ in 0..2 {
         let stored = state.store.list_signing_keys().await?;
         let active = stored.iter().find(|k| k.status == KeyStatus::Active);
@@ -140,7 +163,8 @@ pub(crate) fn slo_url(state: &AppState, app: &App) -> String {
 }
 
 async fn metadata_response(state: &AppState, app: &App) -> Result<Response, ApiError> {
-    let keys = signing_keys(state).await?;
+    // Read afresh (not the signing path's short cache): a staged key is published at once.
+    let keys = read_signing_keys(state).await?;
     let sso = sso_url(state, app);
     let slo = slo_url(state, app);
     let document = idp_metadata(&IdpMetadata {
