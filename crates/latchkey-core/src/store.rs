@@ -293,6 +293,15 @@ pub trait SamlStore: Send + Sync {
         session_id: &str,
     ) -> impl Future<Output = StoreResult<Vec<Participant>>> + Send;
 
+    /// For single sign-on in one read: `None` when the user is not assigned to the app, else the
+    /// session's participant record for the app, if it has one already.
+    fn find_sso_grant(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<Option<Participant>>>> + Send;
+
     /// The participant record an SP's SessionIndex names.
     fn find_participant_by_index(
         &self,

@@ -467,6 +467,39 @@ impl SamlStore for Store {
         Ok(rows.into_iter().map(participant_from_row).collect())
     }
 
+    async fn find_sso_grant(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: &str,
+    ) -> StoreResult<Option<Option<Participant>>> {
+        type GrantRow = (Option<String>, Option<String>, Option<String>, Option<i64>);
+        let row: Option<GrantRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT p.name_id, p.name_id_format, p.session_index, p.created FROM app_users u \
+                 LEFT JOIN saml_participants p ON p.app_id = u.app_id AND p.session_id = $3 \
+                 WHERE u.app_id = $1 AND u.user_id = $2",
+            )
+            .bind(app_id)
+            .bind(user_id)
+            .bind(session_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(map_err)?
+        });
+        Ok(row.map(|(name_id, format, index, created)| match (name_id, format, index, created) {
+            (Some(name_id), Some(name_id_format), Some(session_index), Some(created)) => Some(Participant {
+                session_id: session_id.to_owned(),
+                app_id: app_id.to_owned(),
+                name_id,
+                name_id_format,
+                session_index,
+                created: Timestamp(created),
+            }),
+            _ => None,
+        }))
+    }
+
     async fn find_participant_by_index(
         &self,
         app_id: &str,

@@ -68,16 +68,16 @@ async fn answer(
     ip: Option<&str>,
 ) -> Result<Response, ApiError> {
     let app = answer.app;
-    if state.store.find_app_user(&app.id, &user.id).await?.is_none() {
+    let Some(existing) = state.store.find_sso_grant(&app.id, &user.id, &session.id).await? else {
         log_sso(state, app, user, "FAILURE", Some("NOT_ASSIGNED"), ip).await;
         return Ok(refusal(state, BrowserError::NotAssigned, StatusCode::FORBIDDEN, None));
-    }
+    };
     let Some(name_id) = app.name_id_for(user) else {
         let detail = "your profile has no value for the identifier (NameID) this app needs";
         return Ok(refusal(state, BrowserError::NotAssigned, StatusCode::FORBIDDEN, Some(detail)));
     };
     let name_id_format = answer.name_id_format.unwrap_or(&app.sign_on.subject_name_id_format).to_owned();
-    let participant = match state.store.find_participant(&session.id, &app.id).await? {
+    let participant = match existing {
         Some(existing) => existing,
         None => {
             let new = Participant {

@@ -789,6 +789,21 @@ pub async fn sso_state_is_shared_and_single_use(store: &Store) {
     assert_eq!(store.find_participant("102s", "0oa1").await.unwrap(), Some(participant.clone()));
     assert_eq!(store.find_participant_by_index("0oa1", "_idx1").await.unwrap(), Some(participant.clone()));
     assert_eq!(store.find_participant_by_index("0oa1", "_idx2").await.unwrap(), None);
+    assert_eq!(store.find_sso_grant("0oa1", "00uslo", "102s").await.unwrap(), None, "not assigned: no grant");
+    let assignment = AppUser {
+        app_id: "0oa1".into(),
+        user_id: "00uslo".into(),
+        scope: "USER".into(),
+        user_name: None,
+        created: Timestamp(1),
+        last_updated: Timestamp(1),
+    };
+    store.put_app_user(&assignment).await.unwrap();
+    assert_eq!(
+        store.find_sso_grant("0oa1", "00uslo", "102s").await.unwrap(),
+        Some(Some(participant.clone()))
+    );
+    assert_eq!(store.find_sso_grant("0oa1", "00uslo", "102other").await.unwrap(), Some(None), "first visit");
 
     let mut walk = LogoutWalk {
         id_digest: "w1".into(),
