@@ -289,7 +289,7 @@ describe('SAML IdP with Okta SDKs, pysaml2 and node-saml', { skip: skip ?? false
     assert.equal(gone.status, 404, 'the old cookie has no session after SLO');
   });
 
-  test('signing-key rollover with the CLI while the server runs: stage publishes, activate switches', async () => {
+  test('signing-key rollover with the CLI while the server runs: stage publishes, activate switches, retire unpublishes', async () => {
     const s = await registerSp('rollover');
     const before1 = s.mdFile; // one cert
     assert.equal(s.md.certs.length, 1);
@@ -313,8 +313,12 @@ describe('SAML IdP with Okta SDKs, pysaml2 and node-saml', { skip: skip ?? false
 
     await server.cli(['signing-key', 'activate']);
     const md3 = await appMetadata(server.orgUrl, server.token, s.app.id);
-    assert.deepEqual(md3.certs, [md2.certs[0]], `after activate only the new key is published:\n${md3.xml}`);
-    const oneNew = saveMetadata(dir, 'idp-rollover-new', md3.xml);
+    assert.deepEqual(md3.certs, [md2.certs[0], md2.certs[1]],
+      `after activate the new key signs and the previous one stays published:\n${md3.xml}`);
+    await server.cli(['signing-key', 'retire']);
+    const md4 = await appMetadata(server.orgUrl, server.token, s.app.id);
+    assert.deepEqual(md4.certs, [md2.certs[0]], `after retire only the new key is published:\n${md4.xml}`);
+    const oneNew = saveMetadata(dir, 'idp-rollover-new', md4.xml);
 
     // A node keeps the key pair it read for up to 5 s (KEYS_FRESH_FOR in saml/mod.rs): SPs hold
     // both certificates by then, so the switch may land on each node a little later.

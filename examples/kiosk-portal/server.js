@@ -174,7 +174,11 @@ async function main() {
     console.error('Set EMBED_LINK to the SAML app\'s embed link (or LATCHKEY_API_TOKEN to look it up).');
     process.exit(2);
   }
-  const server = app.listen(Number(process.env.PORT || 3000), HOST, () => {
+  const server = app.listen(Number(process.env.PORT || 3000), HOST, (error) => {
+    if (error) {
+      console.error(`Kiosk portal cannot listen on ${HOST}:${process.env.PORT || 3000}: ${error.message}`);
+      process.exit(1);
+    }
     const { port } = server.address();
     if (!PORTAL_URL) PORTAL_URL = `http://${HOST.includes(':') ? `[${HOST}]` : HOST}:${port}`;
     console.log(`Kiosk portal listening on ${PORTAL_URL} (IdP ${LATCHKEY_URL}, app ${EMBED_LINK})`);

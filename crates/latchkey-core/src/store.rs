@@ -257,8 +257,12 @@ pub trait SamlStore: Send + Sync {
     /// (two nodes generating the first key at once: one wins, the other reads the winner's).
     fn insert_signing_key(&self, key: &StoredSigningKey) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// In one transaction: ACTIVE → RETIRED and NEXT → ACTIVE. `false` when there is no NEXT key.
+    /// In one transaction: PREVIOUS → RETIRED, ACTIVE → PREVIOUS and NEXT → ACTIVE. `false` when
+    /// there is no NEXT key.
     fn promote_next_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// PREVIOUS → RETIRED (stops publishing the key the last rollover replaced). `false` when none.
+    fn retire_previous_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Records an SP's request id until `expires_at`; `false` when it was already seen (replay).
     fn remember_saml_request(

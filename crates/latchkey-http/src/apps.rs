@@ -263,6 +263,17 @@ async fn lifecycle(
     Ok(Json(json!({})))
 }
 
+/// `settings.signOn` as Okta renders it: `spIssuer` echoes the SLO issuer when only that is set.
+fn sign_on_json(app: &App) -> Value {
+    let mut value = serde_json::to_value(&app.sign_on).unwrap_or(Value::Null);
+    if let (Some(object), None) = (value.as_object_mut(), &app.sign_on.sp_issuer)
+        && let Some(issuer) = app.sign_on.slo.as_ref().and_then(|s| s.issuer.clone())
+    {
+        object.insert("spIssuer".into(), Value::String(issuer));
+    }
+    value
+}
+
 /// The app in Okta's `SamlApplication` shape.
 pub(crate) async fn render(state: &AppState, app: &App) -> Result<Value, ApiError> {
     let base = state.link(&format!("/api/v1/apps/{}", app.id));
@@ -292,7 +303,7 @@ pub(crate) async fn render(state: &AppState, app: &App) -> Result<Value, ApiErro
         "settings": {
             "app": {},
             "notifications": {"vpn": {"network": {"connection": "DISABLED"}, "message": null, "helpUrl": null}},
-            "signOn": app.sign_on,
+            "signOn": sign_on_json(app),
         },
         "_links": {
             "appLinks": [{"name": link_name, "href": embed_link(state, app), "type": "text/html"}],
@@ -486,16 +497,22 @@ pub(crate) async fn user_app_links(state: &AppState, user_id: &str) -> Result<Ve
                 "id": app.link_id,
                 "label": app.label,
                 "linkUrl": embed_link(state, app),
-                "logoUrl": state.link("/assets/app-tile.svg"),
+                "logoUrl": state.link(crate::pages::APP_TILE_LOGO),
                 "appName": app.name,
                 "appInstanceId": app.id,
-                "appAssignmentId": format!("0ua{}", &assignment.user_id.get(3..).unwrap_or_default()),
+                "appAssignmentId": assignment_id(&app.id, &assignment.user_id),
                 "credentialsSetup": false,
                 "hidden": hidden.unwrap_or(false),
                 "sortOrder": i,
             })
         })
         .collect())
+}
+
+/// An id per assignment (Okta's `0ua…`), derived from the app and the user so it is stable.
+fn assignment_id(app_id: &str, user_id: &str) -> String {
+    let digest = latchkey_core::ids::secret_digest(&format!("{app_id}/{user_id}"));
+    format!("0ua{}", &digest[..17])
 }
 
 async fn app_links(

@@ -264,8 +264,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) async fn not_found_fallback(uri: Uri) -> ApiError {
-    ApiError::RouteNotFound(uri.path().chars().take(200).collect())
+/// Unknown routes: Okta's JSON envelope for API paths, the templated page for the browser paths
+/// (`/login/…`, `/app/…`, `/home/…`, `/demo/…`), where a person reads the answer.
+pub(crate) async fn not_found_fallback(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    uri: Uri,
+) -> Response {
+    let error = ApiError::RouteNotFound(uri.path().chars().take(200).collect());
+    let path = uri.path();
+    if ["/login/", "/app/", "/home/", "/demo/"].iter().any(|prefix| path.starts_with(prefix)) {
+        error.into_page(&state, &headers)
+    } else {
+        error.into_response()
+    }
 }
 
 pub(crate) async fn method_not_allowed_fallback() -> ApiError {

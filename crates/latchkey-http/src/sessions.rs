@@ -93,7 +93,10 @@ impl AppState {
         match session {
             None => cookie.push_str("; Max-Age=0"),
             Some(s) if s.persistent => {
-                let seconds = (s.ends_at().millis() - self.clock.now().millis()).max(0) / 1000;
+                // The absolute lifetime, not the idle expiry: activity slides the idle expiry on the
+                // server, which the cookie cannot follow (the server still ends an idle session).
+                let until = s.lifetime_ends_at.unwrap_or(s.expires_at);
+                let seconds = (until.millis() - self.clock.now().millis()).max(0) / 1000;
                 cookie.push_str(&format!("; Max-Age={seconds}"));
             }
             Some(_) => {}

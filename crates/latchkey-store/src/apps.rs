@@ -323,7 +323,11 @@ impl SamlStore for Store {
                     .await
                     .map_err(map_err)?;
             if next.is_some() {
-                sqlx::query("UPDATE saml_signing_keys SET status = 'RETIRED' WHERE status = 'ACTIVE'")
+                sqlx::query("UPDATE saml_signing_keys SET status = 'RETIRED' WHERE status = 'PREVIOUS'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query("UPDATE saml_signing_keys SET status = 'PREVIOUS' WHERE status = 'ACTIVE'")
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
@@ -336,6 +340,17 @@ impl SamlStore for Store {
             next.is_some()
         });
         Ok(promoted)
+    }
+
+    async fn retire_previous_signing_key(&self) -> StoreResult<bool> {
+        let retired = on_pool!(self, write, |pool| {
+            sqlx::query("UPDATE saml_signing_keys SET status = 'RETIRED' WHERE status = 'PREVIOUS'")
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        });
+        Ok(retired > 0)
     }
 
     async fn remember_saml_request(

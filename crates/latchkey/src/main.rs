@@ -87,8 +87,14 @@ enum SigningKeyCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Switch: the staged key signs from now on; the old one is retired (no longer published).
+    /// Switch: the staged key signs from now on (each node within 5 s); the old one stays
+    /// published as PREVIOUS until `retire`, so responses signed just before the switch verify.
     Activate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Stop publishing the key the last `activate` replaced.
+    Retire {
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -202,7 +208,8 @@ async fn signing_key(command: SigningKeyCommand) -> Result<(), String> {
     use latchkey_core::store::SamlStore;
     let (SigningKeyCommand::List { common }
     | SigningKeyCommand::Stage { common }
-    | SigningKeyCommand::Activate { common }) = &command;
+    | SigningKeyCommand::Activate { common }
+    | SigningKeyCommand::Retire { common }) = &command;
     let settings = settings(common, None, None)?;
     let store = open_store(&settings).await?;
     store.migrate().await.map_err(|e| e.to_string())?;
@@ -272,6 +279,19 @@ async fn signing_key(command: SigningKeyCommand) -> Result<(), String> {
                 Ok(())
             } else {
                 Err("no key is staged; run `latchkey signing-key stage` first".to_owned())
+            }
+        }
+        SigningKeyCommand::Retire { .. } => {
+            let keys = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+            let previous = keys.into_iter().find(|k| k.status == KeyStatus::Previous).map(|k| k.kid);
+            match previous {
+                Some(kid) if store.retire_previous_signing_key().await.map_err(|e| e.to_string())? => {
+                    log("system.signing_key.retire", "Retire the previous SAML signing key", kid.clone())
+                        .await?;
+                    println!("{kid}");
+                    Ok(())
+                }
+                _ => Err("no previous key to retire".to_owned()),
             }
         }
     };

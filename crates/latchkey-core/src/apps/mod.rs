@@ -573,6 +573,9 @@ pub enum KeyStatus {
     Next,
     /// Signs every response.
     Active,
+    /// Signed until the last rollover; still published so that responses a node signed just
+    /// before the switch verify at SPs that reload metadata, until `signing-key retire`.
+    Previous,
     /// No longer signs or is published; kept for the record.
     Retired,
 }
@@ -582,6 +585,7 @@ impl KeyStatus {
         match self {
             KeyStatus::Next => "NEXT",
             KeyStatus::Active => "ACTIVE",
+            KeyStatus::Previous => "PREVIOUS",
             KeyStatus::Retired => "RETIRED",
         }
     }
@@ -590,6 +594,7 @@ impl KeyStatus {
         match text {
             "NEXT" => Some(KeyStatus::Next),
             "ACTIVE" => Some(KeyStatus::Active),
+            "PREVIOUS" => Some(KeyStatus::Previous),
             "RETIRED" => Some(KeyStatus::Retired),
             _ => None,
         }

@@ -137,9 +137,12 @@ fn render_kiosk(
     username: &str,
     error: Option<&str>,
 ) -> Response {
+    let cookie_wins =
+        state.config.session_token_precedence == latchkey_core::sessions::TokenPrecedence::Cookie;
     let page = context! {
         username,
         error => error.map(|id| ui.text(id)),
+        hint => ui.text(if cookie_wins { "demo.kiosk.hint_cookie" } else { "demo.kiosk.hint" }),
     };
     ui.render(state, status, "demo_kiosk.html", page)
 }

@@ -67,6 +67,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/login/password", post(|s, i, c, h, b| step(Step::ChangePassword, s, i, c, h, b)))
         .route("/login/cancel", post(|s, i, c, h, b| step(Step::Cancel, s, i, c, h, b)))
         .route("/login/static/latchkey.css", get(style))
+        .route(APP_TILE_LOGO, get(app_tile_logo))
         .route(HOME, get(dashboard))
         .route(SESSIONS_PAGE, get(sessions_page))
         .route("/app/UserHome/sessions/end-others", post(end_other_sessions))
@@ -275,6 +276,25 @@ fn message_page(
         }),
     };
     ui.render(state, status, "message.html", page)
+}
+
+/// The logo every app link names (`logoUrl`): apps have no logos of their own yet.
+pub(crate) const APP_TILE_LOGO: &str = "/login/static/app-tile.svg";
+
+async fn app_tile_logo() -> Response {
+    const SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 64 64\" width=\"64\" height=\"64\">\
+<rect width=\"64\" height=\"64\" rx=\"12\" fill=\"#1f4e79\"/><rect x=\"16\" y=\"16\" width=\"32\" height=\"32\" rx=\"4\" \
+fill=\"none\" stroke=\"#fff\" stroke-width=\"4\"/></svg>";
+    let mut response = SVG.into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    response
 }
 
 async fn style(State(state): State<AppState>) -> Response {

@@ -53,21 +53,25 @@ pub struct KeyCache(
 /// so a response signed by the previous key in that window is still accepted.
 const KEYS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The key that signs now and the one announced next (rollover).
+/// The key that signs now, the one announced next, and the one the last rollover replaced.
 #[derive(Clone)]
 pub(crate) struct SigningKeys {
     pub active: Arc<SigningKey>,
     pub next: Option<Arc<SigningKey>>,
+    pub previous: Option<Arc<SigningKey>>,
 }
 
 impl SigningKeys {
-    /// Certificates for metadata: the next key first, then the active one.
+    /// Certificates for metadata: the next key first, then the active one, then the previous one.
     pub(crate) fn published_certs(&self) -> Vec<Vec<u8>> {
-        let mut certs = Vec::with_capacity(2);
+        let mut certs = Vec::with_capacity(3);
         if let Some(next) = &self.next {
             certs.push(next.cert_der().to_vec());
         }
         certs.push(self.active.cert_der().to_vec());
+        if let Some(previous) = &self.previous {
+            certs.push(previous.cert_der().to_vec());
+        }
         certs
     }
 }
@@ -106,9 +110,11 @@ async fn read_signing_keys(state: &AppState) -> Result<SigningKeys, ApiError> {
         let stored = state.store.list_signing_keys().await?;
         let active = stored.iter().find(|k| k.status == KeyStatus::Active);
         let next = stored.iter().find(|k| k.status == KeyStatus::Next);
+        let previous = stored.iter().find(|k| k.status == KeyStatus::Previous);
         if let Some(active) = active {
             let next = next.map(|k| open_cached(state, k)).transpose()?;
-            return Ok(SigningKeys { active: open_cached(state, active)?, next });
+            let previous = previous.map(|k| open_cached(state, k)).transpose()?;
+            return Ok(SigningKeys { active: open_cached(state, active)?, next, previous });
         }
         generate_key(state, KeyStatus::Active).await?;
     }

@@ -431,6 +431,14 @@ async fn sp_initiated_inner(
         return resume_pending(state, ip, headers, &app, &resume, inbound.param("sessionToken").as_deref())
             .await;
     }
+    // Okta: a GET of the SSO URL without a SAMLRequest is an IdP-initiated sign-in, like the embed link.
+    if let Inbound::Redirect(query) = &inbound
+        && inbound.param("SAMLRequest").is_none()
+        && inbound.param("SAMLResponse").is_none()
+    {
+        let uri: axum::http::Uri = format!("/?{query}").parse().unwrap_or_default();
+        return embed_link_inner(state, ip, headers, &uri, &app.name, &app.id, &app.link_id).await;
+    }
     let limits = InboundLimits::default();
     let (request, relay_state) = match &inbound {
         Inbound::Redirect(query) => {

@@ -140,7 +140,8 @@ async fn set_sign_on(app: &App, signon: Value) {
     let href = p["_links"]["rules"]["href"].as_str().unwrap().trim_start_matches(BASE).to_owned();
     let mut rule = app.call(Method::GET, &href, Value::Null).await.body[0].clone();
     for (k, v) in signon.as_object().unwrap() {
-        if k == "usePersistentCookie" {
+        if ["usePersistentCookie", "maxSessionLifetimeMinutes", "maxSessionIdleMinutes"].contains(&k.as_str())
+        {
             rule["actions"]["signon"]["session"][k] = v.clone();
         } else {
             rule["actions"]["signon"][k] = v.clone();
@@ -374,6 +375,13 @@ async fn keep_me_signed_in_only_when_the_policy_allows_and_the_user_asks() {
     let done = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &remember).await;
     let sid = done.set_cookie("sid").unwrap();
     assert!(sid.contains("Max-Age=7200"), "asked and allowed: {sid}");
+    // With an absolute lifetime the cookie lasts as long as the session may (activity slides the
+    // idle expiry on the server; the cookie must not end before it).
+    set_sign_on(&app, json!({"usePersistentCookie": true, "maxSessionLifetimeMinutes": 600})).await;
+    let mut jar = Jar::default();
+    let done = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &remember).await;
+    let sid = done.set_cookie("sid").unwrap();
+    assert!(sid.contains("Max-Age=36000"), "the session lifetime: {sid}");
 }
 
 #[tokio::test]
@@ -720,6 +728,20 @@ async fn demo_kiosk_and_test_sp_show_the_second_person_as_themselves() {
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("role=\"alert\""));
+}
+
+#[tokio::test]
+async fn unknown_browser_paths_get_a_page_and_api_paths_json() {
+    let app = app().await;
+    let mut jar = Jar::default();
+    for path in ["/app/UserHome/nope", "/login/nope", "/home/a/b/c/d"] {
+        let page = jar.get(&app, path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        assert!(page.body.contains("Request ID"), "{path}: {}", page.body);
+    }
+    let api = jar.get(&app, "/api/v1/nope").await;
+    assert!(api.headers["content-type"].to_str().unwrap().starts_with("application/json"));
 }
 
 #[tokio::test]

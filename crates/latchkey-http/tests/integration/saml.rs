@@ -387,6 +387,12 @@ async fn sp_initiated_with_a_session_answers_at_once_on_both_bindings() {
     assert_eq!(unsigned.status, StatusCode::OK, "signatures are optional unless required: {}", unsigned.body);
     assert_accepted(&expect(&s, Some(&id)), &unsigned.field("SAMLResponse").unwrap());
 
+    // Okta: the SSO URL without a request is an IdP-initiated sign-in.
+    let unsolicited = browser.get(&s.app, &format!("{}?RelayState=idp", sso_path(&s))).await;
+    assert_eq!(unsolicited.status, StatusCode::OK, "{}", unsolicited.body);
+    assert_eq!(unsolicited.field("RelayState").as_deref(), Some("idp"));
+    assert_accepted(&expect(&s, None), &unsolicited.field("SAMLResponse").unwrap());
+
     let id = new_saml_id();
     let form = format!(
         "SAMLRequest={}&RelayState=post-rs",
@@ -576,7 +582,6 @@ async fn hostile_requests_are_refused_with_a_page_and_nothing_is_posted() {
                 true,
             ),
         ),
-        ("no request", path.clone()),
         (
             "unknown app",
             "/app/latchkey_expense_reports_1/exk0000000000000000/sso/saml?SAMLRequest=x".to_owned(),

@@ -716,9 +716,24 @@ pub async fn signing_keys_have_one_active_and_promote_atomically(store: &Store) 
     assert!(store.promote_next_signing_key().await.unwrap());
     let keys = store.list_signing_keys().await.unwrap();
     let status: Vec<(String, KeyStatus)> = keys.iter().map(|k| (k.kid.clone(), k.status)).collect();
-    assert_eq!(status, vec![("k2".into(), KeyStatus::Active), ("k1".into(), KeyStatus::Retired)]);
+    assert_eq!(status, vec![("k2".into(), KeyStatus::Active), ("k1".into(), KeyStatus::Previous)]);
     assert_eq!(keys[0].certificate_der, vec![0x30, 0x82, 1, 2, 3]);
     assert!(!store.promote_next_signing_key().await.unwrap(), "no NEXT key left");
+    store.insert_signing_key(&key("k3", KeyStatus::Next, 3)).await.unwrap();
+    assert!(store.promote_next_signing_key().await.unwrap());
+    let status: Vec<(String, KeyStatus)> =
+        store.list_signing_keys().await.unwrap().iter().map(|k| (k.kid.clone(), k.status)).collect();
+    assert_eq!(
+        status,
+        vec![
+            ("k3".into(), KeyStatus::Active),
+            ("k2".into(), KeyStatus::Previous),
+            ("k1".into(), KeyStatus::Retired)
+        ],
+        "the key before the previous one is retired"
+    );
+    assert!(store.retire_previous_signing_key().await.unwrap());
+    assert!(!store.retire_previous_signing_key().await.unwrap(), "nothing left to retire");
 }
 
 pub async fn saml_request_ids_refuse_replays_until_purged(store: &Store) {
