@@ -966,12 +966,7 @@ async fn end_other_sessions(
 
 /// `POST /login/signout`: the dashboard's sign-out button, CSRF-checked, continuing at
 /// `GET /login/signout` (Okta's endpoint), which ends the session and goes to the sign-in page.
-pub(crate) async fn sign_out(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let ui = Ui::new(&state, &headers);
     if !csrf::check(&state, &headers, Form::parse(&body).get("_csrf")) {
         return error_response(&state, &headers, BrowserError::Csrf, StatusCode::FORBIDDEN);
@@ -980,7 +975,6 @@ pub(crate) async fn sign_out(
     // page goes there by a refresh, not by redirecting the POST: browsers apply the page's
     // `form-action 'self'` to every redirect that follows a form post, so the walk's first hop to
     // an SP would be blocked.
-    let _ = ip;
     let page = context! {
         title => ui.text("signout.title"),
         heading => ui.text("signout.title"),
