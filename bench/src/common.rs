@@ -283,6 +283,50 @@ impl Harness {
         Ok((b, t))
     }
 
+    /// Rounds of an in-process baseline (`threads` threads running `op`) alternating with rounds
+    /// of `target` against the server; a baseline round starts only after the previous target
+    /// round's requests are answered, so the two never compete for the CPU.
+    #[allow(clippy::too_many_arguments, reason = "one call site per benchmark, each argument named there")]
+    pub async fn in_process_rounds(
+        &self,
+        variant: &str,
+        addr: std::net::SocketAddr,
+        labels: [&'static str; 2],
+        op: &crate::load::InProcessOp,
+        threads: usize,
+        target: &std::sync::Arc<dyn crate::load::RequestFactory>,
+        watch: &crate::cpu::CpuWatch,
+    ) -> Result<(Series, Series)> {
+        /// Quiet gap between rounds, so one round's stragglers do not land in the next one.
+        const SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
+        let mut b = Series::new(labels[0]);
+        let mut t = Series::new(labels[1]);
+        for (slot, (round, side)) in crate::load::schedule(self.rounds).into_iter().enumerate() {
+            tokio::time::sleep(SETTLE).await;
+            let (series, mut r) = match side {
+                crate::load::Side::Baseline => {
+                    let (op, watch) = (std::sync::Arc::clone(op), watch.clone());
+                    let (warmup, duration, label) = (self.load.warmup, self.load.duration, labels[0]);
+                    let r = tokio::task::spawn_blocking(move || {
+                        crate::load::in_process_round(label, threads, warmup, duration, &watch, op)
+                    })
+                    .await
+                    .map_err(|e| crate::util::err(format!("{label}: baseline task failed: {e}")))??;
+                    (&mut b, r)
+                }
+                crate::load::Side::Target => {
+                    let factory = std::sync::Arc::clone(target);
+                    (&mut t, crate::load::run(addr, labels[1], factory, self.load, watch).await?)
+                }
+            };
+            r.round = round;
+            r.slot = slot;
+            self.progress(variant, &r);
+            series.rounds.push(r);
+        }
+        Ok((b, t))
+    }
+
     /// See [`with_server`].
     pub async fn with_server<T>(
         &self,

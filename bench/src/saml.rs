@@ -13,7 +13,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -27,8 +26,8 @@ use serde_json::{Value, json};
 
 use crate::common::{AUTHN_THROTTLING_OFF, CommonArgs, DbArgs, Harness, Plan};
 use crate::cpu::CpuWatch;
-use crate::load::{self, InProcessOp, RequestFactory, Side};
-use crate::report::{Comparison, Series};
+use crate::load::{InProcessOp, RequestFactory};
+use crate::report::Comparison;
 use crate::server::{Api, Backend};
 use crate::sessions::{percent_encode, raw_get, sid_from_set_cookie};
 use crate::util::{Result, err, random_suffix};
@@ -57,7 +56,6 @@ const RATIO_GOAL: f64 = 0.8;
 const PASSWORD: &str = "Bench-Passw0rd!";
 /// An ACS nobody listens on: the benchmark only reads the form the IdP returns.
 const ACS: &str = "http://127.0.0.1:9/acs";
-const SETTLE: Duration = Duration::from_millis(250);
 /// About the size of a SignedInfo element (what the IdP signs).
 const SIGNED_BYTES: usize = 560;
 
@@ -125,31 +123,17 @@ async fn run_backend(harness: &Harness, args: &SamlArgs, backend: Backend, plan:
                 db_cmdline: None,
                 server_threads: true,
             };
-            let mut b = Series::new(BASELINE_LABEL);
-            let mut t = Series::new(TARGET_LABEL);
-            for (slot, (round, side)) in load::schedule(harness.rounds).into_iter().enumerate() {
-                tokio::time::sleep(SETTLE).await;
-                let (series, mut r) = match side {
-                    Side::Baseline => {
-                        let (op, watch) = (Arc::clone(&op), watch.clone());
-                        let (warmup, duration) = (harness.load.warmup, harness.load.duration);
-                        let r = tokio::task::spawn_blocking(move || {
-                            load::in_process_round(BASELINE_LABEL, threads, warmup, duration, &watch, op)
-                        })
-                        .await
-                        .map_err(|e| err(format!("RSA baseline task failed: {e}")))??;
-                        (&mut b, r)
-                    }
-                    Side::Target => {
-                        let factory = Arc::clone(&target);
-                        (&mut t, load::run(server.addr, TARGET_LABEL, factory, harness.load, &watch).await?)
-                    }
-                };
-                r.round = round;
-                r.slot = slot;
-                harness.progress(name, &r);
-                series.rounds.push(r);
-            }
+            let (b, t) = harness
+                .in_process_rounds(
+                    name,
+                    server.addr,
+                    [BASELINE_LABEL, TARGET_LABEL],
+                    &op,
+                    threads,
+                    &target,
+                    &watch,
+                )
+                .await?;
             Ok((b, t, sample_len))
         })
         .await?;
@@ -266,7 +250,7 @@ mod tests {
         let op = signing_op()?;
         let started = std::time::Instant::now();
         op().map_err(err)?;
-        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         Ok(())
     }
 }

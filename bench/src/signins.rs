@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 
 use crate::common::{AUTHN_THROTTLING_OFF, CommonArgs, DbArgs, Harness, Plan};
 use crate::cpu::CpuWatch;
-use crate::load::{self, RequestFactory, Side};
-use crate::report::{Comparison, RoundResult, Series};
+use crate::load::{self, RequestFactory};
+use crate::report::{Comparison, RoundResult};
 use crate::server::{Api, Backend};
 use crate::util::{Result, err, random_suffix};
 
@@ -61,9 +61,6 @@ const TARGET_LABEL: &str = "POST /api/v1/authn";
 pub const PASSWORD: &str = "Bench-Passw0rd!";
 /// Sign-ins/s should reach this share of the raw verification rate.
 const RATIO_GOAL: f64 = 0.85;
-/// Quiet gap between rounds, so one round's stragglers (connection
-/// teardown, a WAL checkpoint) do not land in the next one.
-const SETTLE: Duration = Duration::from_millis(250);
 
 /// The server's argon2id parameters (`latchkey_core::password`): OWASP's
 /// 19 MiB, 2 passes, 1 lane. Kept in sync by hand; the JSON records them.
@@ -142,31 +139,18 @@ async fn run_backend(
                 db_cmdline: None,
                 server_threads: true,
             };
-            let mut b = Series::new(BASELINE_LABEL);
-            let mut t = Series::new(TARGET_LABEL);
-            for (slot, (round, side)) in load::schedule(harness.rounds).into_iter().enumerate() {
-                tokio::time::sleep(SETTLE).await;
-                let (series, mut r) = match side {
-                    Side::Baseline => {
-                        let (phc, watch) = (Arc::clone(&phc), watch.clone());
-                        let (warmup, duration) = (harness.load.warmup, harness.load.duration);
-                        let r = tokio::task::spawn_blocking(move || {
-                            argon2_round(BASELINE_LABEL, &phc, threads, warmup, duration, &watch)
-                        })
-                        .await
-                        .map_err(|e| err(format!("argon2 baseline task failed: {e}")))??;
-                        (&mut b, r)
-                    }
-                    Side::Target => {
-                        let factory = Arc::clone(&target);
-                        (&mut t, load::run(server.addr, TARGET_LABEL, factory, harness.load, &watch).await?)
-                    }
-                };
-                r.round = round;
-                r.slot = slot;
-                harness.progress(name, &r);
-                series.rounds.push(r);
-            }
+            let verify = argon2_op(&phc);
+            let (b, t) = harness
+                .in_process_rounds(
+                    name,
+                    server.addr,
+                    [BASELINE_LABEL, TARGET_LABEL],
+                    &verify,
+                    threads,
+                    &target,
+                    &watch,
+                )
+                .await?;
             Ok((b, t, setup_secs))
         })
         .await?;
@@ -304,26 +288,17 @@ impl RequestFactory for SigninRequests {
     }
 }
 
-/// One baseline round: `threads` OS threads verify [`PASSWORD`] against
-/// `phc` back to back for `warmup + duration`. Each verification parses the
-/// PHC string and builds the hasher, as the server does. Blocking.
-fn argon2_round(
-    label: &str,
-    phc: &Arc<String>,
-    threads: usize,
-    warmup: Duration,
-    duration: Duration,
-    watch: &CpuWatch,
-) -> Result<RoundResult> {
+/// One baseline operation: verify [`PASSWORD`] against `phc`, parsing the PHC string and building
+/// the hasher each time, as the server does.
+fn argon2_op(phc: &Arc<String>) -> load::InProcessOp {
     let phc = Arc::clone(phc);
-    let verify = Arc::new(move || -> std::result::Result<(), String> {
+    Arc::new(move || -> std::result::Result<(), String> {
         let parsed = PasswordHash::new(&phc).map_err(|e| format!("PHC parse: {e}"))?;
         let hasher = argon2().map_err(|e| e.to_string())?;
         hasher
             .verify_password(PASSWORD.as_bytes(), &parsed)
             .map_err(|e| format!("argon2 verification failed: {e}"))
-    });
-    load::in_process_round(label, threads, warmup, duration, watch, verify)
+    })
 }
 
 #[cfg(test)]
@@ -366,13 +341,13 @@ mod tests {
     #[test]
     fn short_argon2_round_counts_verifications() -> Result<()> {
         let phc = Arc::new(reference_phc()?);
-        let r = argon2_round(
+        let r = load::in_process_round(
             "t",
-            &phc,
             1,
-            Duration::from_millis(10),
-            Duration::from_millis(300),
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(300),
             &CpuWatch::default(),
+            argon2_op(&phc),
         )?;
         assert!(r.in_process && r.requests_ok >= 1 && r.rps > 0.0 && r.p50_ms > 0.0);
         Ok(())

@@ -575,22 +575,14 @@ impl SamlStore for Store {
     }
 
     async fn purge_saml(&self, now: Timestamp) -> StoreResult<u64> {
-        let statements = [
-            "DELETE FROM saml_request_ids WHERE expires_at <= $1",
-            "DELETE FROM saml_pending WHERE expires_at <= $1",
-            "DELETE FROM saml_logout_walks WHERE expires_at <= $1",
-        ];
-        let mut total = 0;
-        for statement in statements {
-            total += on_pool!(self, write, |pool| {
-                sqlx::query(statement)
-                    .bind(now.millis())
-                    .execute(pool)
-                    .await
-                    .map_err(map_err)?
-                    .rows_affected()
-            });
-        }
-        Ok(total)
+        self.delete_expired(
+            &[
+                "DELETE FROM saml_request_ids WHERE expires_at <= $1",
+                "DELETE FROM saml_pending WHERE expires_at <= $1",
+                "DELETE FROM saml_logout_walks WHERE expires_at <= $1",
+            ],
+            now,
+        )
+        .await
     }
 }

@@ -204,18 +204,7 @@ impl AuthnStore for Store {
             "DELETE FROM rate_limits WHERE window_start <= $1 - 60000",
             "DELETE FROM sessions WHERE expires_at <= $1 - 86400000 OR lifetime_ends_at <= $1 - 86400000",
         ];
-        let mut total = 0;
-        for statement in statements {
-            total += on_pool!(self, write, |pool| {
-                sqlx::query(statement)
-                    .bind(now.millis())
-                    .execute(pool)
-                    .await
-                    .map_err(map_err)?
-                    .rows_affected()
-            });
-        }
-        Ok(total)
+        self.delete_expired(&statements, now).await
     }
 }
 

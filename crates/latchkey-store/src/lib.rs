@@ -163,6 +163,26 @@ impl Store {
         sessions::org_setting(self, name, default).await
     }
 
+    /// Runs each `DELETE … WHERE … <= $1` with `now` as `$1`; the rows removed in all.
+    pub(crate) async fn delete_expired(
+        &self,
+        statements: &[&'static str],
+        now: latchkey_core::Timestamp,
+    ) -> StoreResult<u64> {
+        let mut total = 0;
+        for &statement in statements {
+            total += on_pool!(self, write, |pool| {
+                sqlx::query(statement)
+                    .bind(now.millis())
+                    .execute(pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected()
+            });
+        }
+        Ok(total)
+    }
+
     /// Closes every pooled connection (clean shutdown: SQLite checkpoints its WAL).
     pub async fn close(&self) {
         match &self.db {
