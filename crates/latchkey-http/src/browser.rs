@@ -45,7 +45,8 @@ pub(crate) async fn is_allowed_redirect(state: &AppState, url: &str) -> Result<b
     crate::origins::is_trusted(state, &origin, Scope::Redirect).await
 }
 
-fn redirect(to: &str) -> Response {
+/// `302` to `to`, not cached (every browser redirect of the IdP).
+pub(crate) fn redirect(to: &str) -> Response {
     let mut response = StatusCode::FOUND.into_response();
     if let Ok(location) = HeaderValue::from_str(to) {
         response.headers_mut().insert(LOCATION, location);

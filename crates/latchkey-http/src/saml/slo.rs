@@ -26,9 +26,9 @@ use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::EndReason;
 use latchkey_core::store::{AppStore, SamlStore};
 
-use super::sso::redirect;
 use super::{refusal, signing_keys, slo_url};
 use crate::AppState;
+use crate::browser::redirect;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, PathParams};
 use crate::pages::BrowserError;

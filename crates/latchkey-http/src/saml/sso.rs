@@ -12,8 +12,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
-use axum::http::header::{CACHE_CONTROL, LOCATION};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use latchkey_core::CoreError;
@@ -30,7 +29,7 @@ use latchkey_core::users::User;
 
 use super::{auto_post, refusal, signing_keys, sso_url};
 use crate::AppState;
-use crate::browser::{apply_cookies, sign_in_url, token_rule};
+use crate::browser::{apply_cookies, redirect, sign_in_url, token_rule};
 use crate::error::ApiError;
 use crate::extract::{ClientIp, PathParams};
 use crate::pages::BrowserError;
@@ -197,15 +196,6 @@ async fn status_response(
     .map_err(|e| CoreError::Crypto(e.to_string()))?;
     let value = latchkey_core::saml::logout::post_binding_value(&xml);
     Ok(auto_post(acs_url, MessageParam::SamlResponse, &value, relay_state))
-}
-
-pub(super) fn redirect(to: &str) -> Response {
-    let mut response = StatusCode::FOUND.into_response();
-    if let Ok(location) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(LOCATION, location);
-    }
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// The browser's session after the session-token rule, with its user; the rule's cookie changes
