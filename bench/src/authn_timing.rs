@@ -529,17 +529,11 @@ pub async fn run(args: &AuthnTimingArgs) -> Vec<(String, Result<Box<dyn Outcome>
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    let plans = match args.db.plans() {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let mut out: Vec<(String, Result<Box<dyn Outcome>>)> = Vec::new();
-    for (backend, plan) in plans {
-        let name = format!("{BENCHMARK}/{}", backend.name());
-        let result = run_backend(args, &launch, backend, &plan, timeout).await;
-        out.push((name, result.map(|r| Box::new(r) as Box<dyn Outcome>)));
-    }
-    out
+    args.db
+        .per_backend(BENCHMARK, async |backend, plan| {
+            run_backend(args, &launch, backend, &plan, timeout).await.map(|r| Box::new(r) as Box<dyn Outcome>)
+        })
+        .await
 }
 
 async fn run_backend(

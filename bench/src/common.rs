@@ -158,6 +158,26 @@ pub enum Plan {
 }
 
 impl DbArgs {
+    /// Runs `run` once per selected backend, in order, labelling each result
+    /// `{benchmark}/{backend}`; a selection that cannot be planned is one
+    /// error labelled `benchmark`.
+    pub async fn per_backend<T>(
+        &self,
+        benchmark: &str,
+        mut run: impl AsyncFnMut(Backend, Plan) -> Result<T>,
+    ) -> Vec<(String, Result<T>)> {
+        let plans = match self.plans() {
+            Ok(p) => p,
+            Err(e) => return vec![(benchmark.to_string(), Err(e))],
+        };
+        let mut out = Vec::new();
+        for (backend, plan) in plans {
+            let result = run(backend, plan).await;
+            out.push((format!("{benchmark}/{}", backend.name()), result));
+        }
+        out
+    }
+
     /// One plan per selected backend, in run order.
     pub fn plans(&self) -> Result<Vec<(Backend, Plan)>> {
         Ok(match (&self.database_url, self.backend) {

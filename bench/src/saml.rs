@@ -64,16 +64,9 @@ pub async fn run(args: &SamlArgs) -> Vec<(String, Result<Comparison>)> {
         Ok(h) => h,
         Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
     };
-    let plans = match args.db.plans() {
-        Ok(p) => p,
-        Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
-    };
-    let mut out = Vec::new();
-    for (backend, plan) in plans {
-        let result = run_backend(&harness, args, backend, plan).await;
-        out.push((format!("{BENCHMARK}/{}", backend.name()), result));
-    }
-    out
+    args.db
+        .per_backend(BENCHMARK, async |backend, plan| run_backend(&harness, args, backend, plan).await)
+        .await
 }
 
 /// Two RSA-2048 PKCS#1 v1.5 SHA-256 signatures, as one response costs.

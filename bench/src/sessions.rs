@@ -88,19 +88,11 @@ pub async fn run(args: &SessionsArgs) -> Vec<(String, Result<Box<dyn Outcome>>)>
     if let Err(e) = validate(args) {
         return vec![(BENCHMARK.to_string(), Err(e))];
     }
-    let plans = match args.db.plans() {
-        Ok(p) => p,
-        Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
-    };
-    let mut out = Vec::new();
-    for (backend, plan) in plans {
-        let result = run_backend(&harness, args, backend, plan).await;
-        out.push((
-            format!("{BENCHMARK}/{}", backend.name()),
-            result.map(|r| Box::new(r) as Box<dyn Outcome>),
-        ));
-    }
-    out
+    args.db
+        .per_backend(BENCHMARK, async |backend, plan| {
+            run_backend(&harness, args, backend, plan).await.map(|r| Box::new(r) as Box<dyn Outcome>)
+        })
+        .await
 }
 
 fn validate(args: &SessionsArgs) -> Result<()> {

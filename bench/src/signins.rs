@@ -93,16 +93,9 @@ pub async fn run(args: &SigninsArgs) -> Vec<(String, Result<Comparison>)> {
     if args.users == 0 {
         return vec![(BENCHMARK.to_string(), Err(err("--users must be at least 1")))];
     }
-    let plans = match args.db.plans() {
-        Ok(p) => p,
-        Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
-    };
-    let mut out = Vec::new();
-    for (backend, plan) in plans {
-        let result = run_backend(&harness, args, backend, plan).await;
-        out.push((format!("{BENCHMARK}/{}", backend.name()), result));
-    }
-    out
+    args.db
+        .per_backend(BENCHMARK, async |backend, plan| run_backend(&harness, args, backend, plan).await)
+        .await
 }
 
 async fn run_backend(

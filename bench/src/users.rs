@@ -36,16 +36,9 @@ pub async fn run(args: &UsersArgs) -> Vec<(String, Result<Comparison>)> {
         Ok(h) => h,
         Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
     };
-    let plans = match args.db.plans() {
-        Ok(p) => p,
-        Err(e) => return vec![(BENCHMARK.to_string(), Err(e))],
-    };
-    let mut out = Vec::new();
-    for (backend, plan) in plans {
-        let result = run_backend(&harness, args, backend, plan).await;
-        out.push((format!("{BENCHMARK}/{}", backend.name()), result));
-    }
-    out
+    args.db
+        .per_backend(BENCHMARK, async |backend, plan| run_backend(&harness, args, backend, plan).await)
+        .await
 }
 
 async fn run_backend(
