@@ -236,6 +236,55 @@ async fn list_keys(
     Ok(axum::Json(serde_json::Value::Array(listed)))
 }
 
+/// A message from an app's SP, decoded, with how its signature fared against the app's
+/// certificates: `Some(true)` signed and verified, `Some(false)` signed but not verified, `None`
+/// unsigned (the caller's policy decides whether that is acceptable).
+pub(crate) struct Received {
+    pub decoded: latchkey_core::saml::inbound::DecodedMessage,
+    pub relay_state: Option<String>,
+    pub verified: Option<bool>,
+}
+
+/// Decodes an HTTP-Redirect query and checks its binding signature (over the raw query) against
+/// the app's certificates. The error is a detail for the refusal page.
+pub(crate) fn receive_redirect(app: &App, query: &str) -> Result<Received, String> {
+    use latchkey_core::saml::inbound;
+    let message =
+        inbound::decode_redirect(query, &inbound::InboundLimits::default()).map_err(|e| e.to_string())?;
+    let certs = app.sp_certificates();
+    let verified = message
+        .signature
+        .as_ref()
+        .map(|sig| certs.iter().any(|cert| inbound::verify_redirect_signature(sig, cert).is_ok()));
+    Ok(Received { decoded: message.decoded, relay_state: message.relay_state, verified })
+}
+
+/// Decodes the first of `fields` an HTTP-POST form carries and checks its enveloped signature
+/// against the app's certificates; RelayState is held to 80 bytes.
+pub(crate) fn receive_post(
+    app: &App,
+    form: &[(String, String)],
+    fields: &[&str],
+) -> Result<Received, String> {
+    use latchkey_core::saml::inbound;
+    let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let value = fields
+        .iter()
+        .find_map(|f| get(f))
+        .ok_or_else(|| format!("the form carries no {}", fields.join(" or ")))?;
+    let decoded =
+        inbound::decode_post(value, &inbound::InboundLimits::default()).map_err(|e| e.to_string())?;
+    let certs = app.sp_certificates();
+    let verified = decoded
+        .has_enveloped_signature
+        .then(|| certs.iter().any(|cert| decoded.verify_enveloped_signature(cert).is_ok()));
+    let relay_state = get("RelayState").map(str::to_owned);
+    if relay_state.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
+        return Err("RelayState is longer than 80 bytes".to_owned());
+    }
+    Ok(Received { decoded, relay_state, verified })
+}
+
 /// An HTML page that posts `field` to `action` in the browser (HTTP-POST binding). The page's
 /// only script is allowed by a per-response nonce; the form may only go to the ACS's origin.
 pub(crate) fn auto_post(

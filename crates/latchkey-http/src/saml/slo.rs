@@ -19,14 +19,14 @@ use latchkey_core::CoreError;
 use latchkey_core::apps::App;
 use latchkey_core::apps::sso::{LogoutWalk, Participant};
 use latchkey_core::ids::{Secret, secret_digest};
-use latchkey_core::saml::inbound::{self, DecodedMessage, InboundLimits, LogoutRequest, SamlMessage};
+use latchkey_core::saml::inbound::{LogoutRequest, SamlMessage};
 use latchkey_core::saml::logout::{build_logout_request, build_logout_response, redirect_binding_url};
 use latchkey_core::saml::response::status;
 use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::EndReason;
 use latchkey_core::store::{AppStore, SamlStore};
 
-use super::{refusal, signing_keys, slo_url};
+use super::{Received, refusal, signing_keys, slo_url};
 use crate::AppState;
 use crate::browser::redirect;
 use crate::error::ApiError;
@@ -41,15 +41,6 @@ pub(super) fn routes() -> Router<AppState> {
 const WALK_SECS: i64 = 600;
 const REQUEST_WINDOW_SECS: i64 = 300;
 
-/// A received message with how its signature fared.
-struct Received {
-    decoded: DecodedMessage,
-    relay_state: Option<String>,
-    /// `Some(true)`: signed and verified by the app's certificate; `Some(false)`: signed, not
-    /// verified; `None`: unsigned.
-    verified: Option<bool>,
-}
-
 async fn slo_get(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -60,16 +51,10 @@ async fn slo_get(
     let query = uri.query().unwrap_or_default().to_owned();
     let result = async {
         let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown(&state)) };
-        let message = match inbound::decode_redirect(&query, &InboundLimits::default()) {
-            Ok(m) => m,
-            Err(e) => return Ok(invalid(&state, &e.to_string())),
+        let received = match super::receive_redirect(&app, &query) {
+            Ok(received) => received,
+            Err(detail) => return Ok(invalid(&state, &detail)),
         };
-        let certs = app.sp_certificates();
-        let verified = message
-            .signature
-            .as_ref()
-            .map(|sig| certs.iter().any(|cert| inbound::verify_redirect_signature(sig, cert).is_ok()));
-        let received = Received { decoded: message.decoded, relay_state: message.relay_state, verified };
         handle(&state, ip.as_deref(), &headers, &app, received).await
     }
     .await;
@@ -86,23 +71,11 @@ async fn slo_post(
     let result = async {
         let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown(&state)) };
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-        let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let Some(value) = get("SAMLRequest").or_else(|| get("SAMLResponse")) else {
-            return Ok(invalid(&state, "the form carries no SAML message"));
+        let received = match super::receive_post(&app, &form, &["SAMLRequest", "SAMLResponse"]) {
+            Ok(received) => received,
+            Err(detail) => return Ok(invalid(&state, &detail)),
         };
-        let decoded = match inbound::decode_post(value, &InboundLimits::default()) {
-            Ok(d) => d,
-            Err(e) => return Ok(invalid(&state, &e.to_string())),
-        };
-        let certs = app.sp_certificates();
-        let verified = decoded
-            .has_enveloped_signature
-            .then(|| certs.iter().any(|cert| decoded.verify_enveloped_signature(cert).is_ok()));
-        let relay_state = get("RelayState").map(str::to_owned);
-        if relay_state.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
-            return Ok(invalid(&state, "RelayState is longer than 80 bytes"));
-        }
-        handle(&state, ip.as_deref(), &headers, &app, Received { decoded, relay_state, verified }).await
+        handle(&state, ip.as_deref(), &headers, &app, received).await
     }
     .await;
     result.unwrap_or_else(|e: ApiError| e.into_response())

@@ -20,7 +20,7 @@ use latchkey_core::apps::App;
 use latchkey_core::apps::sso::{Participant, PendingSso};
 use latchkey_core::events::{Actor, Event, Target};
 use latchkey_core::ids::{Secret, secret_digest};
-use latchkey_core::saml::inbound::{self, AuthnRequest, InboundLimits, SamlMessage};
+use latchkey_core::saml::inbound::{self, AuthnRequest, SamlMessage};
 use latchkey_core::saml::response::{self, Attribute, ErrorResponseParams, ResponseParams, status};
 use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::{RuleOutcome, Session};
@@ -429,57 +429,24 @@ async fn sp_initiated_inner(
         let uri: axum::http::Uri = format!("/?{query}").parse().unwrap_or_default();
         return embed_link_inner(state, ip, headers, &uri, &app.name, &app.id, &app.link_id).await;
     }
-    let limits = InboundLimits::default();
-    let (request, relay_state) = match &inbound {
-        Inbound::Redirect(query) => {
-            let message = match inbound::decode_redirect(query, &limits) {
-                Ok(m) => m,
-                Err(e) => return Ok(invalid_request(state, &e.to_string())),
-            };
-            let SamlMessage::AuthnRequest(request) = &message.decoded.message else {
-                return Ok(invalid_request(state, "this endpoint accepts AuthnRequests only"));
-            };
-            if !app.is_sp(&request.issuer) {
-                return Ok(invalid_request(state, "the Issuer is not this app's service provider"));
-            }
-            let certs = app.sp_certificates();
-            let verified = message
-                .signature
-                .as_ref()
-                .map(|sig| certs.iter().any(|cert| inbound::verify_redirect_signature(sig, cert).is_ok()));
-            if let Some(refused) = signature_policy(state, &app, verified) {
-                return Ok(refused);
-            }
-            (request.clone(), message.relay_state.clone())
-        }
-        Inbound::Post { form, .. } => {
-            let Some(value) = query_param(form, "SAMLRequest") else {
-                return Ok(invalid_request(state, "the form carries no SAMLRequest"));
-            };
-            let decoded = match inbound::decode_post(value, &limits) {
-                Ok(d) => d,
-                Err(e) => return Ok(invalid_request(state, &e.to_string())),
-            };
-            let SamlMessage::AuthnRequest(request) = &decoded.message else {
-                return Ok(invalid_request(state, "this endpoint accepts AuthnRequests only"));
-            };
-            if !app.is_sp(&request.issuer) {
-                return Ok(invalid_request(state, "the Issuer is not this app's service provider"));
-            }
-            let certs = app.sp_certificates();
-            let verified = decoded
-                .has_enveloped_signature
-                .then(|| certs.iter().any(|cert| decoded.verify_enveloped_signature(cert).is_ok()));
-            if let Some(refused) = signature_policy(state, &app, verified) {
-                return Ok(refused);
-            }
-            let relay = query_param(form, "RelayState").map(str::to_owned);
-            if relay.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
-                return Ok(invalid_request(state, "RelayState is longer than 80 bytes"));
-            }
-            (request.clone(), relay)
-        }
+    let received = match &inbound {
+        Inbound::Redirect(query) => super::receive_redirect(&app, query),
+        Inbound::Post { form, .. } => super::receive_post(&app, form, &["SAMLRequest"]),
     };
+    let received = match received {
+        Ok(received) => received,
+        Err(detail) => return Ok(invalid_request(state, &detail)),
+    };
+    let SamlMessage::AuthnRequest(request) = received.decoded.message else {
+        return Ok(invalid_request(state, "this endpoint accepts AuthnRequests only"));
+    };
+    if !app.is_sp(&request.issuer) {
+        return Ok(invalid_request(state, "the Issuer is not this app's service provider"));
+    }
+    if let Some(refused) = signature_policy(state, &app, received.verified) {
+        return Ok(refused);
+    }
+    let relay_state = received.relay_state;
     let now = state.clock.now();
     if let Some(destination) = &request.destination {
         let ours = [sso_url(state, &app), state.link(&format!("/app/{}/sso/saml", app.external_key))];
