@@ -76,9 +76,24 @@ impl HttpConfig {
     }
 }
 
-/// Shared state of every handler. Cheap to clone.
+/// Shared state of every handler: one reference count to bump per clone (axum clones the state
+/// for every extractor and middleware layer of every request), fields reached through `Deref`.
 #[derive(Clone)]
 pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+
+    fn deref(&self) -> &StateInner {
+        &self.inner
+    }
+}
+
+/// What [`AppState`] shares.
+#[derive(Clone)]
+pub struct StateInner {
     pub store: Store,
     pub hasher: BlockingHasher,
     pub clock: Arc<dyn Clock>,
@@ -112,7 +127,7 @@ impl AppState {
             }
             None => pages::Pages::embedded(),
         };
-        Self {
+        let inner = StateInner {
             store,
             hasher: BlockingHasher::with_default_limit(),
             clock: Arc::new(SystemClock),
@@ -123,12 +138,13 @@ impl AppState {
             test_sp: Arc::default(),
             event_writer,
             pages: Arc::new(pages),
-        }
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     /// Replaces the clock (tests move time forward to reach expiry and auto-unlock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        Arc::make_mut(&mut self.inner).clock = clock;
         self
     }
 

@@ -11,7 +11,7 @@ use latchkey_core::store::{AppStore, SamlStore, StoreResult};
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
-use crate::{Store, map_err, on_pool};
+use crate::{Bind, Store, map_err, on_pool};
 
 const APP_COLUMNS: &str =
     "id, name, label, status, external_key, link_id, sign_on, visibility, created, last_updated";
@@ -132,13 +132,22 @@ impl AppStore for Store {
 
     async fn find_app(&self, id_or_external_key: &str) -> StoreResult<Option<App>> {
         let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1 OR external_key = $1");
-        let row: Option<AppRow> = on_pool!(self, read, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(id_or_external_key)
-                .fetch_optional(pool)
-                .await
-                .map_err(map_err)?
-        });
+        let row = self
+            .read_row(&sql, &[Bind::Text(id_or_external_key.to_owned())], |row| {
+                Ok((
+                    row.text("id")?,
+                    row.text("name")?,
+                    row.text("label")?,
+                    row.text("status")?,
+                    row.text("external_key")?,
+                    row.text("link_id")?,
+                    row.text("sign_on")?,
+                    row.text("visibility")?,
+                    row.int("created")?,
+                    row.int("last_updated")?,
+                ))
+            })
+            .await?;
         row.map(app_from_row).transpose()
     }
 
@@ -488,31 +497,27 @@ impl SamlStore for Store {
         user_id: &str,
         session_id: &str,
     ) -> StoreResult<Option<Option<Participant>>> {
-        type GrantRow = (Option<String>, Option<String>, Option<String>, Option<i64>);
-        let row: Option<GrantRow> = on_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT p.name_id, p.name_id_format, p.session_index, p.created FROM app_users u \
-                 LEFT JOIN saml_participants p ON p.app_id = u.app_id AND p.session_id = $3 \
-                 WHERE u.app_id = $1 AND u.user_id = $2",
-            )
-            .bind(app_id)
-            .bind(user_id)
-            .bind(session_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(map_err)?
-        });
-        Ok(row.map(|(name_id, format, index, created)| match (name_id, format, index, created) {
-            (Some(name_id), Some(name_id_format), Some(session_index), Some(created)) => Some(Participant {
+        let sql = "SELECT p.name_id, p.name_id_format, p.session_index, p.created FROM app_users u \
+                   LEFT JOIN saml_participants p ON p.app_id = u.app_id AND p.session_id = $3 \
+                   WHERE u.app_id = $1 AND u.user_id = $2";
+        let binds = [
+            Bind::Text(app_id.to_owned()),
+            Bind::Text(user_id.to_owned()),
+            Bind::Text(session_id.to_owned()),
+        ];
+        self.read_row(sql, &binds, |row| {
+            // A NULL name_id is an assignment without a participant row yet (the LEFT JOIN).
+            let Some(name_id) = row.maybe_text("name_id")? else { return Ok(None) };
+            Ok(Some(Participant {
                 session_id: session_id.to_owned(),
                 app_id: app_id.to_owned(),
                 name_id,
-                name_id_format,
-                session_index,
-                created: Timestamp(created),
-            }),
-            _ => None,
-        }))
+                name_id_format: row.text("name_id_format")?,
+                session_index: row.text("session_index")?,
+                created: row.time("created")?,
+            }))
+        })
+        .await
     }
 
     async fn find_participant_by_index(

@@ -11,6 +11,7 @@
 mod apps;
 mod authn;
 mod events;
+mod inline;
 mod migrate;
 mod origins;
 mod rows;
@@ -18,13 +19,16 @@ mod sessions;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_core::StoreError;
 use latchkey_core::policy::{PasswordPolicy, PolicyKind, PolicyRow};
 use latchkey_core::store::{ApiTokenStore, HealthStore, PolicyStore, StoreResult};
 use latchkey_core::tokens::ApiToken;
-use sqlx::Row as _;
+
+use crate::inline::InlineReader;
+use crate::rows::Columns;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -57,8 +61,19 @@ pub struct Store {
 
 #[derive(Debug, Clone)]
 enum Db {
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    /// `inline` serves the per-request point reads ([`Store::read_row`]); absent for in-memory databases.
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+        inline: Option<Arc<InlineReader>>,
+    },
     Postgres(PgPool),
+}
+
+/// A value bound to a placeholder.
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool of the wanted kind (`read` or `write`).
@@ -66,7 +81,7 @@ enum Db {
 macro_rules! on_pool {
     ($store:expr, $kind:ident, |$pool:ident| $body:expr) => {
         match &$store.db {
-            $crate::Db::Sqlite { read, write } => {
+            $crate::Db::Sqlite { read, write, .. } => {
                 let _ = (&read, &write);
                 let $pool = on_pool!(@pick read, write, $kind);
                 $body
@@ -84,6 +99,8 @@ pub(crate) use on_pool;
 
 /// How long a request waits for a pooled connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A PostgreSQL connection idle this long is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://...`). SQLite files and their directory are
@@ -105,8 +122,19 @@ impl Store {
         if let Some(schema) = schema {
             options = options.options([("search_path", schema)]);
         }
+        // sqlx pings every connection before handing it out, a second round trip per query. Only a
+        // connection that sat idle may have been cut (server restart, proxy timeout): ping those.
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
@@ -140,10 +168,39 @@ impl Store {
             .test_before_acquire(false)
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(unavailable)?;
-        Ok(Self { db: Db::Sqlite { read, write } })
+        let file = options.get_filename().to_owned();
+        let in_memory = file.as_os_str().is_empty() || file.as_os_str() == ":memory:";
+        let inline = (!in_memory).then(|| Arc::new(InlineReader::new(&file)));
+        Ok(Self { db: Db::Sqlite { read, write, inline } })
+    }
+
+    /// The first row of a point read on a request's hot path (`binds` fill `$1..$n`), decoded.
+    /// SQLite runs it inline on this thread (see [`inline`]); PostgreSQL through its pool.
+    pub(crate) async fn read_row<T>(
+        &self,
+        sql: &str,
+        binds: &[Bind],
+        decode: impl FnOnce(&dyn Columns) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        if let Db::Sqlite { inline: Some(reader), .. } = &self.db {
+            return reader.read_row(sql, binds, decode);
+        }
+        on_pool!(self, read, |pool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for bind in binds {
+                query = match bind {
+                    Bind::Text(text) => query.bind(text.as_str()),
+                    Bind::Int(n) => query.bind(*n),
+                };
+            }
+            match query.fetch_optional(pool).await.map_err(map_err)? {
+                Some(row) => decode(&row).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -186,7 +243,7 @@ impl Store {
     /// Closes every pooled connection (clean shutdown: SQLite checkpoints its WAL).
     pub async fn close(&self) {
         match &self.db {
-            Db::Sqlite { read, write } => {
+            Db::Sqlite { read, write, .. } => {
                 read.close().await;
                 write.close().await;
             }
@@ -248,22 +305,16 @@ impl ApiTokenStore for Store {
     }
 
     async fn find_api_token(&self, digest: &str) -> StoreResult<Option<ApiToken>> {
-        on_pool!(self, read, |pool| {
-            let row = sqlx::query("SELECT id, name, digest, created FROM api_tokens WHERE digest = $1")
-                .bind(digest)
-                .fetch_optional(pool)
-                .await
-                .map_err(map_err)?;
-            row.map(|row| {
-                Ok(ApiToken {
-                    id: row.try_get("id").map_err(map_err)?,
-                    name: row.try_get("name").map_err(map_err)?,
-                    digest: row.try_get("digest").map_err(map_err)?,
-                    created: latchkey_core::Timestamp(row.try_get("created").map_err(map_err)?),
-                })
+        let sql = "SELECT id, name, digest, created FROM api_tokens WHERE digest = $1";
+        self.read_row(sql, &[Bind::Text(digest.to_owned())], |row| {
+            Ok(ApiToken {
+                id: row.text("id")?,
+                name: row.text("name")?,
+                digest: row.text("digest")?,
+                created: row.time("created")?,
             })
-            .transpose()
         })
+        .await
     }
 }
 

@@ -8,9 +8,8 @@ use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
 use crate::rows::{self, USER_COLUMNS};
-use crate::{Store, map_err, on_pool};
+use crate::{Bind, Store, map_err, on_pool};
 use latchkey_core::users::User;
-use sqlx::Row as _;
 
 const COLUMNS: &str = "id, cookie_digest, user_id, amr, created, expires_at, lifetime_ends_at, last_activity, \
      password_verified_at, factor_verified_at, persistent";
@@ -117,38 +116,26 @@ impl SessionStore for Store {
              WHERE s.cookie_digest = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
              AND (s.lifetime_ends_at IS NULL OR s.lifetime_ends_at > $2)"
         );
-        on_pool!(self, read, |pool| {
-            let Some(row) = sqlx::query(AssertSqlSafe(sql))
-                .bind(digest)
-                .bind(now.millis())
-                .fetch_optional(pool)
-                .await
-                .map_err(map_err)?
-            else {
-                return Ok(None);
-            };
-            let user = rows::user(&row)?;
-            let amr: String = row.try_get("s_amr").map_err(map_err)?;
-            let time = |name: &'static str| row.try_get::<i64, _>(name).map(Timestamp).map_err(map_err);
-            let maybe = |name: &'static str| {
-                row.try_get::<Option<i64>, _>(name).map(|t| t.map(Timestamp)).map_err(map_err)
-            };
-            let persistent: i64 = row.try_get("s_persistent").map_err(map_err)?;
+        let binds = [Bind::Text(digest.to_owned()), Bind::Int(now.millis())];
+        self.read_row(&sql, &binds, |row| {
+            let user = rows::user(row)?;
             let session = Session {
-                id: row.try_get("s_id").map_err(map_err)?,
-                cookie_digest: row.try_get("s_cookie").map_err(map_err)?,
+                id: row.text("s_id")?,
+                cookie_digest: row.text("s_cookie")?,
                 user_id: user.id.clone(),
-                amr: serde_json::from_str(&amr).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                created: time("s_created")?,
-                expires_at: time("s_expires")?,
-                lifetime_ends_at: maybe("s_lifetime")?,
-                last_activity: time("s_activity")?,
-                password_verified_at: maybe("s_pwd")?,
-                factor_verified_at: maybe("s_factor")?,
-                persistent: persistent != 0,
+                amr: serde_json::from_str(&row.text("s_amr")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                created: row.time("s_created")?,
+                expires_at: row.time("s_expires")?,
+                lifetime_ends_at: row.maybe_time("s_lifetime")?,
+                last_activity: row.time("s_activity")?,
+                password_verified_at: row.maybe_time("s_pwd")?,
+                factor_verified_at: row.maybe_time("s_factor")?,
+                persistent: row.int("s_persistent")? != 0,
             };
-            Ok(Some((session, user)))
+            Ok((session, user))
         })
+        .await
     }
 
     async fn touch_session(&self, id: &str, expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {

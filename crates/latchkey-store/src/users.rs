@@ -9,13 +9,7 @@ use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
 use crate::rows::{self, USER_COLUMNS};
-use crate::{Store, map_err, on_pool};
-
-/// A value bound to a placeholder.
-enum Bind {
-    Text(String),
-    Int(i64),
-}
+use crate::{Bind, Store, map_err, on_pool};
 
 /// Searchable lower-cased copies of profile attributes; text search compares these.
 fn keys(user: &User) -> [String; 4] {
@@ -85,15 +79,8 @@ impl UserStore for Store {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users WHERE id = $1 OR login_key = $2 ORDER BY id = $1 DESC LIMIT 1"
         );
-        on_pool!(self, read, |pool| {
-            let row = sqlx::query(AssertSqlSafe(sql))
-                .bind(id_or_login)
-                .bind(id_or_login.to_lowercase())
-                .fetch_optional(pool)
-                .await
-                .map_err(map_err)?;
-            row.as_ref().map(rows::user).transpose()
-        })
+        let binds = [Bind::Text(id_or_login.to_owned()), Bind::Text(id_or_login.to_lowercase())];
+        self.read_row(&sql, &binds, |row| rows::user(row)).await
     }
 
     async fn list_users(&self, query: &UserQuery, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {

@@ -18,6 +18,9 @@ use latchkey_store::Store;
 
 use crate::config::RawConfig;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "A self-hosted, Okta-compatible identity provider")]
 struct Cli {
