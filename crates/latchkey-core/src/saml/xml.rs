@@ -29,31 +29,42 @@ fn is_xml_char(c: char) -> bool {
 
 /// Text-node escaping of XML-C14N §2.3: `&`, `<`, `>` and CR (which a parser would otherwise normalize).
 pub fn escape_text(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xD;"),
-            _ => out.push(c),
-        }
-    }
+    escape_with(out, value, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
 }
 
 /// Attribute-value escaping of XML-C14N §2.3: `&`, `<`, `"`, and TAB/LF/CR as character references
 /// (which attribute-value normalization would otherwise turn into spaces). `>` stays literal.
 pub fn escape_attr(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#x9;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            _ => out.push(c),
+    escape_with(out, value, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'"' => Some("&quot;"),
+        b'\t' => Some("&#x9;"),
+        b'\n' => Some("&#xA;"),
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
+}
+
+/// Copies `value` to `out`, replacing the ASCII bytes `replacement` names. Runs between them are
+/// copied whole (a signed response is mostly base64 and plain text, escaped in bulk). Splitting
+/// at an ASCII byte is always on a UTF-8 character boundary.
+pub(crate) fn escape_with(out: &mut String, value: &str, replacement: impl Fn(u8) -> Option<&'static str>) {
+    let mut copied = 0;
+    for (at, byte) in value.bytes().enumerate() {
+        if let Some(entity) = replacement(byte) {
+            out.push_str(&value[copied..at]);
+            out.push_str(entity);
+            copied = at + 1;
         }
     }
+    out.push_str(&value[copied..]);
 }
 
 /// Builds canonical XML into a string. Element and attribute names are trusted constants (`&'static
@@ -169,6 +180,19 @@ mod tests {
         let mut s = String::new();
         escape_attr(&mut s, "a&b<c>d\"e'f\tg\nh\ri");
         assert_eq!(s, "a&amp;b&lt;c>d&quot;e'f&#x9;g&#xA;h&#xD;i");
+    }
+
+    #[test]
+    fn escapes_between_multibyte_characters_and_at_both_ends() {
+        let mut s = String::from("prefix:");
+        escape_text(&mut s, "<é&\u{1F600}>ü\r");
+        assert_eq!(s, "prefix:&lt;é&amp;\u{1F600}&gt;ü&#xD;");
+        let mut s = String::new();
+        escape_attr(&mut s, "\u{4E2D}\u{6587}");
+        assert_eq!(s, "\u{4E2D}\u{6587}");
+        let mut s = String::new();
+        escape_attr(&mut s, "");
+        assert_eq!(s, "");
     }
 
     #[test]
