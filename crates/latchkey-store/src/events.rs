@@ -70,30 +70,62 @@ fn from_json(body: &str) -> StoreResult<Event> {
     })
 }
 
+/// Rows per INSERT statement (7 placeholders each; far below both engines' limits).
+const EVENTS_PER_STATEMENT: usize = 64;
+
+/// `INSERT INTO events ... VALUES (...), (...)` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO events (id, published, event_type, outcome, actor_id, target_id, body) VALUES ",
+    );
+    for row in 0..rows {
+        let first = row * 7;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let placeholders: Vec<String> = (1..=7).map(|n| format!("${}", first + n)).collect();
+        sql.push('(');
+        sql.push_str(&placeholders.join(", "));
+        sql.push(')');
+    }
+    sql
+}
+
 impl EventStore for Store {
     async fn insert_event(&self, event: &Event) -> StoreResult<()> {
         self.insert_events(std::slice::from_ref(event)).await
     }
 
     async fn insert_events(&self, events: &[Event]) -> StoreResult<()> {
-        const INSERT: &str = "INSERT INTO events (id, published, event_type, outcome, actor_id, target_id, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        // One multi-row INSERT per chunk: a statement per event cost a driver round trip each,
+        // most of what logging an SSO cost.
+        let chunks: Vec<&[Event]> = events.chunks(EVENTS_PER_STATEMENT).collect();
+        let statements: Vec<String> = chunks.iter().map(|chunk| insert_sql(chunk.len())).collect();
+        let bodies: Vec<String> = events.iter().map(|e| to_json(e).to_string()).collect();
         on_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await.map_err(map_err)?;
-            for event in events {
-                sqlx::query(INSERT)
-                    .bind(&event.id)
-                    .bind(event.published.millis())
-                    .bind(&event.event_type)
-                    .bind(event.outcome)
-                    .bind(&event.actor.id)
-                    .bind(event.targets.first().map(|t| t.id.clone()))
-                    .bind(to_json(event).to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+            // A single statement is atomic by itself; several share a transaction.
+            let mut tx = if chunks.len() > 1 { Some(pool.begin().await.map_err(map_err)?) } else { None };
+            let mut bodies = bodies.into_iter();
+            for (chunk, sql) in chunks.iter().zip(&statements) {
+                let mut insert = sqlx::query(AssertSqlSafe(sql.as_str()));
+                for (event, body) in chunk.iter().zip(bodies.by_ref()) {
+                    insert = insert
+                        .bind(&event.id)
+                        .bind(event.published.millis())
+                        .bind(&event.event_type)
+                        .bind(event.outcome)
+                        .bind(&event.actor.id)
+                        .bind(event.targets.first().map(|t| t.id.as_str()))
+                        .bind(body);
+                }
+                match tx.as_mut() {
+                    Some(tx) => insert.execute(&mut **tx).await.map_err(map_err)?,
+                    None => insert.execute(pool).await.map_err(map_err)?,
+                };
             }
-            tx.commit().await.map_err(map_err)?;
+            if let Some(tx) = tx {
+                tx.commit().await.map_err(map_err)?;
+            }
         });
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! committed snapshot), so it is cheaper to run it where the request already is.
 //!
 //! What stays with sqlx: every write (they fsync, and must not hold a runtime thread), and reads
-//! that scan (lists, searches). Connections here are read-only (`query_only`), opened lazily, and
+//! that scan (lists, searches). Connections here are read-only, opened lazily, and
 //! kept in a small free list; a busy database (only during WAL recovery) waits at most
 //! [`BUSY_WAIT`] before the read fails as unavailable.
 
@@ -51,6 +51,8 @@ impl InlineReader {
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
+        // Read-only, and `query_only` besides. Opening still works after every other connection
+        // has closed (sqlx closes idle ones) and the WAL files are gone (a test below).
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(unavailable)?;
         conn.busy_timeout(BUSY_WAIT).map_err(unavailable)?;
@@ -151,5 +153,47 @@ impl Columns for InlineRow<'_> {
     }
     fn maybe_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
         self.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_with_one_row(dir: &Path) -> PathBuf {
+        let path = dir.join("inline.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "wal").unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER); INSERT INTO t VALUES ('a', 7);")
+            .unwrap();
+        // Closing the last connection checkpoints and removes the -wal and -shm files.
+        drop(conn);
+        path
+    }
+
+    #[test]
+    fn reads_binding_placeholders_by_number_even_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = InlineReader::new(&database_with_one_row(dir.path()));
+        assert!(!dir.path().join("inline.db-shm").exists(), "the WAL index is gone before the first read");
+        let sql = "SELECT k, n FROM t WHERE n = $2 AND k = $1";
+        let found = reader
+            .read_row(sql, &[Bind::Text("a".into()), Bind::Int(7)], |row| Ok((row.text("k")?, row.int("n")?)))
+            .unwrap();
+        assert_eq!(found, Some(("a".to_owned(), 7)));
+        let none = reader.read_row(sql, &[Bind::Text("a".into()), Bind::Int(8)], |row| row.int("n")).unwrap();
+        assert_eq!(none, None);
+        let missing = reader.read_row(sql, &[Bind::Text("a".into()), Bind::Int(7)], |row| row.int("absent"));
+        assert!(matches!(missing, Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = InlineReader::new(&database_with_one_row(dir.path()));
+        let write = reader.read_row("UPDATE t SET n = 8 RETURNING n", &[], |row| row.int("n"));
+        assert!(matches!(write, Err(StoreError::Unavailable(_))), "{write:?}");
+        let n = reader.read_row("SELECT n FROM t", &[], |row| row.int("n")).unwrap();
+        assert_eq!(n, Some(7));
     }
 }

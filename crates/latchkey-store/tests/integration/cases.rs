@@ -625,6 +625,33 @@ pub async fn events_are_listed_in_order_with_filters_and_cursor(store: &Store) {
     assert_eq!(all[0].1.actor.alternate_id, "a@example.com");
 }
 
+pub async fn event_batches_keep_order_and_are_all_or_nothing(store: &Store) {
+    let event = |i: usize| {
+        Event::new(
+            "user.authentication.sso",
+            "m",
+            "SUCCESS",
+            Actor::user("00ub", "b@example.com"),
+            Timestamp(7),
+        )
+        .target(Target::new(&format!("0oa{i:03}"), "AppInstance", "App"))
+    };
+    // More rows than one INSERT statement carries: several statements, one transaction.
+    let batch: Vec<Event> = (0..150).map(event).collect();
+    store.insert_events(&batch).await.unwrap();
+    let all = store.list_events(&LogQuery { limit: 200, ..Default::default() }).await.unwrap();
+    let targets: Vec<String> = all.iter().map(|(_, e)| e.targets[0].id.clone()).collect();
+    let expected: Vec<String> = (0..150).map(|i| format!("0oa{i:03}")).collect();
+    assert_eq!(targets, expected, "every event, in the order given");
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "cursors increase");
+    // A duplicate id in the last statement of a batch: nothing of the batch is written.
+    let mut failing: Vec<Event> = (150..300).map(event).collect();
+    failing[149].id = failing[0].id.clone();
+    assert!(store.insert_events(&failing).await.is_err());
+    let after = store.list_events(&LogQuery { limit: 400, ..Default::default() }).await.unwrap();
+    assert_eq!(after.len(), 150, "a failed batch leaves no partial write");
+}
+
 fn saml_app(id: &str, name: &str, label: &str) -> App {
     let sign_on = SamlSignOn::from_json(&json!({
         "ssoAcsUrl": "https://sp.example.com/acs",

@@ -64,6 +64,7 @@ conformance!(
     sessions_live_slide_and_end_for_every_reader,
     failed_sign_ins_count_atomically_and_lock_once,
     events_are_listed_in_order_with_filters_and_cursor,
+    event_batches_keep_order_and_are_all_or_nothing,
     apps_assignments_and_links_cascade,
     signing_keys_have_one_active_and_promote_atomically,
     saml_request_ids_refuse_replays_until_purged,
