@@ -36,20 +36,30 @@ impl Timestamp {
     /// Okta's wire format: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
     pub fn to_iso(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(t) => format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.millisecond()
-            ),
+        let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
             // Out of range for a calendar date: only reachable with a corrupt stored value.
-            Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
-        }
+            return "1970-01-01T00:00:00.000Z".to_owned();
+        };
+        let Ok(year) = u32::try_from(t.year()) else {
+            return "1970-01-01T00:00:00.000Z".to_owned();
+        };
+        // Written digit by digit: `format!` with padding was a visible share of a session check.
+        let mut out = String::with_capacity(24);
+        push_padded(&mut out, year, 4);
+        out.push('-');
+        push_padded(&mut out, u32::from(u8::from(t.month())), 2);
+        out.push('-');
+        push_padded(&mut out, u32::from(t.day()), 2);
+        out.push('T');
+        push_padded(&mut out, u32::from(t.hour()), 2);
+        out.push(':');
+        push_padded(&mut out, u32::from(t.minute()), 2);
+        out.push(':');
+        push_padded(&mut out, u32::from(t.second()), 2);
+        out.push('.');
+        push_padded(&mut out, u32::from(t.millisecond()), 3);
+        out.push('Z');
+        out
     }
 
     /// Seconds since the epoch, rounded down (HTTP rate-limit headers use epoch seconds).
@@ -80,6 +90,15 @@ impl Clock for SystemClock {
     }
 }
 
+/// Appends the last `width` decimal digits of `value`, zero-padded (`time` keeps years within
+/// -9999..=9999, so four digits always hold a non-negative year).
+fn push_padded(out: &mut String, value: u32, width: u32) {
+    for position in (0..width).rev() {
+        let digit = (value / 10u32.pow(position)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +107,15 @@ mod tests {
     fn renders_okta_format_with_millis() {
         assert_eq!(Timestamp(1_446_545_757_000).to_iso(), "2015-11-03T10:15:57.000Z");
         assert_eq!(Timestamp(1_446_545_757_042).to_iso(), "2015-11-03T10:15:57.042Z");
+        assert_eq!(Timestamp(-62_135_596_800_000).to_iso(), "0001-01-01T00:00:00.000Z", "padded year");
+        assert_eq!(Timestamp(253_402_300_799_999).to_iso(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(-62_135_596_800_001).to_iso(), "0000-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp(-62_200_000_000_000).to_iso(),
+            "1970-01-01T00:00:00.000Z",
+            "negative year: corrupt"
+        );
+        assert_eq!(Timestamp(i64::MAX).to_iso(), "1970-01-01T00:00:00.000Z", "out of range: corrupt");
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub(crate) fn current_base(default: &str) -> String {
 }
 
 /// Matches `Host` against the configured bases (public URL first, then custom domains).
-fn base_for_host<'a>(bases: &'a [String], host: &str) -> Option<&'a str> {
-    bases.iter().map(String::as_str).find(|base| {
+fn base_for_host<'a>(bases: impl IntoIterator<Item = &'a String>, host: &str) -> Option<&'a str> {
+    bases.into_iter().map(String::as_str).find(|base| {
         let scheme = base.split("://").next().unwrap_or("http");
         latchkey_core::origins::normalise(&format!("{scheme}://{host}")).as_deref()
             == latchkey_core::origins::normalise(base).as_deref()
@@ -46,9 +46,8 @@ pub(crate) async fn route_host(State(state): State<AppState>, req: Request, next
     let Some(host) = host.filter(|_| !operational) else {
         return next.run(req).await;
     };
-    let mut bases = vec![state.config.public_url.clone()];
-    bases.extend(state.config.custom_domains.iter().cloned());
-    match base_for_host(&bases, &host) {
+    let bases = std::iter::once(&state.config.public_url).chain(&state.config.custom_domains);
+    match base_for_host(bases, &host) {
         Some(base) => REQUEST_BASE.scope(base.to_owned(), next.run(req)).await,
         None => ApiError::UnknownHost.into_response(),
     }
