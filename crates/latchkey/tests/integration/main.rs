@@ -39,20 +39,29 @@ fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 exchange; returns (status, body).
 fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    try_http(port, method, path, token, body).unwrap()
+}
+
+fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     let auth = token.map(|t| format!("Authorization: SSWS {t}\r\n")).unwrap_or_default();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    )?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.read_to_string(&mut response)?;
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
+    Ok((status, body))
 }
 
 struct Server {
@@ -73,8 +82,9 @@ fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Server {
     let server = Server { child: cmd.spawn().unwrap(), port };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() && http(port, "GET", "/readyz", None, "").0 == 200
-        {
+        // Polling a port nobody listens on yet can succeed by connecting to itself (TCP
+        // simultaneous open on loopback), so readiness is a real answer, and failures are retried.
+        if try_http(port, "GET", "/readyz", None, "").is_ok_and(|(status, _)| status == 200) {
             return server;
         }
         std::thread::sleep(Duration::from_millis(50));
