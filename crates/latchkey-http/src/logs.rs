@@ -24,18 +24,17 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Most events one commit carries.
 const MAX_BATCH: usize = 256;
-/// Least time between the starts of two commits. Under a steady stream of events a commit per
-/// event was most of what logging cost (on SQLite a WAL write and an fsync each, ~130 µs of CPU
-/// per signed SAML response); waiting this long after a commit lets the next one carry everything
-/// that arrived meanwhile. An event after a quiet spell is committed at once.
+/// Least time between the starts of two commits, so that a steady stream of events shares
+/// commits (on SQLite each is a WAL write and an fsync) instead of taking one each. An event after
+/// a quiet spell is committed at once; under load an event waits at most this long in addition.
 const MIN_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(4);
 
 type Pending = (Event, tokio::sync::oneshot::Sender<()>);
 
 /// Writes system-log events with group commit: requests logging at the same moment share one
 /// transaction (one durable commit, one fsync on SQLite) instead of queueing for the single writer
-/// one by one, and commits are at least [`MIN_COMMIT_INTERVAL`] apart. Each caller still waits until its event is committed, so a response is never sent
-/// before its event is in the log.
+/// one by one, and commits are at least [`MIN_COMMIT_INTERVAL`] apart. Each caller still waits
+/// until its event is committed, so a response is never sent before its event is in the log.
 pub(crate) struct EventWriter {
     queue: tokio::sync::mpsc::Sender<Pending>,
 }

@@ -97,8 +97,7 @@ impl EventStore for Store {
     }
 
     async fn insert_events(&self, events: &[Event]) -> StoreResult<()> {
-        // One multi-row INSERT per chunk: a statement per event cost a driver round trip each,
-        // most of what logging an SSO cost.
+        // One multi-row INSERT per chunk rather than one statement (one driver round trip) per event.
         let chunks: Vec<&[Event]> = events.chunks(EVENTS_PER_STATEMENT).collect();
         let statements: Vec<String> = chunks.iter().map(|chunk| insert_sql(chunk.len())).collect();
         let bodies: Vec<String> = events.iter().map(|e| to_json(e).to_string()).collect();

@@ -1,5 +1,5 @@
 //! SQLite reads run inline on the calling thread, for the reads on every request's path (the
-//! session behind a cookie, an API token, an app and its assignment).
+//! session behind a cookie, an API token, a user, an app and its assignment).
 //!
 //! Why: sqlx runs each SQLite connection on its own thread, so a query is two thread hand-offs
 //! (request out, rows back). On a small machine those context switches cost more than the query:

@@ -4,9 +4,11 @@
 //! [`Store`] selects the backend at run time with an enum, not `dyn`: every method is written once,
 //! with one SQL string that both engines accept (`$n` placeholders, portable types), and the
 //! [`on_pool!`] macro expands the body once per backend so each runs on its native driver.
-//! Invariants: driver errors are mapped to [`StoreError`] here and nowhere else; every port method
+//! Invariants: driver errors are mapped to [`StoreError`] by `map_err` here (rusqlite's, of the
+//! inline reader, in `inline`) and nowhere else; every port method
 //! is one transaction; SQLite writes go through a single-connection pool (one writer, no busy
-//! retries), reads through a small pool; PostgreSQL uses one pool for both.
+//! retries), reads through a small pool, except the point reads on every request's path
+//! ([`Store::read_row`]), which run inline (see `inline`); PostgreSQL uses one pool for all.
 
 mod apps;
 mod authn;
@@ -26,13 +28,13 @@ use latchkey_core::StoreError;
 use latchkey_core::policy::{PasswordPolicy, PolicyKind, PolicyRow};
 use latchkey_core::store::{ApiTokenStore, HealthStore, PolicyStore, StoreResult};
 use latchkey_core::tokens::ApiToken;
-
-use crate::inline::InlineReader;
-use crate::rows::Columns;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+
+use crate::inline::InlineReader;
+use crate::rows::Columns;
 
 /// Which engine a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
