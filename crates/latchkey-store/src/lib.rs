@@ -101,8 +101,11 @@ pub(crate) use on_pool;
 
 /// How long a request waits for a pooled connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A PostgreSQL connection idle this long is pinged before use.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// A PostgreSQL connection idle this long is pinged before use. A connection the server cut (a
+/// restart, a failover, `pg_terminate_backend`) while it was in steady use fails one query (503)
+/// before sqlx drops it; one that sat idle is caught by the ping. Under load connections are reused
+/// within milliseconds, so the pings stay off the hot path.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://...`). SQLite files and their directory are

@@ -70,3 +70,42 @@ conformance!(
     saml_request_ids_refuse_replays_until_purged,
     sso_state_is_shared_and_single_use,
 );
+
+/// Connections are pinged only after idling (not before every use): one the server cut while idle
+/// is replaced, not handed to a request. A database of its own, so cutting every connection to it
+/// touches no other test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_cut_while_idle_are_replaced() {
+    use latchkey_core::store::HealthStore;
+    use rand::Rng;
+
+    let Ok(url) = std::env::var("LATCHKEY_TEST_DATABASE_URL") else { return };
+    let suffix: String =
+        rand::rng().sample_iter(rand::distr::Alphanumeric).take(12).map(char::from).collect();
+    let name = format!("lk_cut_{}", suffix.to_lowercase());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let mut own = url::Url::parse(&url).unwrap();
+    own.set_path(&name);
+    let store = latchkey_store::Store::connect_postgres(own.as_str(), None).await.unwrap();
+    for _ in 0..4 {
+        store.ping().await.unwrap();
+    }
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(&name)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(cut >= 1, "the store's connections were cut");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    for attempt in 0..4 {
+        assert!(store.ping().await.is_ok(), "attempt {attempt} after the cut got a dead connection");
+    }
+    store.close().await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await;
+    admin.close().await;
+}
