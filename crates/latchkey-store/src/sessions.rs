@@ -7,12 +7,72 @@ use latchkey_core::store::StoreResult;
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
-use crate::rows::{self, USER_COLUMNS};
+use crate::rows::{self, Columns, USER_COLUMNS};
 use crate::{Bind, Store, map_err, on_pool};
 use latchkey_core::users::User;
 
-const COLUMNS: &str = "id, cookie_digest, user_id, amr, created, expires_at, lifetime_ends_at, last_activity, \
-     password_verified_at, factor_verified_at, persistent";
+/// The session columns, in table order.
+const COLUMNS: [&str; 11] = [
+    "id",
+    "cookie_digest",
+    "user_id",
+    "amr",
+    "created",
+    "expires_at",
+    "lifetime_ends_at",
+    "last_activity",
+    "password_verified_at",
+    "factor_verified_at",
+    "persistent",
+];
+/// The same columns as the cookie lookup names them beside the user's (which has an `id` and a
+/// `created` too): `s_` and the column name.
+const PREFIXED: [&str; 11] = [
+    "s_id",
+    "s_cookie_digest",
+    "s_user_id",
+    "s_amr",
+    "s_created",
+    "s_expires_at",
+    "s_lifetime_ends_at",
+    "s_last_activity",
+    "s_password_verified_at",
+    "s_factor_verified_at",
+    "s_persistent",
+];
+
+/// The cookie lookup: a live session and its user in one read. Built once (it is on every
+/// cookie-authenticated request).
+static BY_COOKIE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let session: Vec<String> = COLUMNS.iter().zip(PREFIXED).map(|(c, p)| format!("s.{c} AS {p}")).collect();
+    let user: Vec<String> = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
+    format!(
+        "SELECT {}, {} FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.cookie_digest = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
+         AND (s.lifetime_ends_at IS NULL OR s.lifetime_ends_at > $2)",
+        session.join(", "),
+        user.join(", ")
+    )
+});
+
+/// A session from a row that selected its columns under `names` ([`COLUMNS`] or [`PREFIXED`]).
+fn session(row: &(impl Columns + ?Sized), names: &[&str; 11]) -> StoreResult<Session> {
+    let [id, cookie_digest, user_id, amr, created, expires_at, lifetime, activity, pwd, factor, persistent] =
+        names;
+    Ok(Session {
+        id: row.text(id)?,
+        cookie_digest: row.text(cookie_digest)?,
+        user_id: row.text(user_id)?,
+        amr: rows::json(&row.text(amr)?)?,
+        created: row.time(created)?,
+        expires_at: row.time(expires_at)?,
+        lifetime_ends_at: row.maybe_time(lifetime)?,
+        last_activity: row.time(activity)?,
+        password_verified_at: row.maybe_time(pwd)?,
+        factor_verified_at: row.maybe_time(factor)?,
+        persistent: row.int(persistent)? != 0,
+    })
+}
 
 /// Live at `$N`: not ended, idle expiry and lifetime both in the future.
 fn live(n: usize) -> String {
@@ -21,52 +81,22 @@ fn live(n: usize) -> String {
     )
 }
 
-type Row = (String, String, String, String, i64, i64, Option<i64>, i64, Option<i64>, Option<i64>, i64);
-
-fn from_row(row: Row) -> StoreResult<Session> {
-    let (
-        id,
-        cookie_digest,
-        user_id,
-        amr,
-        created,
-        expires_at,
-        lifetime,
-        last_activity,
-        pwd,
-        factor,
-        persistent,
-    ) = row;
-    Ok(Session {
-        id,
-        cookie_digest,
-        user_id,
-        amr: serde_json::from_str(&amr).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        created: Timestamp(created),
-        expires_at: Timestamp(expires_at),
-        lifetime_ends_at: lifetime.map(Timestamp),
-        last_activity: Timestamp(last_activity),
-        password_verified_at: pwd.map(Timestamp),
-        factor_verified_at: factor.map(Timestamp),
-        persistent: persistent != 0,
-    })
-}
-
 impl Store {
     async fn select_sessions(&self, condition: &str, key: &str, now: Timestamp) -> StoreResult<Vec<Session>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE {condition} = $1 AND {} ORDER BY created, id",
+            "SELECT {} FROM sessions WHERE {condition} = $1 AND {} ORDER BY created, id",
+            COLUMNS.join(", "),
             live(2)
         );
-        let rows: Vec<Row> = on_pool!(self, read, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql))
+        on_pool!(self, read, |pool| {
+            let found = sqlx::query(AssertSqlSafe(sql))
                 .bind(key)
                 .bind(now.millis())
                 .fetch_all(pool)
                 .await
-                .map_err(map_err)?
-        });
-        rows.into_iter().map(from_row).collect()
+                .map_err(map_err)?;
+            found.iter().map(|row| session(row, &COLUMNS)).collect()
+        })
     }
 }
 
@@ -106,36 +136,8 @@ impl SessionStore for Store {
         digest: &str,
         now: Timestamp,
     ) -> StoreResult<Option<(Session, User)>> {
-        let user_columns: String =
-            USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "SELECT s.id AS s_id, s.cookie_digest AS s_cookie, s.amr AS s_amr, s.created AS s_created, \
-             s.expires_at AS s_expires, s.lifetime_ends_at AS s_lifetime, s.last_activity AS s_activity, \
-             s.password_verified_at AS s_pwd, s.factor_verified_at AS s_factor, s.persistent AS s_persistent, \
-             {user_columns} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.cookie_digest = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
-             AND (s.lifetime_ends_at IS NULL OR s.lifetime_ends_at > $2)"
-        );
         let binds = [Bind::Text(digest.to_owned()), Bind::Int(now.millis())];
-        self.read_row(&sql, &binds, |row| {
-            let user = rows::user(row)?;
-            let session = Session {
-                id: row.text("s_id")?,
-                cookie_digest: row.text("s_cookie")?,
-                user_id: user.id.clone(),
-                amr: serde_json::from_str(&row.text("s_amr")?)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                created: row.time("s_created")?,
-                expires_at: row.time("s_expires")?,
-                lifetime_ends_at: row.maybe_time("s_lifetime")?,
-                last_activity: row.time("s_activity")?,
-                password_verified_at: row.maybe_time("s_pwd")?,
-                factor_verified_at: row.maybe_time("s_factor")?,
-                persistent: row.int("s_persistent")? != 0,
-            };
-            Ok((session, user))
-        })
-        .await
+        self.read_row(&BY_COOKIE, &binds, |row| Ok((session(row, &PREFIXED)?, rows::user(row)?))).await
     }
 
     async fn touch_session(&self, id: &str, expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {
