@@ -15,6 +15,7 @@ mod authn;
 mod events;
 mod inline;
 mod migrate;
+mod node_cache;
 mod origins;
 mod rows;
 mod sessions;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{
 };
 
 use crate::inline::InlineReader;
+use crate::node_cache::NodeCache;
 use crate::rows::Columns;
 
 /// Which engine a database URL names.
@@ -64,12 +66,9 @@ pub struct Store {
 #[derive(Debug, Clone)]
 enum Db {
     /// `inline` serves the per-request point reads ([`Store::read_row`]); absent for in-memory databases.
-    Sqlite {
-        read: SqlitePool,
-        write: SqlitePool,
-        inline: Option<Arc<InlineReader>>,
-    },
-    Postgres(PgPool),
+    Sqlite { read: SqlitePool, write: SqlitePool, inline: Option<Arc<InlineReader>> },
+    /// `cache` holds live sessions by cookie (see `node_cache`); absent only if it could not start.
+    Postgres { pool: PgPool, cache: Option<Arc<NodeCache>> },
 }
 
 /// A value bound to a placeholder.
@@ -88,7 +87,7 @@ macro_rules! on_pool {
                 let $pool = on_pool!(@pick read, write, $kind);
                 $body
             }
-            $crate::Db::Postgres(pg) => {
+            $crate::Db::Postgres { pool: pg, .. } => {
                 let $pool = pg;
                 $body
             }
@@ -144,7 +143,14 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(unavailable)?;
-        Ok(Self { db: Db::Postgres(pool) })
+        let cache = match NodeCache::start(&pool).await {
+            Ok(cache) => Some(cache),
+            Err(error) => {
+                tracing::warn!(%error, "session cache not started; every session check reads the database");
+                None
+            }
+        };
+        Ok(Self { db: Db::Postgres { pool, cache } })
     }
 
     async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
@@ -208,10 +214,26 @@ impl Store {
         })
     }
 
+    /// This node's session cache and its pool (PostgreSQL only).
+    pub(crate) fn node_cache(&self) -> Option<(&NodeCache, &PgPool)> {
+        match &self.db {
+            Db::Postgres { pool, cache: Some(cache) } => Some((cache, pool)),
+            _ => None,
+        }
+    }
+
+    /// After a committed write that ended sessions or changed a user: returns once every node has
+    /// dropped what it cached of them (see `node_cache`).
+    pub(crate) async fn await_evictions(&self) {
+        if let Some((cache, pool)) = self.node_cache() {
+            cache.barrier(pool).await;
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self.db {
             Db::Sqlite { .. } => Backend::Sqlite,
-            Db::Postgres(_) => Backend::Postgres,
+            Db::Postgres { .. } => Backend::Postgres,
         }
     }
 
@@ -252,7 +274,12 @@ impl Store {
                 read.close().await;
                 write.close().await;
             }
-            Db::Postgres(pg) => pg.close().await,
+            Db::Postgres { pool, cache } => {
+                if let Some(cache) = cache {
+                    cache.close(pool).await;
+                }
+                pool.close().await;
+            }
         }
     }
 }

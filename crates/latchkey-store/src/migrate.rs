@@ -51,6 +51,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_apps_saml.sql"),
         postgres: include_str!("../migrations/postgres/0006_apps_saml.sql"),
     },
+    Migration {
+        version: 7,
+        name: "node_cache",
+        sqlite: include_str!("../migrations/sqlite/0007_node_cache.sql"),
+        postgres: include_str!("../migrations/postgres/0007_node_cache.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \
@@ -92,6 +98,6 @@ pub(crate) async fn run(store: &Store) -> Result<usize, StoreError> {
     }
     match &store.db {
         Db::Sqlite { write, .. } => apply!(write, sqlite, None::<&'static str>),
-        Db::Postgres(pg) => apply!(pg, postgres, Some("SELECT pg_advisory_xact_lock($1)")),
+        Db::Postgres { pool: pg, .. } => apply!(pg, postgres, Some("SELECT pg_advisory_xact_lock($1)")),
     }
 }

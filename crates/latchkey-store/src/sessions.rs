@@ -1,6 +1,7 @@
 //! Sessions: a live session is one not ended and not past its idle expiry or absolute lifetime;
 //! every query that decides access checks both, so an ended session is refused by every node on
-//! its next read.
+//! its next read. On PostgreSQL the cookie lookup goes through the node's cache (`node_cache`);
+//! every write that ends sessions returns only once no node's cache holds them.
 
 use latchkey_core::sessions::{EndReason, Session, SessionStore};
 use latchkey_core::store::StoreResult;
@@ -136,8 +137,18 @@ impl SessionStore for Store {
         digest: &str,
         now: Timestamp,
     ) -> StoreResult<Option<(Session, User)>> {
+        let cache = self.node_cache().map(|(cache, _)| cache);
+        if let Some(hit) = cache.and_then(|cache| cache.get(digest, now)) {
+            return Ok(Some(hit));
+        }
+        let ticket = cache.and_then(|cache| cache.ticket());
         let binds = [Bind::Text(digest.to_owned()), Bind::Int(now.millis())];
-        self.read_row(&BY_COOKIE, &binds, |row| Ok((session(row, &PREFIXED)?, rows::user(row)?))).await
+        let found =
+            self.read_row(&BY_COOKIE, &binds, |row| Ok((session(row, &PREFIXED)?, rows::user(row)?))).await?;
+        if let (Some(cache), Some(ticket), Some((session, user))) = (cache, ticket, &found) {
+            cache.fill(ticket, session, user);
+        }
+        Ok(found)
     }
 
     async fn touch_session(&self, id: &str, expires_at: Timestamp, now: Timestamp) -> StoreResult<bool> {
@@ -168,6 +179,9 @@ impl SessionStore for Store {
                 .map_err(map_err)?
                 .rows_affected()
         });
+        if updated == 1 {
+            self.await_evictions().await;
+        }
         Ok(updated == 1)
     }
 
@@ -182,7 +196,7 @@ impl SessionStore for Store {
             "UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE user_id = $1 AND id <> $4 AND {} RETURNING id",
             live(2)
         );
-        on_pool!(self, write, |pool| {
+        let ended: Vec<String> = on_pool!(self, write, |pool| {
             sqlx::query_scalar(AssertSqlSafe(sql))
                 .bind(user_id)
                 .bind(now.millis())
@@ -190,8 +204,12 @@ impl SessionStore for Store {
                 .bind(keep.unwrap_or(""))
                 .fetch_all(pool)
                 .await
-                .map_err(map_err)
-        })
+                .map_err(map_err)?
+        });
+        if !ended.is_empty() {
+            self.await_evictions().await;
+        }
+        Ok(ended)
     }
 
     async fn expire_sessions(&self, now: Timestamp) -> StoreResult<Vec<(String, String, Timestamp)>> {

@@ -3,8 +3,8 @@
 
 use latchkey_core::store::{StoreResult, UserStore};
 use latchkey_core::tokens::OneTimeToken;
-use latchkey_core::users::User;
 use latchkey_core::users::query::{Expr, Field, Op, Operand, UserQuery};
+use latchkey_core::users::{User, UserStatus};
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
@@ -158,6 +158,7 @@ impl UserStore for Store {
             }
             tx.commit().await.map_err(map_err)?;
         });
+        self.await_evictions().await;
         Ok(())
     }
 
@@ -190,7 +191,7 @@ impl UserStore for Store {
              status_changed = CASE WHEN {locks} THEN $3 ELSE status_changed END, \
              last_updated = $3, version = version + 1 WHERE id = $1 RETURNING {USER_COLUMNS}"
         );
-        on_pool!(self, write, |pool| {
+        let user = on_pool!(self, write, |pool| {
             let row = sqlx::query(AssertSqlSafe(sql))
                 .bind(user_id)
                 .bind(i64::from(max_attempts))
@@ -198,12 +199,17 @@ impl UserStore for Store {
                 .fetch_optional(pool)
                 .await
                 .map_err(map_err)?;
-            row.as_ref().map(rows::user).transpose()
-        })
+            row.as_ref().map(rows::user).transpose()?
+        });
+        // A locked-out user's sessions are refused: no node may keep answering from its cache.
+        if user.as_ref().is_some_and(|u| u.status == UserStatus::LockedOut) {
+            self.await_evictions().await;
+        }
+        Ok(user)
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<bool> {
-        on_pool!(self, write, |pool| {
+        let deleted = on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await.map_err(map_err)?;
             sqlx::query("DELETE FROM one_time_tokens WHERE user_id = $1")
                 .bind(id)
@@ -216,8 +222,10 @@ impl UserStore for Store {
                 .await
                 .map_err(map_err)?;
             tx.commit().await.map_err(map_err)?;
-            Ok(deleted.rows_affected() == 1)
-        })
+            deleted.rows_affected() == 1
+        });
+        self.await_evictions().await;
+        Ok(deleted)
     }
 }
 

@@ -21,7 +21,7 @@ use latchkey_core::{StoreError, Timestamp};
 use latchkey_store::Store;
 use serde_json::json;
 
-fn user(id: &str, login: &str) -> User {
+pub fn user(id: &str, login: &str) -> User {
     let profile = json!({"login": login, "email": login, "firstName": "Ada", "lastName": "Lovelace"});
     User {
         id: id.to_owned(),
@@ -494,7 +494,7 @@ pub async fn trusted_origins_are_unique_and_replaceable(store: &Store) {
     assert_eq!(store.find_trusted_origin("https://app.example.com").await.unwrap(), None);
 }
 
-fn session(id: &str, user_id: &str, expires_at: i64, lifetime: Option<i64>) -> Session {
+pub fn session(id: &str, user_id: &str, expires_at: i64, lifetime: Option<i64>) -> Session {
     Session {
         id: id.into(),
         cookie_digest: format!("cookie-{id}"),

@@ -11,6 +11,7 @@
 )]
 
 mod cases;
+mod nodes;
 mod support;
 
 /// Declares each case once per backend: `sqlite::name` and `postgres::name`.

@@ -59,6 +59,25 @@ pub async fn postgres() -> Option<PostgresDb> {
 }
 
 impl PostgresDb {
+    /// A second node: another store on the same schema, with its own pool and session cache.
+    pub async fn another_node(&self) -> Store {
+        Store::connect_postgres(&self.url, Some(&self.schema)).await.expect("connect second node")
+    }
+
+    /// A plain connection pool on this schema, beside the stores (for what no store method does).
+    pub async fn admin(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(
+                self.url
+                    .parse::<sqlx::postgres::PgConnectOptions>()
+                    .expect("url")
+                    .options([("search_path", &self.schema)]),
+            )
+            .await
+            .expect("admin pool")
+    }
+
     pub async fn drop_schema(self) {
         self.store.close().await;
         if let Ok(admin) = sqlx::PgPool::connect(&self.url).await {

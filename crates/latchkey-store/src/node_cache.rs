@@ -1,0 +1,420 @@
+//! A PostgreSQL node's cache of live sessions by cookie, so that checking a session is not a
+//! database round trip, while a session ended (or a user changed) on any node is refused by every
+//! node from the moment the ending call returns.
+//!
+//! This departs from DESIGN §6's letter ("reads that decide access always go to the primary") to
+//! keep its intent ("a revocation is never served stale"):
+//! - Triggers on `sessions` and `users` (migration 7) notify every node, when a change commits, of
+//!   the changed session (by cookie digest) and user (by id); a node evicts what they name.
+//! - A write that ends sessions or changes a user then waits for a *barrier*: it notifies a
+//!   numbered barrier and waits until every node holding a lease has acknowledged it. PostgreSQL
+//!   delivers notifications in commit order, so a node that has seen the barrier has evicted what
+//!   the write changed before it acknowledges.
+//! - A node serves from its cache only while it holds a lease (`cache_nodes`), renewed each time
+//!   one of its own heartbeats comes back through its listening connection. A node that stops
+//!   hearing (connection lost, stalled) stops serving from its cache before its lease ends, and a
+//!   barrier waits for a silent node only until that lease ends.
+//! - A fill that raced an eviction is dropped: the eviction count read before the database read
+//!   must be unchanged when the entry is inserted.
+//!
+//! Time-based expiry needs no message: a hit is checked against `now` as the SQL would.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use latchkey_core::Timestamp;
+use latchkey_core::sessions::Session;
+use latchkey_core::users::User;
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::Notify;
+
+/// How often a node sends itself a heartbeat (each one that returns renews its lease).
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// A lease lasts this long past the renewal. It bounds how long a barrier waits for a node that
+/// went silent (crashed, cut off), so it is a few heartbeats and no more.
+const LEASE: Duration = Duration::from_secs(2);
+/// A node stops serving from its cache this long before its lease could end (its own reckoning
+/// starts when the heartbeat was sent, before the database recorded the lease, so it is early
+/// already; the margin covers clock rate differences and scheduling).
+const LEASE_MARGIN: Duration = Duration::from_millis(500);
+/// An entry older than this is read again even if no message evicted it (a bound on any change
+/// that reached the database without the triggers, such as a restored backup).
+const MAX_AGE: Duration = Duration::from_secs(30);
+/// A listening connection that heard nothing (not even our heartbeats) this long is replaced.
+const SILENT_CONNECTION: Duration = Duration::from_secs(6);
+/// At most this many sessions are kept; beyond it new ones are simply not cached.
+const MAX_ENTRIES: usize = 100_000;
+
+/// The database clock in milliseconds: leases are written and compared on one clock.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+struct Entry {
+    session: Session,
+    user: User,
+    filled: Instant,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// Until when this node may answer from its cache (its lease, less the margin).
+    serving_until: Option<Instant>,
+    /// Evictions so far (see the module header: a fill must not straddle one).
+    evictions: u64,
+    by_cookie: HashMap<String, Entry>,
+    /// Cookie digests of each user's cached sessions.
+    by_user: HashMap<String, Vec<String>>,
+}
+
+impl Entries {
+    fn serving(&self, at: Instant) -> bool {
+        self.serving_until.is_some_and(|until| at < until)
+    }
+
+    fn remove_cookie(&mut self, digest: &str) {
+        if let Some(entry) = self.by_cookie.remove(digest)
+            && let Some(digests) = self.by_user.get_mut(&entry.user.id)
+        {
+            digests.retain(|d| d != digest);
+            if digests.is_empty() {
+                self.by_user.remove(&entry.user.id);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_cookie.clear();
+        self.by_user.clear();
+        self.evictions += 1;
+    }
+}
+
+/// What a waiting barrier has heard.
+struct Barrier {
+    acked: HashSet<String>,
+    wake: Arc<Notify>,
+}
+
+/// One node's session cache; see the module header.
+pub(crate) struct NodeCache {
+    node: String,
+    /// The notification channel of this database schema (`latchkey_` and the schema name's md5),
+    /// the same name the triggers compute.
+    channel: String,
+    entries: Mutex<Entries>,
+    barriers: Mutex<HashMap<u64, Barrier>>,
+    next_barrier: AtomicU64,
+    /// When each heartbeat still in flight was sent.
+    heartbeats: Mutex<HashMap<u64, Instant>>,
+    shutdown: Arc<Notify>,
+}
+
+/// Locks a mutex, recovering the data if a holder panicked (every critical section here leaves
+/// the data consistent, and a poisoned lock must not take the server down).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Live at `now` by the same test as the SQL's (`sessions::live`).
+fn live(session: &Session, now: Timestamp) -> bool {
+    session.expires_at > now && session.lifetime_ends_at.is_none_or(|end| end > now)
+}
+
+impl NodeCache {
+    /// Starts the cache of one node on `pool`: its listener and heartbeat run in the background
+    /// until [`NodeCache::close`] or until the cache is dropped.
+    pub(crate) async fn start(pool: &PgPool) -> Result<Arc<Self>, sqlx::Error> {
+        let channel: String =
+            sqlx::query_scalar("SELECT 'latchkey_' || md5(current_schema())").fetch_one(pool).await?;
+        let cache = Arc::new(NodeCache {
+            node: latchkey_core::ids::random_alphanumeric(16),
+            channel,
+            entries: Mutex::default(),
+            barriers: Mutex::default(),
+            next_barrier: AtomicU64::new(1),
+            heartbeats: Mutex::default(),
+            shutdown: Arc::new(Notify::new()),
+        });
+        tokio::spawn(listen(Arc::downgrade(&cache), cache.shutdown.clone(), pool.clone()));
+        tokio::spawn(beat(Arc::downgrade(&cache), pool.clone()));
+        Ok(cache)
+    }
+
+    /// The cached live session behind a cookie digest, if this node may answer from its cache.
+    pub(crate) fn get(&self, digest: &str, now: Timestamp) -> Option<(Session, User)> {
+        let entries = lock(&self.entries);
+        let at = Instant::now();
+        if !entries.serving(at) {
+            return None;
+        }
+        let entry = entries.by_cookie.get(digest)?;
+        (live(&entry.session, now) && at.duration_since(entry.filled) < MAX_AGE)
+            .then(|| (entry.session.clone(), entry.user.clone()))
+    }
+
+    /// Taken before a database read whose result may be cached: `None` when the cache is not
+    /// serving.
+    pub(crate) fn ticket(&self) -> Option<u64> {
+        let entries = lock(&self.entries);
+        entries.serving(Instant::now()).then_some(entries.evictions)
+    }
+
+    /// Caches what a read under `ticket` found, unless something was evicted since.
+    pub(crate) fn fill(&self, ticket: u64, session: &Session, user: &User) {
+        let mut entries = lock(&self.entries);
+        let at = Instant::now();
+        if entries.evictions != ticket || !entries.serving(at) || entries.by_cookie.len() >= MAX_ENTRIES {
+            return;
+        }
+        let digest = session.cookie_digest.clone();
+        entries.remove_cookie(&digest);
+        entries.by_user.entry(user.id.clone()).or_default().push(digest.clone());
+        entries.by_cookie.insert(digest, Entry { session: session.clone(), user: user.clone(), filled: at });
+    }
+
+    /// Applies one notification from the channel; `Some` is an acknowledgement to send.
+    fn on_message(&self, payload: &str) -> Option<Reply> {
+        let (kind, rest) = payload.split_once(':')?;
+        match kind {
+            "s" => {
+                let mut entries = lock(&self.entries);
+                entries.remove_cookie(rest);
+                entries.evictions += 1;
+            }
+            "u" => {
+                let mut entries = lock(&self.entries);
+                for digest in entries.by_user.remove(rest).unwrap_or_default() {
+                    entries.by_cookie.remove(&digest);
+                }
+                entries.evictions += 1;
+            }
+            "b" => return Some(Reply::Ack(format!("a:{rest}:{}", self.node))),
+            "a" => {
+                let mut parts = rest.splitn(3, ':');
+                let (Some(origin), Some(number), Some(acker)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return None;
+                };
+                if origin == self.node
+                    && let Ok(number) = number.parse::<u64>()
+                    && let Some(barrier) = lock(&self.barriers).get_mut(&number)
+                {
+                    barrier.acked.insert(acker.to_owned());
+                    barrier.wake.notify_one();
+                }
+            }
+            "h" => {
+                let (origin, number) = rest.split_once(':')?;
+                if origin == self.node {
+                    let sent = lock(&self.heartbeats).remove(&number.parse::<u64>().ok()?)?;
+                    return Some(Reply::Renew(sent));
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Stops answering from the cache and forgets it (the listening connection was lost, so
+    /// evictions may have been missed).
+    fn stop_serving(&self) {
+        let mut entries = lock(&self.entries);
+        entries.serving_until = None;
+        entries.clear();
+    }
+
+    /// Waits until every node holding a lease has seen everything this node committed before the
+    /// call (see the module header). Called after a write that ends sessions or changes a user; a
+    /// failure is logged and not returned, since the write itself has committed and each node
+    /// still evicts on the triggers' messages.
+    pub(crate) async fn barrier(&self, pool: &PgPool) {
+        let number = self.next_barrier.fetch_add(1, Ordering::Relaxed);
+        let wake = Arc::new(Notify::new());
+        lock(&self.barriers).insert(number, Barrier { acked: HashSet::new(), wake: wake.clone() });
+        if let Err(error) = self.await_barrier(pool, number, &wake).await {
+            tracing::warn!(%error, "cache barrier not confirmed; nodes evict when the change reaches them");
+        }
+        lock(&self.barriers).remove(&number);
+    }
+
+    async fn await_barrier(&self, pool: &PgPool, number: u64, wake: &Notify) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(format!("b:{}:{number}", self.node))
+            .execute(pool)
+            .await?;
+        let leased: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT node_id, lease_until - {DB_NOW_MS} FROM cache_nodes WHERE lease_until > {DB_NOW_MS}"
+        )))
+        .fetch_all(pool)
+        .await?;
+        let start = Instant::now();
+        let waits: Vec<(String, Instant)> = leased
+            .into_iter()
+            .map(|(node, left_ms)| {
+                let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)).min(LEASE);
+                (node, start + left)
+            })
+            .collect();
+        loop {
+            let heard = wake.notified();
+            let now = Instant::now();
+            let next_deadline = {
+                let barriers = lock(&self.barriers);
+                let acked = barriers.get(&number).map(|b| &b.acked);
+                waits
+                    .iter()
+                    .filter(|(node, until)| *until > now && !acked.is_some_and(|a| a.contains(node)))
+                    .map(|(_, until)| *until)
+                    .min()
+            };
+            let Some(deadline) = next_deadline else {
+                return Ok(());
+            };
+            let _ = tokio::time::timeout_at(deadline.into(), heard).await;
+        }
+    }
+
+    /// Stops the background tasks and gives up this node's lease (clean shutdown).
+    pub(crate) async fn close(&self, pool: &PgPool) {
+        self.shutdown.notify_one();
+        self.stop_serving();
+        let _ =
+            sqlx::query("DELETE FROM cache_nodes WHERE node_id = $1").bind(&self.node).execute(pool).await;
+    }
+}
+
+impl std::fmt::Debug for NodeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCache").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl Drop for NodeCache {
+    fn drop(&mut self) {
+        self.shutdown.notify_one();
+    }
+}
+
+/// What the listener sends back after a message.
+enum Reply {
+    Ack(String),
+    /// One of our heartbeats returned: renew the lease, counted from when it was sent.
+    Renew(Instant),
+}
+
+/// The listening task: one connection that receives the channel's messages in commit order.
+async fn listen(cache: Weak<NodeCache>, shutdown: Arc<Notify>, pool: PgPool) {
+    loop {
+        let mut listener = match connect_listener(&cache, &pool).await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "session cache listener cannot connect; sessions are read from the database");
+                tokio::select! {
+                    () = shutdown.notified() => return,
+                    () = tokio::time::sleep(HEARTBEAT) => continue,
+                }
+            }
+        };
+        loop {
+            // `try_recv` is cancelled only where the listener is dropped next (shutdown, or a
+            // connection silent for longer than a heartbeat can take: cut without a reset).
+            let received = tokio::select! {
+                () = shutdown.notified() => return,
+                received = tokio::time::timeout(SILENT_CONNECTION, listener.try_recv()) => received,
+            };
+            let Some(node) = cache.upgrade() else { return };
+            let notification = match received {
+                Ok(Ok(Some(notification))) => notification,
+                Ok(Ok(None) | Err(_)) | Err(_) => {
+                    node.stop_serving();
+                    break;
+                }
+            };
+            match node.on_message(notification.payload()) {
+                Some(Reply::Ack(payload)) => {
+                    let _ = sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(&node.channel)
+                        .bind(payload)
+                        .execute(&pool)
+                        .await;
+                }
+                Some(Reply::Renew(sent)) => renew(&node, &pool, sent).await,
+                None => {}
+            }
+        }
+    }
+}
+
+async fn connect_listener(cache: &Weak<NodeCache>, pool: &PgPool) -> Result<Option<PgListener>, sqlx::Error> {
+    let Some(channel) = cache.upgrade().map(|c| c.channel.clone()) else { return Ok(None) };
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
+    listener.listen(&channel).await?;
+    Ok(Some(listener))
+}
+
+/// Records the lease in the database, then (only then) extends how long this node serves.
+async fn renew(node: &NodeCache, pool: &PgPool, sent: Instant) {
+    let recorded = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO cache_nodes (node_id, lease_until) VALUES ($1, {DB_NOW_MS} + $2) \
+         ON CONFLICT (node_id) DO UPDATE SET lease_until = EXCLUDED.lease_until"
+    )))
+    .bind(&node.node)
+    .bind(i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await;
+    if recorded.is_ok() {
+        let until = sent + LEASE - LEASE_MARGIN;
+        let mut entries = lock(&node.entries);
+        if entries.serving_until.is_none_or(|current| current < until) {
+            entries.serving_until = Some(until);
+        }
+    }
+}
+
+/// The heartbeat task: sends this node's heartbeats, forgets old entries and old leases.
+async fn beat(cache: Weak<NodeCache>, pool: PgPool) {
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut number: u64 = 0;
+    loop {
+        ticks.tick().await;
+        let Some(node) = cache.upgrade() else { return };
+        if pool.is_closed() {
+            return;
+        }
+        number += 1;
+        let now = Instant::now();
+        {
+            let mut heartbeats = lock(&node.heartbeats);
+            heartbeats.retain(|_, sent| now.duration_since(*sent) < LEASE);
+            heartbeats.insert(number, now);
+        }
+        {
+            let mut entries = lock(&node.entries);
+            let stale: Vec<String> = entries
+                .by_cookie
+                .iter()
+                .filter(|(_, entry)| now.duration_since(entry.filled) >= MAX_AGE)
+                .map(|(digest, _)| digest.clone())
+                .collect();
+            for digest in stale {
+                entries.remove_cookie(&digest);
+            }
+        }
+        let channel = node.channel.clone();
+        let payload = format!("h:{}:{number}", node.node);
+        drop(node);
+        let _ = sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&pool).await;
+        if number.is_multiple_of(120) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM cache_nodes WHERE lease_until < {DB_NOW_MS} - 60000"
+            )))
+            .execute(&pool)
+            .await;
+        }
+    }
+}

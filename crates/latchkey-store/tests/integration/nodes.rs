@@ -1,0 +1,162 @@
+//! Several PostgreSQL nodes on one database: each caches live sessions by cookie, and a session
+//! ended (or a user changed) through one node is refused by every other node as soon as the ending
+//! call returns. The triggers are switched off around some writes here, to change a row behind the
+//! caches' backs and so see whether a node answered from its cache or from the database.
+
+use std::time::{Duration, Instant};
+
+use latchkey_core::Timestamp;
+use latchkey_core::sessions::{EndReason, SessionStore};
+use latchkey_core::store::UserStore;
+use latchkey_core::users::UserStatus;
+use latchkey_store::Store;
+
+use crate::cases::{session, user};
+
+const NOW: Timestamp = Timestamp(5_000);
+
+/// The amr that `node` reports for a session, by its cookie.
+async fn amr_seen(node: &Store, id: &str) -> Option<Vec<String>> {
+    node.find_session_by_cookie(&format!("cookie-{id}"), NOW).await.unwrap().map(|(s, _)| s.amr)
+}
+
+/// Changes a session's amr without telling any node (the eviction trigger is off meanwhile).
+async fn change_behind_caches(admin: &sqlx::PgPool, id: &str, amr: &str) {
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query("ALTER TABLE sessions DISABLE TRIGGER sessions_evict").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE sessions SET amr = $2 WHERE id = $1")
+        .bind(id)
+        .bind(amr)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE sessions ENABLE TRIGGER sessions_evict").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Reads through `node` until it answers from its cache (a node serves from its cache once its
+/// first heartbeat has come back and its lease is recorded: milliseconds after it starts). Each
+/// attempt changes the row unannounced: an answer that did not change came from the cache (and the
+/// row is then put back, so the database and the cache agree again).
+async fn until_cached(node: &Store, admin: &sqlx::PgPool, id: &str) {
+    let start = Instant::now();
+    for attempt in 0.. {
+        let before = amr_seen(node, id).await.expect("a live session");
+        let probe = serde_json::json!(["pwd", format!("probe-{attempt}")]).to_string();
+        change_behind_caches(admin, id, &probe).await;
+        if amr_seen(node, id).await == Some(before.clone()) {
+            change_behind_caches(admin, id, &serde_json::to_string(&before).unwrap()).await;
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the node never answered from its cache");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn two_nodes() -> Option<(crate::support::PostgresDb, Store, sqlx::PgPool)> {
+    let db = crate::support::postgres().await?;
+    let second = db.another_node().await;
+    let admin = db.admin().await;
+    db.store.insert_user(&user("00una", "a@example.com")).await.unwrap();
+    db.store.insert_user(&user("00unb", "b@example.com")).await.unwrap();
+    for (id, owner) in [("20a1", "00una"), ("20a2", "00una"), ("20b1", "00unb")] {
+        let mut s = session(id, owner, 60_000, None);
+        s.amr = vec!["pwd".into()];
+        db.store.insert_session(&s).await.unwrap();
+    }
+    Some((db, second, admin))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_on_one_node_is_refused_by_the_others_at_once() {
+    let Some((db, second, admin)) = two_nodes().await else { return };
+    for id in ["20a1", "20a2", "20b1"] {
+        until_cached(&second, &admin, id).await;
+        until_cached(&db.store, &admin, id).await;
+    }
+
+    assert!(db.store.end_session("20a1", EndReason::Logout, NOW).await.unwrap());
+    assert_eq!(amr_seen(&second, "20a1").await, None, "ended on the first node, refused on the second");
+    assert_eq!(amr_seen(&db.store, "20a1").await, None, "and on the first");
+    assert!(amr_seen(&second, "20b1").await.is_some(), "other sessions stay");
+
+    let ended = second.end_user_sessions("00una", None, EndReason::AdminRevoke, NOW).await.unwrap();
+    assert_eq!(ended, ["20a2"]);
+    assert_eq!(amr_seen(&db.store, "20a2").await, None, "a user's sessions ended on the second node");
+
+    // A user suspended on one node: the other no longer hands out the user it cached.
+    let (_, cached_user) = second.find_session_by_cookie("cookie-20b1", NOW).await.unwrap().unwrap();
+    assert_eq!(cached_user.status, UserStatus::Active);
+    let mut suspended = db.store.find_user("00unb").await.unwrap().unwrap();
+    let version = suspended.version;
+    suspended.status = UserStatus::Suspended;
+    suspended.version += 1;
+    db.store.update_user(&suspended, version, None).await.unwrap();
+    let (_, seen) = second.find_session_by_cookie("cookie-20b1", NOW).await.unwrap().unwrap();
+    assert_eq!(seen.status, UserStatus::Suspended, "the second node sees the change at once");
+
+    assert!(db.store.delete_user("00unb").await.unwrap());
+    assert_eq!(amr_seen(&second, "20b1").await, None, "a deleted user's sessions are gone everywhere");
+
+    second.close().await;
+    admin.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_listening_connection_stops_answering_from_its_cache() {
+    let Some((db, second, admin)) = two_nodes().await else { return };
+    until_cached(&second, &admin, "20a1").await;
+    // Cut every listening connection of this schema's nodes, then change the row unannounced.
+    let channel: String =
+        sqlx::query_scalar("SELECT 'latchkey_' || md5(current_schema())").fetch_one(&admin).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'LISTEN \"' || $1 || '\"'",
+    )
+    .bind(&channel)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(cut, 2, "one listening connection per node");
+    change_behind_caches(&admin, "20a1", r#"["pwd","changed"]"#).await;
+    let start = Instant::now();
+    while amr_seen(&second, "20a1").await != Some(vec!["pwd".to_owned(), "changed".to_owned()]) {
+        assert!(start.elapsed() < Duration::from_secs(3), "the node kept answering from its cache");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It listens again, and caches again.
+    until_cached(&second, &admin, "20a1").await;
+
+    second.close().await;
+    admin.close().await;
+    db.drop_schema().await;
+}
+
+/// A node that holds a lease but never acknowledges (crashed, cut off) delays an ending call until
+/// its lease runs out, and no longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ending_call_waits_for_a_silent_node_only_until_its_lease_ends() {
+    let Some((db, second, admin)) = two_nodes().await else { return };
+    sqlx::query(
+        "INSERT INTO cache_nodes (node_id, lease_until) \
+         VALUES ('silent', (extract(epoch from clock_timestamp()) * 1000)::bigint + 1000)",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let start = Instant::now();
+    assert!(db.store.end_session("20a1", EndReason::Logout, NOW).await.unwrap());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(700), "waited for the silent node's lease: {waited:?}");
+    assert!(waited < Duration::from_millis(2_500), "and not much longer: {waited:?}");
+
+    // Without it, an ending call takes a round trip or two.
+    sqlx::query("DELETE FROM cache_nodes WHERE node_id = 'silent'").execute(&admin).await.unwrap();
+    let start = Instant::now();
+    assert!(second.end_session("20a2", EndReason::Logout, NOW).await.unwrap());
+    assert!(start.elapsed() < Duration::from_millis(500), "live nodes answer at once: {:?}", start.elapsed());
+
+    second.close().await;
+    admin.close().await;
+    db.drop_schema().await;
+}
