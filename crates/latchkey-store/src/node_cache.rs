@@ -11,9 +11,12 @@
 //!   delivers notifications in commit order, so a node that has seen the barrier has evicted what
 //!   the write changed before it acknowledges.
 //! - A node serves from its cache only while it holds a lease (`cache_nodes`), renewed each time
-//!   one of its own heartbeats comes back through its listening connection. A node that stops
-//!   hearing (connection lost, stalled) stops serving from its cache before its lease ends, and a
-//!   barrier waits for a silent node only until that lease ends.
+//!   one of its own heartbeats (at most a lease old) comes back through its listening connection.
+//!   A node that stops hearing (connection lost, stalled) stops serving from its cache before its
+//!   lease ends, and a barrier waits for a silent node only until that lease ends; it re-reads a
+//!   lease it saw run out, and keeps waiting if it was renewed. A lease that ran out is never
+//!   extended: the node forgets its cache and takes a new one, since a barrier may have gone ahead
+//!   without it.
 //! - A fill that raced an eviction is dropped: the eviction count read before the database read
 //!   must be unchanged when the entry is inserted.
 //!
@@ -42,6 +45,8 @@ const LEASE_MARGIN: Duration = Duration::from_millis(500);
 /// An entry older than this is read again even if no message evicted it (a bound on any change
 /// that reached the database without the triggers, such as a restored backup).
 const MAX_AGE: Duration = Duration::from_secs(30);
+/// The longest a barrier waits for nodes that keep renewing their leases without acknowledging.
+const MAX_BARRIER_WAIT: Duration = Duration::from_secs(6);
 /// A listening connection that heard nothing (not even our heartbeats) this long is replaced.
 const SILENT_CONNECTION: Duration = Duration::from_secs(6);
 /// At most this many sessions are kept; beyond it new ones are simply not cached.
@@ -244,34 +249,44 @@ impl NodeCache {
             .bind(format!("b:{}:{number}", self.node))
             .execute(pool)
             .await?;
-        let leased: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT node_id, lease_until - {DB_NOW_MS} FROM cache_nodes WHERE lease_until > {DB_NOW_MS}"
-        )))
-        .fetch_all(pool)
-        .await?;
-        let start = Instant::now();
-        let waits: Vec<(String, Instant)> = leased
-            .into_iter()
-            .map(|(node, left_ms)| {
-                let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)).min(LEASE);
-                (node, start + left)
-            })
-            .collect();
+        let give_up = Instant::now() + MAX_BARRIER_WAIT;
+        let mut waits = leases(pool).await?;
         loop {
             let heard = wake.notified();
             let now = Instant::now();
-            let next_deadline = {
+            {
                 let barriers = lock(&self.barriers);
-                let acked = barriers.get(&number).map(|b| &b.acked);
-                waits
-                    .iter()
-                    .filter(|(node, until)| *until > now && !acked.is_some_and(|a| a.contains(node)))
-                    .map(|(_, until)| *until)
-                    .min()
-            };
-            let Some(deadline) = next_deadline else {
+                if let Some(barrier) = barriers.get(&number) {
+                    waits.retain(|(node, _)| !barrier.acked.contains(node));
+                }
+            }
+            if waits.is_empty() {
                 return Ok(());
-            };
+            }
+            if now >= give_up {
+                // Only a node that keeps renewing its lease yet never acknowledges gets here; its
+                // renewals after the barrier prove it has read past the barrier (and evicted).
+                tracing::warn!(nodes = waits.len(), "cache barrier: nodes renewing without acknowledging");
+                return Ok(());
+            }
+            if waits.iter().any(|(_, until)| *until <= now) {
+                // A lease seen running out may have been renewed since (a node that renews has
+                // heard everything committed before the renewal): wait on its new term. A node
+                // whose lease did run out serves nothing from its cache (see `renew`).
+                let current = leases(pool).await?;
+                waits = waits
+                    .into_iter()
+                    .filter_map(|(node, until)| {
+                        if until > now {
+                            Some((node, until))
+                        } else {
+                            current.iter().find(|(n, _)| *n == node).cloned()
+                        }
+                    })
+                    .collect();
+                continue;
+            }
+            let deadline = waits.iter().map(|(_, until)| *until).min().unwrap_or(now).min(give_up);
             let _ = tokio::time::timeout_at(deadline.into(), heard).await;
         }
     }
@@ -295,6 +310,22 @@ impl Drop for NodeCache {
     fn drop(&mut self) {
         self.shutdown.notify_one();
     }
+}
+
+/// The nodes holding a lease now, each with the instant (on this node's clock) its lease ends.
+async fn leases(pool: &PgPool) -> Result<Vec<(String, Instant)>, sqlx::Error> {
+    let leased: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT node_id, lease_until - {DB_NOW_MS} FROM cache_nodes WHERE lease_until > {DB_NOW_MS}"
+    )))
+    .fetch_all(pool)
+    .await?;
+    let now = Instant::now();
+    Ok(leased
+        .into_iter()
+        .map(|(node, left_ms)| {
+            (node, now + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)).min(LEASE))
+        })
+        .collect())
 }
 
 /// What the listener sends back after a message.
@@ -357,16 +388,36 @@ async fn connect_listener(cache: &Weak<NodeCache>, pool: &PgPool) -> Result<Opti
 }
 
 /// Records the lease in the database, then (only then) extends how long this node serves.
+///
+/// A lease is extended only while it still runs. One that ran out may have been seen running out
+/// by a barrier that then went ahead without this node's acknowledgement, so the node first forgets
+/// its cache (the evictions it has not read yet may be among those) and then takes a new lease.
 async fn renew(node: &NodeCache, pool: &PgPool, sent: Instant) {
-    let recorded = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO cache_nodes (node_id, lease_until) VALUES ($1, {DB_NOW_MS} + $2) \
-         ON CONFLICT (node_id) DO UPDATE SET lease_until = EXCLUDED.lease_until"
+    let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+    let extended = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE cache_nodes SET lease_until = {DB_NOW_MS} + $2 WHERE node_id = $1 AND lease_until > {DB_NOW_MS}"
     )))
     .bind(&node.node)
-    .bind(i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX))
+    .bind(lease_ms)
     .execute(pool)
     .await;
-    if recorded.is_ok() {
+    let recorded = match extended {
+        Ok(done) if done.rows_affected() == 1 => true,
+        Ok(_) => {
+            node.stop_serving();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO cache_nodes (node_id, lease_until) VALUES ($1, {DB_NOW_MS} + $2) \
+                 ON CONFLICT (node_id) DO UPDATE SET lease_until = EXCLUDED.lease_until"
+            )))
+            .bind(&node.node)
+            .bind(lease_ms)
+            .execute(pool)
+            .await
+            .is_ok()
+        }
+        Err(_) => false,
+    };
+    if recorded {
         let until = sent + LEASE - LEASE_MARGIN;
         let mut entries = lock(&node.entries);
         if entries.serving_until.is_none_or(|current| current < until) {

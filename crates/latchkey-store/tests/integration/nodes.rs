@@ -160,3 +160,44 @@ async fn an_ending_call_waits_for_a_silent_node_only_until_its_lease_ends() {
     admin.close().await;
     db.drop_schema().await;
 }
+
+/// A lease that ran out (as a barrier that went ahead without the node saw it) is not extended: the
+/// node forgets what it cached and takes a new lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_ran_out_forgets_its_cache() {
+    let Some((db, second, admin)) = two_nodes().await else { return };
+    until_cached(&second, &admin, "20a1").await;
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query("ALTER TABLE sessions DISABLE TRIGGER sessions_evict").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE sessions SET amr = '[\"pwd\",\"changed\"]' WHERE id = '20a1'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE cache_nodes SET lease_until = 0").execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE sessions ENABLE TRIGGER sessions_evict").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let start = Instant::now();
+    while amr_seen(&second, "20a1").await != Some(vec!["pwd".to_owned(), "changed".to_owned()]) {
+        assert!(start.elapsed() < Duration::from_secs(3), "the node kept what it cached under the old lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        let leased: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM cache_nodes \
+             WHERE lease_until > (extract(epoch from clock_timestamp()) * 1000)::bigint",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        if leased == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "both nodes take new leases");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    until_cached(&second, &admin, "20a1").await;
+
+    second.close().await;
+    admin.close().await;
+    db.drop_schema().await;
+}
