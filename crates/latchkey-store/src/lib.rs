@@ -18,6 +18,7 @@ mod migrate;
 mod node_cache;
 mod origins;
 mod rows;
+mod session_cache;
 mod sessions;
 mod users;
 
@@ -37,6 +38,7 @@ use sqlx::sqlite::{
 use crate::inline::InlineReader;
 use crate::node_cache::NodeCache;
 use crate::rows::Columns;
+use crate::session_cache::{Changed, SessionCache};
 
 /// Which engine a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +67,17 @@ pub struct Store {
 
 #[derive(Debug, Clone)]
 enum Db {
-    /// `inline` serves the per-request point reads ([`Store::read_row`]); absent for in-memory databases.
-    Sqlite { read: SqlitePool, write: SqlitePool, inline: Option<Arc<InlineReader>> },
+    /// `inline` serves the per-request point reads ([`Store::read_row`]); absent for in-memory
+    /// databases, as is `file`. `cache` exists once [`Store::claim_sole_server`] took `sole` (a lock
+    /// on the database file's companion `-server.lock`).
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+        inline: Option<Arc<InlineReader>>,
+        file: Option<std::path::PathBuf>,
+        cache: Option<Arc<SessionCache>>,
+        sole: Option<Arc<std::fs::File>>,
+    },
     /// `cache` holds live sessions by cookie (see `node_cache`); absent only if it could not start.
     Postgres { pool: PgPool, cache: Option<Arc<NodeCache>> },
 }
@@ -185,7 +196,8 @@ impl Store {
         let file = options.get_filename().to_owned();
         let in_memory = file.as_os_str().is_empty() || file.as_os_str() == ":memory:";
         let inline = (!in_memory).then(|| Arc::new(InlineReader::new(&file)));
-        Ok(Self { db: Db::Sqlite { read, write, inline } })
+        let file = (!in_memory).then_some(file);
+        Ok(Self { db: Db::Sqlite { read, write, inline, file, cache: None, sole: None } })
     }
 
     /// The first row of a point read on a request's hot path (`binds` fill `$1..$n`), decoded.
@@ -214,19 +226,56 @@ impl Store {
         })
     }
 
-    /// This node's session cache and its pool (PostgreSQL only).
-    pub(crate) fn node_cache(&self) -> Option<(&NodeCache, &PgPool)> {
+    /// Declares this store the only server process on its database, which lets it cache live
+    /// sessions (see `session_cache`). On SQLite that is a promise to keep, so it takes an exclusive
+    /// lock on `<database file>-server.lock` for as long as the store lives: a second server on the
+    /// same file is refused rather than allowed to serve sessions another process ended. Command-line
+    /// tools do not call this (they neither cache nor write sessions or users). PostgreSQL nodes
+    /// cache from the start, kept exact by `node_cache`; nothing to do.
+    pub fn claim_sole_server(&mut self) -> Result<(), StoreError> {
+        let Db::Sqlite { file, cache, sole, .. } = &mut self.db else { return Ok(()) };
+        if cache.is_some() {
+            return Ok(());
+        }
+        if let Some(file) = file {
+            let mut name = file.clone().into_os_string();
+            name.push("-server.lock");
+            let lock_path = std::path::PathBuf::from(name);
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
+            lock.try_lock().map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "another Latchkey server is using {} (one server per SQLite database; use \
+                     PostgreSQL for several nodes)",
+                    file.display()
+                ))
+            })?;
+            *sole = Some(Arc::new(lock));
+        }
+        *cache = Some(Arc::new(SessionCache::serving()));
+        Ok(())
+    }
+
+    /// The cache of live sessions, where this store keeps one.
+    pub(crate) fn session_cache(&self) -> Option<&SessionCache> {
         match &self.db {
-            Db::Postgres { pool, cache: Some(cache) } => Some((cache, pool)),
-            _ => None,
+            Db::Sqlite { cache, .. } => cache.as_deref(),
+            Db::Postgres { cache, .. } => cache.as_deref().map(|node| &node.sessions),
         }
     }
 
-    /// After a committed write that ended sessions or changed a user: returns once every node has
-    /// dropped what it cached of them (see `node_cache`).
-    pub(crate) async fn await_evictions(&self) {
-        if let Some((cache, pool)) = self.node_cache() {
-            cache.barrier(pool).await;
+    /// After a committed write to sessions or users. SQLite: drops what this process cached of
+    /// them. PostgreSQL: the triggers tell every node; with `wait` (the write ended sessions or may
+    /// refuse a user's), returns only once every node has dropped them (see `node_cache`).
+    pub(crate) async fn forget(&self, changed: Changed<'_>, wait: bool) {
+        match &self.db {
+            Db::Sqlite { cache: Some(cache), .. } => cache.evict(&changed),
+            Db::Postgres { pool, cache: Some(cache) } if wait => cache.barrier(pool).await,
+            _ => {}
         }
     }
 

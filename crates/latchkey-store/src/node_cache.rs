@@ -1,5 +1,5 @@
-//! A PostgreSQL node's cache of live sessions by cookie, so that checking a session is not a
-//! database round trip, while a session ended (or a user changed) on any node is refused by every
+//! Keeps a PostgreSQL node's session cache (`session_cache`) exact across nodes, so that checking a
+//! session is not a database round trip, while a session ended (or a user changed) on any node is refused by every
 //! node from the moment the ending call returns.
 //!
 //! This departs from DESIGN §6's letter ("reads that decide access always go to the primary") to
@@ -17,21 +17,18 @@
 //!   lease it saw run out, and keeps waiting if it was renewed. A lease that ran out is never
 //!   extended: the node forgets its cache and takes a new one, since a barrier may have gone ahead
 //!   without it.
-//! - A fill that raced an eviction is dropped: the eviction count read before the database read
-//!   must be unchanged when the entry is inserted.
 //!
-//! Time-based expiry needs no message: a hit is checked against `now` as the SQL would.
+//! The map itself, and how a fill that raced an eviction is dropped, are `session_cache`'s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use latchkey_core::Timestamp;
-use latchkey_core::sessions::Session;
-use latchkey_core::users::User;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::Notify;
+
+use crate::session_cache::{Changed, SessionCache, lock};
 
 /// How often a node sends itself a heartbeat (each one that returns renews its lease).
 const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -42,58 +39,13 @@ const LEASE: Duration = Duration::from_secs(2);
 /// starts when the heartbeat was sent, before the database recorded the lease, so it is early
 /// already; the margin covers clock rate differences and scheduling).
 const LEASE_MARGIN: Duration = Duration::from_millis(500);
-/// An entry older than this is read again even if no message evicted it (a bound on any change
-/// that reached the database without the triggers, such as a restored backup).
-const MAX_AGE: Duration = Duration::from_secs(30);
 /// The longest a barrier waits for nodes that keep renewing their leases without acknowledging.
 const MAX_BARRIER_WAIT: Duration = Duration::from_secs(6);
 /// A listening connection that heard nothing (not even our heartbeats) this long is replaced.
 const SILENT_CONNECTION: Duration = Duration::from_secs(6);
-/// At most this many sessions are kept; beyond it new ones are simply not cached.
-const MAX_ENTRIES: usize = 100_000;
 
 /// The database clock in milliseconds: leases are written and compared on one clock.
 const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-
-struct Entry {
-    session: Session,
-    user: User,
-    filled: Instant,
-}
-
-#[derive(Default)]
-struct Entries {
-    /// Until when this node may answer from its cache (its lease, less the margin).
-    serving_until: Option<Instant>,
-    /// Evictions so far (see the module header: a fill must not straddle one).
-    evictions: u64,
-    by_cookie: HashMap<String, Entry>,
-    /// Cookie digests of each user's cached sessions.
-    by_user: HashMap<String, Vec<String>>,
-}
-
-impl Entries {
-    fn serving(&self, at: Instant) -> bool {
-        self.serving_until.is_some_and(|until| at < until)
-    }
-
-    fn remove_cookie(&mut self, digest: &str) {
-        if let Some(entry) = self.by_cookie.remove(digest)
-            && let Some(digests) = self.by_user.get_mut(&entry.user.id)
-        {
-            digests.retain(|d| d != digest);
-            if digests.is_empty() {
-                self.by_user.remove(&entry.user.id);
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.by_cookie.clear();
-        self.by_user.clear();
-        self.evictions += 1;
-    }
-}
 
 /// What a waiting barrier has heard.
 struct Barrier {
@@ -107,23 +59,13 @@ pub(crate) struct NodeCache {
     /// The notification channel of this database schema (`latchkey_` and the schema name's md5),
     /// the same name the triggers compute.
     channel: String,
-    entries: Mutex<Entries>,
+    /// The sessions themselves; this module decides when they may be served.
+    pub(crate) sessions: SessionCache,
     barriers: Mutex<HashMap<u64, Barrier>>,
     next_barrier: AtomicU64,
     /// When each heartbeat still in flight was sent.
     heartbeats: Mutex<HashMap<u64, Instant>>,
     shutdown: Arc<Notify>,
-}
-
-/// Locks a mutex, recovering the data if a holder panicked (every critical section here leaves
-/// the data consistent, and a poisoned lock must not take the server down).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Live at `now` by the same test as the SQL's (`sessions::live`).
-fn live(session: &Session, now: Timestamp) -> bool {
-    session.expires_at > now && session.lifetime_ends_at.is_none_or(|end| end > now)
 }
 
 impl NodeCache {
@@ -135,7 +77,7 @@ impl NodeCache {
         let cache = Arc::new(NodeCache {
             node: latchkey_core::ids::random_alphanumeric(16),
             channel,
-            entries: Mutex::default(),
+            sessions: SessionCache::default(),
             barriers: Mutex::default(),
             next_barrier: AtomicU64::new(1),
             heartbeats: Mutex::default(),
@@ -146,54 +88,12 @@ impl NodeCache {
         Ok(cache)
     }
 
-    /// The cached live session behind a cookie digest, if this node may answer from its cache.
-    pub(crate) fn get(&self, digest: &str, now: Timestamp) -> Option<(Session, User)> {
-        let entries = lock(&self.entries);
-        let at = Instant::now();
-        if !entries.serving(at) {
-            return None;
-        }
-        let entry = entries.by_cookie.get(digest)?;
-        (live(&entry.session, now) && at.duration_since(entry.filled) < MAX_AGE)
-            .then(|| (entry.session.clone(), entry.user.clone()))
-    }
-
-    /// Taken before a database read whose result may be cached: `None` when the cache is not
-    /// serving.
-    pub(crate) fn ticket(&self) -> Option<u64> {
-        let entries = lock(&self.entries);
-        entries.serving(Instant::now()).then_some(entries.evictions)
-    }
-
-    /// Caches what a read under `ticket` found, unless something was evicted since.
-    pub(crate) fn fill(&self, ticket: u64, session: &Session, user: &User) {
-        let mut entries = lock(&self.entries);
-        let at = Instant::now();
-        if entries.evictions != ticket || !entries.serving(at) || entries.by_cookie.len() >= MAX_ENTRIES {
-            return;
-        }
-        let digest = session.cookie_digest.clone();
-        entries.remove_cookie(&digest);
-        entries.by_user.entry(user.id.clone()).or_default().push(digest.clone());
-        entries.by_cookie.insert(digest, Entry { session: session.clone(), user: user.clone(), filled: at });
-    }
-
     /// Applies one notification from the channel; `Some` is an acknowledgement to send.
     fn on_message(&self, payload: &str) -> Option<Reply> {
         let (kind, rest) = payload.split_once(':')?;
         match kind {
-            "s" => {
-                let mut entries = lock(&self.entries);
-                entries.remove_cookie(rest);
-                entries.evictions += 1;
-            }
-            "u" => {
-                let mut entries = lock(&self.entries);
-                for digest in entries.by_user.remove(rest).unwrap_or_default() {
-                    entries.by_cookie.remove(&digest);
-                }
-                entries.evictions += 1;
-            }
+            "s" => self.sessions.evict_cookie(rest),
+            "u" => self.sessions.evict(&Changed::User(rest)),
             "b" => return Some(Reply::Ack(format!("a:{rest}:{}", self.node))),
             "a" => {
                 let mut parts = rest.splitn(3, ':');
@@ -224,9 +124,7 @@ impl NodeCache {
     /// Stops answering from the cache and forgets it (the listening connection was lost, so
     /// evictions may have been missed).
     fn stop_serving(&self) {
-        let mut entries = lock(&self.entries);
-        entries.serving_until = None;
-        entries.clear();
+        self.sessions.stop_serving();
     }
 
     /// Waits until every node holding a lease has seen everything this node committed before the
@@ -278,10 +176,17 @@ impl NodeCache {
                     .into_iter()
                     .filter_map(|(node, until)| {
                         if until > now {
-                            Some((node, until))
-                        } else {
-                            current.iter().find(|(n, _)| *n == node).cloned()
+                            return Some((node, until));
                         }
+                        let renewed = current.iter().find(|(n, _)| *n == node).cloned();
+                        if renewed.is_none() {
+                            tracing::warn!(
+                                node = %node,
+                                "session cache: a node neither acknowledged a revocation nor renewed its \
+                                 lease (stopped or cut off); went ahead once its lease ended"
+                            );
+                        }
+                        renewed
                     })
                     .collect();
                 continue;
@@ -360,6 +265,13 @@ async fn listen(cache: Weak<NodeCache>, shutdown: Arc<Notify>, pool: PgPool) {
             let notification = match received {
                 Ok(Ok(Some(notification))) => notification,
                 Ok(Ok(None) | Err(_)) | Err(_) => {
+                    if pool.is_closed() {
+                        return;
+                    }
+                    tracing::warn!(
+                        "session cache: the listening connection was lost or went silent; sessions are read \
+                         from the database until this node hears its own heartbeat again"
+                    );
                     node.stop_serving();
                     break;
                 }
@@ -418,11 +330,7 @@ async fn renew(node: &NodeCache, pool: &PgPool, sent: Instant) {
         Err(_) => false,
     };
     if recorded {
-        let until = sent + LEASE - LEASE_MARGIN;
-        let mut entries = lock(&node.entries);
-        if entries.serving_until.is_none_or(|current| current < until) {
-            entries.serving_until = Some(until);
-        }
+        node.sessions.serve_until(sent + LEASE - LEASE_MARGIN);
     }
 }
 
@@ -444,18 +352,7 @@ async fn beat(cache: Weak<NodeCache>, pool: PgPool) {
             heartbeats.retain(|_, sent| now.duration_since(*sent) < LEASE);
             heartbeats.insert(number, now);
         }
-        {
-            let mut entries = lock(&node.entries);
-            let stale: Vec<String> = entries
-                .by_cookie
-                .iter()
-                .filter(|(_, entry)| now.duration_since(entry.filled) >= MAX_AGE)
-                .map(|(digest, _)| digest.clone())
-                .collect();
-            for digest in stale {
-                entries.remove_cookie(&digest);
-            }
-        }
+        node.sessions.forget_old();
         let channel = node.channel.clone();
         let payload = format!("h:{}:{number}", node.node);
         drop(node);

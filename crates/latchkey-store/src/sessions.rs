@@ -9,6 +9,7 @@ use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
 use crate::rows::{self, Columns, USER_COLUMNS};
+use crate::session_cache::Changed;
 use crate::{Bind, Store, map_err, on_pool};
 use latchkey_core::users::User;
 
@@ -137,7 +138,7 @@ impl SessionStore for Store {
         digest: &str,
         now: Timestamp,
     ) -> StoreResult<Option<(Session, User)>> {
-        let cache = self.node_cache().map(|(cache, _)| cache);
+        let cache = self.session_cache();
         if let Some(hit) = cache.and_then(|cache| cache.get(digest, now)) {
             return Ok(Some(hit));
         }
@@ -164,6 +165,7 @@ impl SessionStore for Store {
                 .map_err(map_err)?
                 .rows_affected()
         });
+        self.forget(Changed::Session(id), false).await;
         Ok(updated == 1)
     }
 
@@ -180,7 +182,7 @@ impl SessionStore for Store {
                 .rows_affected()
         });
         if updated == 1 {
-            self.await_evictions().await;
+            self.forget(Changed::Session(id), true).await;
         }
         Ok(updated == 1)
     }
@@ -207,7 +209,7 @@ impl SessionStore for Store {
                 .map_err(map_err)?
         });
         if !ended.is_empty() {
-            self.await_evictions().await;
+            self.forget(Changed::Sessions(&ended), true).await;
         }
         Ok(ended)
     }
@@ -226,6 +228,8 @@ impl SessionStore for Store {
             .await
             .map_err(map_err)?
         });
+        let ids: Vec<String> = rows.iter().map(|(id, _, _)| id.clone()).collect();
+        self.forget(Changed::Sessions(&ids), false).await;
         Ok(rows.into_iter().map(|(id, user, at)| (id, user, Timestamp(at))).collect())
     }
 

@@ -9,6 +9,7 @@ use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
 use crate::rows::{self, USER_COLUMNS};
+use crate::session_cache::Changed;
 use crate::{Bind, Store, map_err, on_pool};
 
 /// Searchable lower-cased copies of profile attributes; text search compares these.
@@ -158,7 +159,7 @@ impl UserStore for Store {
             }
             tx.commit().await.map_err(map_err)?;
         });
-        self.await_evictions().await;
+        self.forget(Changed::User(&user.id), true).await;
         Ok(())
     }
 
@@ -174,6 +175,7 @@ impl UserStore for Store {
             .await
             .map_err(map_err)?;
         });
+        self.forget(Changed::User(user_id), false).await;
         Ok(())
     }
 
@@ -202,9 +204,8 @@ impl UserStore for Store {
             row.as_ref().map(rows::user).transpose()?
         });
         // A locked-out user's sessions are refused: no node may keep answering from its cache.
-        if user.as_ref().is_some_and(|u| u.status == UserStatus::LockedOut) {
-            self.await_evictions().await;
-        }
+        let locked = user.as_ref().is_some_and(|u| u.status == UserStatus::LockedOut);
+        self.forget(Changed::User(user_id), locked).await;
         Ok(user)
     }
 
@@ -224,7 +225,7 @@ impl UserStore for Store {
             tx.commit().await.map_err(map_err)?;
             deleted.rows_affected() == 1
         });
-        self.await_evictions().await;
+        self.forget(Changed::User(id), true).await;
         Ok(deleted)
     }
 }

@@ -18,7 +18,8 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
 
     let master_key = crate::keys::load(&settings.master_key)?;
-    let store = crate::open_store(&settings).await?;
+    let mut store = crate::open_store(&settings).await?;
+    store.claim_sole_server().map_err(|e| e.to_string())?;
     let applied = store.migrate().await.map_err(|e| format!("migrations failed: {e}"))?;
     let now = latchkey_core::Clock::now(&latchkey_core::SystemClock);
     store

@@ -1,6 +1,6 @@
-//! Several PostgreSQL nodes on one database: each caches live sessions by cookie, and a session
-//! ended (or a user changed) through one node is refused by every other node as soon as the ending
-//! call returns. The triggers are switched off around some writes here, to change a row behind the
+//! The session caches. Several PostgreSQL nodes on one database: each caches live sessions by
+//! cookie, and a session ended (or a user changed) through one node is refused by every other node
+//! as soon as the ending call returns. SQLite: one server per file, which evicts on its own writes. The triggers are switched off around some writes here, to change a row behind the
 //! caches' backs and so see whether a node answered from its cache or from the database.
 
 use std::time::{Duration, Instant};
@@ -200,4 +200,63 @@ async fn a_node_whose_lease_ran_out_forgets_its_cache() {
     second.close().await;
     admin.close().await;
     db.drop_schema().await;
+}
+
+/// SQLite: one server per database file. A second claim on the file is refused while the first
+/// store lives; tools that do not claim (migrations, tokens) still open it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let db = crate::support::sqlite().await;
+    let url = format!("sqlite://{}/nested/latchkey.db", db.dir.path().display());
+    let mut second = Store::connect(&url).await.unwrap();
+    let refused = second.claim_sole_server().unwrap_err().to_string();
+    assert!(refused.contains("another Latchkey server is using"), "{refused}");
+    second.migrate().await.unwrap();
+    second.close().await;
+    db.store.close().await;
+    drop(db.store);
+    let mut third = Store::connect(&url).await.unwrap();
+    third.claim_sole_server().expect("free again once the first server is gone");
+    third.close().await;
+}
+
+/// SQLite's server caches live sessions (a change behind its back is not seen) and forgets them on
+/// every write of its own to a session or a user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_server_answers_from_its_cache_and_forgets_on_writes() {
+    let db = crate::support::sqlite().await;
+    let store = &db.store;
+    store.insert_user(&user("00uca", "ca@example.com")).await.unwrap();
+    for id in ["30a", "30b"] {
+        let mut s = session(id, "00uca", 60_000, None);
+        s.amr = vec!["pwd".into()];
+        store.insert_session(&s).await.unwrap();
+    }
+    let file = db.dir.path().join("nested/latchkey.db");
+    let behind = |id: &'static str, amr: &'static str| {
+        let file = file.clone();
+        move || {
+            let conn = rusqlite::Connection::open(file).unwrap();
+            conn.execute("UPDATE sessions SET amr = ?1 WHERE id = ?2", [amr, id]).unwrap();
+        }
+    };
+    assert_eq!(amr_seen(store, "30a").await, Some(vec!["pwd".to_owned()]));
+    behind("30a", r#"["pwd","behind"]"#)();
+    assert_eq!(amr_seen(store, "30a").await, Some(vec!["pwd".to_owned()]), "answered from the cache");
+
+    assert!(store.touch_session("30a", Timestamp(70_000), NOW).await.unwrap());
+    let seen = amr_seen(store, "30a").await;
+    assert_eq!(seen, Some(vec!["pwd".to_owned(), "behind".to_owned()]), "a touch evicts");
+
+    assert!(amr_seen(store, "30b").await.is_some());
+    let mut changed = store.find_user("00uca").await.unwrap().unwrap();
+    let version = changed.version;
+    changed.status = UserStatus::Suspended;
+    changed.version += 1;
+    store.update_user(&changed, version, None).await.unwrap();
+    let (_, owner) = store.find_session_by_cookie("cookie-30b", NOW).await.unwrap().unwrap();
+    assert_eq!(owner.status, UserStatus::Suspended, "a user change evicts their sessions");
+
+    assert!(store.end_session("30b", EndReason::Logout, NOW).await.unwrap());
+    assert_eq!(amr_seen(store, "30b").await, None, "an ended session is gone at once");
 }

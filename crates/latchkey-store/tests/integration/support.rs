@@ -9,15 +9,17 @@ use rand::distr::Alphanumeric;
 
 pub struct SqliteDb {
     pub store: Store,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn sqlite() -> SqliteDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/nested/latchkey.db", dir.path().display());
-    let store = Store::connect(&url).await.expect("connect sqlite");
+    let mut store = Store::connect(&url).await.expect("connect sqlite");
     store.migrate().await.expect("migrate sqlite");
-    SqliteDb { store, _dir: dir }
+    // As a server does: every case then runs through the session cache.
+    store.claim_sole_server().expect("sole server");
+    SqliteDb { store, dir }
 }
 
 pub struct PostgresDb {

@@ -1,0 +1,198 @@
+//! Live sessions by cookie digest, with their users, held in memory so that a session check is not
+//! a database read. The map knows nothing of how it is kept exact; its owner evicts:
+//! - on SQLite (one server process per database file, which `Store::claim_sole_server` enforces),
+//!   the store evicts after each committed write to a session or a user;
+//! - on PostgreSQL, `node_cache` evicts on the triggers' messages and serves only under a lease.
+//!
+//! A fill that raced an eviction is dropped: the eviction count read before the database read
+//! (the *ticket*) must be unchanged when the entry is inserted. Time-based expiry needs no
+//! eviction: a hit is checked against `now` as the SQL would.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use latchkey_core::Timestamp;
+use latchkey_core::sessions::Session;
+use latchkey_core::users::User;
+
+/// An entry older than this is read again even if nothing evicted it (a bound on any change that
+/// reached the database some other way, such as a restored backup).
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(30);
+/// At most this many sessions are kept; beyond it new ones are simply not cached.
+const MAX_ENTRIES: usize = 100_000;
+
+struct Entry {
+    session: Session,
+    user: User,
+    filled: Instant,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// Until when the owner lets the map answer (`None`: not now).
+    serving_until: Option<Instant>,
+    /// Evictions so far (see the module header).
+    evictions: u64,
+    by_cookie: HashMap<String, Entry>,
+    /// Cookie digests of each user's cached sessions.
+    by_user: HashMap<String, Vec<String>>,
+    /// Cookie digest of each cached session id.
+    by_id: HashMap<String, String>,
+}
+
+impl Entries {
+    fn serving(&self, at: Instant) -> bool {
+        self.serving_until.is_some_and(|until| at < until)
+    }
+
+    fn remove_cookie(&mut self, digest: &str) {
+        if let Some(entry) = self.by_cookie.remove(digest) {
+            self.by_id.remove(&entry.session.id);
+            if let Some(digests) = self.by_user.get_mut(&entry.user.id) {
+                digests.retain(|d| d != digest);
+                if digests.is_empty() {
+                    self.by_user.remove(&entry.user.id);
+                }
+            }
+        }
+    }
+}
+
+/// Locks a mutex, recovering the data if a holder panicked (every critical section here leaves
+/// the data consistent, and a poisoned lock must not take the server down).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Live at `now` by the same test as the SQL's (`sessions::live`).
+fn live(session: &Session, now: Timestamp) -> bool {
+    session.expires_at > now && session.lifetime_ends_at.is_none_or(|end| end > now)
+}
+
+/// What a write changed, for eviction.
+pub(crate) enum Changed<'a> {
+    /// A session, by its public id.
+    Session(&'a str),
+    /// Sessions, by their public ids.
+    Sessions(&'a [String]),
+    /// A user (and so every session of theirs that carries the user).
+    User(&'a str),
+}
+
+#[derive(Default)]
+pub(crate) struct SessionCache {
+    entries: Mutex<Entries>,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache").field("sessions", &lock(&self.entries).by_cookie.len()).finish()
+    }
+}
+
+impl SessionCache {
+    /// A map that answers from the start and never stops (SQLite's sole server).
+    pub(crate) fn serving() -> Self {
+        let cache = Self::default();
+        lock(&cache.entries).serving_until =
+            Instant::now().checked_add(Duration::from_secs(100 * 365 * 86_400));
+        cache
+    }
+
+    /// The cached live session behind a cookie digest, if the map may answer now.
+    pub(crate) fn get(&self, digest: &str, now: Timestamp) -> Option<(Session, User)> {
+        let entries = lock(&self.entries);
+        let at = Instant::now();
+        if !entries.serving(at) {
+            return None;
+        }
+        let entry = entries.by_cookie.get(digest)?;
+        (live(&entry.session, now) && at.duration_since(entry.filled) < MAX_AGE)
+            .then(|| (entry.session.clone(), entry.user.clone()))
+    }
+
+    /// Taken before a database read whose result may be cached: `None` when the map is not
+    /// answering.
+    pub(crate) fn ticket(&self) -> Option<u64> {
+        let entries = lock(&self.entries);
+        entries.serving(Instant::now()).then_some(entries.evictions)
+    }
+
+    /// Caches what a read under `ticket` found, unless something was evicted since.
+    pub(crate) fn fill(&self, ticket: u64, session: &Session, user: &User) {
+        let mut entries = lock(&self.entries);
+        let at = Instant::now();
+        if entries.evictions != ticket || !entries.serving(at) || entries.by_cookie.len() >= MAX_ENTRIES {
+            return;
+        }
+        let digest = session.cookie_digest.clone();
+        entries.remove_cookie(&digest);
+        entries.by_user.entry(user.id.clone()).or_default().push(digest.clone());
+        entries.by_id.insert(session.id.clone(), digest.clone());
+        entries.by_cookie.insert(digest, Entry { session: session.clone(), user: user.clone(), filled: at });
+    }
+
+    /// Drops one session by its cookie digest.
+    pub(crate) fn evict_cookie(&self, digest: &str) {
+        let mut entries = lock(&self.entries);
+        entries.remove_cookie(digest);
+        entries.evictions += 1;
+    }
+
+    /// Drops what `changed` names.
+    pub(crate) fn evict(&self, changed: &Changed<'_>) {
+        let mut entries = lock(&self.entries);
+        let ids: Vec<String> = match changed {
+            Changed::Session(id) => vec![(*id).to_owned()],
+            Changed::Sessions(ids) => ids.to_vec(),
+            Changed::User(user_id) => {
+                for digest in entries.by_user.remove(*user_id).unwrap_or_default() {
+                    if let Some(entry) = entries.by_cookie.remove(&digest) {
+                        entries.by_id.remove(&entry.session.id);
+                    }
+                }
+                Vec::new()
+            }
+        };
+        for id in &ids {
+            if let Some(digest) = entries.by_id.get(id).cloned() {
+                entries.remove_cookie(&digest);
+            }
+        }
+        entries.evictions += 1;
+    }
+
+    /// Lets the map answer until `until`, if that is later than now allowed.
+    pub(crate) fn serve_until(&self, until: Instant) {
+        let mut entries = lock(&self.entries);
+        if entries.serving_until.is_none_or(|current| current < until) {
+            entries.serving_until = Some(until);
+        }
+    }
+
+    /// Stops answering and forgets everything.
+    pub(crate) fn stop_serving(&self) {
+        let mut entries = lock(&self.entries);
+        entries.serving_until = None;
+        entries.by_cookie.clear();
+        entries.by_user.clear();
+        entries.by_id.clear();
+        entries.evictions += 1;
+    }
+
+    /// Forgets entries older than [`MAX_AGE`].
+    pub(crate) fn forget_old(&self) {
+        let now = Instant::now();
+        let mut entries = lock(&self.entries);
+        let stale: Vec<String> = entries
+            .by_cookie
+            .iter()
+            .filter(|(_, entry)| now.duration_since(entry.filled) >= MAX_AGE)
+            .map(|(digest, _)| digest.clone())
+            .collect();
+        for digest in stale {
+            entries.remove_cookie(&digest);
+        }
+    }
+}
