@@ -127,6 +127,17 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<Vec<(String, String, Timestamp)>>> + Send;
 }
 
+/// What a `sid` cookie leads to.
+#[derive(Debug)]
+pub enum ByCookie {
+    /// A live session and its user.
+    Live(Session, User),
+    /// The session's user may no longer have sessions: this lookup ended it just now.
+    EndedNotActive(Session, User),
+    /// No live session.
+    None,
+}
+
 /// A new session and the cookie secret to set, once.
 pub struct Started {
     pub session: Session,
@@ -198,19 +209,25 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
     }
 
     /// The live session behind a `sid` cookie value, and its user, if any.
-    /// Sessions of a user who may no longer sign in (suspended, deactivated, ...) are ended here
-    /// too, should one have survived the change of status.
-    pub async fn by_cookie(&self, cookie: &str) -> Result<Option<(Session, User)>, CoreError> {
+    /// A session of a user who may no longer sign in (suspended, deactivated, locked out, ...) is
+    /// ended here (reason USER_NOT_ACTIVE), should one have survived the change of status; the
+    /// caller logs that end.
+    pub async fn by_cookie(&self, cookie: &str) -> Result<ByCookie, CoreError> {
         if cookie.is_empty() || cookie.len() > 128 {
-            return Ok(None);
+            return Ok(ByCookie::None);
         }
         let found = self.store.find_session_by_cookie(&secret_digest(cookie), self.clock.now()).await?;
         match found {
             Some((session, user)) if !user.may_have_sessions() => {
-                self.end(&session.id, EndReason::UserNotActive).await?;
-                Ok(None)
+                // Only the call that ended it reports the end (another may have been first).
+                if self.end(&session.id, EndReason::UserNotActive).await? {
+                    Ok(ByCookie::EndedNotActive(session, user))
+                } else {
+                    Ok(ByCookie::None)
+                }
             }
-            other => Ok(other),
+            Some((session, user)) => Ok(ByCookie::Live(session, user)),
+            None => Ok(ByCookie::None),
         }
     }
 
@@ -288,8 +305,9 @@ pub struct RuleOutcome {
 
 impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
     /// Applies the session-token rule to a browser request: `existing` is the live session its
-    /// cookie names, `token` the `sessionToken` it carries. Ending a replaced session is a
-    /// database write, so every node refuses the old cookie on its next request.
+    /// cookie names, `token` the `sessionToken` it presented (`None`: none; an empty one is
+    /// presented and invalid). Ending a replaced session is a database write, so every node
+    /// refuses the old cookie on its next request.
     pub async fn apply_token_rule(
         &self,
         existing: Option<Session>,
@@ -310,7 +328,7 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
         rule: &SignOnRule,
         persistent: bool,
     ) -> Result<RuleOutcome, CoreError> {
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
+        let Some(token) = token else {
             return Ok(RuleOutcome { session: existing, new_cookie: None, ended: None, clear_cookie: false });
         };
         if let (TokenPrecedence::Cookie, Some(session)) = (precedence, &existing) {

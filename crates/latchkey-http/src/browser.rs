@@ -97,9 +97,7 @@ pub(crate) async fn token_rule_with(
     }
     match (&outcome.new_cookie, &outcome.session) {
         (Some(_), Some(session)) => state.log_session_start(session, ip).await,
-        _ if token.is_some_and(|t| !t.is_empty()) && outcome.clear_cookie => {
-            state.log_session_refused(ip).await
-        }
+        _ if token.is_some() && outcome.clear_cookie => state.log_session_refused(ip).await,
         _ => {}
     }
     Ok(outcome)
@@ -139,7 +137,9 @@ async fn cookie_redirect(
         Ok(false) => return bad_redirect(),
         Err(e) => return e.into_page(state, headers),
     }
-    let outcome = match token_rule(state, headers, token, ip).await {
+    // The token is what this endpoint is for: a missing or empty one is an invalid token (under
+    // `token` precedence it ends the browser's session rather than letting it through).
+    let outcome = match token_rule(state, headers, Some(token.unwrap_or_default()), ip).await {
         Ok(outcome) => outcome,
         Err(e) => return e.into_page(state, headers),
     };
@@ -170,14 +170,12 @@ async fn signout(
         Ok(None) => None,
         Err(e) => return e.into_page(&state, &headers),
     };
-    let from = params.get("fromURI").filter(|u| !u.is_empty());
-    let to = match from {
-        Some(url) => match is_allowed_redirect(&state, url).await {
-            Ok(true) => url.to_owned(),
-            Ok(false) => sign_in_url(&state, None),
-            Err(e) => return e.into_page(&state, &headers),
-        },
-        None => sign_in_url(&state, None),
+    // As after sign-in: a local path, or a URL on a trusted REDIRECT origin; else the sign-in page.
+    let to = match crate::pages::checked_from_uri(&state, params.get("fromURI")).await {
+        Ok(Some(path)) if crate::pages::is_local_path(&path) => state.link(&path),
+        Ok(Some(url)) => url,
+        Ok(None) => sign_in_url(&state, None),
+        Err(e) => return e.into_page(&state, &headers),
     };
     // Apps of the ended session that take part in Single Logout are told first (front-channel).
     let walk = match ended {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
 use latchkey_core::policy::Policies;
-use latchkey_core::sessions::{EndReason, Session, Sessions};
+use latchkey_core::sessions::{ByCookie, EndReason, Session, Sessions};
 use latchkey_core::users::User;
 use serde::Serialize;
 use serde_json::Value;
@@ -53,7 +53,7 @@ impl AppState {
     ) -> Result<Option<(Session, User, String)>, ApiError> {
         let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
         let sessions = self.sessions();
-        let Some((mut session, user)) = sessions.by_cookie(&cookie).await? else { return Ok(None) };
+        let Some((mut session, user)) = self.live_by_cookie(&cookie).await? else { return Ok(None) };
         if sessions.needs_touch(&session) {
             let rule = self.policies().await?.sign_on;
             sessions.touch(&mut session, &rule).await?;
@@ -64,7 +64,20 @@ impl AppState {
     /// The id of the live session the browser's `sid` cookie names, if any (no idle bookkeeping).
     pub(crate) async fn browser_session_id(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
-        Ok(self.sessions().by_cookie(&cookie).await?.map(|(session, _)| session.id))
+        Ok(self.live_by_cookie(&cookie).await?.map(|(session, _)| session.id))
+    }
+
+    /// The live session behind a cookie value; a session this lookup ended (its user may no longer
+    /// have sessions) goes to the system log.
+    async fn live_by_cookie(&self, cookie: &str) -> Result<Option<(Session, User)>, ApiError> {
+        match self.sessions().by_cookie(cookie).await? {
+            ByCookie::Live(session, user) => Ok(Some((session, user))),
+            ByCookie::EndedNotActive(session, user) => {
+                self.log_session_end(&session.id, &user.id, EndReason::UserNotActive, None, None).await;
+                Ok(None)
+            }
+            ByCookie::None => Ok(None),
+        }
     }
 
     /// Cookies are `Secure; SameSite=None` on https and on loopback hosts (browsers accept Secure

@@ -265,6 +265,7 @@ async fn change_password(
     admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
+    params: QueryParams,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     check_fields(&body, &["oldPassword", "newPassword", "revokeSessions"])?;
@@ -279,7 +280,22 @@ async fn change_password(
         }
     };
     let (old, new) = (secret("oldPassword")?, secret("newPassword")?);
-    let revoke = body.get("revokeSessions").and_then(Value::as_bool).unwrap_or(false);
+    // Okta's request body carries `revokeSessions`; some clients send it as a query parameter.
+    let revoke = match (body.get("revokeSessions"), params.get("revokeSessions")) {
+        (Some(Value::Bool(value)), _) => *value,
+        (Some(Value::Null) | None, Some(text)) => match text {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(ApiError::InvalidParameter {
+                    name: "revokeSessions",
+                    message: "must be true or false".into(),
+                });
+            }
+        },
+        (Some(Value::Null) | None, None) => false,
+        (Some(_), _) => return Err(ApiError::MalformedBody("revokeSessions must be a boolean.".into())),
+    };
     let user = state.users().change_password(&id, &old, &new).await?;
     if revoke {
         crate::sessions::revoke_all(&state, &user.id, Some(admin.actor.clone()), admin.ip.as_deref()).await?;

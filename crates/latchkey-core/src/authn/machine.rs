@@ -22,6 +22,7 @@ use crate::events::{Actor, Event, EventStore};
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::password::{MAX_PASSWORD_LEN, PasswordHashing};
 use crate::policy::{Enrollment, FactorPromptMode, Policies};
+use crate::sessions::{EndReason, SessionStore};
 use crate::store::{AuthnStore, FactorStore, PolicyStore, RateLimitStore, UserStore};
 use crate::tokens::TokenPurpose;
 use crate::totp;
@@ -104,7 +105,7 @@ pub struct Authn<'a, S, H> {
 
 impl<S, H> Authn<'_, S, H>
 where
-    S: UserStore + PolicyStore + AuthnStore + FactorStore + RateLimitStore + EventStore,
+    S: UserStore + PolicyStore + AuthnStore + FactorStore + RateLimitStore + EventStore + SessionStore,
     H: PasswordHashing,
 {
     fn users(&self) -> Users<'_, S, H> {
@@ -841,6 +842,17 @@ where
             .target(crate::events::Target::new(&user.id, "User", user.login()))
             .reason("MAX_ATTEMPTS");
             self.store.insert_event(&event).await?;
+            // A locked-out user may have no sessions (as when suspended): end them now, so that
+            // they are not alive again after an unlock that came before anyone used them.
+            let reason = EndReason::UserNotActive;
+            for session_id in self.store.end_user_sessions(&user.id, None, reason, now).await? {
+                let ended =
+                    Event::new("user.session.end", "User session ended", "SUCCESS", Actor::system(), now)
+                        .reason(reason.as_str())
+                        .target(crate::events::Target::new(&session_id, "Session", user.login()))
+                        .session(&session_id);
+                self.store.insert_event(&ended).await?;
+            }
         }
         Ok(user)
     }

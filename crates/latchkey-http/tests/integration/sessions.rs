@@ -389,3 +389,153 @@ async fn activity_slides_short_idle_timeouts_too() {
     app.clock.advance_secs(61);
     assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND, "idle for longer than a minute");
 }
+
+#[tokio::test]
+async fn a_missing_or_empty_token_counts_as_an_invalid_one() {
+    for precedence in [TokenPrecedence::Token, TokenPrecedence::Cookie] {
+        let app = app_with(|c| c.session_token_precedence = precedence).await;
+        trust_portal(&app).await;
+        app.create_ok("a@example.com").await;
+        let target = percent_encoding::utf8_percent_encode(PORTAL, percent_encoding::NON_ALPHANUMERIC);
+        for query in [format!("token=&redirectUrl={target}"), format!("redirectUrl={target}")] {
+            let first =
+                browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
+            let sid = sid_of(&first.set_cookie).unwrap();
+            let next = browser_get(&app, &format!("/login/sessionCookieRedirect?{query}"), Some(&sid)).await;
+            assert_eq!(next.status, StatusCode::FOUND);
+            let location = next.location.unwrap();
+            if precedence == TokenPrecedence::Token {
+                assert!(location.contains("/login/login.htm?fromURI="), "{query}: to sign-in, {location}");
+                assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND, "{query}: the session ended");
+            } else {
+                assert_eq!(location, PORTAL, "{query}: the cookie wins");
+                assert_eq!(me(&app, &sid).await.0, StatusCode::OK, "{query}: the session stays");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn signout_follows_a_local_path() {
+    let app = app().await;
+    trust_portal(&app).await;
+    app.create_ok("a@example.com").await;
+    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
+    let sid = sid_of(&first.set_cookie).unwrap();
+    let out = browser_get(&app, "/login/signout?fromURI=%2Fapp%2FUserHome", Some(&sid)).await;
+    assert_eq!(out.location.as_deref(), Some(&format!("{}/app/UserHome", crate::support::BASE)[..]));
+    assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND);
+    let sneaky = browser_get(&app, "/login/signout?fromURI=%2F%2Fevil.test%2F", None).await;
+    assert_eq!(sneaky.location.as_deref(), Some(&format!("{}/login/login.htm", crate::support::BASE)[..]));
+}
+
+/// Ends logged by kind: `(session id, reason)` of every `user.session.end`.
+async fn session_ends(app: &App) -> Vec<(String, String)> {
+    let ends = app
+        .call(Method::GET, "/api/v1/logs?filter=eventType%20eq%20%22user.session.end%22", Value::Null)
+        .await;
+    ends.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["target"][0]["id"].as_str().unwrap().to_owned(),
+                e["outcome"]["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_lockout_ends_the_users_sessions_at_once_and_logs_them() {
+    let app = app().await;
+    trust_portal(&app).await;
+    let uid = app.create_ok("lock@example.com").await;
+    let first = browser_get(&app, &redirect_uri(&session_token(&app, "lock@example.com").await), None).await;
+    let sid = sid_of(&first.set_cookie).unwrap();
+    let id = me(&app, &sid).await.1["id"].as_str().unwrap().to_owned();
+    let policies = app.call(Method::GET, "/api/v1/policies?type=PASSWORD", Value::Null).await;
+    let mut policy = policies.body[0].clone();
+    policy["settings"]["password"]["lockout"]["maxAttempts"] = json!(2);
+    let policy_id = policy["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.call(Method::PUT, &format!("/api/v1/policies/{policy_id}"), policy).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..2 {
+        app.public("/api/v1/authn", json!({"username": "lock@example.com", "password": "Wrong-Horse-1"}))
+            .await;
+        app.clock.advance_secs(1);
+    }
+    let user = app.call(Method::GET, &format!("/api/v1/users/{uid}"), Value::Null).await;
+    assert_eq!(user.body["status"], "LOCKED_OUT");
+    let by_id = app.call(Method::GET, &format!("/api/v1/sessions/{id}"), Value::Null).await;
+    assert_eq!(by_id.status, StatusCode::NOT_FOUND, "ended by the lockout, before any cookie check");
+    assert!(session_ends(&app).await.contains(&(id, "USER_NOT_ACTIVE".to_owned())));
+    app.call(Method::POST, &format!("/api/v1/users/{uid}/lifecycle/unlock"), Value::Null).await;
+    assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND, "and it stays ended after an unlock");
+}
+
+/// A session that outlived its user's right to sessions (a status change that ended no sessions,
+/// as a race or a direct database change can leave) is ended by the next cookie check, and logged.
+#[tokio::test]
+async fn a_cookie_check_that_ends_a_session_logs_it() {
+    use latchkey_core::store::UserStore;
+    let app = app().await;
+    trust_portal(&app).await;
+    let uid = app.create_ok("gone@example.com").await;
+    let first = browser_get(&app, &redirect_uri(&session_token(&app, "gone@example.com").await), None).await;
+    let sid = sid_of(&first.set_cookie).unwrap();
+    let id = me(&app, &sid).await.1["id"].as_str().unwrap().to_owned();
+    let mut user = app.store.find_user(&uid).await.unwrap().unwrap();
+    let version = user.version;
+    user.status = latchkey_core::users::UserStatus::Suspended;
+    user.version += 1;
+    app.store.update_user(&user, version, None).await.unwrap();
+    assert!(!session_ends(&app).await.iter().any(|(s, _)| *s == id));
+    assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND);
+    assert!(session_ends(&app).await.contains(&(id, "USER_NOT_ACTIVE".to_owned())), "logged once ended");
+}
+
+#[tokio::test]
+async fn change_password_can_revoke_sessions_by_body_or_query() {
+    let app = app().await;
+    trust_portal(&app).await;
+    let uid = app.create_ok("pw@example.com").await;
+    let mut password = PASSWORD.to_owned();
+    for (n, query) in ["", "?revokeSessions=true"].into_iter().enumerate() {
+        let first = browser_get(
+            &app,
+            &redirect_uri(&session_token_with(&app, "pw@example.com", &password).await),
+            None,
+        )
+        .await;
+        let sid = sid_of(&first.set_cookie).unwrap();
+        let new = format!("Another-Horse-{n}");
+        let mut body = json!({"oldPassword": {"value": password}, "newPassword": {"value": new}});
+        if query.is_empty() {
+            body["revokeSessions"] = json!(true);
+        }
+        let changed = app
+            .call(Method::POST, &format!("/api/v1/users/{uid}/credentials/change_password{query}"), body)
+            .await;
+        assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+        assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND, "revoked ({query:?})");
+        password = new;
+        app.clock.advance_secs(86_400);
+    }
+    let odd = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{uid}/credentials/change_password?revokeSessions=yes"),
+            json!({"oldPassword": {"value": password}, "newPassword": {"value": "Third-Horse-9"}}),
+        )
+        .await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST);
+}
+
+async fn session_token_with(app: &App, login: &str, password: &str) -> String {
+    let reply = app.public("/api/v1/authn", json!({"username": login, "password": password})).await;
+    reply.body["sessionToken"].as_str().unwrap_or_else(|| panic!("{}", reply.body)).to_owned()
+}
