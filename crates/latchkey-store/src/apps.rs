@@ -11,6 +11,7 @@ use latchkey_core::store::{AppStore, SamlStore, StoreResult};
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
+use crate::session_cache::Changed;
 use crate::{Bind, Store, map_err, on_pool};
 
 const APP_COLUMNS: &str =
@@ -107,6 +108,7 @@ impl AppStore for Store {
             .map_err(map_err)?
             .rows_affected()
         });
+        self.forget(Changed::Apps, true).await;
         Ok(updated == 1)
     }
 
@@ -127,11 +129,21 @@ impl AppStore for Store {
             tx.commit().await.map_err(map_err)?;
             deleted
         });
+        self.forget(Changed::Apps, true).await;
         Ok(deleted == 1)
     }
 
     async fn find_app(&self, id_or_external_key: &str) -> StoreResult<Option<App>> {
-        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1 OR external_key = $1");
+        // Every SSO looks its app up: through the cache (see `session_cache`), from SQL built once.
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1 OR external_key = $1")
+        });
+        let cache = self.session_cache();
+        if let Some(app) = cache.and_then(|cache| cache.get_app(id_or_external_key)) {
+            return Ok(Some(app));
+        }
+        let ticket = cache.and_then(|cache| cache.ticket());
+        let sql = &*SQL;
         let row = self
             .read_row(&sql, &[Bind::Text(id_or_external_key.to_owned())], |row| {
                 Ok((
@@ -148,7 +160,11 @@ impl AppStore for Store {
                 ))
             })
             .await?;
-        row.map(app_from_row).transpose()
+        let app = row.map(app_from_row).transpose()?;
+        if let (Some(cache), Some(ticket), Some(app)) = (cache, ticket, &app) {
+            cache.fill_app(ticket, id_or_external_key, app);
+        }
+        Ok(app)
     }
 
     async fn list_apps(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<App>> {

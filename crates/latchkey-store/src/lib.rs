@@ -268,9 +268,10 @@ impl Store {
         }
     }
 
-    /// After a committed write to sessions or users. SQLite: drops what this process cached of
-    /// them. PostgreSQL: the triggers tell every node; with `wait` (the write ended sessions or may
-    /// refuse a user's), returns only once every node has dropped them (see `node_cache`).
+    /// After a committed write to sessions, users or apps. SQLite: drops what this process cached
+    /// of them. PostgreSQL: the triggers tell every node; with `wait` (the write ended sessions, may
+    /// refuse a user's, or changed an app), returns only once every node has dropped them (see
+    /// `node_cache`).
     pub(crate) async fn forget(&self, changed: Changed<'_>, wait: bool) {
         match &self.db {
             Db::Sqlite { cache: Some(cache), .. } => cache.evict(&changed),

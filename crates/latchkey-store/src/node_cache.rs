@@ -4,9 +4,10 @@
 //!
 //! This departs from DESIGN §6's letter ("reads that decide access always go to the primary") to
 //! keep its intent ("a revocation is never served stale"):
-//! - Triggers on `sessions` and `users` (migration 7) notify every node, when a change commits, of
-//!   the changed session (by cookie digest) and user (by id); a node evicts what they name.
-//! - A write that ends sessions or changes a user then waits for a *barrier*: it notifies a
+//! - Triggers on `sessions`, `users` and `apps` (migration 7) notify every node, when a change
+//!   commits, of the changed session (by cookie digest), user (by id) or app; a node evicts what
+//!   they name.
+//! - A write that ends sessions or changes a user or an app then waits for a *barrier*: it notifies a
 //!   numbered barrier and waits until every node holding a lease has acknowledged it. PostgreSQL
 //!   delivers notifications in commit order, so a node that has seen the barrier has evicted what
 //!   the write changed before it acknowledges.
@@ -94,6 +95,7 @@ impl NodeCache {
         match kind {
             "s" => self.sessions.evict_cookie(rest),
             "u" => self.sessions.evict(&Changed::User(rest)),
+            "p" => self.sessions.evict(&Changed::Apps),
             "b" => return Some(Reply::Ack(format!("a:{rest}:{}", self.node))),
             "a" => {
                 let mut parts = rest.splitn(3, ':');

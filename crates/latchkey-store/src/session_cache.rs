@@ -1,7 +1,8 @@
-//! Live sessions by cookie digest, with their users, held in memory so that a session check is not
-//! a database read. The map knows nothing of how it is kept exact; its owner evicts:
+//! Live sessions by cookie digest, with their users, and apps by id and external key, held in
+//! memory so that a session check (and the app lookup of every SSO) is not a database read. The
+//! maps know nothing of how they are kept exact; their owner evicts:
 //! - on SQLite (one server process per database file, which `Store::claim_sole_server` enforces),
-//!   the store evicts after each committed write to a session or a user;
+//!   the store evicts after each committed write to a session, a user or an app;
 //! - on PostgreSQL, `node_cache` evicts on the triggers' messages and serves only under a lease.
 //!
 //! A fill that raced an eviction is dropped: the eviction count read before the database read
@@ -13,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use latchkey_core::Timestamp;
+use latchkey_core::apps::App;
 use latchkey_core::sessions::Session;
 use latchkey_core::users::User;
 
@@ -30,7 +32,9 @@ struct Entry {
 
 #[derive(Default)]
 struct Entries {
-    /// Until when the owner lets the map answer (`None`: not now).
+    /// The map answers for good (SQLite's sole server).
+    always: bool,
+    /// Otherwise, until when the owner lets the map answer (`None`: not now).
     serving_until: Option<Instant>,
     /// Evictions so far (see the module header).
     evictions: u64,
@@ -39,11 +43,13 @@ struct Entries {
     by_user: HashMap<String, Vec<String>>,
     /// Cookie digest of each cached session id.
     by_id: HashMap<String, String>,
+    /// Apps by the key they were looked up with (id or external key), and when.
+    apps: HashMap<String, (App, Instant)>,
 }
 
 impl Entries {
     fn serving(&self, at: Instant) -> bool {
-        self.serving_until.is_some_and(|until| at < until)
+        self.always || self.serving_until.is_some_and(|until| at < until)
     }
 
     fn remove_cookie(&mut self, digest: &str) {
@@ -78,6 +84,8 @@ pub(crate) enum Changed<'a> {
     Sessions(&'a [String]),
     /// A user (and so every session of theirs that carries the user).
     User(&'a str),
+    /// Apps (rarely changed: all are forgotten).
+    Apps,
 }
 
 #[derive(Default)]
@@ -95,8 +103,7 @@ impl SessionCache {
     /// A map that answers from the start and never stops (SQLite's sole server).
     pub(crate) fn serving() -> Self {
         let cache = Self::default();
-        lock(&cache.entries).serving_until =
-            Instant::now().checked_add(Duration::from_secs(100 * 365 * 86_400));
+        lock(&cache.entries).always = true;
         cache
     }
 
@@ -154,6 +161,10 @@ impl SessionCache {
                 }
                 Vec::new()
             }
+            Changed::Apps => {
+                entries.apps.clear();
+                Vec::new()
+            }
         };
         for id in &ids {
             if let Some(digest) = entries.by_id.get(id).cloned() {
@@ -174,10 +185,12 @@ impl SessionCache {
     /// Stops answering and forgets everything.
     pub(crate) fn stop_serving(&self) {
         let mut entries = lock(&self.entries);
+        entries.always = false;
         entries.serving_until = None;
         entries.by_cookie.clear();
         entries.by_user.clear();
         entries.by_id.clear();
+        entries.apps.clear();
         entries.evictions += 1;
     }
 
@@ -194,5 +207,27 @@ impl SessionCache {
         for digest in stale {
             entries.remove_cookie(&digest);
         }
+        entries.apps.retain(|_, (_, filled)| now.duration_since(*filled) < MAX_AGE);
+    }
+
+    /// The cached app looked up by `key` (its id or external key), if the map may answer now.
+    pub(crate) fn get_app(&self, key: &str) -> Option<App> {
+        let entries = lock(&self.entries);
+        let at = Instant::now();
+        if !entries.serving(at) {
+            return None;
+        }
+        let (app, filled) = entries.apps.get(key)?;
+        (at.duration_since(*filled) < MAX_AGE).then(|| app.clone())
+    }
+
+    /// Caches an app a read under `ticket` found by `key`, unless something was evicted since.
+    pub(crate) fn fill_app(&self, ticket: u64, key: &str, app: &App) {
+        let mut entries = lock(&self.entries);
+        let at = Instant::now();
+        if entries.evictions != ticket || !entries.serving(at) || entries.apps.len() >= MAX_ENTRIES {
+            return;
+        }
+        entries.apps.insert(key.to_owned(), (app.clone(), at));
     }
 }

@@ -1,5 +1,5 @@
 -- Each node's session cache (src/node_cache.rs): the nodes holding a lease, and the triggers that
--- tell every node, on commit, which session (by cookie digest) or user (by id) changed.
+-- tell every node, on commit, which session (by cookie digest), user (by id) or app changed.
 -- The channel is per schema (the md5 of the table's schema name), so organisations (or tests)
 -- sharing a database do not hear each other.
 CREATE TABLE cache_nodes (
@@ -26,3 +26,13 @@ $$;
 
 CREATE TRIGGER users_evict AFTER UPDATE OR DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION latchkey_evict_user();
+
+CREATE FUNCTION latchkey_evict_apps() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('latchkey_' || md5(TG_TABLE_SCHEMA), 'p:' || OLD.id);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER apps_evict AFTER UPDATE OR DELETE ON apps
+    FOR EACH ROW EXECUTE FUNCTION latchkey_evict_apps();

@@ -652,7 +652,7 @@ pub async fn event_batches_keep_order_and_are_all_or_nothing(store: &Store) {
     assert_eq!(after.len(), 150, "a failed batch leaves no partial write");
 }
 
-fn saml_app(id: &str, name: &str, label: &str) -> App {
+pub fn saml_app(id: &str, name: &str, label: &str) -> App {
     let sign_on = SamlSignOn::from_json(&json!({
         "ssoAcsUrl": "https://sp.example.com/acs",
         "audience": "https://sp.example.com/metadata",

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::Timestamp;
 use latchkey_core::sessions::{EndReason, SessionStore};
-use latchkey_core::store::UserStore;
+use latchkey_core::store::{AppStore, UserStore};
 use latchkey_core::users::UserStatus;
 use latchkey_store::Store;
 
-use crate::cases::{session, user};
+use crate::cases::{saml_app, session, user};
 
 const NOW: Timestamp = Timestamp(5_000);
 
@@ -259,4 +259,34 @@ async fn the_sqlite_server_answers_from_its_cache_and_forgets_on_writes() {
 
     assert!(store.end_session("30b", EndReason::Logout, NOW).await.unwrap());
     assert_eq!(amr_seen(store, "30b").await, None, "an ended session is gone at once");
+}
+
+/// Apps are cached too (every SSO looks one up): a change or a deletion through one node is seen
+/// by the other at once, by id and by external key; SQLite's server forgets on its own writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_changed_on_one_node_is_seen_changed_by_the_others_at_once() {
+    async fn check(first: &Store, second: &Store) {
+        let mut app = saml_app("0oacache", "cached", "Before");
+        first.insert_app(&app).await.unwrap();
+        for _ in 0..3 {
+            for key in [app.id.as_str(), app.external_key.as_str()] {
+                assert_eq!(second.find_app(key).await.unwrap().unwrap().label, "Before");
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        app.label = "After".into();
+        assert!(first.update_app(&app).await.unwrap());
+        for key in [app.id.as_str(), app.external_key.as_str()] {
+            assert_eq!(second.find_app(key).await.unwrap().unwrap().label, "After", "{key}");
+        }
+        assert!(first.delete_app(&app.id).await.unwrap());
+        assert!(second.find_app(&app.id).await.unwrap().is_none(), "deleted");
+    }
+    let sqlite = crate::support::sqlite().await;
+    check(&sqlite.store, &sqlite.store).await;
+    let Some((db, second, admin)) = two_nodes().await else { return };
+    check(&db.store, &second).await;
+    second.close().await;
+    admin.close().await;
+    db.drop_schema().await;
 }
