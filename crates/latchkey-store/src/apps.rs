@@ -145,7 +145,7 @@ impl AppStore for Store {
         let ticket = cache.and_then(|cache| cache.ticket());
         let sql = &*SQL;
         let row = self
-            .read_row(&sql, &[Bind::Text(id_or_external_key.to_owned())], |row| {
+            .read_row(sql, &[Bind::Text(id_or_external_key.to_owned())], |row| {
                 Ok((
                     row.text("id")?,
                     row.text("name")?,

@@ -21,7 +21,9 @@ use latchkey_core::users::User;
 /// An entry older than this is read again even if nothing evicted it (a bound on any change that
 /// reached the database some other way, such as a restored backup).
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(30);
-/// At most this many sessions are kept; beyond it new ones are simply not cached.
+/// At most this many sessions (and apps) are kept. A fill that finds the map full first forgets
+/// entries past [`MAX_AGE`] (at most once a second); if it is still full, the new one is simply not
+/// cached.
 const MAX_ENTRIES: usize = 100_000;
 
 struct Entry {
@@ -45,9 +47,39 @@ struct Entries {
     by_id: HashMap<String, String>,
     /// Apps by the key they were looked up with (id or external key), and when.
     apps: HashMap<String, (App, Instant)>,
+    /// When a full map last forgot its old entries.
+    last_purge: Option<Instant>,
+    /// A smaller bound than [`MAX_ENTRIES`] (tests).
+    cap: Option<usize>,
 }
 
 impl Entries {
+    /// Whether a fill may add to `len` entries, forgetting old ones first if the map is full.
+    fn room(&mut self, len: impl Fn(&Self) -> usize, at: Instant) -> bool {
+        let cap = self.cap.unwrap_or(MAX_ENTRIES);
+        if len(self) < cap {
+            return true;
+        }
+        if self.last_purge.is_none_or(|last| at.duration_since(last) >= Duration::from_secs(1)) {
+            self.last_purge = Some(at);
+            self.forget_old(at);
+        }
+        len(self) < cap
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        let stale: Vec<String> = self
+            .by_cookie
+            .iter()
+            .filter(|(_, entry)| now.duration_since(entry.filled) >= MAX_AGE)
+            .map(|(digest, _)| digest.clone())
+            .collect();
+        for digest in stale {
+            self.remove_cookie(&digest);
+        }
+        self.apps.retain(|_, (_, filled)| now.duration_since(*filled) < MAX_AGE);
+    }
+
     fn serving(&self, at: Instant) -> bool {
         self.always || self.serving_until.is_some_and(|until| at < until)
     }
@@ -130,7 +162,7 @@ impl SessionCache {
     pub(crate) fn fill(&self, ticket: u64, session: &Session, user: &User) {
         let mut entries = lock(&self.entries);
         let at = Instant::now();
-        if entries.evictions != ticket || !entries.serving(at) || entries.by_cookie.len() >= MAX_ENTRIES {
+        if entries.evictions != ticket || !entries.serving(at) || !entries.room(|e| e.by_cookie.len(), at) {
             return;
         }
         let digest = session.cookie_digest.clone();
@@ -196,18 +228,7 @@ impl SessionCache {
 
     /// Forgets entries older than [`MAX_AGE`].
     pub(crate) fn forget_old(&self) {
-        let now = Instant::now();
-        let mut entries = lock(&self.entries);
-        let stale: Vec<String> = entries
-            .by_cookie
-            .iter()
-            .filter(|(_, entry)| now.duration_since(entry.filled) >= MAX_AGE)
-            .map(|(digest, _)| digest.clone())
-            .collect();
-        for digest in stale {
-            entries.remove_cookie(&digest);
-        }
-        entries.apps.retain(|_, (_, filled)| now.duration_since(*filled) < MAX_AGE);
+        lock(&self.entries).forget_old(Instant::now());
     }
 
     /// The cached app looked up by `key` (its id or external key), if the map may answer now.
@@ -225,9 +246,92 @@ impl SessionCache {
     pub(crate) fn fill_app(&self, ticket: u64, key: &str, app: &App) {
         let mut entries = lock(&self.entries);
         let at = Instant::now();
-        if entries.evictions != ticket || !entries.serving(at) || entries.apps.len() >= MAX_ENTRIES {
+        if entries.evictions != ticket || !entries.serving(at) || !entries.room(|e| e.apps.len(), at) {
             return;
         }
         entries.apps.insert(key.to_owned(), (app.clone(), at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code: a failed step fails the test")]
+
+    use latchkey_core::users::UserStatus;
+    use latchkey_core::users::profile::Profile;
+
+    use super::*;
+
+    fn session_and_user(id: &str) -> (Session, User) {
+        let profile = serde_json::json!({"login": "a@example.com", "email": "a@example.com", "firstName": "A", "lastName": "B"});
+        let user = User {
+            id: format!("00u{id}"),
+            status: UserStatus::Active,
+            created: Timestamp(0),
+            activated: None,
+            status_changed: None,
+            last_login: None,
+            last_updated: Timestamp(0),
+            password_changed: None,
+            profile: Profile::new(profile.as_object().cloned().unwrap()).unwrap(),
+            password_hash: None,
+            password_history: vec![],
+            failed_attempts: 0,
+            locked_at: None,
+            version: 1,
+        };
+        let session = Session {
+            id: id.to_owned(),
+            cookie_digest: format!("c-{id}"),
+            user_id: user.id.clone(),
+            amr: vec!["pwd".to_owned()],
+            created: Timestamp(0),
+            expires_at: Timestamp(i64::MAX),
+            lifetime_ends_at: None,
+            last_activity: Timestamp(0),
+            password_verified_at: None,
+            factor_verified_at: None,
+            persistent: false,
+        };
+        (session, user)
+    }
+
+    /// A full map takes no new session until its old entries can go, then forgets them and does.
+    #[test]
+    fn a_full_map_makes_room_by_forgetting_old_entries() {
+        let cache = SessionCache::serving();
+        lock(&cache.entries).cap = Some(2);
+        for id in ["1", "2", "3"] {
+            let (session, user) = session_and_user(id);
+            let ticket = cache.ticket().unwrap();
+            cache.fill(ticket, &session, &user);
+        }
+        let now = Timestamp(1);
+        assert!(cache.get("c-1", now).is_some() && cache.get("c-2", now).is_some());
+        assert!(cache.get("c-3", now).is_none(), "full: not cached");
+
+        let later = Instant::now() + MAX_AGE + Duration::from_secs(1);
+        let mut entries = lock(&cache.entries);
+        assert!(entries.room(|e| e.by_cookie.len(), later), "old entries forgotten");
+        assert!(entries.by_cookie.is_empty() && entries.by_user.is_empty() && entries.by_id.is_empty());
+    }
+
+    /// Evicting by session id or by user removes every index of the entry.
+    #[test]
+    fn evictions_clear_every_index() {
+        let cache = SessionCache::serving();
+        for id in ["1", "2"] {
+            let (session, user) = session_and_user(id);
+            cache.fill(cache.ticket().unwrap(), &session, &user);
+        }
+        let ticket = cache.ticket().unwrap();
+        cache.evict(&Changed::Session("1"));
+        assert!(cache.get("c-1", Timestamp(1)).is_none());
+        let (session, user) = session_and_user("1");
+        cache.fill(ticket, &session, &user);
+        assert!(cache.get("c-1", Timestamp(1)).is_none(), "a fill that straddled an eviction is dropped");
+        cache.evict(&Changed::User("00u2"));
+        let entries = lock(&cache.entries);
+        assert!(entries.by_cookie.is_empty() && entries.by_user.is_empty() && entries.by_id.is_empty());
     }
 }
