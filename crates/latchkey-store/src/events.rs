@@ -14,22 +14,67 @@ fn party(value: &Value) -> (String, String, String, String) {
     (text("id"), text("type"), text("alternateId"), text("displayName"))
 }
 
-fn to_json(event: &Event) -> Value {
-    let party = |id: &str, kind: &str, alt: &str, name: &str| json!({"id": id, "type": kind, "alternateId": alt, "displayName": name});
-    json!({
-        "id": event.id,
-        "published": event.published.millis(),
-        "eventType": event.event_type,
-        "severity": event.severity,
-        "displayMessage": event.display_message,
-        "outcome": event.outcome,
-        "reason": event.reason,
-        "actor": party(&event.actor.id, &event.actor.kind, &event.actor.alternate_id, &event.actor.display_name),
-        "targets": event.targets.iter().map(|t| party(&t.id, &t.kind, &t.alternate_id, &t.display_name)).collect::<Vec<_>>(),
-        "clientIp": event.client_ip,
-        "sessionId": event.session_id,
-        "requestId": event.request_id,
-    })
+/// The stored body of an event, written straight from the event (no `Value` tree: one is written
+/// per request that logs). [`from_json`] reads it back.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEvent<'a> {
+    id: &'a str,
+    published: i64,
+    event_type: &'a str,
+    severity: &'a str,
+    display_message: &'a str,
+    outcome: &'a str,
+    reason: Option<&'a str>,
+    actor: StoredParty<'a>,
+    targets: Vec<StoredParty<'a>>,
+    client_ip: Option<&'a str>,
+    session_id: Option<&'a str>,
+    request_id: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct StoredParty<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(rename = "alternateId")]
+    alternate_id: &'a str,
+    #[serde(rename = "displayName")]
+    display_name: &'a str,
+}
+
+fn to_json(event: &Event) -> StoreResult<String> {
+    let actor = &event.actor;
+    let body = StoredEvent {
+        id: &event.id,
+        published: event.published.millis(),
+        event_type: &event.event_type,
+        severity: event.severity,
+        display_message: &event.display_message,
+        outcome: event.outcome,
+        reason: event.reason.as_deref(),
+        actor: StoredParty {
+            id: &actor.id,
+            kind: &actor.kind,
+            alternate_id: &actor.alternate_id,
+            display_name: &actor.display_name,
+        },
+        targets: event
+            .targets
+            .iter()
+            .map(|t| StoredParty {
+                id: &t.id,
+                kind: &t.kind,
+                alternate_id: &t.alternate_id,
+                display_name: &t.display_name,
+            })
+            .collect(),
+        client_ip: event.client_ip.as_deref(),
+        session_id: event.session_id.as_deref(),
+        request_id: event.request_id.as_deref(),
+    };
+    serde_json::to_string(&body).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn from_json(body: &str) -> StoreResult<Event> {
@@ -100,7 +145,7 @@ impl EventStore for Store {
         // One multi-row INSERT per chunk rather than one statement (one driver round trip) per event.
         let chunks: Vec<&[Event]> = events.chunks(EVENTS_PER_STATEMENT).collect();
         let statements: Vec<String> = chunks.iter().map(|chunk| insert_sql(chunk.len())).collect();
-        let bodies: Vec<String> = events.iter().map(|e| to_json(e).to_string()).collect();
+        let bodies = events.iter().map(to_json).collect::<StoreResult<Vec<String>>>()?;
         on_pool!(self, write, |pool| {
             // A single statement is atomic by itself; several share a transaction.
             let mut tx = if chunks.len() > 1 { Some(pool.begin().await.map_err(map_err)?) } else { None };

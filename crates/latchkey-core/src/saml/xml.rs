@@ -93,6 +93,17 @@ pub(crate) fn escape_with(out: &mut String, value: &str, replacement: impl Fn(u8
     out.push_str(&value[copied..]);
 }
 
+/// `pairs` ordered by name: borrowed when they already are, else a sorted copy.
+fn sorted<'p, 'v>(pairs: &'p [(&'static str, &'v str)]) -> std::borrow::Cow<'p, [(&'static str, &'v str)]> {
+    if pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+        std::borrow::Cow::Borrowed(pairs)
+    } else {
+        let mut copy = pairs.to_vec();
+        copy.sort_by(|a, b| a.0.cmp(b.0));
+        std::borrow::Cow::Owned(copy)
+    }
+}
+
 /// Builds canonical XML into a string. Element and attribute names are trusted constants (`&'static
 /// str`); values are checked and escaped.
 #[derive(Debug, Default)]
@@ -113,13 +124,13 @@ impl XmlWriter {
         ns: &[(&'static str, &str)],
         attrs: &[(&'static str, &str)],
     ) -> Result<(), SamlError> {
-        let mut ns: Vec<_> = ns.to_vec();
-        ns.sort_by(|a, b| a.0.cmp(b.0));
-        let mut attrs: Vec<_> = attrs.to_vec();
-        attrs.sort_by(|a, b| a.0.cmp(b.0));
+        // Sorted copies only when the caller's order is not canonical already (most elements have
+        // at most one of each, and a signed response writes dozens).
+        let ns = sorted(ns);
+        let attrs = sorted(attrs);
         self.out.push('<');
         self.out.push_str(name);
-        for (prefix, uri) in ns {
+        for &(prefix, uri) in ns.iter() {
             check_xml_chars(name, uri)?;
             self.out.push_str(" xmlns:");
             self.out.push_str(prefix);
@@ -127,7 +138,7 @@ impl XmlWriter {
             escape_attr(&mut self.out, uri);
             self.out.push('"');
         }
-        for (attr, value) in attrs {
+        for &(attr, value) in attrs.iter() {
             check_xml_chars(attr, value)?;
             self.out.push(' ');
             self.out.push_str(attr);
