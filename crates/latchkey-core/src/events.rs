@@ -126,6 +126,20 @@ impl Event {
         self.session_id = Some(session_id.to_owned());
         self
     }
+
+    /// `user.session.end` for a session of the user `login`, with why it ended.
+    pub fn session_end(
+        session_id: &str,
+        login: &str,
+        reason: crate::sessions::EndReason,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Self {
+        Event::new("user.session.end", "User session ended", "SUCCESS", actor, now)
+            .reason(reason.as_str())
+            .target(Target::new(session_id, "Session", login))
+            .session(session_id)
+    }
 }
 
 /// One condition of a log query: Okta's `filter` supports `eventType`, `actor.id`, `target.id`

@@ -135,11 +135,7 @@ impl AppState {
     ) {
         let login = self.users().get(user_id).await.map(|u| u.login().to_owned()).unwrap_or_default();
         let actor = actor.unwrap_or_else(|| Actor::user(user_id, &login));
-        let event = Event::new("user.session.end", "User session ended", "SUCCESS", actor, self.clock.now())
-            .reason(reason.as_str())
-            .target(Target::new(session_id, "Session", &login))
-            .session(session_id)
-            .client(ip);
+        let event = Event::session_end(session_id, &login, reason, actor, self.clock.now()).client(ip);
         self.log(event).await;
     }
 }

@@ -846,11 +846,7 @@ where
             // they are not alive again after an unlock that came before anyone used them.
             let reason = EndReason::UserNotActive;
             for session_id in self.store.end_user_sessions(&user.id, None, reason, now).await? {
-                let ended =
-                    Event::new("user.session.end", "User session ended", "SUCCESS", Actor::system(), now)
-                        .reason(reason.as_str())
-                        .target(crate::events::Target::new(&session_id, "Session", user.login()))
-                        .session(&session_id);
+                let ended = Event::session_end(&session_id, user.login(), reason, Actor::system(), now);
                 self.store.insert_event(&ended).await?;
             }
         }
