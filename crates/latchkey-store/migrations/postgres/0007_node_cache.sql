@@ -7,32 +7,20 @@ CREATE TABLE cache_nodes (
     lease_until  BIGINT NOT NULL
 );
 
-CREATE FUNCTION latchkey_evict_session() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Arguments: the message's kind (`s`, `u`, `p`) and the column of the changed row it carries.
+CREATE FUNCTION latchkey_evict() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('latchkey_' || md5(TG_TABLE_SCHEMA), 's:' || OLD.cookie_digest);
+    PERFORM pg_notify('latchkey_' || md5(TG_TABLE_SCHEMA),
+                      TG_ARGV[0] || ':' || (to_jsonb(OLD) ->> TG_ARGV[1]));
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER sessions_evict AFTER UPDATE OR DELETE ON sessions
-    FOR EACH ROW EXECUTE FUNCTION latchkey_evict_session();
-
-CREATE FUNCTION latchkey_evict_user() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('latchkey_' || md5(TG_TABLE_SCHEMA), 'u:' || OLD.id);
-    RETURN NULL;
-END
-$$;
+    FOR EACH ROW EXECUTE FUNCTION latchkey_evict('s', 'cookie_digest');
 
 CREATE TRIGGER users_evict AFTER UPDATE OR DELETE ON users
-    FOR EACH ROW EXECUTE FUNCTION latchkey_evict_user();
-
-CREATE FUNCTION latchkey_evict_apps() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('latchkey_' || md5(TG_TABLE_SCHEMA), 'p:' || OLD.id);
-    RETURN NULL;
-END
-$$;
+    FOR EACH ROW EXECUTE FUNCTION latchkey_evict('u', 'id');
 
 CREATE TRIGGER apps_evict AFTER UPDATE OR DELETE ON apps
-    FOR EACH ROW EXECUTE FUNCTION latchkey_evict_apps();
+    FOR EACH ROW EXECUTE FUNCTION latchkey_evict('p', 'id');
