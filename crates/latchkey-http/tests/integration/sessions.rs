@@ -45,8 +45,18 @@ async fn me(app: &App, sid: &str) -> (StatusCode, Value) {
 }
 
 async fn session_token(app: &App, login: &str) -> String {
-    let reply = app.public("/api/v1/authn", json!({"username": login, "password": PASSWORD})).await;
+    session_token_with(app, login, PASSWORD).await
+}
+
+async fn session_token_with(app: &App, login: &str, password: &str) -> String {
+    let reply = app.public("/api/v1/authn", json!({"username": login, "password": password})).await;
     reply.body["sessionToken"].as_str().unwrap_or_else(|| panic!("{}", reply.body)).to_owned()
+}
+
+/// A browser signed in as `login` through sessionCookieRedirect: its `sid` cookie.
+async fn signed_in(app: &App, login: &str) -> String {
+    let landed = browser_get(app, &redirect_uri(&session_token(app, login).await), None).await;
+    sid_of(&landed.set_cookie).unwrap()
 }
 
 async fn trust_portal(app: &App) {
@@ -185,8 +195,7 @@ async fn an_invalid_token_ends_the_existing_session_and_goes_to_sign_in() {
     let app = app().await;
     trust_portal(&app).await;
     app.create_ok("a@example.com").await;
-    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
-    let sid_a = sid_of(&first.set_cookie).unwrap();
+    let sid_a = signed_in(&app, "a@example.com").await;
     let bad = browser_get(&app, &redirect_uri("not-a-real-token"), Some(&sid_a)).await;
     assert_eq!(bad.status, StatusCode::FOUND);
     assert!(
@@ -205,8 +214,7 @@ async fn cookie_precedence_keeps_the_existing_session_like_okta_classic() {
     trust_portal(&app).await;
     app.create_ok("a@example.com").await;
     app.create_ok("b@example.com").await;
-    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
-    let sid_a = sid_of(&first.set_cookie).unwrap();
+    let sid_a = signed_in(&app, "a@example.com").await;
     let b_token = session_token(&app, "b@example.com").await;
     let second = browser_get(&app, &redirect_uri(&b_token), Some(&sid_a)).await;
     assert_eq!(second.status, StatusCode::FOUND);
@@ -260,8 +268,7 @@ async fn signout_ends_the_session_and_redirects_only_to_trusted_places() {
     let app = app().await;
     trust_portal(&app).await;
     app.create_ok("a@example.com").await;
-    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
-    let sid = sid_of(&first.set_cookie).unwrap();
+    let sid = signed_in(&app, "a@example.com").await;
     let out = browser_get(
         &app,
         &format!(
@@ -287,23 +294,14 @@ async fn backend_logout_by_user_and_me_logout_by_browser() {
     let app = app().await;
     trust_portal(&app).await;
     let uid = app.create_ok("a@example.com").await;
-    let one = sid_of(
-        &browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await.set_cookie,
-    )
-    .unwrap();
-    let two = sid_of(
-        &browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await.set_cookie,
-    )
-    .unwrap();
+    let one = signed_in(&app, "a@example.com").await;
+    let two = signed_in(&app, "a@example.com").await;
     let revoked = app.call(Method::DELETE, &format!("/api/v1/users/{uid}/sessions"), Value::Null).await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT);
     assert_eq!(me(&app, &one).await.0, StatusCode::NOT_FOUND);
     assert_eq!(me(&app, &two).await.0, StatusCode::NOT_FOUND);
 
-    let three = sid_of(
-        &browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await.set_cookie,
-    )
-    .unwrap();
+    let three = signed_in(&app, "a@example.com").await;
     let req = Request::delete("/api/v1/sessions/me")
         .header("cookie", format!("sid={three}"))
         .body(Body::empty())
@@ -319,12 +317,7 @@ async fn users_me_follows_the_session_cookie() {
     let app = app().await;
     trust_portal(&app).await;
     let uid = app.create_ok("me@example.com").await;
-    let sid = sid_of(
-        &browser_get(&app, &redirect_uri(&session_token(&app, "me@example.com").await), None)
-            .await
-            .set_cookie,
-    )
-    .unwrap();
+    let sid = signed_in(&app, "me@example.com").await;
     let me = browser_get(&app, "/api/v1/users/me", Some(&sid)).await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(serde_json::from_str::<Value>(&me.body).unwrap()["id"], uid.as_str());
@@ -345,10 +338,7 @@ async fn suspending_or_deactivating_ends_sessions_and_voids_tokens() {
     for op in ["suspend", "deactivate"] {
         let login = format!("{op}@example.com");
         let uid = app.create_ok(&login).await;
-        let sid = sid_of(
-            &browser_get(&app, &redirect_uri(&session_token(&app, &login).await), None).await.set_cookie,
-        )
-        .unwrap();
+        let sid = signed_in(&app, &login).await;
         let pending_token = session_token(&app, &login).await;
         app.call(Method::POST, &format!("/api/v1/users/{uid}/lifecycle/{op}"), Value::Null).await;
         assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND, "{op}: the session ended");
@@ -376,12 +366,7 @@ async fn activity_slides_short_idle_timeouts_too() {
     let href =
         rule["_links"]["self"]["href"].as_str().unwrap().trim_start_matches(crate::support::BASE).to_owned();
     app.call(Method::PUT, &href, rule).await;
-    let sid = sid_of(
-        &browser_get(&app, &redirect_uri(&session_token(&app, "idle@example.com").await), None)
-            .await
-            .set_cookie,
-    )
-    .unwrap();
+    let sid = signed_in(&app, "idle@example.com").await;
     for _ in 0..6 {
         app.clock.advance_secs(20);
         assert_eq!(me(&app, &sid).await.0, StatusCode::OK, "in use: the 1-minute idle timeout keeps sliding");
@@ -420,8 +405,7 @@ async fn signout_follows_a_local_path() {
     let app = app().await;
     trust_portal(&app).await;
     app.create_ok("a@example.com").await;
-    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
-    let sid = sid_of(&first.set_cookie).unwrap();
+    let sid = signed_in(&app, "a@example.com").await;
     let out = browser_get(&app, "/login/signout?fromURI=%2Fapp%2FUserHome", Some(&sid)).await;
     assert_eq!(out.location.as_deref(), Some(&format!("{}/app/UserHome", crate::support::BASE)[..]));
     assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND);
@@ -452,8 +436,7 @@ async fn a_lockout_ends_the_users_sessions_at_once_and_logs_them() {
     let app = app().await;
     trust_portal(&app).await;
     let uid = app.create_ok("lock@example.com").await;
-    let first = browser_get(&app, &redirect_uri(&session_token(&app, "lock@example.com").await), None).await;
-    let sid = sid_of(&first.set_cookie).unwrap();
+    let sid = signed_in(&app, "lock@example.com").await;
     let id = me(&app, &sid).await.1["id"].as_str().unwrap().to_owned();
     let policies = app.call(Method::GET, "/api/v1/policies?type=PASSWORD", Value::Null).await;
     let mut policy = policies.body[0].clone();
@@ -485,8 +468,7 @@ async fn a_cookie_check_that_ends_a_session_logs_it() {
     let app = app().await;
     trust_portal(&app).await;
     let uid = app.create_ok("gone@example.com").await;
-    let first = browser_get(&app, &redirect_uri(&session_token(&app, "gone@example.com").await), None).await;
-    let sid = sid_of(&first.set_cookie).unwrap();
+    let sid = signed_in(&app, "gone@example.com").await;
     let id = me(&app, &sid).await.1["id"].as_str().unwrap().to_owned();
     let mut user = app.store.find_user(&uid).await.unwrap().unwrap();
     let version = user.version;
@@ -533,9 +515,4 @@ async fn change_password_can_revoke_sessions_by_body_or_query() {
         )
         .await;
     assert_eq!(odd.status, StatusCode::BAD_REQUEST);
-}
-
-async fn session_token_with(app: &App, login: &str, password: &str) -> String {
-    let reply = app.public("/api/v1/authn", json!({"username": login, "password": password})).await;
-    reply.body["sessionToken"].as_str().unwrap_or_else(|| panic!("{}", reply.body)).to_owned()
 }

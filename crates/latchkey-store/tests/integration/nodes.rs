@@ -53,6 +53,22 @@ async fn until_cached(node: &Store, admin: &sqlx::PgPool, id: &str) {
     }
 }
 
+/// Polls `node` until it reports `amr` for the session, for at most three seconds.
+async fn until_amr(node: &Store, id: &str, amr: &[&str], failure: &str) {
+    let expected: Vec<String> = amr.iter().map(|a| (*a).to_owned()).collect();
+    let start = Instant::now();
+    while amr_seen(node, id).await.as_ref() != Some(&expected) {
+        assert!(start.elapsed() < Duration::from_secs(3), "{failure}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn close_nodes(db: crate::support::PostgresDb, second: Store, admin: sqlx::PgPool) {
+    second.close().await;
+    admin.close().await;
+    db.drop_schema().await;
+}
+
 async fn two_nodes() -> Option<(crate::support::PostgresDb, Store, sqlx::PgPool)> {
     let db = crate::support::postgres().await?;
     let second = db.another_node().await;
@@ -98,9 +114,7 @@ async fn a_session_ended_on_one_node_is_refused_by_the_others_at_once() {
     assert!(db.store.delete_user("00unb").await.unwrap());
     assert_eq!(amr_seen(&second, "20b1").await, None, "a deleted user's sessions are gone everywhere");
 
-    second.close().await;
-    admin.close().await;
-    db.drop_schema().await;
+    close_nodes(db, second, admin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,17 +133,11 @@ async fn a_node_that_lost_its_listening_connection_stops_answering_from_its_cach
     .unwrap();
     assert_eq!(cut, 2, "one listening connection per node");
     change_behind_caches(&admin, "20a1", r#"["pwd","changed"]"#).await;
-    let start = Instant::now();
-    while amr_seen(&second, "20a1").await != Some(vec!["pwd".to_owned(), "changed".to_owned()]) {
-        assert!(start.elapsed() < Duration::from_secs(3), "the node kept answering from its cache");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_amr(&second, "20a1", &["pwd", "changed"], "the node kept answering from its cache").await;
     // It listens again, and caches again.
     until_cached(&second, &admin, "20a1").await;
 
-    second.close().await;
-    admin.close().await;
-    db.drop_schema().await;
+    close_nodes(db, second, admin).await;
 }
 
 /// A node that holds a lease but never acknowledges (crashed, cut off) delays an ending call until
@@ -156,9 +164,7 @@ async fn an_ending_call_waits_for_a_silent_node_only_until_its_lease_ends() {
     assert!(second.end_session("20a2", EndReason::Logout, NOW).await.unwrap());
     assert!(start.elapsed() < Duration::from_millis(500), "live nodes answer at once: {:?}", start.elapsed());
 
-    second.close().await;
-    admin.close().await;
-    db.drop_schema().await;
+    close_nodes(db, second, admin).await;
 }
 
 /// A lease that ran out (as a barrier that went ahead without the node saw it) is not extended: the
@@ -167,20 +173,10 @@ async fn an_ending_call_waits_for_a_silent_node_only_until_its_lease_ends() {
 async fn a_node_whose_lease_ran_out_forgets_its_cache() {
     let Some((db, second, admin)) = two_nodes().await else { return };
     until_cached(&second, &admin, "20a1").await;
-    let mut tx = admin.begin().await.unwrap();
-    sqlx::query("ALTER TABLE sessions DISABLE TRIGGER sessions_evict").execute(&mut *tx).await.unwrap();
-    sqlx::query("UPDATE sessions SET amr = '[\"pwd\",\"changed\"]' WHERE id = '20a1'")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE cache_nodes SET lease_until = 0").execute(&mut *tx).await.unwrap();
-    sqlx::query("ALTER TABLE sessions ENABLE TRIGGER sessions_evict").execute(&mut *tx).await.unwrap();
-    tx.commit().await.unwrap();
+    change_behind_caches(&admin, "20a1", r#"["pwd","changed"]"#).await;
+    sqlx::query("UPDATE cache_nodes SET lease_until = 0").execute(&admin).await.unwrap();
     let start = Instant::now();
-    while amr_seen(&second, "20a1").await != Some(vec!["pwd".to_owned(), "changed".to_owned()]) {
-        assert!(start.elapsed() < Duration::from_secs(3), "the node kept what it cached under the old lease");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_amr(&second, "20a1", &["pwd", "changed"], "the node kept what it cached under the old lease").await;
     loop {
         let leased: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM cache_nodes \
@@ -197,9 +193,7 @@ async fn a_node_whose_lease_ran_out_forgets_its_cache() {
     }
     until_cached(&second, &admin, "20a1").await;
 
-    second.close().await;
-    admin.close().await;
-    db.drop_schema().await;
+    close_nodes(db, second, admin).await;
 }
 
 /// SQLite: one server per database file. A second claim on the file is refused while the first
@@ -286,7 +280,5 @@ async fn an_app_changed_on_one_node_is_seen_changed_by_the_others_at_once() {
     check(&sqlite.store, &sqlite.store).await;
     let Some((db, second, admin)) = two_nodes().await else { return };
     check(&db.store, &second).await;
-    second.close().await;
-    admin.close().await;
-    db.drop_schema().await;
+    close_nodes(db, second, admin).await;
 }
