@@ -283,8 +283,13 @@ pub trait SamlStore: Send + Sync {
     /// Removes a pending request; `false` when another request already answered it.
     fn delete_pending_sso(&self, id_digest: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Records that a session's user was sent to an app; an existing record is kept.
-    fn add_participant(&self, participant: &Participant) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records that a session's user was sent to an app. An existing record is kept (another node
+    /// may have answered the same session at the same moment) and returned: it is the record the
+    /// SP must be told, since SLO finds the session by its SessionIndex.
+    fn add_participant(
+        &self,
+        participant: &Participant,
+    ) -> impl Future<Output = StoreResult<Participant>> + Send;
 
     fn find_participant(
         &self,

@@ -244,6 +244,8 @@ impl AppStore for Store {
                 .map_err(map_err)?
                 .rows_affected()
         });
+        // Cached grants live in the user's sessions; no node may sign for the user once this returns.
+        self.forget(Changed::User(user_id), true).await;
         Ok(deleted == 1)
     }
 
@@ -462,12 +464,12 @@ impl SamlStore for Store {
         Ok(deleted == 1)
     }
 
-    async fn add_participant(&self, p: &Participant) -> StoreResult<()> {
+    async fn add_participant(&self, p: &Participant) -> StoreResult<Participant> {
         let sql = format!(
             "INSERT INTO saml_participants ({PARTICIPANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (session_id, app_id) DO NOTHING"
         );
-        on_pool!(self, write, |pool| {
+        let inserted = on_pool!(self, write, |pool| {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(&p.session_id)
                 .bind(&p.app_id)
@@ -477,9 +479,13 @@ impl SamlStore for Store {
                 .bind(p.created.millis())
                 .execute(pool)
                 .await
-                .map_err(map_err)?;
+                .map_err(map_err)?
+                .rows_affected()
         });
-        Ok(())
+        if inserted == 1 {
+            return Ok(p.clone());
+        }
+        self.find_participant(&p.session_id, &p.app_id).await?.ok_or(StoreError::Stale)
     }
 
     async fn find_participant(&self, session_id: &str, app_id: &str) -> StoreResult<Option<Participant>> {
@@ -513,6 +519,13 @@ impl SamlStore for Store {
         user_id: &str,
         session_id: &str,
     ) -> StoreResult<Option<Option<Participant>>> {
+        // Every SSO asks: a session that signed in to the app before is answered from the cache
+        // (see `session_cache`); a first visit, with no record yet, always reads.
+        let cache = self.session_cache();
+        if let Some(participant) = cache.and_then(|cache| cache.get_grant(session_id, user_id, app_id)) {
+            return Ok(Some(Some(participant)));
+        }
+        let ticket = cache.and_then(|cache| cache.ticket());
         let sql = "SELECT p.name_id, p.name_id_format, p.session_index, p.created FROM app_users u \
                    LEFT JOIN saml_participants p ON p.app_id = u.app_id AND p.session_id = $3 \
                    WHERE u.app_id = $1 AND u.user_id = $2";
@@ -521,19 +534,24 @@ impl SamlStore for Store {
             Bind::Text(user_id.to_owned()),
             Bind::Text(session_id.to_owned()),
         ];
-        self.read_row(sql, &binds, |row| {
-            // A NULL name_id is an assignment without a participant row yet (the LEFT JOIN).
-            let Some(name_id) = row.maybe_text("name_id")? else { return Ok(None) };
-            Ok(Some(Participant {
-                session_id: session_id.to_owned(),
-                app_id: app_id.to_owned(),
-                name_id,
-                name_id_format: row.text("name_id_format")?,
-                session_index: row.text("session_index")?,
-                created: row.time("created")?,
-            }))
-        })
-        .await
+        let found = self
+            .read_row(sql, &binds, |row| {
+                // A NULL name_id is an assignment without a participant row yet (the LEFT JOIN).
+                let Some(name_id) = row.maybe_text("name_id")? else { return Ok(None) };
+                Ok(Some(Participant {
+                    session_id: session_id.to_owned(),
+                    app_id: app_id.to_owned(),
+                    name_id,
+                    name_id_format: row.text("name_id_format")?,
+                    session_index: row.text("session_index")?,
+                    created: row.time("created")?,
+                }))
+            })
+            .await?;
+        if let (Some(cache), Some(ticket), Some(Some(participant))) = (cache, ticket, &found) {
+            cache.fill_grant(ticket, user_id, participant);
+        }
+        Ok(found)
     }
 
     async fn find_participant_by_index(

@@ -57,6 +57,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_node_cache.sql"),
         postgres: include_str!("../migrations/postgres/0007_node_cache.sql"),
     },
+    Migration {
+        version: 8,
+        name: "grant_cache",
+        sqlite: include_str!("../migrations/sqlite/0008_grant_cache.sql"),
+        postgres: include_str!("../migrations/postgres/0008_grant_cache.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

@@ -1,8 +1,11 @@
 //! Live sessions by cookie digest, with their users, and apps by id and external key, held in
-//! memory so that a session check (and the app lookup of every SSO) is not a database read. The
-//! maps know nothing of how they are kept exact; their owner evicts:
+//! memory so that a session check (and the app lookup of every SSO) is not a database read. A
+//! cached session also carries its *grants*: the apps its user is assigned to that it has already
+//! signed in to, with the participant record SLO needs, so a repeated SSO reads nothing either.
+//! The maps know nothing of how they are kept exact; their owner evicts:
 //! - on SQLite (one server process per database file, which `Store::claim_sole_server` enforces),
-//!   the store evicts after each committed write to a session, a user or an app;
+//!   the store evicts after each committed write to a session, a user, an assignment or an app
+//!   (an assignment is evicted as its user: grants live in the user's sessions);
 //! - on PostgreSQL, `node_cache` evicts on the triggers' messages and serves only under a lease.
 //!
 //! A fill that raced an eviction is dropped: the eviction count read before the database read
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::Timestamp;
 use latchkey_core::apps::App;
+use latchkey_core::apps::sso::Participant;
 use latchkey_core::sessions::Session;
 use latchkey_core::users::User;
 
@@ -30,6 +34,9 @@ struct Entry {
     session: Session,
     user: User,
     filled: Instant,
+    /// Participant records by app id, each found together with its user's assignment. Records
+    /// never change while their session lives, so only the assignment needs evicting.
+    grants: HashMap<String, Participant>,
 }
 
 #[derive(Default)]
@@ -169,7 +176,40 @@ impl SessionCache {
         entries.remove_cookie(&digest);
         entries.by_user.entry(user.id.clone()).or_default().push(digest.clone());
         entries.by_id.insert(session.id.clone(), digest.clone());
-        entries.by_cookie.insert(digest, Entry { session: session.clone(), user: user.clone(), filled: at });
+        let entry =
+            Entry { session: session.clone(), user: user.clone(), filled: at, grants: HashMap::new() };
+        entries.by_cookie.insert(digest, entry);
+    }
+
+    /// The participant record of a cached session of `user_id` for `app_id`, if the map may answer
+    /// now and has one: the session already signed in to the app and its user is still assigned.
+    pub(crate) fn get_grant(&self, session_id: &str, user_id: &str, app_id: &str) -> Option<Participant> {
+        let entries = lock(&self.entries);
+        let at = Instant::now();
+        if !entries.serving(at) {
+            return None;
+        }
+        let entry = entries.by_cookie.get(entries.by_id.get(session_id)?)?;
+        if entry.user.id != user_id || at.duration_since(entry.filled) >= MAX_AGE {
+            return None;
+        }
+        entry.grants.get(app_id).cloned()
+    }
+
+    /// Caches a participant record that a read under `ticket` found with its user's assignment,
+    /// in its session's entry (only a cached session carries grants), unless something was
+    /// evicted since.
+    pub(crate) fn fill_grant(&self, ticket: u64, user_id: &str, participant: &Participant) {
+        let mut entries = lock(&self.entries);
+        if entries.evictions != ticket || !entries.serving(Instant::now()) {
+            return;
+        }
+        let Some(digest) = entries.by_id.get(&participant.session_id).cloned() else { return };
+        if let Some(entry) = entries.by_cookie.get_mut(&digest)
+            && entry.user.id == user_id
+        {
+            entry.grants.insert(participant.app_id.clone(), participant.clone());
+        }
     }
 
     /// Drops one session by its cookie digest.
@@ -314,6 +354,40 @@ mod tests {
         let mut entries = lock(&cache.entries);
         assert!(entries.room(|e| e.by_cookie.len(), later), "old entries forgotten");
         assert!(entries.by_cookie.is_empty() && entries.by_user.is_empty() && entries.by_id.is_empty());
+    }
+
+    /// A grant is kept in its session's entry, for that session's user only; a fill that straddled
+    /// an eviction is dropped, and evicting the user forgets the grant with the session.
+    #[test]
+    fn grants_live_and_go_with_their_session() {
+        let cache = SessionCache::serving();
+        let (session, user) = session_and_user("1");
+        let participant = Participant {
+            session_id: "1".into(),
+            app_id: "0oa1".into(),
+            name_id: "a@example.com".into(),
+            name_id_format: "unspecified".into(),
+            session_index: "_i".into(),
+            created: Timestamp(0),
+        };
+        let ticket = cache.ticket().unwrap();
+        cache.fill_grant(ticket, &user.id, &participant);
+        assert_eq!(cache.get_grant("1", &user.id, "0oa1"), None, "no cached session: nothing to carry it");
+
+        cache.fill(cache.ticket().unwrap(), &session, &user);
+        let ticket = cache.ticket().unwrap();
+        cache.evict(&Changed::Session("other"));
+        cache.fill_grant(ticket, &user.id, &participant);
+        assert_eq!(cache.get_grant("1", &user.id, "0oa1"), None, "straddled an eviction");
+
+        cache.fill_grant(cache.ticket().unwrap(), "00uother", &participant);
+        assert_eq!(cache.get_grant("1", "00uother", "0oa1"), None, "not that session's user");
+
+        cache.fill_grant(cache.ticket().unwrap(), &user.id, &participant);
+        assert_eq!(cache.get_grant("1", &user.id, "0oa1"), Some(participant.clone()));
+        assert_eq!(cache.get_grant("1", &user.id, "0oa2"), None, "another app");
+        cache.evict(&Changed::User(&user.id));
+        assert_eq!(cache.get_grant("1", &user.id, "0oa1"), None, "an assignment change evicts the user");
     }
 
     /// Evicting by session id or by user removes every index of the entry.

@@ -87,8 +87,7 @@ async fn answer(
                 session_index: new_saml_id(),
                 created: state.clock.now(),
             };
-            state.store.add_participant(&new).await?;
-            new
+            state.store.add_participant(&new).await?
         }
     };
     let now = state.clock.now();

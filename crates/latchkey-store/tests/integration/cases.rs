@@ -818,11 +818,12 @@ pub async fn sso_state_is_shared_and_single_use(store: &Store) {
         session_index: "_idx1".into(),
         created: Timestamp(20),
     };
-    store.add_participant(&participant).await.unwrap();
-    store
+    assert_eq!(store.add_participant(&participant).await.unwrap(), participant);
+    let kept = store
         .add_participant(&Participant { session_index: "_idx2".into(), ..participant.clone() })
         .await
         .unwrap();
+    assert_eq!(kept, participant, "the record kept is the one returned");
     assert_eq!(
         store.list_participants("102s").await.unwrap(),
         vec![participant.clone()],

@@ -6,8 +6,10 @@
 use std::time::{Duration, Instant};
 
 use latchkey_core::Timestamp;
+use latchkey_core::apps::AppUser;
+use latchkey_core::apps::sso::Participant;
 use latchkey_core::sessions::{EndReason, SessionStore};
-use latchkey_core::store::{AppStore, UserStore};
+use latchkey_core::store::{AppStore, SamlStore, UserStore};
 use latchkey_core::users::UserStatus;
 use latchkey_store::Store;
 
@@ -280,5 +282,83 @@ async fn an_app_changed_on_one_node_is_seen_changed_by_the_others_at_once() {
     check(&sqlite.store, &sqlite.store).await;
     let Some((db, second, admin)) = two_nodes().await else { return };
     check(&db.store, &second).await;
+    close_nodes(db, second, admin).await;
+}
+
+/// Where a test deletes participant records without telling any cache (they carry no trigger).
+enum Behind<'a> {
+    Sqlite(&'a std::path::Path),
+    Postgres(&'a sqlx::PgPool),
+}
+
+impl Behind<'_> {
+    async fn delete_participants(&self, session_id: &str) {
+        match self {
+            Behind::Sqlite(file) => {
+                let conn = rusqlite::Connection::open(file).unwrap();
+                conn.execute("DELETE FROM saml_participants WHERE session_id = ?1", [session_id]).unwrap();
+            }
+            Behind::Postgres(admin) => {
+                sqlx::query("DELETE FROM saml_participants WHERE session_id = $1")
+                    .bind(session_id)
+                    .execute(*admin)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// A repeated SSO is answered from the cache (the session's participant record, found with the
+/// assignment), and an assignment removed through one node is refused by the other at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_removed_on_one_node_is_refused_by_the_others_at_once() {
+    async fn check(first: &Store, second: &Store, behind: Behind<'_>) {
+        let app = saml_app("0oagrant", "granted", "Granted");
+        first.insert_app(&app).await.unwrap();
+        let assignment = AppUser {
+            app_id: app.id.clone(),
+            user_id: "00una".into(),
+            scope: "USER".into(),
+            user_name: None,
+            created: NOW,
+            last_updated: NOW,
+        };
+        first.put_app_user(&assignment).await.unwrap();
+        let participant = Participant {
+            session_id: "20a1".into(),
+            app_id: app.id.clone(),
+            name_id: "a@example.com".into(),
+            name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified".into(),
+            session_index: "_grant".into(),
+            created: NOW,
+        };
+        let start = Instant::now();
+        loop {
+            assert_eq!(first.add_participant(&participant).await.unwrap(), participant);
+            assert!(second.find_session_by_cookie("cookie-20a1", NOW).await.unwrap().is_some());
+            let grant = second.find_sso_grant(&app.id, "00una", "20a1").await.unwrap();
+            assert_eq!(grant, Some(Some(participant.clone())));
+            behind.delete_participants("20a1").await;
+            if second.find_sso_grant(&app.id, "00una", "20a1").await.unwrap() == grant {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "the node never answered from its cache");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(first.delete_app_user(&app.id, "00una").await.unwrap());
+        assert_eq!(
+            second.find_sso_grant(&app.id, "00una", "20a1").await.unwrap(),
+            None,
+            "unassigned on the first node, refused on the second"
+        );
+    }
+    let sqlite = crate::support::sqlite().await;
+    sqlite.store.insert_user(&user("00una", "a@example.com")).await.unwrap();
+    sqlite.store.insert_session(&session("20a1", "00una", 60_000, None)).await.unwrap();
+    let file = sqlite.dir.path().join("nested/latchkey.db");
+    check(&sqlite.store, &sqlite.store, Behind::Sqlite(&file)).await;
+    let Some((db, second, admin)) = two_nodes().await else { return };
+    check(&db.store, &second, Behind::Postgres(&admin)).await;
     close_nodes(db, second, admin).await;
 }
