@@ -417,9 +417,10 @@ impl SamlSignOn {
             "is not a SAML NameID format",
         );
         check(
-            self.response_signed || self.assertion_signed,
+            self.assertion_signed,
             "assertionSigned",
-            "the response or the assertion must be signed",
+            "must be true: Latchkey always signs the assertion (SPs that want signed assertions refuse \
+             a signature on the Response alone); responseSigned adds a signature on the Response",
         );
         check(
             self.signature_algorithm == "RSA_SHA256",

@@ -4,8 +4,8 @@
 //!
 //! It exists for the demo (`serve --demo`) and for operators checking an installation; real SPs
 //! use their own libraries. The signature check is the narrow enveloped-signature verifier of
-//! [`super::inbound`], so the Response itself must be signed (the demo app is configured so);
-//! every field is then read from the same text by the same parser.
+//! [`super::inbound`], applied to the Assertion (Latchkey always signs it); every field is then
+//! read from the same text by the same parser.
 
 use std::io::Write as _;
 
@@ -114,28 +114,12 @@ pub fn read_response(b64: &str, expect: &Expectations<'_>) -> Result<Arrival, St
     let compact: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
     let bytes = STANDARD.decode(compact).map_err(|_| "the SAMLResponse is not base64".to_owned())?;
     let xml = String::from_utf8(bytes).map_err(|_| "the SAMLResponse is not UTF-8".to_owned())?;
-    // The signature first: nothing is read from an unverified document.
-    let verified =
-        expect.idp_certificates.iter().any(|cert| verify_enveloped_signature(&xml, cert, &limits).is_ok());
-    if !verified {
-        return Err("the Response is not signed by the IdP's certificate".to_owned());
-    }
     let options =
         ParsingOptions { allow_dtd: false, nodes_limit: limits.max_nodes, ..ParsingOptions::default() };
     let doc = Document::parse_with_options(&xml, options).map_err(|e| format!("malformed XML: {e}"))?;
     let response = doc.root_element();
     if response.tag_name().namespace() != Some(NS_PROTOCOL) || response.tag_name().name() != "Response" {
         return Err("the document is not a SAML Response".to_owned());
-    }
-    if response.attribute("Destination") != Some(expect.acs_url) {
-        return Err("the Destination is not this ACS".to_owned());
-    }
-    if text(require(response, NS_ASSERTION, "Issuer")?) != expect.idp_entity_id {
-        return Err("the Response Issuer is not the IdP".to_owned());
-    }
-    let status = require(require(response, NS_PROTOCOL, "Status")?, NS_PROTOCOL, "StatusCode")?;
-    if status.attribute("Value") != Some("urn:oasis:names:tc:SAML:2.0:status:Success") {
-        return Err(format!("the IdP answered {}", status.attribute("Value").unwrap_or("no status")));
     }
     let assertions: Vec<Node> = response
         .children()
@@ -148,6 +132,25 @@ pub fn read_response(b64: &str, expect: &Expectations<'_>) -> Result<Arrival, St
     let [assertion] = assertions.as_slice() else {
         return Err("the Response must carry exactly one Assertion".to_owned());
     };
+    // The Assertion's signature before anything is read from it, as SPs that want signed
+    // assertions check it: over the exact bytes of the one Assertion that is then read (a signed
+    // Assertion declares the namespaces it uses, so it stands alone as a document).
+    let signed = &xml[assertion.range()];
+    let verified =
+        expect.idp_certificates.iter().any(|cert| verify_enveloped_signature(signed, cert, &limits).is_ok());
+    if !verified {
+        return Err("the Assertion is not signed by the IdP's certificate".to_owned());
+    }
+    if response.attribute("Destination") != Some(expect.acs_url) {
+        return Err("the Destination is not this ACS".to_owned());
+    }
+    if text(require(response, NS_ASSERTION, "Issuer")?) != expect.idp_entity_id {
+        return Err("the Response Issuer is not the IdP".to_owned());
+    }
+    let status = require(require(response, NS_PROTOCOL, "Status")?, NS_PROTOCOL, "StatusCode")?;
+    if status.attribute("Value") != Some("urn:oasis:names:tc:SAML:2.0:status:Success") {
+        return Err(format!("the IdP answered {}", status.attribute("Value").unwrap_or("no status")));
+    }
     if text(require(*assertion, NS_ASSERTION, "Issuer")?) != expect.idp_entity_id {
         return Err("the Assertion Issuer is not the IdP".to_owned());
     }
@@ -233,7 +236,7 @@ mod tests {
                 values: vec!["ada@example.com".into()],
             }],
             sign_response,
-            sign_assertion: false,
+            sign_assertion: true,
         }
     }
 
@@ -269,6 +272,15 @@ mod tests {
         let wrong = STANDARD.encode(build_response(&wrong_audience, &key).unwrap());
         assert!(read_response(&wrong, &expect(1_800_000_001_000)).is_err(), "audience");
         assert!(read_response("%%%", &expect(1_800_000_001_000)).is_err());
+        let assertion_only = STANDARD.encode(build_response(&params(false), &key).unwrap());
+        assert!(
+            read_response(&assertion_only, &expect(1_800_000_001_000)).is_ok(),
+            "the Assertion's signature is enough"
+        );
+        let response_only = ResponseParams { sign_assertion: false, ..params(true) };
+        let response_only = STANDARD.encode(build_response(&response_only, &key).unwrap());
+        let refused = read_response(&response_only, &expect(1_800_000_001_000)).unwrap_err();
+        assert!(refused.contains("Assertion is not signed"), "{refused}");
     }
 
     #[test]

@@ -77,9 +77,8 @@ async fn demo_app_assigned(state: &AppState, users: &[String]) -> Result<App, Co
                 "audience": sp_entity_id(state),
                 "subjectNameIdTemplate": "${user.userName}",
                 "subjectNameIdFormat": latchkey_core::apps::NAME_ID_EMAIL,
-                // The test SP checks the Response's signature, which covers the Assertion.
                 "responseSigned": true,
-                "assertionSigned": false,
+                "assertionSigned": true,
                 "attributeStatements": [
                     {"type": "EXPRESSION", "name": "email", "namespace": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic", "values": ["user.email"]},
                     {"type": "EXPRESSION", "name": "firstName", "namespace": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic", "values": ["user.firstName"]},

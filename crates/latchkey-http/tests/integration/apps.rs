@@ -84,7 +84,6 @@ async fn invalid_apps_are_refused_by_field() {
             {
                 let mut b = saml_app_body("x");
                 b["settings"]["signOn"]["assertionSigned"] = json!(false);
-                b["settings"]["signOn"]["responseSigned"] = json!(false);
                 b
             },
             "assertionSigned",
