@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/apps/{id}", get(read).put(replace).delete(remove))
         .route("/api/v1/apps/{id}/lifecycle/{operation}", post(lifecycle))
         .route("/api/v1/apps/{id}/users", get(list_users).post(assign))
+        .route("/api/v1/apps/{id}/groups", get(list_groups))
         .route("/api/v1/apps/{id}/users/{user_id}", get(read_user).post(assign_one).delete(unassign))
         .route("/api/v1/users/{id}/appLinks", get(app_links))
 }
@@ -461,6 +462,17 @@ async fn list_users(
     }
     let headers = page_links(&state, &format!("/api/v1/apps/{}/users", app.id), limit, None, after, next);
     Ok((headers, Json(Value::Array(body))).into_response())
+}
+
+/// Okta's app group assignments. Latchkey has no groups (apps are assigned to users), so the list
+/// is always empty; it exists so that the `groups` link of every app, and SDKs that follow it, work.
+async fn list_groups(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>, ApiError> {
+    find_app(&state, &id).await?;
+    Ok(Json(Value::Array(Vec::new())))
 }
 
 async fn unassign(

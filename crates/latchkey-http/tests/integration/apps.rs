@@ -46,6 +46,11 @@ async fn create_renders_okta_saml_application() {
     let link = created["_links"]["appLinks"][0]["href"].as_str().unwrap();
     assert!(link.starts_with(&format!("{BASE}/home/latchkey_expense_reports_1/{id}/aln")), "{link}");
     assert_eq!(created["_links"]["metadata"]["href"], format!("{BASE}/api/v1/apps/{id}/sso/saml/metadata"));
+    let groups_href = created["_links"]["groups"]["href"].as_str().unwrap();
+    let groups = app.call(Method::GET, groups_href.strip_prefix(BASE).unwrap(), Value::Null).await;
+    assert_eq!((groups.status, groups.body.clone()), (StatusCode::OK, json!([])), "no groups: an empty list");
+    let unknown = app.call(Method::GET, "/api/v1/apps/0oanosuchapp0000000/groups", Value::Null).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 
     let second = create_app(&app, "Expense Reports").await;
     assert_eq!(second["name"], "latchkey_expense_reports_2", "same label gets the next number");
