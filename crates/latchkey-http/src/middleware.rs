@@ -84,7 +84,18 @@ pub(crate) async fn guard(
         .and_then(|v| v.parse::<u64>().ok());
     let limit = state.config.body_limit;
     if declared.is_some_and(|length| length > limit as u64) {
-        return axum::response::IntoResponse::into_response(crate::error::ApiError::BodyTooLarge(limit));
+        if req.uri().path().starts_with("/api/") {
+            return axum::response::IntoResponse::into_response(crate::error::ApiError::BodyTooLarge(limit));
+        }
+        // A browser posted it (a sign-in form, a SAML message): it gets a page, not JSON.
+        let detail = format!("the form sent is larger than {limit} bytes");
+        return crate::pages::error_response_with_detail(
+            &state,
+            req.headers(),
+            crate::pages::BrowserError::Generic,
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            Some(&detail),
+        );
     }
     match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
         Ok(response) => response,

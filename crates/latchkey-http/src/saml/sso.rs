@@ -119,7 +119,8 @@ async fn answer(
             .map(|a| Attribute { name: a.name, name_format: a.name_format, values: a.values })
             .collect(),
         sign_response: app.sign_on.response_signed,
-        sign_assertion: app.sign_on.assertion_signed,
+        // Always, whatever an app stored before assertionSigned=false was refused (reference A.6.1).
+        sign_assertion: true,
     };
     let keys = signing_keys(state).await?;
     let xml = response::build_response(&params, &keys.active).map_err(|e| {

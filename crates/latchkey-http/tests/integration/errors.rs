@@ -154,4 +154,21 @@ async fn a_declared_oversized_body_is_refused_before_reading() {
         .unwrap();
     let res = tower::ServiceExt::oneshot(app.router.clone(), req).await.unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/json"), "{content_type}");
+
+    // A browser form (here a SAML POST binding) gets a page with the request id, not JSON.
+    let req = axum::http::Request::post("/app/any/exk/sso/saml")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-length", "999999999")
+        .body(Body::from("SAMLRequest="))
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let request_id = res.headers()["x-okta-request-id"].to_str().unwrap().to_owned();
+    let page = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("larger than") && page.contains(&request_id), "{page}");
 }
