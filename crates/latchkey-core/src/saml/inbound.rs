@@ -18,7 +18,9 @@ use super::{
     NS_DSIG, NS_PROTOCOL, parse_saml_time,
 };
 use crate::Timestamp;
-use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA512, UnparsedPublicKey};
+use aws_lc_rs::signature::{
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA512, RsaParameters, UnparsedPublicKey,
+};
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -29,8 +31,9 @@ use std::io::Read;
 /// RelayState may not exceed 80 bytes (SAML bindings 3.4.3, 3.5.3).
 pub const MAX_RELAY_STATE: usize = 80;
 
-/// The SHA-1 SigAlg, named so its refusal is explicit (W3C XMLDSig best practices: downgrade).
-const ALG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+/// The longest request ID accepted. It is echoed as `InResponseTo` and stored by SPs; real IDs are
+/// 20–50 bytes, and a few hundred is what SP libraries keep in their request caches.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
 
 /// Size limits applied before and during decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,8 @@ impl Default for InboundLimits {
     }
 }
 
-/// Why an inbound message was refused. The Display text is safe to log; it never echoes the input.
+/// Why an inbound message was refused. The Display text is safe to log and to show: it never echoes
+/// the input, except a refused signature algorithm's URI, and only when it is short printable ASCII.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InboundError {
     #[error("query string longer than {limit} bytes")]
@@ -112,10 +116,16 @@ pub enum InboundError {
     DuplicateElement(&'static str),
     #[error("attribute {0} has an invalid value")]
     InvalidAttribute(&'static str),
+    #[error(
+        "the request ID is not an xs:ID (an XML name without ':') of at most {MAX_REQUEST_ID_BYTES} bytes"
+    )]
+    InvalidRequestId,
+    #[error("a signed request must carry a Destination")]
+    SignedWithoutDestination,
     #[error("encrypted identifiers are not supported")]
     EncryptedIdNotSupported,
-    #[error("signature algorithm {0} is not accepted (SHA-1 is refused as a downgrade)")]
-    SigAlgRefused(String),
+    #[error("the signature algorithm {alg} is not accepted ({accepted} only)")]
+    SigAlgRefused { alg: String, accepted: &'static str },
     #[error("the SP certificate is not a usable RSA X.509 certificate")]
     BadCertificate,
     #[error("the signature does not verify")]
@@ -327,6 +337,9 @@ pub fn decode_redirect(raw_query: &str, limits: &InboundLimits) -> Result<Redire
         }
         _ => {}
     }
+    if signature.is_some() && is_request_without_destination(&decoded.message) {
+        return Err(InboundError::SignedWithoutDestination);
+    }
     Ok(RedirectMessage { param, decoded, relay_state, signature })
 }
 
@@ -441,9 +454,11 @@ pub fn parse_message(xml: String, limits: &InboundLimits) -> Result<DecodedMessa
     let destination = root.attribute("Destination").map(str::to_owned);
     let message = match root.tag_name().name() {
         "AuthnRequest" => {
+            check_request_id(&id)?;
             SamlMessage::AuthnRequest(authn_request(root, id, issuer, issue_instant, destination)?)
         }
         "LogoutRequest" => {
+            check_request_id(&id)?;
             SamlMessage::LogoutRequest(logout_request(root, id, issuer, issue_instant, destination)?)
         }
         "LogoutResponse" => {
@@ -461,7 +476,48 @@ pub fn parse_message(xml: String, limits: &InboundLimits) -> Result<DecodedMessa
         other => return Err(InboundError::UnexpectedRoot(other.chars().take(64).collect())),
     };
     let has_enveloped_signature = root.children().any(|n| is_element(n, NS_DSIG, "Signature"));
+    if has_enveloped_signature && is_request_without_destination(&message) {
+        return Err(InboundError::SignedWithoutDestination);
+    }
     Ok(DecodedMessage { message, xml, has_enveloped_signature, limits: *limits })
+}
+
+/// SAML bindings 3.4.5.2 and 3.5.5.2: a signed message MUST carry its Destination, so that a
+/// request signed for another endpoint cannot be replayed here. Checked by the decoders for the
+/// binding's own signature (Redirect) and for an enveloped one (either binding).
+fn is_request_without_destination(message: &SamlMessage) -> bool {
+    match message {
+        SamlMessage::AuthnRequest(r) => r.destination.is_none(),
+        SamlMessage::LogoutRequest(r) => r.destination.is_none(),
+        SamlMessage::LogoutResponse(_) => false,
+    }
+}
+
+/// A request's ID is echoed as `InResponseTo`, which SPs check against the schema: it must be an
+/// xs:ID (XML Schema 2 §3.3.8), that is an NCName (Namespaces in XML 1.0 §3), and not huge.
+fn check_request_id(id: &str) -> Result<(), InboundError> {
+    if id.len() > MAX_REQUEST_ID_BYTES || !is_ncname(id) {
+        return Err(InboundError::InvalidRequestId);
+    }
+    Ok(())
+}
+
+/// An XML `Name` (XML 1.0 fifth edition §2.3, productions 4, 4a and 5) without `:`.
+fn is_ncname(value: &str) -> bool {
+    fn is_start_char(c: char) -> bool {
+        matches!(c,
+            'A'..='Z' | '_' | 'a'..='z'
+            | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+            | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+            | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+            | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+    }
+    fn is_name_char(c: char) -> bool {
+        is_start_char(c)
+            || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+    }
+    let mut chars = value.chars();
+    chars.next().is_some_and(is_start_char) && chars.all(is_name_char)
 }
 
 fn authn_request(
@@ -602,15 +658,41 @@ fn bool_attr(node: Node, name: &'static str) -> Result<bool, InboundError> {
     }
 }
 
+impl RedirectSignature {
+    /// Whether SigAlg is one this IdP verifies, answerable before any certificate is tried (so an SP
+    /// signing with SHA-1 is told about the algorithm, not about its key).
+    pub fn check_algorithm(&self) -> Result<(), InboundError> {
+        redirect_algorithm(&self.sig_alg).map(|_| ())
+    }
+}
+
+/// The Redirect SigAlgs accepted: rsa-sha256 and rsa-sha512. rsa-sha1 and anything else is refused
+/// (W3C XMLDSig best practices: algorithm downgrade).
+fn redirect_algorithm(sig_alg: &str) -> Result<&'static RsaParameters, InboundError> {
+    match sig_alg {
+        ALG_RSA_SHA256 => Ok(&RSA_PKCS1_2048_8192_SHA256),
+        ALG_RSA_SHA512 => Ok(&RSA_PKCS1_2048_8192_SHA512),
+        other => Err(InboundError::SigAlgRefused {
+            alg: shown_algorithm(other),
+            accepted: "RSA-SHA256 or RSA-SHA512",
+        }),
+    }
+}
+
+/// An algorithm URI as it may appear in a refusal page or a log line: short printable ASCII as is,
+/// anything else replaced (the value is the sender's, and pages and logs are not its place).
+fn shown_algorithm(uri: &str) -> String {
+    if !uri.is_empty() && uri.len() <= 100 && uri.bytes().all(|b| b.is_ascii_graphic()) {
+        uri.to_owned()
+    } else {
+        "(unreadable)".to_owned()
+    }
+}
+
 /// Verifies an HTTP-Redirect binding signature (SAML bindings 3.4.4.1) with the SP's certificate from
 /// configuration. Only rsa-sha256 and rsa-sha512 are accepted; rsa-sha1 is refused as a downgrade.
 pub fn verify_redirect_signature(sig: &RedirectSignature, sp_cert_der: &[u8]) -> Result<(), InboundError> {
-    let algorithm = match sig.sig_alg.as_str() {
-        ALG_RSA_SHA256 => &RSA_PKCS1_2048_8192_SHA256,
-        ALG_RSA_SHA512 => &RSA_PKCS1_2048_8192_SHA512,
-        ALG_RSA_SHA1 => return Err(InboundError::SigAlgRefused("rsa-sha1".into())),
-        other => return Err(InboundError::SigAlgRefused(other.chars().take(100).collect())),
-    };
+    let algorithm = redirect_algorithm(&sig.sig_alg)?;
     let key = der::rsa_public_key_from_cert(sp_cert_der).map_err(|_| InboundError::BadCertificate)?;
     UnparsedPublicKey::new(algorithm, key)
         .verify(sig.signed_content.as_bytes(), &sig.signature)
@@ -662,8 +744,15 @@ pub fn verify_enveloped_signature(
     }
     let signed_info_prefixes = inclusive_prefixes(c14n_method)?;
     let method = info.next().filter(|n| is_element(*n, NS_DSIG, "SignatureMethod"));
-    if method.and_then(|m| m.attribute("Algorithm")) != Some(ALG_RSA_SHA256) {
-        return Err(Shape("SignatureMethod must be rsa-sha256"));
+    let method = method.ok_or(Shape("SignatureMethod missing"))?;
+    match method.attribute("Algorithm") {
+        Some(ALG_RSA_SHA256) => {}
+        other => {
+            return Err(InboundError::SigAlgRefused {
+                alg: shown_algorithm(other.unwrap_or_default()),
+                accepted: "RSA-SHA256",
+            });
+        }
     }
     let reference = info.next().filter(|n| is_element(*n, NS_DSIG, "Reference"));
     let reference = reference.ok_or(Shape("Reference missing"))?;
@@ -764,6 +853,9 @@ pub(crate) mod tests {
     use crate::saml::keys::tests::test_key;
     use base64::engine::general_purpose::STANDARD;
     use std::io::Write;
+
+    /// The SHA-1 SigAlg, which SPs still send and which must be refused by name.
+    const ALG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 
     pub(crate) const AUTHN: &str = r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_req1" Version="2.0" IssueInstant="2024-05-01T10:00:00Z" Destination="https://idp.example.test/sso" AssertionConsumerServiceURL="https://sp.example.test/acs" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" ForceAuthn="true" IsPassive="0"><saml:Issuer>
  https://sp.example.test/metadata </saml:Issuer><samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress" AllowCreate="1"/><samlp:RequestedAuthnContext Comparison="minimum"><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></samlp:RequestedAuthnContext></samlp:AuthnRequest>"#;
@@ -974,6 +1066,62 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn request_ids_must_be_xs_ids_of_at_most_256_bytes() {
+        let with_id = |id: &str| AUTHN.replace(" ID=\"_req1\"", &format!(" ID=\"{id}\""));
+        let longest = format!("_{}", "a".repeat(MAX_REQUEST_ID_BYTES - 1));
+        for good in ["_req1", "id-1.2_x", "A", "\u{e9}t\u{e9}", "_\u{b7}", longest.as_str()] {
+            let m = post(&with_id(good)).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(m.message.id(), good);
+        }
+        let too_long = format!("{longest}a");
+        for bad in
+            ["1abc", "-abc", ".abc", "a:b", "a b", " _x", "_x ", "_x&#9;", "\u{b7}x", "a\u{300}:", &too_long]
+        {
+            assert_eq!(post(&with_id(bad)).unwrap_err(), InboundError::InvalidRequestId, "{bad:?}");
+        }
+        assert_eq!(
+            decode_redirect(&query(&with_id("0xdeadbeef"), None), &limits()).unwrap_err(),
+            InboundError::InvalidRequestId
+        );
+        let logout = |id: &str| {
+            format!(
+                "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"{id}\" \
+                 Version=\"2.0\" IssueInstant=\"2024-05-01T10:00:00Z\"><saml:Issuer \
+                 xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">sp</saml:Issuer><saml:NameID \
+                 xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">a</saml:NameID></samlp:LogoutRequest>"
+            )
+        };
+        assert!(post(&logout("_lr")).is_ok());
+        assert_eq!(post(&logout("urn:uuid:1")).unwrap_err(), InboundError::InvalidRequestId);
+    }
+
+    #[test]
+    fn signed_requests_must_carry_a_destination() {
+        let no_destination = AUTHN.replace(" Destination=\"https://idp.example.test/sso\"", "");
+        assert!(decode_redirect(&query(&no_destination, None), &limits()).is_ok(), "unsigned: optional");
+        assert!(post(&no_destination).is_ok(), "unsigned: optional");
+        assert_eq!(
+            decode_redirect(&signed_query(&no_destination, None, ALG_RSA_SHA256), &limits()).unwrap_err(),
+            InboundError::SignedWithoutDestination
+        );
+        assert!(decode_redirect(&signed_query(AUTHN, None, ALG_RSA_SHA256), &limits()).is_ok());
+        // An enveloped signature counts as signed whatever it turns out to be worth.
+        let signature = "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"></ds:Signature>";
+        let enveloped = |xml: &str| xml.replace("</saml:Issuer>", &format!("</saml:Issuer>{signature}"));
+        assert_eq!(post(&enveloped(&no_destination)).unwrap_err(), InboundError::SignedWithoutDestination);
+        assert!(post(&enveloped(AUTHN)).unwrap().has_enveloped_signature);
+        let logout = "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_lr\" \
+            Version=\"2.0\" IssueInstant=\"2024-05-01T10:00:00Z\"><saml:Issuer \
+            xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">sp</saml:Issuer><saml:NameID \
+            xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">a</saml:NameID></samlp:LogoutRequest>";
+        assert_eq!(
+            decode_redirect(&signed_query(logout, None, ALG_RSA_SHA256), &limits()).unwrap_err(),
+            InboundError::SignedWithoutDestination
+        );
+        assert_eq!(post(&enveloped(logout)).unwrap_err(), InboundError::SignedWithoutDestination);
+    }
+
+    #[test]
     fn relay_state_is_capped_at_80_bytes() {
         let ok = "r".repeat(80);
         assert_eq!(decode_redirect(&query(AUTHN, Some(&ok)), &limits()).unwrap().relay_state, Some(ok));
@@ -1028,16 +1176,33 @@ pub(crate) mod tests {
         let cert = test_key().cert_der().to_vec();
         let q = signed_query(AUTHN, None, ALG_RSA_SHA1);
         let m = decode_redirect(&q, &limits()).unwrap();
+        let sha1 = InboundError::SigAlgRefused {
+            alg: ALG_RSA_SHA1.to_owned(),
+            accepted: "RSA-SHA256 or RSA-SHA512",
+        };
+        let signature = m.signature.unwrap();
+        assert_eq!(signature.check_algorithm(), Err(sha1.clone()));
+        assert_eq!(verify_redirect_signature(&signature, &cert), Err(sha1.clone()));
+        assert_eq!(
+            sha1.to_string(),
+            "the signature algorithm http://www.w3.org/2000/09/xmldsig#rsa-sha1 is not accepted \
+             (RSA-SHA256 or RSA-SHA512 only)"
+        );
+        let hmac = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256";
+        let m = decode_redirect(&signed_query(AUTHN, None, hmac), &limits()).unwrap();
         assert_eq!(
             verify_redirect_signature(&m.signature.unwrap(), &cert),
-            Err(InboundError::SigAlgRefused("rsa-sha1".into()))
+            Err(InboundError::SigAlgRefused { alg: hmac.to_owned(), accepted: "RSA-SHA256 or RSA-SHA512" })
         );
-        let q = signed_query(AUTHN, None, "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256");
-        let m = decode_redirect(&q, &limits()).unwrap();
+        // A value that is not short printable ASCII is not repeated back.
+        let odd = "rsa\nsha1 <b>";
+        let m = decode_redirect(&signed_query(AUTHN, None, odd), &limits()).unwrap();
         assert!(matches!(
-            verify_redirect_signature(&m.signature.unwrap(), &cert),
-            Err(InboundError::SigAlgRefused(_))
+            m.signature.unwrap().check_algorithm(),
+            Err(InboundError::SigAlgRefused { alg, .. }) if alg == "(unreadable)"
         ));
+        let sha256 = decode_redirect(&signed_query(AUTHN, None, ALG_RSA_SHA256), &limits()).unwrap();
+        assert_eq!(sha256.signature.unwrap().check_algorithm(), Ok(()));
     }
 
     #[test]
@@ -1143,7 +1308,10 @@ pub(crate) mod tests {
             Err(InboundError::SignatureStructure("the Reference must point to the root element"))
         );
         let sha1 = xml.replace(ALG_RSA_SHA256, ALG_RSA_SHA1);
-        assert_eq!(check(&sha1), Err(InboundError::SignatureStructure("SignatureMethod must be rsa-sha256")));
+        assert_eq!(
+            check(&sha1),
+            Err(InboundError::SigAlgRefused { alg: ALG_RSA_SHA1.to_owned(), accepted: "RSA-SHA256" })
+        );
         let no_enveloped =
             xml.replace(&format!("<ds:Transform Algorithm=\"{ALG_ENVELOPED}\"></ds:Transform>"), "");
         assert!(matches!(check(&no_enveloped), Err(InboundError::SignatureStructure(_))));

@@ -342,7 +342,7 @@ fn narrow_verifier_accepts_what_xmlsec1_signs() {
     let root_open = "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" \
         xmlns:saml='urn:oasis:names:tc:SAML:2.0:assertion' xmlns:unused=\"urn:unused\" \
         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" \
-        Version='2.0' ID=\"_t1\" IssueInstant=\"2024-05-01T10:00:00Z\" \
+        Version='2.0' ID=\"_t1\" IssueInstant=\"2024-05-01T10:00:00Z\" Destination=\"https://idp.example.test/sso\" \
         AssertionConsumerServiceURL=\"https://sp.example.test/acs?a=1&amp;b=&#9;tab&#10;nl&#13;cr &quot;q&quot; &lt;&gt;\" \
         xml:lang=\"en\">";
     let body = "\n  <samlp:Extensions>\n    <ext:Thing xmlns:ext=\"urn:ext\" xmlns=\"urn:default\" b=\"2\" a=\"1\" ext:z=\"3\">\
