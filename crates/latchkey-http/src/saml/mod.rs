@@ -237,12 +237,49 @@ async fn list_keys(
 }
 
 /// A message from an app's SP, decoded, with how its signature fared against the app's
-/// certificates: `Some(true)` signed and verified, `Some(false)` signed but not verified, `None`
-/// unsigned (the caller's policy decides whether that is acceptable).
+/// certificates (the caller's policy decides whether an unsigned one is acceptable).
 pub(crate) struct Received {
     pub decoded: latchkey_core::saml::inbound::DecodedMessage,
     pub relay_state: Option<String>,
-    pub verified: Option<bool>,
+    pub signature: SignatureCheck,
+}
+
+/// How a message's signature fared against the app's certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SignatureCheck {
+    Unsigned,
+    Verified,
+    /// Signed, but not acceptable; the detail for the refusal page says why.
+    Refused(String),
+}
+
+/// The refusal detail when the signature is simply not the one of any registered certificate.
+const NOT_VERIFIED_BY_CERTIFICATE: &str = "the signature does not verify with the app's certificate";
+
+/// Tries each of the app's certificates. Only a key mismatch depends on the certificate tried;
+/// any other failure (algorithm, structure, digest) is the message's own and reported as such, so
+/// an SP signing with SHA-1 is not told that its key is wrong.
+fn check_signature(
+    certs: &[Vec<u8>],
+    verify: impl Fn(&[u8]) -> Result<(), latchkey_core::saml::inbound::InboundError>,
+) -> SignatureCheck {
+    use latchkey_core::saml::inbound::InboundError;
+    if certs.is_empty() {
+        return SignatureCheck::Refused(
+            "the request is signed but the app has no certificate to verify it".into(),
+        );
+    }
+    let mut refusal = None;
+    for cert in certs {
+        match verify(cert) {
+            Ok(()) => return SignatureCheck::Verified,
+            Err(InboundError::BadSignature | InboundError::BadCertificate) => {}
+            Err(other) => {
+                refusal.get_or_insert_with(|| other.to_string());
+            }
+        }
+    }
+    SignatureCheck::Refused(refusal.unwrap_or_else(|| NOT_VERIFIED_BY_CERTIFICATE.to_owned()))
 }
 
 /// Decodes an HTTP-Redirect query and checks its binding signature (over the raw query) against
@@ -251,12 +288,16 @@ pub(crate) fn receive_redirect(app: &App, query: &str) -> Result<Received, Strin
     use latchkey_core::saml::inbound;
     let message =
         inbound::decode_redirect(query, &inbound::InboundLimits::default()).map_err(|e| e.to_string())?;
-    let certs = app.sp_certificates();
-    let verified = message
-        .signature
-        .as_ref()
-        .map(|sig| certs.iter().any(|cert| inbound::verify_redirect_signature(sig, cert).is_ok()));
-    Ok(Received { decoded: message.decoded, relay_state: message.relay_state, verified })
+    let signature = match &message.signature {
+        None => SignatureCheck::Unsigned,
+        Some(sig) => match sig.check_algorithm() {
+            Err(refused) => SignatureCheck::Refused(refused.to_string()),
+            Ok(()) => {
+                check_signature(&app.sp_certificates(), |cert| inbound::verify_redirect_signature(sig, cert))
+            }
+        },
+    };
+    Ok(Received { decoded: message.decoded, relay_state: message.relay_state, signature })
 }
 
 /// Decodes the first of `fields` an HTTP-POST form carries and checks its enveloped signature
@@ -274,15 +315,16 @@ pub(crate) fn receive_post(
         .ok_or_else(|| format!("the form carries no {}", fields.join(" or ")))?;
     let decoded =
         inbound::decode_post(value, &inbound::InboundLimits::default()).map_err(|e| e.to_string())?;
-    let certs = app.sp_certificates();
-    let verified = decoded
-        .has_enveloped_signature
-        .then(|| certs.iter().any(|cert| decoded.verify_enveloped_signature(cert).is_ok()));
+    let signature = if decoded.has_enveloped_signature {
+        check_signature(&app.sp_certificates(), |cert| decoded.verify_enveloped_signature(cert))
+    } else {
+        SignatureCheck::Unsigned
+    };
     let relay_state = get("RelayState").map(str::to_owned);
     if relay_state.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
         return Err("RelayState is longer than 80 bytes".to_owned());
     }
-    Ok(Received { decoded, relay_state, verified })
+    Ok(Received { decoded, relay_state, signature })
 }
 
 /// An HTML page that posts `field` to `action` in the browser (HTTP-POST binding). The page's

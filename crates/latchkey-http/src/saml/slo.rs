@@ -26,7 +26,7 @@ use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::EndReason;
 use latchkey_core::store::{AppStore, SamlStore};
 
-use super::{Received, refusal, signing_keys, slo_url};
+use super::{Received, SignatureCheck, refusal, signing_keys, slo_url};
 use crate::AppState;
 use crate::browser::redirect;
 use crate::error::ApiError;
@@ -108,10 +108,10 @@ async fn handle(
         return Ok(invalid(state, "the Issuer is not this app's service provider"));
     }
     // Profiles 4.4.4.1 and 4.4.4.2: logout messages must be signed (or bound by a signature).
-    match received.verified {
-        Some(true) => {}
-        Some(false) => return Ok(invalid(state, "the signature does not verify with the app's certificate")),
-        None => return Ok(invalid(state, "logout messages must be signed")),
+    match &received.signature {
+        SignatureCheck::Verified => {}
+        SignatureCheck::Refused(detail) => return Ok(invalid(state, detail)),
+        SignatureCheck::Unsigned => return Ok(invalid(state, "logout messages must be signed")),
     }
     match &received.decoded.message {
         SamlMessage::LogoutRequest(request) => {

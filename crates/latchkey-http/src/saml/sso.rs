@@ -27,7 +27,7 @@ use latchkey_core::sessions::{RuleOutcome, Session};
 use latchkey_core::store::{AppStore, SamlStore};
 use latchkey_core::users::User;
 
-use super::{auto_post, refusal, signing_keys, sso_url};
+use super::{SignatureCheck, auto_post, refusal, signing_keys, sso_url};
 use crate::AppState;
 use crate::browser::{apply_cookies, redirect, sign_in_url, token_rule};
 use crate::error::ApiError;
@@ -443,7 +443,7 @@ async fn sp_initiated_inner(
     if !app.is_sp(&request.issuer) {
         return Ok(invalid_request(state, "the Issuer is not this app's service provider"));
     }
-    if let Some(refused) = signature_policy(state, &app, received.verified) {
+    if let Some(refused) = signature_policy(state, &app, &received.signature) {
         return Ok(refused);
     }
     let relay_state = received.relay_state;
@@ -544,18 +544,16 @@ async fn sp_initiated_inner(
     }
 }
 
-/// A request's signature (`None`: unsigned; `Some(verified)`) against the app's policy: a present
-/// signature must verify with the app's certificate; `samlSignedRequestEnabled` requires one.
-fn signature_policy(state: &AppState, app: &App, verified: Option<bool>) -> Option<Response> {
-    match verified {
-        Some(true) => None,
-        Some(false) => {
-            Some(invalid_request(state, "the signature does not verify with the app's certificate"))
-        }
-        None if app.sign_on.saml_signed_request_enabled => {
+/// A request's signature against the app's policy: a present signature must verify with the
+/// app's certificate; `samlSignedRequestEnabled` requires one.
+fn signature_policy(state: &AppState, app: &App, signature: &SignatureCheck) -> Option<Response> {
+    match signature {
+        SignatureCheck::Verified => None,
+        SignatureCheck::Refused(detail) => Some(invalid_request(state, detail)),
+        SignatureCheck::Unsigned if app.sign_on.saml_signed_request_enabled => {
             Some(invalid_request(state, "this app requires signed requests"))
         }
-        None => None,
+        SignatureCheck::Unsigned => None,
     }
 }
 

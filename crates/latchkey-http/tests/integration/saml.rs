@@ -762,3 +762,139 @@ async fn signout_walks_the_apps_that_take_part_in_slo() {
     assert!(location.starts_with("https://wiki.example.com/slo?SAMLRequest="), "{location}");
     assert!(browser.sid.is_none(), "the IdP cookie is cleared at once");
 }
+
+/// `url` with its SigAlg replaced by `sig_alg` and signed again by `key` over the new string.
+fn resigned_with_alg(url: &str, sig_alg: &str, key: &SigningKey) -> String {
+    let unsigned = url.split("&SigAlg=").next().unwrap();
+    let query = format!("{}&SigAlg={}", unsigned.split_once('?').unwrap().1, url_encode(sig_alg));
+    let signature = key.sign_rsa_sha256(query.as_bytes()).unwrap();
+    format!("{unsigned}&SigAlg={}&Signature={}", url_encode(sig_alg), url_encode(&STANDARD.encode(signature)))
+}
+
+/// A request as the browser sends it: method, URI, form body.
+type Sent = (Method, String, Option<String>);
+
+/// `xml` as an HTTP-POST form.
+fn post_form(xml: &str) -> String {
+    format!("SAMLRequest={}", url_encode(&STANDARD.encode(xml)))
+}
+
+#[tokio::test]
+async fn requests_refused_for_their_id_destination_or_algorithm_say_why() {
+    let s = setup().await;
+    let key = sp_key();
+    with_sp_certificate(&s, &key, false).await;
+    let mut browser = Browser::default();
+    browser
+        .get(
+            &s.app,
+            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
+        )
+        .await;
+    let no_destination = |id: &str| {
+        let xml = authn_request(&s, id, "", "");
+        let start = xml.find(" Destination=\"").unwrap();
+        let end = start + 1 + xml[start + 1..].find("\" ").unwrap() + 1;
+        format!("{}{}", &xml[..start], &xml[end..])
+    };
+    let long_id = format!("_{}", "a".repeat(300));
+    let sha1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+    let signed_sha256 = redirect_url(&s, &authn_request(&s, &new_saml_id(), "", ""), None, &key, true);
+    let sign_for_post =
+        |xml: &str, id: &str| latchkey_core::saml::logout::sign_for_post(xml, id, &key).unwrap();
+    let post_sha1 = {
+        let id = new_saml_id();
+        let signed = sign_for_post(&authn_request(&s, &id, "", ""), &id);
+        let downgraded = signed.replace("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", sha1);
+        assert_ne!(downgraded, signed, "the SignatureMethod was downgraded");
+        post_form(&downgraded)
+    };
+    let post_no_destination = {
+        let id = new_saml_id();
+        post_form(&sign_for_post(&no_destination(&id), &id))
+    };
+    let get = |url: String| (Method::GET, url, None);
+    let post = |form: String| (Method::POST, sso_path(&s), Some(form));
+    let cases: Vec<(&str, Sent, &str)> = vec![
+        (
+            "ID starting with a digit",
+            get(redirect_url(&s, &authn_request(&s, "1abc", "", ""), None, &key, true)),
+            "xs:ID",
+        ),
+        (
+            "ID with a colon",
+            get(redirect_url(&s, &authn_request(&s, "urn:x", "", ""), None, &key, false)),
+            "xs:ID",
+        ),
+        (
+            "ID over 256 bytes",
+            get(redirect_url(&s, &authn_request(&s, &long_id, "", ""), None, &key, true)),
+            "xs:ID",
+        ),
+        (
+            "signed without Destination",
+            get(redirect_url(&s, &no_destination(&new_saml_id()), None, &key, true)),
+            "a signed request must carry a Destination",
+        ),
+        (
+            "POST signed without Destination",
+            post(post_no_destination),
+            "a signed request must carry a Destination",
+        ),
+        (
+            "SHA-1 SigAlg",
+            get(resigned_with_alg(&signed_sha256, sha1, &key)),
+            "xmldsig#rsa-sha1 is not accepted (RSA-SHA256 or RSA-SHA512 only)",
+        ),
+        (
+            "HMAC SigAlg",
+            get(resigned_with_alg(
+                &signed_sha256,
+                "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256",
+                &key,
+            )),
+            "xmldsig-more#hmac-sha256 is not accepted",
+        ),
+        ("POST SHA-1 SignatureMethod", post(post_sha1), "xmldsig#rsa-sha1 is not accepted (RSA-SHA256 only)"),
+    ];
+    for (name, (method, uri, form), detail) in cases {
+        let page = browser.send(&s.app, method, &uri, form).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{name}: {}", page.body);
+        assert!(page.posts_nothing(), "{name}: nothing goes to the SP");
+        assert!(page.body.contains(detail), "{name}: wants {detail:?} in {}", page.body);
+        assert!(!page.body.contains("does not verify"), "{name}: not blamed on the key");
+    }
+    // Unsigned requests may leave Destination out, as before.
+    let id = new_saml_id();
+    let unsigned = browser.get(&s.app, &redirect_url(&s, &no_destination(&id), None, &key, false)).await;
+    assert_eq!(unsigned.status, StatusCode::OK, "{}", unsigned.body);
+    assert!(unsigned.response_xml().contains(&format!("InResponseTo=\"{id}\"")));
+    // The same rules for a LogoutRequest.
+    let slo_path = format!("/app/latchkey_expense_reports_1/{}/slo/saml", s.external_key);
+    let logout = |id: &str| {
+        let xml = latchkey_core::saml::logout::build_logout_request(
+            id,
+            latchkey_core::SystemClock.now(),
+            SP_ENTITY,
+            &format!("{BASE}{slo_path}"),
+            "alice@example.com",
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            None,
+        )
+        .unwrap();
+        redirect_binding_url(&slo_path, MessageParam::SamlRequest, &xml, None, &key).unwrap()
+    };
+    for (name, url, detail) in [
+        ("logout ID", logout("-1"), "xs:ID"),
+        ("logout SHA-1", resigned_with_alg(&logout(&new_saml_id()), sha1, &key), "rsa-sha1 is not accepted"),
+    ] {
+        let page = browser.get(&s.app, &url).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{name}: {}", page.body);
+        assert!(page.body.contains(detail), "{name}: wants {detail:?} in {}", page.body);
+    }
+    // A signature by another key is still a key mismatch.
+    let other = browser
+        .get(&s.app, &redirect_url(&s, &authn_request(&s, &new_saml_id(), "", ""), None, &sp_key(), true))
+        .await;
+    assert!(other.body.contains("does not verify with the app"), "{}", other.body);
+}
