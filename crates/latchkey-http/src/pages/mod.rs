@@ -203,6 +203,24 @@ pub(crate) enum BrowserError {
 }
 
 impl BrowserError {
+    /// Why the page was shown, for a log line when the caller has no more precise detail.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            BrowserError::Csrf => "missing or invalid CSRF token",
+            BrowserError::ExpiredLink => "the link has expired or was already used",
+            BrowserError::UnknownApp => "no active app matches the URL",
+            BrowserError::NotAssigned => "the user is not assigned to the app",
+            BrowserError::InvalidSamlRequest => "invalid SAML request",
+            BrowserError::AppUnavailable => "the app is inactive",
+            BrowserError::InvalidLogoutRequest => "invalid logout message",
+            BrowserError::BadRedirect => "the redirect target is missing or not trusted",
+            BrowserError::NotFound => "not found",
+            BrowserError::Throttled => "throttled",
+            BrowserError::Unavailable => "service unavailable",
+            BrowserError::Generic => "error",
+        }
+    }
+
     fn ids(self) -> (&'static str, &'static str) {
         match self {
             BrowserError::Csrf => ("error.csrf.title", "error.csrf.message"),

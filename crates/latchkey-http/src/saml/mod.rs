@@ -353,13 +353,42 @@ pub(crate) fn auto_post(
     response
 }
 
+/// The app a refused message was addressed to, as far as it is known.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RefusedFor<'a> {
+    App(&'a App),
+    /// No usable app matched: the key the URL named (an external key, or an app id for the embed
+    /// link), as the browser sent it.
+    Key(&'a str),
+}
+
 /// The browser-facing refusal of a SAML message that cannot be answered to an SP (unknown app,
 /// unverifiable request, unregistered ACS): a page for the user with the request id, never a post.
+/// The page tells the user to quote that id; the warning logged here carries the same id, the app
+/// and the reason, so support can find out why (README "Errors": details are logged against the
+/// id, never returned). Nothing from the message itself is logged.
 pub(crate) fn refusal(
     state: &AppState,
+    refused_for: RefusedFor<'_>,
     kind: BrowserError,
     status: StatusCode,
     detail: Option<&str>,
 ) -> Response {
+    let request_id = crate::middleware::current_request_id();
+    let (app_id, key) = match refused_for {
+        RefusedFor::App(app) => (app.id.as_str(), app.external_key.as_str()),
+        RefusedFor::Key(key) => ("", key),
+    };
+    // The key came from the URL: bounded, and Debug-formatted so it cannot forge log lines.
+    let external_key: String = key.chars().take(64).collect();
+    tracing::warn!(
+        request_id,
+        app_id,
+        external_key = ?external_key,
+        page = ?kind,
+        status = status.as_u16(),
+        reason = detail.unwrap_or_else(|| kind.reason()),
+        "SAML message refused"
+    );
     crate::pages::error_response_with_detail(state, &axum::http::HeaderMap::new(), kind, status, detail)
 }

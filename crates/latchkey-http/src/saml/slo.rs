@@ -26,7 +26,7 @@ use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::EndReason;
 use latchkey_core::store::{AppStore, SamlStore};
 
-use super::{Received, SignatureCheck, refusal, signing_keys, slo_url};
+use super::{Received, RefusedFor, SignatureCheck, refusal, signing_keys, slo_url};
 use crate::AppState;
 use crate::browser::redirect;
 use crate::error::ApiError;
@@ -50,10 +50,12 @@ async fn slo_get(
 ) -> Response {
     let query = uri.query().unwrap_or_default().to_owned();
     let result = async {
-        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown(&state)) };
+        let Some(app) = find(&state, &app_name, &external_key).await? else {
+            return Ok(unknown(&state, &external_key));
+        };
         let received = match super::receive_redirect(&app, &query) {
             Ok(received) => received,
-            Err(detail) => return Ok(invalid(&state, &detail)),
+            Err(detail) => return Ok(invalid(&state, &app, &detail)),
         };
         handle(&state, ip.as_deref(), &headers, &app, received).await
     }
@@ -69,11 +71,13 @@ async fn slo_post(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let Some(app) = find(&state, &app_name, &external_key).await? else { return Ok(unknown(&state)) };
+        let Some(app) = find(&state, &app_name, &external_key).await? else {
+            return Ok(unknown(&state, &external_key));
+        };
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
         let received = match super::receive_post(&app, &form, &["SAMLRequest", "SAMLResponse"]) {
             Ok(received) => received,
-            Err(detail) => return Ok(invalid(&state, &detail)),
+            Err(detail) => return Ok(invalid(&state, &app, &detail)),
         };
         handle(&state, ip.as_deref(), &headers, &app, received).await
     }
@@ -89,12 +93,13 @@ async fn find(state: &AppState, app_name: &str, external_key: &str) -> Result<Op
         .filter(|app| app.external_key == external_key && app.name == app_name && app.is_active()))
 }
 
-fn unknown(state: &AppState) -> Response {
-    refusal(state, BrowserError::UnknownApp, StatusCode::NOT_FOUND, None)
+fn unknown(state: &AppState, external_key: &str) -> Response {
+    refusal(state, RefusedFor::Key(external_key), BrowserError::UnknownApp, StatusCode::NOT_FOUND, None)
 }
 
-fn invalid(state: &AppState, detail: &str) -> Response {
-    refusal(state, BrowserError::InvalidLogoutRequest, StatusCode::BAD_REQUEST, Some(detail))
+fn invalid(state: &AppState, app: &App, detail: &str) -> Response {
+    let kind = BrowserError::InvalidLogoutRequest;
+    refusal(state, RefusedFor::App(app), kind, StatusCode::BAD_REQUEST, Some(detail))
 }
 
 async fn handle(
@@ -105,13 +110,13 @@ async fn handle(
     received: Received,
 ) -> Result<Response, ApiError> {
     if !app.is_sp(received.decoded.message.issuer()) {
-        return Ok(invalid(state, "the Issuer is not this app's service provider"));
+        return Ok(invalid(state, app, "the Issuer is not this app's service provider"));
     }
     // Profiles 4.4.4.1 and 4.4.4.2: logout messages must be signed (or bound by a signature).
     match &received.signature {
         SignatureCheck::Verified => {}
-        SignatureCheck::Refused(detail) => return Ok(invalid(state, detail)),
-        SignatureCheck::Unsigned => return Ok(invalid(state, "logout messages must be signed")),
+        SignatureCheck::Refused(detail) => return Ok(invalid(state, app, detail)),
+        SignatureCheck::Unsigned => return Ok(invalid(state, app, "logout messages must be signed")),
     }
     match &received.decoded.message {
         SamlMessage::LogoutRequest(request) => {
@@ -119,14 +124,14 @@ async fn handle(
         }
         SamlMessage::LogoutResponse(response) => {
             let Some(secret) = received.relay_state.as_deref() else {
-                return Ok(invalid(state, "the LogoutResponse has no RelayState to continue with"));
+                return Ok(invalid(state, app, "the LogoutResponse has no RelayState to continue with"));
             };
             let now = state.clock.now();
             let Some(mut walk) = state.store.find_logout_walk(&secret_digest(secret), now).await? else {
-                return Ok(invalid(state, "this logout has expired or is unknown"));
+                return Ok(invalid(state, app, "this logout has expired or is unknown"));
             };
             if response.in_response_to.is_none() || response.in_response_to != walk.awaiting_request_id {
-                return Ok(invalid(state, "the LogoutResponse answers no request of this logout"));
+                return Ok(invalid(state, app, "the LogoutResponse answers no request of this logout"));
             }
             if response.status_code != status::SUCCESS {
                 walk.partial = true;
@@ -134,7 +139,7 @@ async fn handle(
             walk.awaiting_request_id = None;
             step(state, walk, secret).await
         }
-        SamlMessage::AuthnRequest(_) => Ok(invalid(state, "this endpoint accepts logout messages only")),
+        SamlMessage::AuthnRequest(_) => Ok(invalid(state, app, "this endpoint accepts logout messages only")),
     }
 }
 
@@ -147,22 +152,22 @@ async fn logout_request(
     relay_state: Option<&str>,
 ) -> Result<Response, ApiError> {
     if !app.sign_on.slo.as_ref().is_some_and(|s| s.enabled && s.logout_url.is_some()) {
-        return Ok(invalid(state, "Single Logout is not enabled for this app"));
+        return Ok(invalid(state, app, "Single Logout is not enabled for this app"));
     }
     let now = state.clock.now();
     if let Some(destination) = &request.destination
         && *destination != slo_url(state, app)
     {
-        return Ok(invalid(state, "the Destination is not this logout URL"));
+        return Ok(invalid(state, app, "the Destination is not this logout URL"));
     }
     if request.not_on_or_after.is_some_and(|t| t <= now)
         || (request.issue_instant.millis() - now.millis()).abs() > REQUEST_WINDOW_SECS * 1000
     {
-        return Ok(invalid(state, "the request has expired"));
+        return Ok(invalid(state, app, "the request has expired"));
     }
     let expires = request.issue_instant.max(now).plus_seconds(REQUEST_WINDOW_SECS);
     if !state.store.remember_saml_request(&app.id, &request.id, expires).await? {
-        return Ok(invalid(state, "this request was already used (replay)"));
+        return Ok(invalid(state, app, "this request was already used (replay)"));
     }
     let participant = find_participant(state, headers, app, request).await?;
     let mut clear_cookie = false;

@@ -27,7 +27,7 @@ use latchkey_core::sessions::{RuleOutcome, Session};
 use latchkey_core::store::{AppStore, SamlStore};
 use latchkey_core::users::User;
 
-use super::{SignatureCheck, auto_post, refusal, signing_keys, sso_url};
+use super::{RefusedFor, SignatureCheck, auto_post, refusal, signing_keys, sso_url};
 use crate::AppState;
 use crate::browser::{apply_cookies, redirect, sign_in_url, token_rule};
 use crate::error::ApiError;
@@ -69,11 +69,23 @@ async fn answer(
     let app = answer.app;
     let Some(existing) = state.store.find_sso_grant(&app.id, &user.id, &session.id).await? else {
         log_sso(state, app, user, "FAILURE", Some("NOT_ASSIGNED"), ip).await;
-        return Ok(refusal(state, BrowserError::NotAssigned, StatusCode::FORBIDDEN, None));
+        return Ok(refusal(
+            state,
+            RefusedFor::App(app),
+            BrowserError::NotAssigned,
+            StatusCode::FORBIDDEN,
+            None,
+        ));
     };
     let Some(name_id) = app.name_id_for(user) else {
         let detail = "your profile has no value for the identifier (NameID) this app needs";
-        return Ok(refusal(state, BrowserError::NotAssigned, StatusCode::FORBIDDEN, Some(detail)));
+        return Ok(refusal(
+            state,
+            RefusedFor::App(app),
+            BrowserError::NotAssigned,
+            StatusCode::FORBIDDEN,
+            Some(detail),
+        ));
     };
     let name_id_format = answer.name_id_format.unwrap_or(&app.sign_on.subject_name_id_format).to_owned();
     let participant = match existing {
@@ -229,12 +241,13 @@ fn query_param<'q>(pairs: &'q [(String, String)], name: &str) -> Option<&'q str>
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn unknown_app(state: &AppState) -> Response {
-    refusal(state, BrowserError::UnknownApp, StatusCode::NOT_FOUND, None)
+/// `key` is the app id (embed link) or external key (SSO URL) the browser asked for.
+fn unknown_app(state: &AppState, key: &str) -> Response {
+    refusal(state, RefusedFor::Key(key), BrowserError::UnknownApp, StatusCode::NOT_FOUND, None)
 }
 
-fn inactive_app(state: &AppState) -> Response {
-    refusal(state, BrowserError::AppUnavailable, StatusCode::FORBIDDEN, None)
+fn inactive_app(state: &AppState, app: &App) -> Response {
+    refusal(state, RefusedFor::App(app), BrowserError::AppUnavailable, StatusCode::FORBIDDEN, None)
 }
 
 /// `GET /home/{appName}/{appId}/{linkId}[?sessionToken=…][&RelayState=…]`: IdP-initiated SSO.
@@ -264,10 +277,10 @@ async fn embed_link_inner(
         url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let app = match state.store.find_app(app_id).await? {
         Some(app) if app.id == app_id && app.name == app_name && app.link_id == link_id => app,
-        _ => return Ok(unknown_app(state)),
+        _ => return Ok(unknown_app(state, app_id)),
     };
     if !app.is_active() {
-        return Ok(inactive_app(state));
+        return Ok(inactive_app(state, &app));
     }
     let relay_state = query_param(&pairs, "RelayState")
         .filter(|r| !r.is_empty())
@@ -276,6 +289,7 @@ async fn embed_link_inner(
     if relay_state.as_deref().is_some_and(|r| inbound::check_relay_state(r).is_err()) {
         return Ok(refusal(
             state,
+            RefusedFor::App(&app),
             BrowserError::InvalidSamlRequest,
             StatusCode::BAD_REQUEST,
             Some("the RelayState of this link is longer than 80 bytes"),
@@ -398,8 +412,14 @@ async fn sp_initiated(
     }
 }
 
-fn invalid_request(state: &AppState, detail: &str) -> Response {
-    refusal(state, BrowserError::InvalidSamlRequest, StatusCode::BAD_REQUEST, Some(detail))
+fn invalid_request(state: &AppState, app: &App, detail: &str) -> Response {
+    refusal(
+        state,
+        RefusedFor::App(app),
+        BrowserError::InvalidSamlRequest,
+        StatusCode::BAD_REQUEST,
+        Some(detail),
+    )
 }
 
 async fn sp_initiated_inner(
@@ -412,10 +432,10 @@ async fn sp_initiated_inner(
 ) -> Result<Response, ApiError> {
     let app = match state.store.find_app(external_key).await? {
         Some(app) if app.external_key == external_key && app_name.is_none_or(|n| n == app.name) => app,
-        _ => return Ok(unknown_app(state)),
+        _ => return Ok(unknown_app(state, external_key)),
     };
     if !app.is_active() {
-        return Ok(inactive_app(state));
+        return Ok(inactive_app(state, &app));
     }
     if let Some(resume) = inbound.param("resume") {
         return resume_pending(state, ip, headers, &app, &resume, inbound.param("sessionToken").as_deref())
@@ -435,13 +455,13 @@ async fn sp_initiated_inner(
     };
     let received = match received {
         Ok(received) => received,
-        Err(detail) => return Ok(invalid_request(state, &detail)),
+        Err(detail) => return Ok(invalid_request(state, &app, &detail)),
     };
     let SamlMessage::AuthnRequest(request) = received.decoded.message else {
-        return Ok(invalid_request(state, "this endpoint accepts AuthnRequests only"));
+        return Ok(invalid_request(state, &app, "this endpoint accepts AuthnRequests only"));
     };
     if !app.is_sp(&request.issuer) {
-        return Ok(invalid_request(state, "the Issuer is not this app's service provider"));
+        return Ok(invalid_request(state, &app, "the Issuer is not this app's service provider"));
     }
     if let Some(refused) = signature_policy(state, &app, &received.signature) {
         return Ok(refused);
@@ -451,11 +471,11 @@ async fn sp_initiated_inner(
     if let Some(destination) = &request.destination {
         let ours = [sso_url(state, &app), state.link(&format!("/app/{}/sso/saml", app.external_key))];
         if !ours.contains(destination) {
-            return Ok(invalid_request(state, "the Destination is not this sign-in URL"));
+            return Ok(invalid_request(state, &app, "the Destination is not this sign-in URL"));
         }
     }
     if (request.issue_instant.millis() - now.millis()).abs() > REQUEST_WINDOW_SECS * 1000 {
-        return Ok(invalid_request(state, "the IssueInstant is too old or in the future"));
+        return Ok(invalid_request(state, &app, "the IssueInstant is too old or in the future"));
     }
     let acs_url = match (&request.acs_url, request.acs_index) {
         (Some(url), _) => match app.acs_by_url(url) {
@@ -463,19 +483,26 @@ async fn sp_initiated_inner(
             None => {
                 return Ok(invalid_request(
                     state,
+                    &app,
                     "the AssertionConsumerServiceURL is not registered for this app",
                 ));
             }
         },
         (None, Some(index)) => match app.acs_by_index(index) {
             Some(acs) => acs.to_owned(),
-            None => return Ok(invalid_request(state, "the AssertionConsumerServiceIndex is not registered")),
+            None => {
+                return Ok(invalid_request(
+                    state,
+                    &app,
+                    "the AssertionConsumerServiceIndex is not registered",
+                ));
+            }
         },
         (None, None) => app.sign_on.sso_acs_url.clone(),
     };
     let expires = request.issue_instant.max(now).plus_seconds(REQUEST_WINDOW_SECS);
     if !state.store.remember_saml_request(&app.id, &request.id, expires).await? {
-        return Ok(invalid_request(state, "this request was already used (replay)"));
+        return Ok(invalid_request(state, &app, "this request was already used (replay)"));
     }
     // From here on the SP is verified and the ACS registered: errors go back as SAML statuses.
     let relay = relay_state.as_deref();
@@ -549,9 +576,9 @@ async fn sp_initiated_inner(
 fn signature_policy(state: &AppState, app: &App, signature: &SignatureCheck) -> Option<Response> {
     match signature {
         SignatureCheck::Verified => None,
-        SignatureCheck::Refused(detail) => Some(invalid_request(state, detail)),
+        SignatureCheck::Refused(detail) => Some(invalid_request(state, app, detail)),
         SignatureCheck::Unsigned if app.sign_on.saml_signed_request_enabled => {
-            Some(invalid_request(state, "this app requires signed requests"))
+            Some(invalid_request(state, app, "this app requires signed requests"))
         }
         SignatureCheck::Unsigned => None,
     }
@@ -604,10 +631,16 @@ async fn resume_pending(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let Some(pending) = state.store.find_pending_sso(&secret_digest(resume), now).await? else {
-        return Ok(refusal(state, BrowserError::ExpiredLink, StatusCode::BAD_REQUEST, None));
+        return Ok(refusal(
+            state,
+            RefusedFor::App(app),
+            BrowserError::ExpiredLink,
+            StatusCode::BAD_REQUEST,
+            None,
+        ));
     };
     if pending.app_id != app.id {
-        return Ok(unknown_app(state));
+        return Ok(unknown_app(state, &app.external_key));
     }
     let (found, outcome) = browser_session(state, headers, token, ip).await?;
     let authenticated_since = |s: &Session| s.password_verified_at.unwrap_or(s.created);
@@ -615,7 +648,13 @@ async fn resume_pending(
         // ForceAuthn: only an authentication after the request arrived answers it.
         Some((session, user)) if !pending.force_authn || authenticated_since(&session) > pending.created => {
             if !state.store.delete_pending_sso(&pending.id_digest).await? {
-                return Ok(refusal(state, BrowserError::ExpiredLink, StatusCode::CONFLICT, None));
+                return Ok(refusal(
+                    state,
+                    RefusedFor::App(app),
+                    BrowserError::ExpiredLink,
+                    StatusCode::CONFLICT,
+                    None,
+                ));
             }
             let answer_to = Answer {
                 app,

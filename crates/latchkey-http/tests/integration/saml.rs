@@ -898,3 +898,59 @@ async fn requests_refused_for_their_id_destination_or_algorithm_say_why() {
         .await;
     assert!(other.body.contains("does not verify with the app"), "{}", other.body);
 }
+
+/// The request id an error page shows "for support".
+fn shown_request_id(page: &Page) -> String {
+    let start = page.body.find("<dd><code>").unwrap_or_else(|| panic!("no request id in {}", page.body)) + 10;
+    page.body[start..start + page.body[start..].find("</code>").unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn every_refusal_is_logged_against_the_request_id_the_page_shows() {
+    let s = setup().await;
+    let key = sp_key();
+    with_sp_certificate(&s, &key, true).await;
+    let slo_path = format!("/app/latchkey_expense_reports_1/{}/slo/saml", s.external_key);
+    let signed_by_other = redirect_url(&s, &authn_request(&s, &new_saml_id(), "", ""), None, &sp_key(), true);
+    let payload = signed_by_other.split("SAMLRequest=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let signature = signed_by_other.split("Signature=").nth(1).unwrap().to_owned();
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "unknown app",
+            "/app/latchkey_expense_reports_1/exk0000000000000000/sso/saml?SAMLRequest=x".to_owned(),
+            "external_key=\"exk0000000000000000\"",
+            "no active app matches the URL",
+        ),
+        (
+            "bad signature",
+            signed_by_other,
+            &s.app_id,
+            "the signature does not verify with the app's certificate",
+        ),
+        (
+            "unsigned",
+            redirect_url(&s, &authn_request(&s, &new_saml_id(), "", ""), None, &key, false),
+            &s.app_id,
+            "this app requires signed requests",
+        ),
+        ("malformed", format!("{}?SAMLRequest=%%%%", sso_path(&s)), &s.app_id, "is not valid"),
+        ("expired resume link", format!("{}?resume=garbage", sso_path(&s)), &s.app_id, "expired"),
+        ("slo unsigned", format!("{slo_path}?SAMLRequest=x"), &s.app_id, "not valid base64"),
+    ];
+    for (name, url, app, reason) in cases {
+        let logs = crate::support::capture_logs();
+        let page = Browser::default().get(&s.app, &url).await;
+        assert!(page.status.is_client_error() && page.posts_nothing(), "{name}: {}", page.body);
+        let id = shown_request_id(&page);
+        assert!(id.len() > 10, "{name}: {id}");
+        let lines = logs.lines();
+        let refused: Vec<&String> = lines.iter().filter(|l| l.contains("SAML message refused")).collect();
+        assert_eq!(refused.len(), 1, "{name}: one line per refusal: {lines:#?}");
+        let line = refused[0];
+        assert!(line.contains(" WARN "), "{name}: {line}");
+        assert!(line.contains(&format!("request_id={id}")), "{name}: the page's id {id} in {line}");
+        assert!(line.contains(app), "{name}: the app {app} in {line}");
+        assert!(line.contains(reason), "{name}: the reason {reason:?} in {line}");
+        assert!(!line.contains(&payload) && !line.contains(&signature), "{name}: no payload in {line}");
+    }
+}

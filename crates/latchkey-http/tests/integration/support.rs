@@ -160,3 +160,40 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     outputs.into_iter().flatten().collect()
 }
+
+/// Log lines written on this thread while the guard lives (a `#[tokio::test]` runs the router on
+/// its one thread), as text without colours.
+pub struct CapturedLogs {
+    lines: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn capture_logs() -> CapturedLogs {
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || CaptureWriter(writer.clone()))
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    CapturedLogs { lines, _guard: tracing::subscriber::set_default(subscriber) }
+}
+
+impl CapturedLogs {
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.lines.lock().unwrap()).lines().map(str::to_owned).collect()
+    }
+}
