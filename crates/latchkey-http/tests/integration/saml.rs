@@ -954,3 +954,39 @@ async fn every_refusal_is_logged_against_the_request_id_the_page_shows() {
         assert!(!line.contains(&payload) && !line.contains(&signature), "{name}: no payload in {line}");
     }
 }
+#[tokio::test]
+async fn a_used_resume_link_is_expired_even_with_a_session() {
+    let s = setup().await;
+    let key = sp_key();
+    let mut browser = Browser::default();
+    browser
+        .get(
+            &s.app,
+            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
+        )
+        .await;
+    let id = new_saml_id();
+    let page = browser
+        .get(
+            &s.app,
+            &redirect_url(&s, &authn_request(&s, &id, " ForceAuthn=\"true\"", ""), None, &key, false),
+        )
+        .await;
+    let location = page.location.unwrap();
+    let from = location.split("fromURI=").nth(1).unwrap().trim_end_matches("&prompt=login");
+    let resume: String =
+        url::form_urlencoded::parse(format!("x={from}").as_bytes()).next().unwrap().1.into_owned();
+    s.app.clock.advance_secs(2);
+    let fresh = browser
+        .get(&s.app, &format!("{resume}&sessionToken={}", session_token(&s.app, "alice@example.com").await))
+        .await;
+    assert!(fresh.response_xml().contains(&format!("InResponseTo=\"{id}\"")));
+    for again in [resume.clone(), format!("{resume}&RelayState=x")] {
+        let used = browser.get(&s.app, &again).await;
+        assert_eq!(used.status, StatusCode::BAD_REQUEST, "{again}: {}", used.body);
+        assert!(used.posts_nothing() && used.body.contains("expired"), "{}", used.body);
+    }
+    let anonymous = Browser::default().get(&s.app, &resume).await;
+    assert_eq!(anonymous.status, StatusCode::BAD_REQUEST);
+    assert!(anonymous.posts_nothing());
+}
