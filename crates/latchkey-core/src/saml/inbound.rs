@@ -120,7 +120,7 @@ pub enum InboundError {
         "the request ID is not an xs:ID (an XML name without ':') of at most {MAX_REQUEST_ID_BYTES} bytes"
     )]
     InvalidRequestId,
-    #[error("a signed request must carry a Destination")]
+    #[error("a signed message must carry a Destination")]
     SignedWithoutDestination,
     #[error("encrypted identifiers are not supported")]
     EncryptedIdNotSupported,
@@ -337,7 +337,7 @@ pub fn decode_redirect(raw_query: &str, limits: &InboundLimits) -> Result<Redire
         }
         _ => {}
     }
-    if signature.is_some() && is_request_without_destination(&decoded.message) {
+    if signature.is_some() && is_without_destination(&decoded.message) {
         return Err(InboundError::SignedWithoutDestination);
     }
     Ok(RedirectMessage { param, decoded, relay_state, signature })
@@ -476,7 +476,7 @@ pub fn parse_message(xml: String, limits: &InboundLimits) -> Result<DecodedMessa
         other => return Err(InboundError::UnexpectedRoot(other.chars().take(64).collect())),
     };
     let has_enveloped_signature = root.children().any(|n| is_element(n, NS_DSIG, "Signature"));
-    if has_enveloped_signature && is_request_without_destination(&message) {
+    if has_enveloped_signature && is_without_destination(&message) {
         return Err(InboundError::SignedWithoutDestination);
     }
     Ok(DecodedMessage { message, xml, has_enveloped_signature, limits: *limits })
@@ -485,11 +485,11 @@ pub fn parse_message(xml: String, limits: &InboundLimits) -> Result<DecodedMessa
 /// SAML bindings 3.4.5.2 and 3.5.5.2: a signed message MUST carry its Destination, so that a
 /// request signed for another endpoint cannot be replayed here. Checked by the decoders for the
 /// binding's own signature (Redirect) and for an enveloped one (either binding).
-fn is_request_without_destination(message: &SamlMessage) -> bool {
+fn is_without_destination(message: &SamlMessage) -> bool {
     match message {
         SamlMessage::AuthnRequest(r) => r.destination.is_none(),
         SamlMessage::LogoutRequest(r) => r.destination.is_none(),
-        SamlMessage::LogoutResponse(_) => false,
+        SamlMessage::LogoutResponse(r) => r.destination.is_none(),
     }
 }
 
@@ -1233,6 +1233,15 @@ pub(crate) mod tests {
         assert_eq!(r.sub_status_code.as_deref(), Some("urn:oasis:names:tc:SAML:2.0:status:PartialLogout"));
         let q = format!("SAMLRequest={}", enc(&STANDARD.encode(deflate(resp.as_bytes()))));
         assert!(matches!(decode_redirect(&q, &limits()).unwrap_err(), InboundError::WrongParameter { .. }));
+
+        // Signed, a response must name its Destination too (bindings 3.4.5.2).
+        let signed = signed_query(resp, None, ALG_RSA_SHA256).replacen("SAMLRequest=", "SAMLResponse=", 1);
+        assert_eq!(decode_redirect(&signed, &limits()).unwrap_err(), InboundError::SignedWithoutDestination);
+        let addressed =
+            resp.replace(" InResponseTo=", " Destination=\"https://idp.example.test/slo\" InResponseTo=");
+        let signed =
+            signed_query(&addressed, None, ALG_RSA_SHA256).replacen("SAMLRequest=", "SAMLResponse=", 1);
+        assert!(decode_redirect(&signed, &limits()).is_ok());
     }
 
     #[test]

@@ -123,6 +123,9 @@ async fn handle(
             logout_request(state, ip, headers, app, request, received.relay_state.as_deref()).await
         }
         SamlMessage::LogoutResponse(response) => {
+            if response.destination.as_ref().is_some_and(|d| *d != slo_url(state, app)) {
+                return Ok(invalid(state, app, "the Destination is not this logout URL"));
+            }
             let Some(secret) = received.relay_state.as_deref() else {
                 return Ok(invalid(state, app, "the LogoutResponse has no RelayState to continue with"));
             };
@@ -172,11 +175,19 @@ async fn logout_request(
     let participant = find_participant(state, headers, app, request).await?;
     let mut clear_cookie = false;
     let mut remaining = Vec::new();
+    let mut partial = false;
     if let Some(participant) = &participant {
         remaining = others(state, &participant.session_id, Some(&app.id)).await?;
         end_session(state, &participant.session_id, ip).await?;
         let browser = state.browser_session_id(headers).await?;
         clear_cookie = browser.is_none_or(|id| id == participant.session_id);
+    } else if let Some(browser) = state.browser_session_id(headers).await?
+        && state.store.find_participant(&browser, &app.id).await?.is_some()
+    {
+        // The SP's SessionIndex names no session of ours, yet this browser is still signed in to
+        // the app through a session the request did not name: that session is not ended (the
+        // request does not identify it), and the SP must not be told that all is logged out.
+        partial = true;
     }
     let secret = Secret::generate();
     let walk = LogoutWalk {
@@ -187,7 +198,7 @@ async fn logout_request(
         return_to: None,
         remaining,
         awaiting_request_id: None,
-        partial: false,
+        partial,
         expires_at: now.plus_seconds(WALK_SECS),
     };
     let mut response = step(state, walk, secret.expose()).await?;

@@ -743,6 +743,46 @@ async fn sp_initiated_single_logout_walks_the_other_apps_and_answers_the_initiat
     assert_eq!(browser.get(&s.app, &back).await.status, StatusCode::BAD_REQUEST);
 }
 
+/// A LogoutRequest whose SessionIndex names no session of ours, from a browser still signed in to
+/// the app: that session is not the one named, so it stays, and the SP hears PartialLogout.
+#[tokio::test]
+async fn a_logout_request_naming_no_session_of_ours_is_answered_partial() {
+    let s = setup().await;
+    let (initiator, participant) = (sp_key(), sp_key());
+    slo_setup(&s, &initiator, &participant).await;
+    let mut browser = Browser::default();
+    let token = session_token(&s.app, "alice@example.com").await;
+    browser.get(&s.app, &format!("{}?sessionToken={token}", s.embed)).await;
+    let sid = browser.sid.clone().unwrap();
+    let slo_path = format!("/app/latchkey_expense_reports_1/{}/slo/saml", s.external_key);
+    let request_id = new_saml_id();
+    let logout = latchkey_core::saml::logout::build_logout_request(
+        &request_id,
+        latchkey_core::SystemClock.now(),
+        SP_ENTITY,
+        &format!("{BASE}{slo_path}"),
+        "alice@example.com",
+        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        Some("_nosuchsessionindex"),
+    )
+    .unwrap();
+    let signed =
+        redirect_binding_url(&slo_path, MessageParam::SamlRequest, &logout, None, &initiator).unwrap();
+    let answer = browser.get(&s.app, &signed).await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    let to_initiator = answer.location.unwrap();
+    assert!(to_initiator.starts_with("https://sp.example.com/slo?SAMLResponse="), "{to_initiator}");
+    let response = decode_redirect_xml(&to_initiator, "SAMLResponse");
+    assert!(response.contains(&format!("InResponseTo=\"{request_id}\"")), "{response}");
+    assert!(response.contains("status:PartialLogout"), "{response}");
+    assert!(
+        !answer.set_cookie.iter().any(|c| c.starts_with("sid=;")),
+        "the browser's session is not the one named"
+    );
+    let still = Browser { sid: Some(sid) }.get(&s.app, &s.embed).await;
+    assert_eq!(still.status, StatusCode::OK, "the session stays");
+}
+
 #[tokio::test]
 async fn signout_walks_the_apps_that_take_part_in_slo() {
     let s = setup().await;
@@ -834,12 +874,12 @@ async fn requests_refused_for_their_id_destination_or_algorithm_say_why() {
         (
             "signed without Destination",
             get(redirect_url(&s, &no_destination(&new_saml_id()), None, &key, true)),
-            "a signed request must carry a Destination",
+            "a signed message must carry a Destination",
         ),
         (
             "POST signed without Destination",
             post(post_no_destination),
-            "a signed request must carry a Destination",
+            "a signed message must carry a Destination",
         ),
         (
             "SHA-1 SigAlg",
