@@ -68,7 +68,7 @@ pub struct Store {
 #[derive(Debug, Clone)]
 enum Db {
     /// `inline` serves the per-request point reads ([`Store::read_row`]); absent for in-memory
-    /// databases, as is `file`. `cache` exists once [`Store::claim_sole_server`] took `sole` (a lock
+    /// databases, as is `file`. `cache` exists once [`Store::claim_server`] took `sole` (a lock
     /// on the database file's companion `-server.lock`).
     Sqlite {
         read: SqlitePool,
@@ -154,14 +154,8 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(unavailable)?;
-        let cache = match NodeCache::start(&pool).await {
-            Ok(cache) => Some(cache),
-            Err(error) => {
-                tracing::warn!(%error, "session cache not started; every session check reads the database");
-                None
-            }
-        };
-        Ok(Self { db: Db::Postgres { pool, cache } })
+        // No cache until a server claims the store (`claim_server`): tools stay out of the leases.
+        Ok(Self { db: Db::Postgres { pool, cache: None } })
     }
 
     async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
@@ -226,13 +220,26 @@ impl Store {
         })
     }
 
-    /// Declares this store the only server process on its database, which lets it cache live
-    /// sessions (see `session_cache`). On SQLite that is a promise to keep, so it takes an exclusive
-    /// lock on `<database file>-server.lock` for as long as the store lives: a second server on the
-    /// same file is refused rather than allowed to serve sessions another process ended. Command-line
-    /// tools do not call this (they neither cache nor write sessions or users). PostgreSQL nodes
-    /// cache from the start, kept exact by `node_cache`; nothing to do.
-    pub fn claim_sole_server(&mut self) -> Result<(), StoreError> {
+    /// Declares this store a server's, which lets it cache live sessions (see `session_cache`).
+    /// Command-line tools do not call this: they neither cache nor write sessions, users or apps,
+    /// and must not take part in the caches' bookkeeping.
+    /// - SQLite: the server must be the only one on its database file, a promise to keep, so this
+    ///   takes an exclusive lock on `<database file>-server.lock` for as long as the store lives: a
+    ///   second server on the same file is refused rather than allowed to serve sessions another
+    ///   process ended.
+    /// - PostgreSQL: starts this node's cache, kept exact by `node_cache` (it listens, and holds a
+    ///   lease that ending calls on every node wait for). A node that cannot listen reads every
+    ///   session from the database, and says so in its log.
+    pub async fn claim_server(&mut self) -> Result<(), StoreError> {
+        if let Db::Postgres { pool, cache: cache @ None } = &mut self.db {
+            match NodeCache::start(pool).await {
+                Ok(started) => *cache = Some(started),
+                Err(error) => {
+                    tracing::warn!(%error, "session cache not started; every session check reads the database");
+                }
+            }
+            return Ok(());
+        }
         let Db::Sqlite { file, cache, sole, .. } = &mut self.db else { return Ok(()) };
         if cache.is_some() {
             return Ok(());

@@ -3,7 +3,7 @@
 //! cached session also carries its *grants*: the apps its user is assigned to that it has already
 //! signed in to, with the participant record SLO needs, so a repeated SSO reads nothing either.
 //! The maps know nothing of how they are kept exact; their owner evicts:
-//! - on SQLite (one server process per database file, which `Store::claim_sole_server` enforces),
+//! - on SQLite (one server process per database file, which `Store::claim_server` enforces),
 //!   the store evicts after each committed write to a session, a user, an assignment or an app
 //!   (an assignment is evicted as its user: grants live in the user's sessions);
 //! - on PostgreSQL, `node_cache` evicts on the triggers' messages and serves only under a lease.

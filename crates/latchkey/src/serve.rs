@@ -19,7 +19,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
 
     let master_key = crate::keys::load(&settings.master_key)?;
     let mut store = crate::open_store(&settings).await?;
-    store.claim_sole_server().map_err(|e| e.to_string())?;
+    store.claim_server().await.map_err(|e| e.to_string())?;
     let applied = store.migrate().await.map_err(|e| format!("migrations failed: {e}"))?;
     let now = latchkey_core::Clock::now(&latchkey_core::SystemClock);
     store

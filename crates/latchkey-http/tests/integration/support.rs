@@ -79,7 +79,7 @@ async fn app_at(start_millis: i64, adjust: impl FnOnce(&mut HttpConfig)) -> App 
     let mut store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
     store.migrate().await.unwrap();
     // As `serve` does: sessions are checked through the server's cache.
-    store.claim_sole_server().unwrap();
+    store.claim_server().await.unwrap();
     let (token, secret) = ApiToken::issue("test", Timestamp(0));
     store.insert_api_token(&token).await.unwrap();
     store.ensure_policies(&latchkey_core::policy::default_rows(Timestamp(0))).await.unwrap();

@@ -198,6 +198,29 @@ async fn a_node_whose_lease_ran_out_forgets_its_cache() {
     close_nodes(db, second, admin).await;
 }
 
+/// Command-line tools (a store no server claimed) take no lease, so no ending call ever waits for
+/// one, even when a tool runs for a while or dies without closing its store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_no_server_claimed_takes_no_lease() {
+    let Some(db) = crate::support::postgres().await else { return };
+    let admin = db.admin().await;
+    let leases = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cache_nodes").fetch_one(&admin).await.unwrap()
+    };
+    let start = Instant::now();
+    while leases().await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "the server never took its lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tool = db.tool().await;
+    tool.insert_user(&user("00utool", "tool@example.com")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(leases().await, 1, "only the server holds a lease");
+    drop(tool);
+    admin.close().await;
+    db.drop_schema().await;
+}
+
 /// SQLite: one server per database file. A second claim on the file is refused while the first
 /// store lives; tools that do not claim (migrations, tokens) still open it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,14 +228,14 @@ async fn a_second_server_on_one_sqlite_file_is_refused() {
     let db = crate::support::sqlite().await;
     let url = format!("sqlite://{}/nested/latchkey.db", db.dir.path().display());
     let mut second = Store::connect(&url).await.unwrap();
-    let refused = second.claim_sole_server().unwrap_err().to_string();
+    let refused = second.claim_server().await.unwrap_err().to_string();
     assert!(refused.contains("another Latchkey server is using"), "{refused}");
     second.migrate().await.unwrap();
     second.close().await;
     db.store.close().await;
     drop(db.store);
     let mut third = Store::connect(&url).await.unwrap();
-    third.claim_sole_server().expect("free again once the first server is gone");
+    third.claim_server().await.expect("free again once the first server is gone");
     third.close().await;
 }
 

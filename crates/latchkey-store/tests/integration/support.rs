@@ -18,7 +18,7 @@ pub async fn sqlite() -> SqliteDb {
     let mut store = Store::connect(&url).await.expect("connect sqlite");
     store.migrate().await.expect("migrate sqlite");
     // As a server does: every case then runs through the session cache.
-    store.claim_sole_server().expect("sole server");
+    store.claim_server().await.expect("sole server");
     SqliteDb { store, dir }
 }
 
@@ -55,15 +55,25 @@ pub async fn postgres() -> Option<PostgresDb> {
         .await
         .expect("create schema");
     admin.close().await;
-    let store = Store::connect_postgres(&url, Some(&schema)).await.expect("connect postgres");
+    let mut store = Store::connect_postgres(&url, Some(&schema)).await.expect("connect postgres");
     store.migrate().await.expect("migrate postgres");
+    // As a node does: every case then runs through the node's cache.
+    store.claim_server().await.expect("server");
     Some(PostgresDb { store, url, schema })
 }
 
 impl PostgresDb {
     /// A second node: another store on the same schema, with its own pool and session cache.
     pub async fn another_node(&self) -> Store {
-        Store::connect_postgres(&self.url, Some(&self.schema)).await.expect("connect second node")
+        let mut node =
+            Store::connect_postgres(&self.url, Some(&self.schema)).await.expect("connect second node");
+        node.claim_server().await.expect("server");
+        node
+    }
+
+    /// A store on this schema as a command-line tool opens one: never claimed by a server.
+    pub async fn tool(&self) -> Store {
+        Store::connect_postgres(&self.url, Some(&self.schema)).await.expect("connect tool")
     }
 
     /// A plain connection pool on this schema, beside the stores (for what no store method does).
