@@ -6,6 +6,7 @@
 
 use std::future::Future;
 
+use crate::apps::query::AppQuery;
 use crate::apps::sso::{LogoutWalk, Participant, PendingSso};
 use crate::apps::{App, AppUser, StoredSigningKey};
 use crate::authn::{Factor, SessionToken, StoredTransaction};
@@ -219,12 +220,8 @@ pub trait AppStore: Send + Sync {
     /// The app with this id or external key.
     fn find_app(&self, id_or_external_key: &str) -> impl Future<Output = StoreResult<Option<App>>> + Send;
 
-    /// Apps ordered by id, strictly after `after`, at most `limit`.
-    fn list_apps(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<App>>> + Send;
+    /// Apps that match `query`, ordered by id: at most `query.limit`, after `query.after`.
+    fn list_apps(&self, query: &AppQuery) -> impl Future<Output = StoreResult<Vec<App>>> + Send;
 
     /// Assigns (or updates the assignment of) a user.
     fn put_app_user(&self, assignment: &AppUser) -> impl Future<Output = StoreResult<()>> + Send;

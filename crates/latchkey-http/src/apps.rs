@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
+use latchkey_core::apps::query::AppQuery;
 use latchkey_core::apps::{self, App, AppStatus, AppUser, SamlSignOn};
 use latchkey_core::events::Target;
 use latchkey_core::ids::{IdKind, new_id};
@@ -182,8 +183,16 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let limit = params.limit(20, MAX_PAGE)?;
     let after = cursor(&params)?;
-    let q = params.get("q").map(str::to_lowercase);
-    let mut apps = state.store.list_apps(after, limit + 1).await?;
+    let mut query = AppQuery {
+        after: after.map(str::to_owned),
+        limit: limit + 1,
+        q: params.get("q").map(str::to_lowercase),
+        ..AppQuery::default()
+    };
+    if let Some(filter) = params.get("filter") {
+        query = query.with_filter(filter)?;
+    }
+    let mut apps = state.store.list_apps(&query).await?;
     let next = (apps.len() > limit as usize)
         .then(|| {
             apps.truncate(limit as usize);
@@ -191,13 +200,12 @@ async fn list(
         })
         .flatten();
     let mut body = Vec::with_capacity(apps.len());
-    for app in apps.iter().filter(|a| {
-        q.as_deref().is_none_or(|q| a.label.to_lowercase().starts_with(q) || a.name.starts_with(q))
-    }) {
+    for app in &apps {
         body.push(render(&state, app).await?);
     }
-    let query_param = params.get("q").map(|q| ("q", q));
-    let headers = page_links(&state, "/api/v1/apps", limit, query_param, after, next);
+    let kept: Vec<(&str, &str)> =
+        ["q", "filter"].into_iter().filter_map(|name| params.get(name).map(|value| (name, value))).collect();
+    let headers = page_links(&state, "/api/v1/apps", limit, &kept, after, next);
     Ok((headers, Json(Value::Array(body))).into_response())
 }
 
@@ -460,7 +468,7 @@ async fn list_users(
         let user = state.users().get(&assignment.user_id).await?;
         body.push(render_assignment(&state, assignment, &app_user_name(assignment, &user)));
     }
-    let headers = page_links(&state, &format!("/api/v1/apps/{}/users", app.id), limit, None, after, next);
+    let headers = page_links(&state, &format!("/api/v1/apps/{}/users", app.id), limit, &[], after, next);
     Ok((headers, Json(Value::Array(body))).into_response())
 }
 

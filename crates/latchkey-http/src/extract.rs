@@ -211,14 +211,14 @@ pub(crate) fn page_links(
     state: &AppState,
     path: &str,
     limit: u32,
-    query_param: Option<(&str, &str)>,
+    query_params: &[(&str, &str)],
     after: Option<&str>,
     next_cursor: Option<String>,
 ) -> axum::http::HeaderMap {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     let page_url = |after: Option<&str>| {
         let mut url = state.link(&format!("{path}?limit={limit}"));
-        if let Some((name, value)) = query_param {
+        for (name, value) in query_params {
             url.push_str(&format!("&{name}={}", utf8_percent_encode(value, NON_ALPHANUMERIC)));
         }
         if let Some(after) = after {

@@ -128,7 +128,14 @@ async fn list(
             users.last().map(|u| u.id.clone())
         })
         .flatten();
-    let headers = crate::extract::page_links(&state, "/api/v1/users", limit, query_param, after, next_cursor);
+    let headers = crate::extract::page_links(
+        &state,
+        "/api/v1/users",
+        limit,
+        query_param.as_slice(),
+        after,
+        next_cursor,
+    );
     let body: Vec<Value> = users.iter().map(|u| render(&state, u)).collect();
     Ok((headers, Json(body)).into_response())
 }

@@ -5,6 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use latchkey_core::apps::query::AppQuery;
 use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
 use latchkey_core::apps::{App, AppStatus, AppUser, KeyStatus, StoredSigningKey};
 use latchkey_core::store::{AppStore, SamlStore, StoreResult};
@@ -167,15 +168,45 @@ impl AppStore for Store {
         Ok(app)
     }
 
-    async fn list_apps(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<App>> {
-        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id > $1 ORDER BY id LIMIT $2");
+    async fn list_apps(&self, query: &AppQuery) -> StoreResult<Vec<App>> {
+        // Every condition goes into the SQL, so a page is cut from the matching apps only.
+        let mut binds = vec![Bind::Text(query.after.clone().unwrap_or_default())];
+        let mut conditions = vec!["id > $1".to_owned()];
+        let mut condition = |sql: &str, bind: Bind| {
+            binds.push(bind);
+            conditions.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(status) = query.status {
+            condition("status = ?", Bind::Text(status.as_str().to_owned()));
+        }
+        if let Some(name) = &query.name {
+            condition("name = ?", Bind::Text(name.clone()));
+        }
+        if let Some(user_id) = &query.user_id {
+            condition(
+                "EXISTS (SELECT 1 FROM app_users u WHERE u.app_id = apps.id AND u.user_id = ?)",
+                Bind::Text(user_id.clone()),
+            );
+        }
+        if let Some(prefix) = &query.q {
+            let pattern = format!("{}%", like_escaped(prefix));
+            condition("(lower(label) LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')", Bind::Text(pattern));
+        }
+        binds.push(Bind::Int(i64::from(query.limit)));
+        let sql = format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE {} ORDER BY id LIMIT ${}",
+            conditions.join(" AND "),
+            binds.len()
+        );
         let rows: Vec<AppRow> = on_pool!(self, read, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(after.unwrap_or(""))
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-                .map_err(map_err)?
+            let mut select = sqlx::query_as(AssertSqlSafe(sql.as_str()));
+            for bind in &binds {
+                select = match bind {
+                    Bind::Text(text) => select.bind(text.as_str()),
+                    Bind::Int(n) => select.bind(*n),
+                };
+            }
+            select.fetch_all(pool).await.map_err(map_err)?
         });
         rows.into_iter().map(app_from_row).collect()
     }
@@ -624,4 +655,16 @@ impl SamlStore for Store {
         )
         .await
     }
+}
+
+/// `text` with LIKE's wildcards (and the escape character) escaped by a backslash.
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

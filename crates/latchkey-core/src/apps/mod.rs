@@ -9,6 +9,7 @@
 
 pub mod expr;
 pub mod keys;
+pub mod query;
 pub mod sso;
 
 use serde::{Deserialize, Serialize};

@@ -183,6 +183,19 @@ async fn replace_keeps_identity_and_validates() {
     );
 }
 
+fn encoded(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The ids `GET /api/v1/apps?{query}` lists, and its Link headers.
+async fn listed(app: &App, query: &str) -> (Vec<String>, Vec<String>) {
+    let reply = app.call(Method::GET, &format!("/api/v1/apps?{query}"), Value::Null).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+    let ids = reply.body.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();
+    let links = reply.headers.get_all("link").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    (ids, links)
+}
+
 #[tokio::test]
 async fn assignments_and_app_links() {
     let app = app().await;
@@ -209,6 +222,24 @@ async fn assignments_and_app_links() {
     assert_eq!(links[0]["linkUrl"], wiki["_links"]["appLinks"][0]["href"]);
     let none = app.call(Method::GET, &format!("/api/v1/users/{bob}/appLinks"), Value::Null).await;
     assert_eq!(none.body, json!([]));
+
+    // Okta's app filters and q, applied before paging; the next link keeps them.
+    let by_user = format!("filter={}", encoded(&format!("user.id eq \"{bob}\"")));
+    assert_eq!(listed(&app, &by_user).await.0, Vec::<String>::new(), "bob has no apps");
+    let (inactive, _) = listed(&app, "filter=status%20eq%20%22INACTIVE%22").await;
+    assert_eq!(inactive, [payroll_id]);
+    let (first, links) = listed(&app, "q=pay&limit=1").await;
+    assert_eq!(first, [payroll_id], "q applies before the page is cut");
+    assert!(links.iter().all(|l| l.contains("q=pay")), "{links:?}");
+    let (both, links) = listed(&app, "q=wi&filter=status%20eq%20%22ACTIVE%22&limit=1").await;
+    assert_eq!(both, [wiki_id]);
+    assert!(links.iter().all(|l| l.contains("filter=status")), "{links:?}");
+    for bad in
+        ["filter=bogus%20eq%20%22x%22", "filter=group.id%20eq%20%2200g1%22", "filter=status%20eq%20ACTIVE"]
+    {
+        let reply = app.call(Method::GET, &format!("/api/v1/apps?{bad}"), Value::Null).await;
+        assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "E0000031"), "{bad}");
+    }
 
     let members = app.call(Method::GET, &format!("/api/v1/apps/{wiki_id}/users"), Value::Null).await;
     assert_eq!(members.body.as_array().unwrap().len(), 1);

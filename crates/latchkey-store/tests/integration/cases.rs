@@ -1,5 +1,6 @@
 //! The conformance cases. Each takes a fresh, migrated store and asserts observable behaviour.
 
+use latchkey_core::apps::query::AppQuery;
 use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
 use latchkey_core::apps::{App, AppStatus, AppUser, KeyStatus, SamlSignOn, StoredSigningKey};
 use latchkey_core::authn::{
@@ -684,11 +685,20 @@ pub async fn apps_assignments_and_links_cascade(store: &Store) {
     assert_eq!(clash, Err(StoreError::Conflict("name".into())), "names are unique");
     assert_eq!(store.find_app("0oa1").await.unwrap(), Some(wiki.clone()));
     assert_eq!(store.find_app("exk0oa1").await.unwrap(), Some(wiki.clone()), "by external key");
-    let page: Vec<String> = store.list_apps(None, 1).await.unwrap().into_iter().map(|a| a.id).collect();
-    assert_eq!(page, ["0oa1"]);
-    let rest: Vec<String> =
-        store.list_apps(Some("0oa1"), 10).await.unwrap().into_iter().map(|a| a.id).collect();
-    assert_eq!(rest, ["0oa2"]);
+    let ids = |query: AppQuery| async move {
+        store.list_apps(&query).await.unwrap().into_iter().map(|a| a.id).collect::<Vec<String>>()
+    };
+    let page = |limit: u32| AppQuery { limit, ..AppQuery::default() };
+    assert_eq!(ids(page(1)).await, ["0oa1"]);
+    assert_eq!(ids(AppQuery { after: Some("0oa1".into()), ..page(10) }).await, ["0oa2"]);
+    // Conditions apply before the page is cut (the first match is not on the first page of all).
+    assert_eq!(ids(AppQuery { q: Some("crm".into()), ..page(1) }).await, ["0oa2"], "label prefix, any case");
+    assert_eq!(ids(AppQuery { q: Some("latchkey_crm".into()), ..page(1) }).await, ["0oa2"], "name prefix");
+    assert!(ids(AppQuery { q: Some("rm".into()), ..page(10) }).await.is_empty(), "a prefix, not a substring");
+    assert!(ids(AppQuery { q: Some("%".into()), ..page(10) }).await.is_empty(), "wildcards are plain text");
+    assert!(ids(AppQuery { q: Some("_".into()), ..page(10) }).await.is_empty(), "wildcards are plain text");
+    assert_eq!(ids(AppQuery { name: Some("latchkey_crm_1".into()), ..page(1) }).await, ["0oa2"]);
+    assert!(ids(AppQuery { status: Some(AppStatus::Inactive), ..page(10) }).await.is_empty());
 
     let mut renamed = wiki.clone();
     renamed.label = "Team Wiki".into();
@@ -714,6 +724,14 @@ pub async fn apps_assignments_and_links_cascade(store: &Store) {
         store.list_user_apps("00uapp").await.unwrap().into_iter().map(|(a, _)| a.label).collect();
     assert_eq!(apps.len(), 2);
     assert_eq!(store.list_app_users("0oa1", None, 10).await.unwrap(), vec![updated]);
+    store.insert_user(&user("00uother", "other@example.com")).await.unwrap();
+    store.put_app_user(&AppUser { user_id: "00uother".into(), ..assignment.clone() }).await.unwrap();
+    let assigned = |user_id: &str| AppQuery { user_id: Some(user_id.into()), ..page(10) };
+    assert_eq!(ids(assigned("00uapp")).await, ["0oa1", "0oa2"]);
+    assert_eq!(ids(assigned("00uother")).await, ["0oa1"]);
+    let both = AppQuery { status: Some(AppStatus::Inactive), ..assigned("00uother") };
+    assert_eq!(ids(both).await, ["0oa1"], "renamed above: inactive");
+    assert!(ids(AppQuery { status: Some(AppStatus::Active), ..assigned("00uother") }).await.is_empty());
 
     assert!(store.delete_app("0oa1").await.unwrap());
     assert_eq!(store.find_app_user("0oa1", "00uapp").await.unwrap(), None, "assignments go with the app");
