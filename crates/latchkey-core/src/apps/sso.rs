@@ -50,8 +50,21 @@ pub struct LogoutWalk {
     pub remaining: Vec<Participant>,
     /// The ID of the LogoutRequest we sent and await a LogoutResponse for.
     pub awaiting_request_id: Option<String>,
+    /// The app that LogoutRequest went to. A LogoutResponse that cannot be accepted lets the walk go
+    /// on without that app (`partial`) only when it arrives at that app's logout URL. `None` in
+    /// walks stored before this field existed.
+    #[serde(default)]
+    pub awaiting_app_id: Option<String>,
     /// Some app did not confirm its logout (the initiator is answered `PartialLogout`).
     #[serde(default)]
     pub partial: bool,
     pub expires_at: Timestamp,
+}
+
+impl LogoutWalk {
+    /// Whether the walk waits for a LogoutResponse from `app_id` (a LogoutRequest went there and
+    /// was not answered yet).
+    pub fn awaits(&self, app_id: &str) -> bool {
+        self.awaiting_request_id.is_some() && self.awaiting_app_id.as_deref() == Some(app_id)
+    }
 }

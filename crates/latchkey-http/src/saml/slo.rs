@@ -4,7 +4,10 @@
 //! the IdP session its SessionIndex names, then the browser is walked through every other app of
 //! that session that takes part in SLO (a signed LogoutRequest over HTTP-Redirect to each, whose
 //! LogoutResponse comes back here), and finally the initiator gets a signed LogoutResponse at its
-//! registered logout URL. `/login/signout` starts the same walk with no initiator. The walk lives
+//! registered logout URL. `/login/signout` starts the same walk with no initiator. An app whose
+//! LogoutResponse cannot be accepted (unsigned, wrongly signed, answering another request,
+//! undecodable) is passed over when the walk was waiting for that very app: the walk goes on and
+//! ends in `PartialLogout`; any other such response is refused and moves no walk. The walk lives
 //! in the database under the digest of a secret that travels as RelayState, so any node can
 //! continue it.
 
@@ -19,7 +22,7 @@ use latchkey_core::CoreError;
 use latchkey_core::apps::App;
 use latchkey_core::apps::sso::{LogoutWalk, Participant};
 use latchkey_core::ids::{Secret, secret_digest};
-use latchkey_core::saml::inbound::{LogoutRequest, SamlMessage};
+use latchkey_core::saml::inbound::{LogoutRequest, LogoutResponse, SamlMessage};
 use latchkey_core::saml::logout::{build_logout_request, build_logout_response, redirect_binding_url};
 use latchkey_core::saml::response::status;
 use latchkey_core::saml::{MessageParam, new_saml_id};
@@ -55,7 +58,12 @@ async fn slo_get(
         };
         let received = match super::receive_redirect(&app, &query) {
             Ok(received) => received,
-            Err(detail) => return Ok(invalid(&state, &app, &detail)),
+            Err(detail) => {
+                let params: Vec<(String, String)> =
+                    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+                let relay_state = undecoded_response_relay_state(&params);
+                return refused_response(&state, &app, relay_state, &detail).await;
+            }
         };
         handle(&state, ip.as_deref(), &headers, &app, received).await
     }
@@ -77,7 +85,10 @@ async fn slo_post(
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
         let received = match super::receive_post(&app, &form, &["SAMLRequest", "SAMLResponse"]) {
             Ok(received) => received,
-            Err(detail) => return Ok(invalid(&state, &app, &detail)),
+            Err(detail) => {
+                let relay_state = undecoded_response_relay_state(&form);
+                return refused_response(&state, &app, relay_state, &detail).await;
+            }
         };
         handle(&state, ip.as_deref(), &headers, &app, received).await
     }
@@ -109,41 +120,123 @@ async fn handle(
     app: &App,
     received: Received,
 ) -> Result<Response, ApiError> {
-    if !app.is_sp(received.decoded.message.issuer()) {
-        return Ok(invalid(state, app, "the Issuer is not this app's service provider"));
-    }
-    // Profiles 4.4.4.1 and 4.4.4.2: logout messages must be signed (or bound by a signature).
-    match &received.signature {
-        SignatureCheck::Verified => {}
-        SignatureCheck::Refused(detail) => return Ok(invalid(state, app, detail)),
-        SignatureCheck::Unsigned => return Ok(invalid(state, app, "logout messages must be signed")),
+    let relay_state = received.relay_state.as_deref();
+    if let Some(detail) = sender_refusal(app, &received) {
+        if matches!(received.decoded.message, SamlMessage::LogoutResponse(_)) {
+            return refused_response(state, app, relay_state, detail).await;
+        }
+        return Ok(invalid(state, app, detail));
     }
     match &received.decoded.message {
         SamlMessage::LogoutRequest(request) => {
-            logout_request(state, ip, headers, app, request, received.relay_state.as_deref()).await
+            logout_request(state, ip, headers, app, request, relay_state).await
         }
-        SamlMessage::LogoutResponse(response) => {
-            if response.destination.as_ref().is_some_and(|d| *d != slo_url(state, app)) {
-                return Ok(invalid(state, app, "the Destination is not this logout URL"));
-            }
-            let Some(secret) = received.relay_state.as_deref() else {
-                return Ok(invalid(state, app, "the LogoutResponse has no RelayState to continue with"));
-            };
-            let now = state.clock.now();
-            let Some(mut walk) = state.store.find_logout_walk(&secret_digest(secret), now).await? else {
-                return Ok(invalid(state, app, "this logout has expired or is unknown"));
-            };
-            if response.in_response_to.is_none() || response.in_response_to != walk.awaiting_request_id {
-                return Ok(invalid(state, app, "the LogoutResponse answers no request of this logout"));
-            }
-            if response.status_code != status::SUCCESS {
-                walk.partial = true;
-            }
-            walk.awaiting_request_id = None;
-            step(state, walk, secret).await
-        }
+        SamlMessage::LogoutResponse(response) => logout_response(state, app, response, relay_state).await,
         SamlMessage::AuthnRequest(_) => Ok(invalid(state, app, "this endpoint accepts logout messages only")),
     }
+}
+
+/// Why the message cannot be taken as coming from this app's SP, if it cannot.
+fn sender_refusal<'a>(app: &App, received: &'a Received) -> Option<&'a str> {
+    if !app.is_sp(received.decoded.message.issuer()) {
+        return Some("the Issuer is not this app's service provider");
+    }
+    // Profiles 4.4.4.1 and 4.4.4.2: logout messages must be signed (or bound by a signature).
+    match &received.signature {
+        SignatureCheck::Verified => None,
+        SignatureCheck::Refused(detail) => Some(detail),
+        SignatureCheck::Unsigned => Some("logout messages must be signed"),
+    }
+}
+
+/// A verified LogoutResponse from this app's SP: settles the request the walk sent it, and goes on.
+async fn logout_response(
+    state: &AppState,
+    app: &App,
+    response: &LogoutResponse,
+    relay_state: Option<&str>,
+) -> Result<Response, ApiError> {
+    if response.destination.as_ref().is_some_and(|d| *d != slo_url(state, app)) {
+        return refused_response(state, app, relay_state, "the Destination is not this logout URL").await;
+    }
+    let Some(secret) = relay_state else {
+        return Ok(invalid(state, app, "the LogoutResponse has no RelayState to continue with"));
+    };
+    let Some(mut walk) = find_walk(state, secret).await? else {
+        return Ok(invalid(state, app, "this logout has expired or is unknown"));
+    };
+    // A walk stored before `awaiting_app_id` existed names no app: the ID of the request, sent to
+    // one app only, is then what identifies the answer.
+    let from_awaited_app = walk.awaits(&app.id) || walk.awaiting_app_id.is_none();
+    let answers_our_request =
+        response.in_response_to.is_some() && response.in_response_to == walk.awaiting_request_id;
+    if !(from_awaited_app && answers_our_request) {
+        let detail = "the LogoutResponse answers no request of this logout";
+        return go_on_without(state, app, secret, walk, detail).await;
+    }
+    if response.status_code != status::SUCCESS {
+        walk.partial = true;
+    }
+    walk.awaiting_request_id = None;
+    walk.awaiting_app_id = None;
+    step(state, walk, secret).await
+}
+
+async fn find_walk(state: &AppState, secret: &str) -> Result<Option<LogoutWalk>, ApiError> {
+    Ok(state.store.find_logout_walk(&secret_digest(secret), state.clock.now()).await?)
+}
+
+/// The RelayState of a LogoutResponse whose message could not be decoded: it travels beside the
+/// message in both bindings, so it still names the walk the response belongs to.
+fn undecoded_response_relay_state(params: &[(String, String)]) -> Option<&str> {
+    let has = |name: &str| params.iter().any(|(key, _)| key == name);
+    if !has("SAMLResponse") || has("SAMLRequest") {
+        return None;
+    }
+    params.iter().find(|(key, _)| key == "RelayState").map(|(_, value)| value.as_str())
+}
+
+/// A LogoutResponse that cannot be accepted, for `detail`: the walk its RelayState names goes on
+/// without this app when it awaits this app's answer; anything else is refused with the page.
+async fn refused_response(
+    state: &AppState,
+    app: &App,
+    relay_state: Option<&str>,
+    detail: &str,
+) -> Result<Response, ApiError> {
+    let Some(secret) = relay_state else { return Ok(invalid(state, app, detail)) };
+    let Some(walk) = find_walk(state, secret).await? else { return Ok(invalid(state, app, detail)) };
+    go_on_without(state, app, secret, walk, detail).await
+}
+
+/// One faulty SP must not strand the user's logout at the other apps and leave the initiator
+/// unanswered (the IdP session has already ended, so going on grants nothing): when the walk
+/// awaits this app, it is marked partial (the initiator hears `PartialLogout`, never `Success`)
+/// and goes on. A walk that awaits another app, or nothing, is not touched, so no one can advance
+/// someone else's logout with a RelayState alone.
+async fn go_on_without(
+    state: &AppState,
+    app: &App,
+    secret: &str,
+    mut walk: LogoutWalk,
+    detail: &str,
+) -> Result<Response, ApiError> {
+    if !walk.awaits(&app.id) {
+        return Ok(invalid(state, app, detail));
+    }
+    // As `refusal` logs a refused message: the request id, the app and the reason; no payload.
+    let request_id = crate::middleware::current_request_id();
+    tracing::warn!(
+        request_id,
+        app_id = app.id.as_str(),
+        external_key = ?app.external_key,
+        reason = detail,
+        "SAML message refused; the logout goes on without this app (PartialLogout)"
+    );
+    walk.partial = true;
+    walk.awaiting_request_id = None;
+    walk.awaiting_app_id = None;
+    step(state, walk, secret).await
 }
 
 async fn logout_request(
@@ -198,6 +291,7 @@ async fn logout_request(
         return_to: None,
         remaining,
         awaiting_request_id: None,
+        awaiting_app_id: None,
         partial,
         expires_at: now.plus_seconds(WALK_SECS),
     };
@@ -287,6 +381,7 @@ async fn step(state: &AppState, mut walk: LogoutWalk, secret: &str) -> Result<Re
         let target = redirect_binding_url(&url, MessageParam::SamlRequest, &xml, Some(secret), &keys.active)
             .map_err(|e| CoreError::Crypto(e.to_string()))?;
         walk.awaiting_request_id = Some(id);
+        walk.awaiting_app_id = Some(app.id.clone());
         state.store.put_logout_walk(&walk).await?;
         return Ok(redirect(&target));
     }
@@ -328,6 +423,7 @@ pub(crate) async fn start_signout_walk(
         return_to: Some(return_to.to_owned()),
         remaining,
         awaiting_request_id: None,
+        awaiting_app_id: None,
         partial: false,
         expires_at: state.clock.now().plus_seconds(WALK_SECS),
     };

@@ -874,12 +874,14 @@ pub async fn sso_state_is_shared_and_single_use(store: &Store) {
         return_to: None,
         remaining: vec![participant],
         awaiting_request_id: None,
+        awaiting_app_id: None,
         partial: false,
         expires_at: Timestamp(100),
     };
     store.put_logout_walk(&walk).await.unwrap();
     walk.remaining.clear();
     walk.awaiting_request_id = Some("_sent".into());
+    walk.awaiting_app_id = Some("0oa2".into());
     store.put_logout_walk(&walk).await.unwrap();
     assert_eq!(store.find_logout_walk("w1", Timestamp(50)).await.unwrap(), Some(walk.clone()), "replaced");
     assert_eq!(store.purge_saml(Timestamp(100)).await.unwrap(), 1);
