@@ -168,6 +168,14 @@ pub(crate) fn slo_url(state: &AppState, app: &App) -> String {
     state.link(&format!("/app/{}/{}/slo/saml", app.name, app.external_key))
 }
 
+/// Whether the app's metadata lists our SingleLogoutService: only where its SP has a use for it.
+/// An app with SLO enabled sends its LogoutRequests there; an app that only takes part in SLO
+/// (`participateSlo`) answers our LogoutRequests there, and SPs take that address from the
+/// metadata. Any other app would find a LogoutRequest refused (`slo::logout_request`).
+fn offers_single_logout(app: &App) -> bool {
+    app.sign_on.slo.as_ref().is_some_and(|slo| slo.enabled) || app.participates_in_slo()
+}
+
 async fn metadata_response(state: &AppState, app: &App) -> Result<Response, ApiError> {
     // Read afresh (not the signing path's short cache): a staged key is published at once.
     let keys = read_signing_keys(state).await?;
@@ -176,7 +184,7 @@ async fn metadata_response(state: &AppState, app: &App) -> Result<Response, ApiE
     let document = idp_metadata(&IdpMetadata {
         entity_id: app.idp_issuer(),
         sso: BindingUrls { redirect: sso.clone(), post: sso },
-        slo: Some(BindingUrls { redirect: slo.clone(), post: slo }),
+        slo: offers_single_logout(app).then(|| BindingUrls { redirect: slo.clone(), post: slo }),
         signing_certs: keys.published_certs(),
         name_id_formats: vec![app.sign_on.subject_name_id_format.clone()],
         want_authn_requests_signed: app.sign_on.saml_signed_request_enabled,

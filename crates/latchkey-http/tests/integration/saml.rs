@@ -175,6 +175,64 @@ async fn metadata_is_public_and_names_the_endpoints() {
     assert_eq!(app.body["credentials"]["signing"]["kid"], keys.body[0]["kid"]);
 }
 
+/// The app's metadata, from the admin API and from the public URL (which must agree).
+async fn metadata_of(s: &Setup, app_id: &str, external_key: &str) -> String {
+    let admin =
+        s.app.call(Method::GET, &format!("/api/v1/apps/{app_id}/sso/saml/metadata"), Value::Null).await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
+    let public = Browser::default().get(&s.app, &format!("/app/{external_key}/sso/saml/metadata")).await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert_eq!(
+        admin.body.as_str(),
+        Some(public.body.as_str()),
+        "the public and admin documents are the same"
+    );
+    public.body
+}
+
+/// Single Logout is advertised only where the app's SP uses it: an app with SLO enabled sends
+/// LogoutRequests there, an app taking part in SLO answers ours there.
+#[tokio::test]
+async fn metadata_lists_single_logout_only_where_the_app_uses_it() {
+    let s = setup().await;
+    let slo_location =
+        format!("Location=\"{BASE}/app/latchkey_expense_reports_1/{}/slo/saml\"", s.external_key);
+    let with_slo = |slo: Value| {
+        let s = &s;
+        async move {
+            let uri = format!("/api/v1/apps/{}", s.app_id);
+            let mut app = s.app.call(Method::GET, &uri, Value::Null).await.body;
+            app["settings"]["signOn"]["slo"] = slo;
+            app["settings"]["signOn"]["spCertificate"] = json!({"x5c": [sp_key().cert_base64()]});
+            let replaced = s.app.call(Method::PUT, &uri, app).await;
+            assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+            metadata_of(s, &s.app_id, &s.external_key).await
+        }
+    };
+    let never = metadata_of(&s, &s.app_id, &s.external_key).await;
+    assert!(!never.contains("SingleLogoutService"), "no slo settings: {never}");
+    let disabled =
+        with_slo(json!({"enabled": false, "issuer": SP_ENTITY, "logoutUrl": "https://sp.example.com/slo"}))
+            .await;
+    assert!(!disabled.contains("SingleLogoutService"), "slo disabled: {disabled}");
+    let enabled =
+        with_slo(json!({"enabled": true, "issuer": SP_ENTITY, "logoutUrl": "https://sp.example.com/slo"}))
+            .await;
+    assert_eq!(enabled.matches("<md:SingleLogoutService ").count(), 2, "slo enabled: {enabled}");
+    assert_eq!(enabled.matches(&slo_location).count(), 2, "HTTP-Redirect and HTTP-POST: {enabled}");
+
+    let (_, wiki_slo) = slo_participant(&s, "Wiki", "wiki.example.com", &sp_key()).await;
+    let wiki_external_key = wiki_slo.split('/').nth(3).unwrap();
+    let listed = s.app.call(Method::GET, "/api/v1/apps", Value::Null).await.body;
+    let wiki_id = listed.as_array().unwrap().iter().find(|a| a["label"] == "Wiki").unwrap()["id"].clone();
+    let wiki = metadata_of(&s, wiki_id.as_str().unwrap(), wiki_external_key).await;
+    assert_eq!(
+        wiki.matches(&format!("Location=\"{BASE}{wiki_slo}\"")).count(),
+        2,
+        "an app taking part in SLO answers there: {wiki}"
+    );
+}
+
 #[tokio::test]
 async fn embed_link_with_session_token_posts_a_response_both_sps_accept() {
     let s = setup().await;
