@@ -27,7 +27,7 @@ use latchkey_core::{CoreError, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Admin, PathParams};
+use crate::extract::{Admin, PathParams, QueryParams};
 use crate::pages::BrowserError;
 
 pub(crate) use slo::start_signout_walk;
@@ -73,6 +73,15 @@ impl SigningKeys {
             certs.push(previous.cert_der().to_vec());
         }
         certs
+    }
+
+    /// The certificate of the published key (next, active or previous) named `kid`.
+    pub(crate) fn published_cert(&self, kid: &str) -> Option<Vec<u8>> {
+        [self.next.as_ref(), Some(&self.active), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|key| key.kid() == kid)
+            .map(|key| key.cert_der().to_vec())
     }
 }
 
@@ -176,16 +185,29 @@ fn offers_single_logout(app: &App) -> bool {
     app.sign_on.slo.as_ref().is_some_and(|slo| slo.enabled) || app.participates_in_slo()
 }
 
-async fn metadata_response(state: &AppState, app: &App) -> Result<Response, ApiError> {
+/// The app's metadata with every published signing certificate, or with only the one named `kid`
+/// (Okta's admin preview `?kid=`); a kid that names no published key is not found.
+async fn metadata_response(state: &AppState, app: &App, kid: Option<&str>) -> Result<Response, ApiError> {
     // Read afresh (not the signing path's short cache): a staged key is published at once.
     let keys = read_signing_keys(state).await?;
+    let signing_certs = match kid {
+        None => keys.published_certs(),
+        Some(kid) => match keys.published_cert(kid) {
+            Some(cert) => vec![cert],
+            None => {
+                // The kid comes from the query and is echoed back: bounded.
+                let kid: String = kid.chars().take(64).collect();
+                return Err(CoreError::NotFound(format!("{kid} (Key)")).into());
+            }
+        },
+    };
     let sso = sso_url(state, app);
     let slo = slo_url(state, app);
     let document = idp_metadata(&IdpMetadata {
         entity_id: app.idp_issuer(),
         sso: BindingUrls { redirect: sso.clone(), post: sso },
         slo: offers_single_logout(app).then(|| BindingUrls { redirect: slo.clone(), post: slo }),
-        signing_certs: keys.published_certs(),
+        signing_certs,
         name_id_formats: vec![app.sign_on.subject_name_id_format.clone()],
         want_authn_requests_signed: app.sign_on.saml_signed_request_enabled,
     })
@@ -200,7 +222,7 @@ async fn public_metadata(
     PathParams(external_key): PathParams<String>,
 ) -> Result<Response, ApiError> {
     match state.store.find_app(&external_key).await? {
-        Some(app) if app.external_key == external_key => metadata_response(&state, &app).await,
+        Some(app) if app.external_key == external_key => metadata_response(&state, &app, None).await,
         _ => Err(CoreError::NotFound(format!("{external_key} (App)")).into()),
     }
 }
@@ -209,9 +231,10 @@ async fn admin_metadata(
     _admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
+    query: QueryParams,
 ) -> Result<Response, ApiError> {
     let app = crate::apps::find_app(&state, &id).await?;
-    metadata_response(&state, &app).await
+    metadata_response(&state, &app, query.get("kid")).await
 }
 
 /// `GET /api/v1/apps/{id}/credentials/keys`: the published signing certificates, as Okta lists

@@ -233,6 +233,68 @@ async fn metadata_lists_single_logout_only_where_the_app_uses_it() {
     );
 }
 
+/// The base64 signing certificates of a metadata document, in order.
+fn metadata_certificates(metadata: &str) -> Vec<&str> {
+    metadata.split("<ds:X509Certificate>").skip(1).map(|rest| rest.split('<').next().unwrap()).collect()
+}
+
+/// `?kid=` on the admin metadata narrows the document to that published key's certificate (the
+/// active one, or one staged next); a kid of no published key is not found.
+#[tokio::test]
+async fn admin_metadata_with_a_kid_carries_only_that_signing_certificate() {
+    use latchkey_core::apps::{KeyStatus, keys};
+    use latchkey_core::store::SamlStore as _;
+    let s = setup().await;
+    let uri = format!("/api/v1/apps/{}/sso/saml/metadata", s.app_id);
+    let listed =
+        s.app.call(Method::GET, &format!("/api/v1/apps/{}/credentials/keys", s.app_id), Value::Null).await;
+    let active_kid = listed.body[0]["kid"].as_str().unwrap().to_owned();
+    let active_cert = listed.body[0]["x5c"][0].as_str().unwrap().to_owned();
+
+    let master_key = latchkey_core::crypto::MasterKey::from_base64(&s.app.master_key).unwrap();
+    let (next, _) =
+        keys::generate(&master_key, KeyStatus::Next, s.app.clock.now(), "Latchkey SAML signing").unwrap();
+    s.app.store.insert_signing_key(&next).await.unwrap();
+    let next_cert = STANDARD.encode(&next.certificate_der);
+    let all = s.app.call(Method::GET, &uri, Value::Null).await;
+    assert_eq!(
+        metadata_certificates(all.body.as_str().unwrap()),
+        [next_cert.as_str(), active_cert.as_str()],
+        "without kid: every published key, the next one first"
+    );
+
+    for (kid, cert) in [(active_kid.as_str(), active_cert.as_str()), (next.kid.as_str(), next_cert.as_str())]
+    {
+        let only = s.app.call(Method::GET, &format!("{uri}?kid={kid}"), Value::Null).await;
+        assert_eq!(only.status, StatusCode::OK, "{kid}: {}", only.body);
+        let document = only.body.as_str().unwrap();
+        assert_eq!(document.matches("<md:KeyDescriptor use=\"signing\">").count(), 1, "{kid}: {document}");
+        assert_eq!(metadata_certificates(document), [cert], "{kid}");
+        assert!(document.contains("<md:SingleSignOnService "), "{kid}: the rest of the document stays");
+    }
+
+    for kid in ["kidOfNoKeyOfOurs", ""] {
+        let unknown = s.app.call(Method::GET, &format!("{uri}?kid={kid}"), Value::Null).await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{kid:?}: {}", unknown.body);
+        assert_eq!(unknown.code(), "E0000007", "{kid:?}: {}", unknown.body);
+        assert_eq!(unknown.body["errorSummary"], format!("Not found: Resource not found: {kid} (Key)"));
+    }
+    let public = Browser::default()
+        .get(&s.app, &format!("/app/{}/sso/saml/metadata?kid={active_kid}", s.external_key))
+        .await;
+    assert_eq!(metadata_certificates(&public.body).len(), 2, "the public document ignores kid");
+
+    // After a rollover the replaced key is still published (previous) until it is retired.
+    assert!(s.app.store.promote_next_signing_key().await.unwrap());
+    let previous = s.app.call(Method::GET, &format!("{uri}?kid={active_kid}"), Value::Null).await;
+    assert_eq!(previous.status, StatusCode::OK, "{}", previous.body);
+    assert_eq!(metadata_certificates(previous.body.as_str().unwrap()), [active_cert.as_str()]);
+    assert!(s.app.store.retire_previous_signing_key().await.unwrap());
+    let retired = s.app.call(Method::GET, &format!("{uri}?kid={active_kid}"), Value::Null).await;
+    assert_eq!(retired.status, StatusCode::NOT_FOUND, "a retired key is no longer published");
+    assert_eq!(retired.code(), "E0000007");
+}
+
 #[tokio::test]
 async fn embed_link_with_session_token_posts_a_response_both_sps_accept() {
     let s = setup().await;

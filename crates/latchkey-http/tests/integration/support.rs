@@ -36,6 +36,8 @@ pub struct App {
     pub clock: Arc<TestClock>,
     pub token: String,
     pub store: Store,
+    /// The master key's base64 text form, for tests that seal a record as the server would.
+    pub master_key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -83,7 +85,7 @@ async fn app_at(start_millis: i64, adjust: impl FnOnce(&mut HttpConfig)) -> App 
     let (token, secret) = ApiToken::issue("test", Timestamp(0));
     store.insert_api_token(&token).await.unwrap();
     store.ensure_policies(&latchkey_core::policy::default_rows(Timestamp(0))).await.unwrap();
-    let (key, _) = latchkey_core::crypto::MasterKey::generate().unwrap();
+    let (key, master_key) = latchkey_core::crypto::MasterKey::generate().unwrap();
     let clock = Arc::new(TestClock(AtomicI64::new(start_millis)));
     let mut config = HttpConfig::new(BASE);
     config.org_id = store.org_setting("org_id", "00oTESTORG0000000000").await.unwrap();
@@ -91,7 +93,7 @@ async fn app_at(start_millis: i64, adjust: impl FnOnce(&mut HttpConfig)) -> App 
     adjust(&mut config);
     let state = AppState::new(store.clone(), config, key).with_clock(clock.clone());
     let router = latchkey_http::router(state);
-    App { router, clock, token: secret.expose().to_owned(), store, _dir: dir }
+    App { router, clock, token: secret.expose().to_owned(), store, master_key, _dir: dir }
 }
 
 impl App {
