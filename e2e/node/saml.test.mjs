@@ -242,6 +242,11 @@ describe('SAML IdP with Okta SDKs, pysaml2 and node-saml', { skip: skip ?? false
     const bSlo = `http://127.0.0.1:9/slo-b/slo`;
     // Raw PUT: the SDK's model would drop samlSignedRequestEnabled on the way.
     await rawUpdateSignOn(server.orgUrl, server.token, a.app.id, { slo: { enabled: true, issuer: a.entityId, logoutUrl: aSlo } });
+    // The IdP's metadata names its logout endpoints only once the app uses Single Logout, so the SP
+    // reads it again, as it would after the change.
+    assert.equal(a.md.sloUrl, null, 'no SLO endpoints before SLO is enabled');
+    a.md = await appMetadata(server.orgUrl, server.token, a.app.id);
+    assert.ok(a.md.sloUrl, 'SLO endpoints once it is');
     const b = await registerSp('slo-b', { extra: { participateSlo: { enabled: true, logoutRequestUrl: bSlo, bindingType: 'REDIRECT' } } });
 
     const ea = await embed(a.app, { sessionToken: await sessionTokenFor(user.profile.login) });
