@@ -189,7 +189,7 @@ impl AppStore for Store {
             );
         }
         if let Some(prefix) = &query.q {
-            let pattern = format!("{}%", like_escaped(prefix));
+            let pattern = format!("{}%", crate::users::escape_like(prefix));
             condition("(lower(label) LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')", Bind::Text(pattern));
         }
         binds.push(Bind::Int(i64::from(query.limit)));
@@ -655,16 +655,4 @@ impl SamlStore for Store {
         )
         .await
     }
-}
-
-/// `text` with LIKE's wildcards (and the escape character) escaped by a backslash.
-fn like_escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

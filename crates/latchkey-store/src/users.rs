@@ -287,8 +287,9 @@ fn empty_of(_operand: &Operand, field: Field) -> &'static str {
     }
 }
 
-/// Escapes LIKE wildcards so user text matches literally.
-fn escape_like(text: &str) -> String {
+/// Escapes LIKE wildcards with a backslash (every LIKE using it says `ESCAPE '\'`) so user text
+/// matches literally.
+pub(crate) fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -138,6 +138,28 @@ async fn setup() -> Setup {
     setup_with(TokenPrecedence::Token, |_| {}).await
 }
 
+/// A browser signed in as Alice through the embed link with a session token.
+async fn signed_in_as_alice(s: &Setup) -> Browser {
+    let mut browser = Browser::default();
+    let token = session_token(&s.app, "alice@example.com").await;
+    browser.get(&s.app, &format!("{}?sessionToken={token}", s.embed)).await;
+    browser
+}
+
+/// A signed ForceAuthn request from `browser`: its id, and the IdP's answer.
+async fn force_authn(s: &Setup, browser: &mut Browser, key: &SigningKey) -> (String, Page) {
+    let id = new_saml_id();
+    let request = authn_request(s, &id, " ForceAuthn=\"true\"", "");
+    let page = browser.get(&s.app, &redirect_url(s, &request, None, key, false)).await;
+    (id, page)
+}
+
+/// The local URL the sign-in page at `location` returns to (its `fromURI`), decoded.
+fn resume_url(location: &str) -> String {
+    let from = location.split("fromURI=").nth(1).unwrap().trim_end_matches("&prompt=login");
+    url::form_urlencoded::parse(format!("x={from}").as_bytes()).next().unwrap().1.into_owned()
+}
+
 async fn session_token(app: &App, login: &str) -> String {
     let reply = app.public("/api/v1/authn", json!({"username": login, "password": PASSWORD})).await;
     reply.body["sessionToken"].as_str().unwrap_or_else(|| panic!("{}", reply.body)).to_owned()
@@ -407,13 +429,7 @@ async fn okta_classic_precedence_keeps_the_first_user() {
     let s = setup_with(TokenPrecedence::Cookie, |_| {}).await;
     let bob = s.app.create_ok("bob@example.com").await;
     s.app.call(Method::POST, &format!("/api/v1/apps/{}/users", s.app_id), json!({"id": bob})).await;
-    let mut browser = Browser::default();
-    browser
-        .get(
-            &s.app,
-            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
-        )
-        .await;
+    let mut browser = signed_in_as_alice(&s).await;
     let b = browser
         .get(&s.app, &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "bob@example.com").await))
         .await;
@@ -493,13 +509,7 @@ async fn sp_initiated_with_a_session_answers_at_once_on_both_bindings() {
     let s = setup().await;
     let key = sp_key();
     with_sp_certificate(&s, &key, false).await;
-    let mut browser = Browser::default();
-    browser
-        .get(
-            &s.app,
-            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
-        )
-        .await;
+    let mut browser = signed_in_as_alice(&s).await;
 
     let id = new_saml_id();
     let unsigned =
@@ -575,20 +585,8 @@ async fn sp_errors_go_back_as_saml_status_codes() {
 async fn force_authn_sends_a_signed_in_user_back_to_the_sign_in_page() {
     let s = setup().await;
     let key = sp_key();
-    let mut browser = Browser::default();
-    browser
-        .get(
-            &s.app,
-            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
-        )
-        .await;
-    let id = new_saml_id();
-    let page = browser
-        .get(
-            &s.app,
-            &redirect_url(&s, &authn_request(&s, &id, " ForceAuthn=\"true\"", ""), None, &key, false),
-        )
-        .await;
+    let mut browser = signed_in_as_alice(&s).await;
+    let (id, page) = force_authn(&s, &mut browser, &key).await;
     assert_eq!(page.status, StatusCode::FOUND);
     let location = page.location.unwrap();
     assert!(
@@ -596,9 +594,7 @@ async fn force_authn_sends_a_signed_in_user_back_to_the_sign_in_page() {
         "{location}"
     );
     // The old session does not satisfy it; a fresh authentication does.
-    let from = location.split("fromURI=").nth(1).unwrap().trim_end_matches("&prompt=login");
-    let resume: String =
-        url::form_urlencoded::parse(format!("x={from}").as_bytes()).next().unwrap().1.into_owned();
+    let resume = resume_url(&location);
     s.app.clock.advance_secs(2);
     let stale = browser.get(&s.app, &resume).await;
     assert_eq!(stale.status, StatusCode::FOUND, "the existing session is older than the request");
@@ -615,13 +611,7 @@ async fn hostile_requests_are_refused_with_a_page_and_nothing_is_posted() {
     let key = sp_key();
     with_sp_certificate(&s, &key, true).await;
     let other = sp_key();
-    let mut browser = Browser::default();
-    browser
-        .get(
-            &s.app,
-            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
-        )
-        .await;
+    let mut browser = signed_in_as_alice(&s).await;
     let path = sso_path(&s);
     let deflate_bomb = {
         use std::io::Write;
@@ -770,6 +760,24 @@ fn decode_redirect_xml(url: &str, param: &str) -> String {
     out
 }
 
+/// The expense app's SLO path, and a LogoutRequest from its SP for Alice naming `session_index`
+/// (with its id), unsigned: the caller signs it for the binding.
+fn alice_logout_request(s: &Setup, session_index: Option<&str>) -> (String, String, String) {
+    let slo_path = format!("/app/latchkey_expense_reports_1/{}/slo/saml", s.external_key);
+    let request_id = new_saml_id();
+    let logout = latchkey_core::saml::logout::build_logout_request(
+        &request_id,
+        latchkey_core::SystemClock.now(),
+        SP_ENTITY,
+        &format!("{BASE}{slo_path}"),
+        "alice@example.com",
+        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        session_index,
+    )
+    .unwrap();
+    (slo_path, request_id, logout)
+}
+
 fn attr(xml: &str, name: &str) -> String {
     let marker = format!("{name}=\"");
     let start = xml.find(&marker).unwrap() + marker.len();
@@ -792,18 +800,7 @@ async fn sp_initiated_single_logout_walks_the_other_apps_and_answers_the_initiat
     assert_eq!(browser.get(&s.app, &wiki_embed).await.status, StatusCode::OK);
     let sid = browser.sid.clone().unwrap();
 
-    let slo_path = format!("/app/latchkey_expense_reports_1/{}/slo/saml", s.external_key);
-    let request_id = new_saml_id();
-    let logout = latchkey_core::saml::logout::build_logout_request(
-        &request_id,
-        latchkey_core::SystemClock.now(),
-        SP_ENTITY,
-        &format!("{BASE}{slo_path}"),
-        "alice@example.com",
-        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-        Some(&session_index),
-    )
-    .unwrap();
+    let (slo_path, request_id, logout) = alice_logout_request(&s, Some(&session_index));
     // Unsigned logout requests are refused.
     let unsigned =
         redirect_binding_url(&slo_path, MessageParam::SamlRequest, &logout, Some("sp-rs"), &initiator)
@@ -880,18 +877,7 @@ async fn a_logout_request_naming_no_session_of_ours_is_answered_partial() {
     let token = session_token(&s.app, "alice@example.com").await;
     browser.get(&s.app, &format!("{}?sessionToken={token}", s.embed)).await;
     let sid = browser.sid.clone().unwrap();
-    let slo_path = format!("/app/latchkey_expense_reports_1/{}/slo/saml", s.external_key);
-    let request_id = new_saml_id();
-    let logout = latchkey_core::saml::logout::build_logout_request(
-        &request_id,
-        latchkey_core::SystemClock.now(),
-        SP_ENTITY,
-        &format!("{BASE}{slo_path}"),
-        "alice@example.com",
-        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-        Some("_nosuchsessionindex"),
-    )
-    .unwrap();
+    let (slo_path, request_id, logout) = alice_logout_request(&s, Some("_nosuchsessionindex"));
     let signed =
         redirect_binding_url(&slo_path, MessageParam::SamlRequest, &logout, None, &initiator).unwrap();
     let answer = browser.get(&s.app, &signed).await;
@@ -926,18 +912,7 @@ async fn start_single_logout(
         s.app.clock.advance_secs(1);
         assert_eq!(browser.get(&s.app, embed).await.status, StatusCode::OK);
     }
-    let slo_path = format!("/app/latchkey_expense_reports_1/{}/slo/saml", s.external_key);
-    let request_id = new_saml_id();
-    let logout = latchkey_core::saml::logout::build_logout_request(
-        &request_id,
-        latchkey_core::SystemClock.now(),
-        SP_ENTITY,
-        &format!("{BASE}{slo_path}"),
-        "alice@example.com",
-        "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-        Some(&session_index),
-    )
-    .unwrap();
+    let (slo_path, request_id, logout) = alice_logout_request(s, Some(&session_index));
     let signed =
         redirect_binding_url(&slo_path, MessageParam::SamlRequest, &logout, Some("sp-rs"), initiator)
             .unwrap();
@@ -1122,13 +1097,7 @@ async fn signout_walks_the_apps_that_take_part_in_slo() {
     let s = setup().await;
     let (initiator, participant) = (sp_key(), sp_key());
     let (wiki_embed, _) = slo_setup(&s, &initiator, &participant).await;
-    let mut browser = Browser::default();
-    browser
-        .get(
-            &s.app,
-            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
-        )
-        .await;
+    let mut browser = signed_in_as_alice(&s).await;
     browser.get(&s.app, &wiki_embed).await;
     let out = browser.get(&s.app, "/login/signout").await;
     assert_eq!(out.status, StatusCode::FOUND);
@@ -1158,13 +1127,7 @@ async fn requests_refused_for_their_id_destination_or_algorithm_say_why() {
     let s = setup().await;
     let key = sp_key();
     with_sp_certificate(&s, &key, false).await;
-    let mut browser = Browser::default();
-    browser
-        .get(
-            &s.app,
-            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
-        )
-        .await;
+    let mut browser = signed_in_as_alice(&s).await;
     let no_destination = |id: &str| {
         let xml = authn_request(&s, id, "", "");
         let start = xml.find(" Destination=\"").unwrap();
@@ -1328,28 +1291,15 @@ async fn every_refusal_is_logged_against_the_request_id_the_page_shows() {
         assert!(!line.contains(&payload) && !line.contains(&signature), "{name}: no payload in {line}");
     }
 }
+
 #[tokio::test]
 async fn a_used_resume_link_is_expired_even_with_a_session() {
     let s = setup().await;
     let key = sp_key();
-    let mut browser = Browser::default();
-    browser
-        .get(
-            &s.app,
-            &format!("{}?sessionToken={}", s.embed, session_token(&s.app, "alice@example.com").await),
-        )
-        .await;
-    let id = new_saml_id();
-    let page = browser
-        .get(
-            &s.app,
-            &redirect_url(&s, &authn_request(&s, &id, " ForceAuthn=\"true\"", ""), None, &key, false),
-        )
-        .await;
+    let mut browser = signed_in_as_alice(&s).await;
+    let (id, page) = force_authn(&s, &mut browser, &key).await;
     let location = page.location.unwrap();
-    let from = location.split("fromURI=").nth(1).unwrap().trim_end_matches("&prompt=login");
-    let resume: String =
-        url::form_urlencoded::parse(format!("x={from}").as_bytes()).next().unwrap().1.into_owned();
+    let resume = resume_url(&location);
     s.app.clock.advance_secs(2);
     let fresh = browser
         .get(&s.app, &format!("{resume}&sessionToken={}", session_token(&s.app, "alice@example.com").await))
