@@ -99,7 +99,8 @@ impl QueryParams {
     pub(crate) fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
         match self.get("limit") {
             None => Ok(default),
-            Some(text) => text.parse::<u32>().map(|n| n.clamp(1, max)).map_err(|_| {
+            // Zero is refused like any other non-positive value; above `max` is capped, as Okta does.
+            Some(text) => text.parse::<u32>().ok().filter(|n| *n > 0).map(|n| n.min(max)).ok_or_else(|| {
                 ApiError::InvalidParameter { name: "limit", message: "must be a positive integer".into() }
             }),
         }

@@ -6,7 +6,7 @@
 //! HTTP-POST binding (bindings 3.5) a message is signed enveloped with [`sign_for_post`] and delivered
 //! by [`post_form_html`], an auto-submitting form that also works without JavaScript.
 
-use super::response::{insert_signature, write_status};
+use super::response::{insert_signature, status, write_status};
 use super::xml::XmlWriter;
 use super::{ALG_RSA_SHA256, MessageParam, NS_ASSERTION, NS_PROTOCOL, SamlError, SigningKey, saml_time};
 use crate::Timestamp;
@@ -46,15 +46,25 @@ pub fn build_logout_request(
     Ok(w.into_string())
 }
 
-/// A `<samlp:LogoutResponse>` answering an SP's LogoutRequest (SAML core 3.7.2), unsigned. `status` is
-/// a top-level code from [`super::response::status`] (`SUCCESS`, or `RESPONDER` for a partial logout).
+/// How a logout went, as a LogoutResponse tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutOutcome {
+    Success,
+    /// Not every session participant could be logged out. `PartialLogout` is a second-level code
+    /// (SAML core 3.2.2.2), so it goes inside `Responder`: a top-level code of its own is malformed,
+    /// and SP libraries refuse it (pysaml2 raises a generic status error, node-saml "Bad status
+    /// code") instead of reporting a partial logout.
+    Partial,
+}
+
+/// A `<samlp:LogoutResponse>` answering a LogoutRequest (SAML core 3.7.2), unsigned.
 pub fn build_logout_response(
     id: &str,
     issue_instant: Timestamp,
     issuer: &str,
     destination: &str,
     in_response_to: &str,
-    status: &str,
+    outcome: LogoutOutcome,
 ) -> Result<String, SamlError> {
     for (field, value) in [("id", id), ("issuer", issuer), ("destination", destination)] {
         if value.is_empty() {
@@ -70,7 +80,11 @@ pub fn build_logout_response(
     let mut w = XmlWriter::new();
     w.start("samlp:LogoutResponse", &[("samlp", NS_PROTOCOL)], &attrs)?;
     w.leaf("saml:Issuer", &[("saml", NS_ASSERTION)], &[], issuer)?;
-    write_status(&mut w, status, None, None)?;
+    let (top, second) = match outcome {
+        LogoutOutcome::Success => (status::SUCCESS, None),
+        LogoutOutcome::Partial => (status::RESPONDER, Some(status::PARTIAL_LOGOUT)),
+    };
+    write_status(&mut w, top, second, None)?;
     w.end("samlp:LogoutResponse");
     Ok(w.into_string())
 }
@@ -204,7 +218,6 @@ mod tests {
     };
     use crate::saml::interop_tests::snapshot;
     use crate::saml::keys::tests::test_key;
-    use crate::saml::response::status;
 
     const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -230,10 +243,31 @@ mod tests {
             "https://idp.example.test",
             "https://sp.example.test/slo",
             "_their-req",
-            status::SUCCESS,
+            LogoutOutcome::Success,
         )
         .unwrap();
         snapshot("logout-response.golden.xml", &response);
+        let partial = build_logout_response(
+            "_lr1",
+            NOW,
+            "https://idp.example.test",
+            "https://sp.example.test/slo",
+            "_their-req",
+            LogoutOutcome::Partial,
+        )
+        .unwrap();
+        let nested = format!(
+            "<samlp:Status><samlp:StatusCode Value=\"{}\"><samlp:StatusCode Value=\"{}\"></samlp:StatusCode></samlp:StatusCode></samlp:Status>",
+            status::RESPONDER,
+            status::PARTIAL_LOGOUT
+        );
+        assert!(partial.contains(&nested), "PartialLogout is a second-level code: {partial}");
+        let m = decode_post(&STANDARD.encode(&partial), &InboundLimits::default()).unwrap();
+        let SamlMessage::LogoutResponse(r) = m.message else { panic!() };
+        assert_eq!(
+            (r.status_code.as_str(), r.sub_status_code.as_deref()),
+            (status::RESPONDER, Some(status::PARTIAL_LOGOUT))
+        );
     }
 
     #[test]
@@ -261,7 +295,7 @@ mod tests {
             "https://idp.example.test",
             "https://sp.example.test/slo",
             "",
-            status::SUCCESS,
+            LogoutOutcome::Success,
         )
         .unwrap();
         assert!(!response.contains("InResponseTo"));

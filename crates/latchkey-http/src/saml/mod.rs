@@ -109,6 +109,17 @@ pub(crate) async fn signing_keys(state: &AppState) -> Result<SigningKeys, ApiErr
     }
     let keys = read_signing_keys(state).await?;
     if let Ok(mut current) = state.signing_key_cache.1.write() {
+        // Each node switches on its own, within KEYS_FRESH_FOR of `signing-key activate`: say so,
+        // so that an operator can see every node has.
+        if let Some((_, before)) = current.as_ref()
+            && before.active.kid() != keys.active.kid()
+        {
+            tracing::info!(
+                kid = keys.active.kid(),
+                previous = before.active.kid(),
+                "SAML signing key switched"
+            );
+        }
         *current = Some((std::time::Instant::now(), keys.clone()));
     }
     Ok(keys)

@@ -23,7 +23,9 @@ use latchkey_core::apps::App;
 use latchkey_core::apps::sso::{LogoutWalk, Participant};
 use latchkey_core::ids::{Secret, secret_digest};
 use latchkey_core::saml::inbound::{LogoutRequest, LogoutResponse, SamlMessage};
-use latchkey_core::saml::logout::{build_logout_request, build_logout_response, redirect_binding_url};
+use latchkey_core::saml::logout::{
+    LogoutOutcome, build_logout_request, build_logout_response, redirect_binding_url,
+};
 use latchkey_core::saml::response::status;
 use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::EndReason;
@@ -390,7 +392,7 @@ async fn step(state: &AppState, mut walk: LogoutWalk, secret: &str) -> Result<Re
         && let Some(app) = state.store.find_app(app_id).await?
         && let Some(logout_url) = app.sign_on.slo.as_ref().and_then(|s| s.logout_url.clone())
     {
-        let outcome = if walk.partial { status::PARTIAL_LOGOUT } else { status::SUCCESS };
+        let outcome = if walk.partial { LogoutOutcome::Partial } else { LogoutOutcome::Success };
         let xml =
             build_logout_response(&new_saml_id(), now, &app.idp_issuer(), &logout_url, request_id, outcome)
                 .map_err(|e| CoreError::Crypto(e.to_string()))?;

@@ -182,8 +182,12 @@ async fn list_follows_next_links_and_searches() {
         let reply = app.call(Method::GET, &format!("/api/v1/users?search={bad}"), Value::Null).await;
         assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "E0000031"), "{bad}");
     }
-    let bad_limit = app.call(Method::GET, "/api/v1/users?limit=many", Value::Null).await;
-    assert_eq!((bad_limit.status, bad_limit.code()), (StatusCode::BAD_REQUEST, "E0000001"));
+    for limit in ["many", "0", "-1"] {
+        let bad_limit = app.call(Method::GET, &format!("/api/v1/users?limit={limit}"), Value::Null).await;
+        assert_eq!((bad_limit.status, bad_limit.code()), (StatusCode::BAD_REQUEST, "E0000001"), "{limit}");
+    }
+    let capped = app.call(Method::GET, "/api/v1/users?limit=100000", Value::Null).await;
+    assert_eq!(capped.status, StatusCode::OK, "over the maximum: capped, not refused");
 }
 
 #[tokio::test]
