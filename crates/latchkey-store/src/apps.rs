@@ -13,7 +13,7 @@ use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
 use crate::session_cache::Changed;
-use crate::{Bind, Store, map_err, on_pool};
+use crate::{Bind, Store, bind_all, map_err, on_pool};
 
 const APP_COLUMNS: &str =
     "id, name, label, status, external_key, link_id, sign_on, visibility, created, last_updated";
@@ -199,13 +199,7 @@ impl AppStore for Store {
             binds.len()
         );
         let rows: Vec<AppRow> = on_pool!(self, read, |pool| {
-            let mut select = sqlx::query_as(AssertSqlSafe(sql.as_str()));
-            for bind in &binds {
-                select = match bind {
-                    Bind::Text(text) => select.bind(text.as_str()),
-                    Bind::Int(n) => select.bind(*n),
-                };
-            }
+            let select = bind_all!(sqlx::query_as(AssertSqlSafe(sql.as_str())), &binds);
             select.fetch_all(pool).await.map_err(map_err)?
         });
         rows.into_iter().map(app_from_row).collect()

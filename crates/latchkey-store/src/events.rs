@@ -4,10 +4,10 @@
 use latchkey_core::events::{Actor, Event, EventStore, LogField, LogQuery, Target};
 use latchkey_core::store::StoreResult;
 use latchkey_core::{StoreError, Timestamp};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::AssertSqlSafe;
 
-use crate::{Store, map_err, on_pool};
+use crate::{Bind, Store, bind_all, map_err, on_pool};
 
 fn party(value: &Value) -> (String, String, String, String) {
     let text = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -176,17 +176,17 @@ impl EventStore for Store {
 
     async fn list_events(&self, query: &LogQuery) -> StoreResult<Vec<(i64, Event)>> {
         let mut conditions = Vec::new();
-        let mut binds: Vec<Value> = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
         if let Some(since) = query.since {
-            binds.push(json!(since.millis()));
+            binds.push(Bind::Int(since.millis()));
             conditions.push(format!("published >= ${}", binds.len()));
         }
         if let Some(until) = query.until {
-            binds.push(json!(until.millis()));
+            binds.push(Bind::Int(until.millis()));
             conditions.push(format!("published < ${}", binds.len()));
         }
         if let Some(after) = query.after {
-            binds.push(json!(after));
+            binds.push(Bind::Int(after));
             conditions.push(format!("seq > ${}", binds.len()));
         }
         if !query.filter.is_empty() {
@@ -200,7 +200,7 @@ impl EventStore for Store {
                         LogField::TargetId => "target_id",
                         LogField::Outcome => "outcome",
                     };
-                    binds.push(json!(value));
+                    binds.push(Bind::Text(value.clone()));
                     parts.push(format!("{column} = ${}", binds.len()));
                 }
                 alternatives.push(format!("({})", parts.join(" AND ")));
@@ -209,17 +209,10 @@ impl EventStore for Store {
         }
         let filter =
             if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        binds.push(json!(i64::from(query.limit)));
+        binds.push(Bind::Int(i64::from(query.limit)));
         let sql = format!("SELECT seq, body FROM events {filter} ORDER BY seq LIMIT ${}", binds.len());
         let rows: Vec<(i64, String)> = on_pool!(self, read, |pool| {
-            let mut q = sqlx::query_as(AssertSqlSafe(sql));
-            for bind in binds {
-                q = match bind {
-                    Value::Number(n) => q.bind(n.as_i64().unwrap_or_default()),
-                    Value::String(s) => q.bind(s),
-                    _ => q,
-                };
-            }
+            let q = bind_all!(sqlx::query_as(AssertSqlSafe(sql)), &binds);
             q.fetch_all(pool).await.map_err(map_err)?
         });
         rows.iter().map(|(seq, body)| Ok((*seq, from_json(body)?))).collect()

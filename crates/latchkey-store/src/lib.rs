@@ -88,6 +88,21 @@ pub(crate) enum Bind {
     Int(i64),
 }
 
+/// Binds `$binds` (a slice of [`Bind`]) to `$query`, a query of either driver, in placeholder order.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for bind in $binds {
+            query = match bind {
+                $crate::Bind::Text(text) => query.bind(text.as_str()),
+                $crate::Bind::Int(n) => query.bind(*n),
+            };
+        }
+        query
+    }};
+}
+pub(crate) use bind_all;
+
 /// Runs `$body` with `$pool` bound to the backend's pool of the wanted kind (`read` or `write`).
 /// The body is the same text for both engines; it compiles once against each driver.
 macro_rules! on_pool {
@@ -206,13 +221,7 @@ impl Store {
             return reader.read_row(sql, binds, decode);
         }
         on_pool!(self, read, |pool| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for bind in binds {
-                query = match bind {
-                    Bind::Text(text) => query.bind(text.as_str()),
-                    Bind::Int(n) => query.bind(*n),
-                };
-            }
+            let query = bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), binds);
             match query.fetch_optional(pool).await.map_err(map_err)? {
                 Some(row) => decode(&row).map(Some),
                 None => Ok(None),

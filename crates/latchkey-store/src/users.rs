@@ -10,7 +10,7 @@ use sqlx::AssertSqlSafe;
 
 use crate::rows::{self, USER_COLUMNS};
 use crate::session_cache::Changed;
-use crate::{Bind, Store, map_err, on_pool};
+use crate::{Bind, Store, bind_all, map_err, on_pool};
 
 /// Searchable lower-cased copies of profile attributes; text search compares these.
 fn keys(user: &User) -> [String; 4] {
@@ -109,13 +109,7 @@ impl UserStore for Store {
         binds.push(Bind::Int(i64::from(limit)));
         let sql = format!("SELECT {USER_COLUMNS} FROM users {filter} ORDER BY id LIMIT ${}", binds.len());
         on_pool!(self, read, |pool| {
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for bind in binds {
-                q = match bind {
-                    Bind::Text(text) => q.bind(text),
-                    Bind::Int(n) => q.bind(n),
-                };
-            }
+            let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), &binds);
             let found = q.fetch_all(pool).await.map_err(map_err)?;
             found.iter().map(rows::user).collect()
         })
