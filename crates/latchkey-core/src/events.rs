@@ -7,7 +7,6 @@ use std::future::Future;
 
 use crate::clock::Timestamp;
 use crate::ids::{IdKind, new_id};
-use crate::store::StoreResult;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -163,14 +162,13 @@ pub struct LogQuery {
     pub limit: u32,
 }
 
-pub trait EventStore: Send + Sync {
-    fn insert_event(&self, event: &Event) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// Inserts several events in one transaction (one durable commit for all), in order.
-    fn insert_events(&self, events: &[Event]) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// Events matching `query` in the order they were written, each with its paging cursor.
-    fn list_events(&self, query: &LogQuery) -> impl Future<Output = StoreResult<Vec<(i64, Event)>>> + Send;
+/// Where use cases send their events. The change an event describes has already happened when it
+/// is recorded, so recording cannot fail for the caller: an adapter that cannot write the event
+/// reports that in the process log. The server's adapter commits events in groups; the store itself
+/// records each event with its own write (the command line uses that).
+pub trait AuditLog: Send + Sync {
+    /// Returns once the event is durable (or known to be lost and reported).
+    fn record(&self, event: Event) -> impl Future<Output = ()> + Send;
 }
 
 /// Parses `eventType eq "user.session.start" or (actor.id eq "00u1" and outcome.result eq "FAILURE")`

@@ -209,13 +209,6 @@ impl Policies {
     }
 }
 
-/// The policies in force, read from `store` (they are read per use, so a change made on any node
-/// applies at once).
-pub async fn load<S: crate::store::PolicyStore>(store: &S) -> Result<Policies, crate::CoreError> {
-    let rows = store.policy_rows().await?;
-    Policies::from_rows(&rows).map_err(|e| crate::CoreError::Store(crate::StoreError::Corrupt(e.to_string())))
-}
-
 /// The default row of each policy kind for a new organisation (fresh ids; the store keeps the first
 /// rows written, so nodes racing at start-up agree).
 pub fn default_rows(now: crate::Timestamp) -> Vec<PolicyRow> {

@@ -8,12 +8,15 @@ use std::future::Future;
 
 use crate::apps::query::AppQuery;
 use crate::apps::sso::{LogoutWalk, Participant, PendingSso};
-use crate::apps::{App, AppUser, StoredSigningKey};
+use crate::apps::{App, AppUser};
 use crate::authn::{Factor, SessionToken, StoredTransaction};
 use crate::clock::Timestamp;
-use crate::error::StoreError;
+use crate::error::{CoreError, StoreError};
+use crate::events::{Event, LogQuery};
 use crate::origins::TrustedOrigin;
-use crate::policy::{PasswordPolicy, PolicyKind, PolicyRow};
+use crate::policy::{PasswordPolicy, Policies, PolicyKind, PolicyRow};
+use crate::sessions::{EndReason, Session};
+use crate::signing_keys::StoredSigningKey;
 use crate::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use crate::users::User;
 use crate::users::query::UserQuery;
@@ -90,6 +93,15 @@ pub trait PolicyStore: Send + Sync {
         now: Timestamp,
         expected_version: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The policies in force, typed. Read per use, so a change made on any node applies at once;
+    /// a missing row means that policy's defaults.
+    fn policies(&self) -> impl Future<Output = Result<Policies, CoreError>> + Send {
+        async {
+            let rows = self.policy_rows().await?;
+            Policies::from_rows(&rows).map_err(|e| CoreError::Store(StoreError::Corrupt(e.to_string())))
+        }
+    }
 }
 
 /// Authentication transactions, session tokens and lifecycle tokens.
@@ -246,7 +258,8 @@ pub trait AppStore: Send + Sync {
     fn list_user_apps(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<(App, AppUser)>>> + Send;
 }
 
-pub trait SamlStore: Send + Sync {
+/// The organisation's signing keys (every protocol signs with them).
+pub trait SigningKeyStore: Send + Sync {
     /// All signing keys, newest first.
     fn list_signing_keys(&self) -> impl Future<Output = StoreResult<Vec<StoredSigningKey>>> + Send;
 
@@ -260,7 +273,11 @@ pub trait SamlStore: Send + Sync {
 
     /// PREVIOUS → RETIRED (stops publishing the key the last rollover replaced). `false` when none.
     fn retire_previous_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
+}
 
+/// State a SAML flow keeps between browser round trips: request ids against replay, requests parked
+/// for a sign-in, logout walks, and the apps a session was sent to.
+pub trait SamlStore: Send + Sync {
     /// Records an SP's request id until `expires_at`; `false` when it was already seen (replay).
     fn remember_saml_request(
         &self,
@@ -330,6 +347,74 @@ pub trait SamlStore: Send + Sync {
     fn purge_saml(&self, now: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
+pub trait SessionStore: Send + Sync {
+    fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The live (not ended, not expired at `now`) session with this public id.
+    fn find_session(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+
+    /// The live session whose cookie secret has this digest, with its user (one round trip: this
+    /// is the hot path of every cookie-authenticated request).
+    fn find_session_by_cookie(
+        &self,
+        digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<(Session, User)>>> + Send;
+
+    /// Moves a live session's idle expiry (never past its absolute lifetime).
+    fn touch_session(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Ends a live session; `false` when it was not live.
+    fn end_session(
+        &self,
+        id: &str,
+        reason: EndReason,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Ends every live session of a user except `keep`; returns their ids.
+    fn end_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: EndReason,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
+
+    /// Marks sessions whose time ran out as ended (reason EXPIRED, at the moment they expired);
+    /// returns `(id, user_id, when it expired)` of each.
+    fn expire_sessions(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String, Timestamp)>>> + Send;
+}
+
+/// The system log (Okta's System Log API reads it).
+pub trait EventStore: Send + Sync {
+    fn insert_event(&self, event: &Event) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Inserts several events in one transaction (one durable commit for all), in order.
+    fn insert_events(&self, events: &[Event]) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Events matching `query` in the order they were written, each with its paging cursor.
+    fn list_events(&self, query: &LogQuery) -> impl Future<Output = StoreResult<Vec<(i64, Event)>>> + Send;
+}
+
 pub trait RateLimitStore: Send + Sync {
     /// Counts one hit in `bucket` for the fixed window starting at `window_start` and returns the
     /// window's count including this hit. Atomic across nodes.
@@ -353,6 +438,9 @@ pub trait Storage:
     + TrustedOriginStore
     + AppStore
     + SamlStore
+    + SigningKeyStore
+    + SessionStore
+    + EventStore
 {
 }
 
@@ -367,5 +455,8 @@ impl<T> Storage for T where
         + TrustedOriginStore
         + AppStore
         + SamlStore
+        + SigningKeyStore
+        + SessionStore
+        + EventStore
 {
 }

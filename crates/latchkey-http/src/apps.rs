@@ -291,7 +291,7 @@ pub(crate) async fn render(state: &AppState, app: &App) -> Result<Value, ApiErro
     visibility.entry("autoSubmitToolbar").or_insert(json!(false));
     visibility.entry("hide").or_insert(json!({"iOS": false, "web": false}));
     visibility.insert("appLinks".into(), json!({ link_name.clone(): true }));
-    let kid = crate::saml::active_kid(state).await?;
+    let kid = state.signing_keys().active_kid().await?;
     let (lifecycle_name, lifecycle_op) =
         if app.is_active() { ("deactivate", "deactivate") } else { ("activate", "activate") };
     Ok(json!({

@@ -1,4 +1,5 @@
-//! Password hashing off the async runtime, on a small pool of dedicated threads (one per CPU).
+//! CPU-heavy work off the async runtime: password hashing on a small pool of dedicated threads (one
+//! per CPU), and the rare RSA key generation on tokio's blocking pool ([`SpawnBlocking`]).
 //!
 //! argon2id takes 19 MiB and tens of milliseconds per hash. Running it on a fixed set of threads
 //! bounds both CPU and memory: the same few threads (and their allocator arenas) are reused, where
@@ -9,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
+use latchkey_core::offload::Offload;
 use latchkey_core::password::{self, PasswordHashing};
 use tokio::sync::oneshot;
 
@@ -72,6 +74,16 @@ impl PasswordHashing for BlockingHasher {
 
     async fn verify(&self, password: String, phc: String) -> Option<bool> {
         self.run(move || password::verify(&password, &phc)).await
+    }
+}
+
+/// Runs the core's [`Offload`] work (RSA key generation, rare and slow) on tokio's blocking pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpawnBlocking;
+
+impl Offload for SpawnBlocking {
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        tokio::task::spawn_blocking(job).await.ok()
     }
 }
 

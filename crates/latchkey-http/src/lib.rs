@@ -6,6 +6,7 @@
 //! turns every failure into Okta's error envelope in exactly one place ([`error`]).
 
 mod apps;
+mod audit;
 mod authn;
 mod browser;
 pub mod error;
@@ -29,12 +30,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use latchkey_core::authn::machine::{Authn, AuthnLimits};
 use latchkey_core::crypto::MasterKey;
+use latchkey_core::events::{AuditLog as _, Event};
 use latchkey_core::sessions::TokenPrecedence;
+use latchkey_core::signing_keys::{KeyCache, SigningKeys};
 use latchkey_core::{Clock, SystemClock};
 use latchkey_store::Store;
 
-pub use hashing::BlockingHasher;
-pub use saml::ensure_signing_key;
+pub use hashing::{BlockingHasher, SpawnBlocking};
 
 /// Largest request body accepted anywhere (Okta objects are small; a profile is a few KiB).
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
@@ -101,12 +103,12 @@ pub struct StateInner {
     pub master_key: Arc<MasterKey>,
     /// argon2id hash of a random password, verified against for unknown users (equal work).
     dummy_hash: Arc<str>,
-    /// Opened SAML signing keys by kid.
-    signing_key_cache: Arc<saml::KeyCache>,
+    /// This node's opened signing keys and current key set.
+    signing_key_cache: Arc<KeyCache>,
     /// The built-in test SP's outstanding requests (demo only).
     test_sp: Arc<pages::demo::TestSp>,
-    /// Group-commit writer of the system log (`None` when built outside a runtime).
-    event_writer: Option<Arc<logs::EventWriter>>,
+    /// The system log, committed in groups.
+    audit: Arc<audit::EventLog>,
     /// The hosted pages' templates, style sheet and strings.
     pub(crate) pages: Arc<pages::Pages>,
 }
@@ -114,7 +116,7 @@ pub struct StateInner {
 impl AppState {
     /// Blocks briefly: computes the dummy password hash with the production parameters.
     pub fn new(store: Store, config: HttpConfig, master_key: MasterKey) -> Self {
-        let event_writer = logs::EventWriter::start(store.clone()).map(Arc::new);
+        let audit = Arc::new(audit::EventLog::start(store.clone()));
         let random = latchkey_core::ids::Secret::generate();
         let dummy_hash = latchkey_core::password::hash(random.expose()).unwrap_or_default();
         // The binary checks the pages directory before it gets here (`pages::Pages::load`); should
@@ -136,7 +138,7 @@ impl AppState {
             dummy_hash: Arc::from(dummy_hash),
             signing_key_cache: Arc::default(),
             test_sp: Arc::default(),
-            event_writer,
+            audit,
             pages: Arc::new(pages),
         };
         Self { inner: Arc::new(inner) }
@@ -169,6 +171,23 @@ impl AppState {
         }
     }
 
+    /// The signing-keys use cases wired to this node's key cache.
+    pub(crate) fn signing_keys(&self) -> SigningKeys<'_, Store, SpawnBlocking, audit::EventLog> {
+        SigningKeys {
+            store: &self.store,
+            master_key: Some(&self.master_key),
+            clock: self.clock.as_ref(),
+            cache: &self.signing_key_cache,
+            offload: &SpawnBlocking,
+            audit: &self.audit,
+        }
+    }
+
+    /// Writes an event to the system log (returns once it is committed).
+    pub(crate) async fn log(&self, event: Event) {
+        self.audit.record(event).await;
+    }
+
     /// The public base URL of the current request: the configured public URL or the custom
     /// domain the browser used.
     pub(crate) fn base(&self) -> String {
@@ -178,6 +197,15 @@ impl AppState {
     /// An absolute URL under the public base.
     pub(crate) fn link(&self, path: &str) -> String {
         format!("{}{path}", self.base())
+    }
+}
+
+/// Makes sure the organisation has an active signing key (generating it on the first start) and
+/// returns its kid.
+pub async fn ensure_signing_key(state: &AppState) -> Result<String, String> {
+    match state.signing_keys().current().await {
+        Ok(keys) => Ok(keys.active.kid().to_owned()),
+        Err(e) => Err(format!("cannot prepare the SAML signing key: {e:?}")),
     }
 }
 

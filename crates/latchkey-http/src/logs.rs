@@ -1,5 +1,4 @@
-//! `/api/v1/logs` (Okta's System Log API, LogEvent shape) and the one helper every handler uses
-//! to write an event.
+//! `/api/v1/logs` (Okta's System Log API, LogEvent shape).
 
 use axum::Json;
 use axum::Router;
@@ -9,8 +8,9 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use latchkey_core::Timestamp;
-use latchkey_core::events::{Actor, Event, EventStore, LogQuery, Target, parse_filter};
+use latchkey_core::events::{Actor, Event, LogQuery, Target, parse_filter};
 use latchkey_core::sessions::{EndReason, Session};
+use latchkey_core::store::EventStore;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
@@ -20,75 +20,6 @@ use crate::extract::{Admin, QueryParams};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/logs", get(list))
-}
-
-/// Most events one commit carries.
-const MAX_BATCH: usize = 256;
-/// Least time between the starts of two commits, so that a steady stream of events shares
-/// commits (on SQLite each is a WAL write and an fsync) instead of taking one each. An event after
-/// a quiet spell is committed at once; under load an event waits at most this long in addition.
-const MIN_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(4);
-
-type Pending = (Event, tokio::sync::oneshot::Sender<()>);
-
-/// Writes system-log events with group commit: requests logging at the same moment share one
-/// transaction (one durable commit, one fsync on SQLite) instead of queueing for the single writer
-/// one by one, and commits are at least [`MIN_COMMIT_INTERVAL`] apart. Each caller still waits
-/// until its event is committed, so a response is never sent before its event is in the log.
-pub(crate) struct EventWriter {
-    queue: tokio::sync::mpsc::Sender<Pending>,
-}
-
-impl EventWriter {
-    /// Starts the writer task on the current runtime; `None` outside a runtime.
-    pub(crate) fn start(store: latchkey_store::Store) -> Option<Self> {
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (queue, mut incoming) = tokio::sync::mpsc::channel::<Pending>(4 * MAX_BATCH);
-        runtime.spawn(async move {
-            let mut last_commit: Option<tokio::time::Instant> = None;
-            while let Some(first) = incoming.recv().await {
-                if let Some(last) = last_commit {
-                    tokio::time::sleep_until(last + MIN_COMMIT_INTERVAL).await;
-                }
-                last_commit = Some(tokio::time::Instant::now());
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match incoming.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (events, acks): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
-                if let Err(e) = store.insert_events(&events).await {
-                    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-                    tracing::error!(error = %e, event_types = ?types, "could not write to the system log");
-                }
-                for ack in acks {
-                    let _ = ack.send(());
-                }
-            }
-        });
-        Some(Self { queue })
-    }
-}
-
-impl AppState {
-    /// Writes an event. The change it describes has already happened, so a failure to log is
-    /// reported in the process log rather than turned into an error for the client.
-    pub(crate) async fn log(&self, event: Event) {
-        if let Some(writer) = &self.event_writer {
-            let (ack, committed) = tokio::sync::oneshot::channel();
-            if writer.queue.send((event, ack)).await.is_ok() {
-                let _ = committed.await;
-                return;
-            }
-            tracing::error!("the system log writer has stopped; an event was not written");
-            return;
-        }
-        if let Err(e) = self.store.insert_event(&event).await {
-            tracing::error!(error = %e, event_type = %event.event_type, "could not write to the system log");
-        }
-    }
 }
 
 impl AppState {

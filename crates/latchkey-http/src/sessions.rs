@@ -42,7 +42,7 @@ impl AppState {
     }
 
     pub(crate) async fn policies(&self) -> Result<Policies, ApiError> {
-        Ok(latchkey_core::policy::load(&self.store).await?)
+        Ok(latchkey_core::store::PolicyStore::policies(&self.store).await?)
     }
 
     /// The live session of the browser that sent `headers`, its user and the cookie value, if

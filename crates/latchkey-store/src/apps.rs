@@ -7,8 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use latchkey_core::apps::query::AppQuery;
 use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
-use latchkey_core::apps::{App, AppStatus, AppUser, KeyStatus, StoredSigningKey};
-use latchkey_core::store::{AppStore, SamlStore, StoreResult};
+use latchkey_core::apps::{App, AppStatus, AppUser};
+use latchkey_core::signing_keys::{KeyStatus, StoredSigningKey};
+use latchkey_core::store::{AppStore, SamlStore, SigningKeyStore, StoreResult};
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
@@ -331,7 +332,7 @@ const PENDING_COLUMNS: &str =
     "id_digest, app_id, request_id, acs_url, relay_state, force_authn, name_id_format, created, expires_at";
 type PendingRow = (String, String, String, String, Option<String>, i64, Option<String>, i64, i64);
 
-impl SamlStore for Store {
+impl SigningKeyStore for Store {
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let rows: Vec<KeyRow> = on_pool!(self, read, |pool| {
             sqlx::query_as(
@@ -404,7 +405,9 @@ impl SamlStore for Store {
         });
         Ok(retired > 0)
     }
+}
 
+impl SamlStore for Store {
     async fn remember_saml_request(
         &self,
         app_id: &str,

@@ -3,7 +3,8 @@
 //! its next read. On PostgreSQL the cookie lookup goes through the node's cache (`node_cache`);
 //! every write that ends sessions returns only once no node's cache holds them.
 
-use latchkey_core::sessions::{EndReason, Session, SessionStore};
+use latchkey_core::sessions::{EndReason, Session};
+use latchkey_core::store::SessionStore;
 use latchkey_core::store::StoreResult;
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;

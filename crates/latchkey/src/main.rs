@@ -188,7 +188,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 SystemClock.now(),
             )
             .target(latchkey_core::events::Target::new(&token.id, "Token", &token.name));
-            latchkey_core::events::EventStore::insert_event(&store, &event)
+            latchkey_core::store::EventStore::insert_event(&store, &event)
                 .await
                 .map_err(|e| e.to_string())?;
             store.close().await;
@@ -207,8 +207,6 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// `latchkey signing-key …`: rollover in two steps, so SPs can load the new certificate from
 /// metadata before any response is signed with it.
 async fn signing_key(command: SigningKeyCommand) -> Result<(), String> {
-    use latchkey_core::apps::KeyStatus;
-    use latchkey_core::store::SamlStore;
     let (SigningKeyCommand::List { common }
     | SigningKeyCommand::Stage { common }
     | SigningKeyCommand::Activate { common }
@@ -216,87 +214,49 @@ async fn signing_key(command: SigningKeyCommand) -> Result<(), String> {
     let settings = settings(common, None, None)?;
     let store = open_store(&settings).await?;
     store.migrate().await.map_err(|e| e.to_string())?;
-    let log = |event_type: &'static str, message: &'static str, kid: String| {
-        let store = store.clone();
-        async move {
-            let event = latchkey_core::events::Event::new(
-                event_type,
-                message,
-                "SUCCESS",
-                latchkey_core::events::Actor::system(),
-                SystemClock.now(),
-            )
-            .target(latchkey_core::events::Target::new(&kid, "Key", &kid));
-            latchkey_core::events::EventStore::insert_event(&store, &event).await.map_err(|e| e.to_string())
+    // Only a new key needs the master key (to seal it); the other commands work without one.
+    let master_key = match command {
+        SigningKeyCommand::Stage { .. } => {
+            Some(std::sync::Arc::new(crate::keys::load(&settings.master_key)?))
         }
+        _ => None,
+    };
+    let keys = latchkey_core::signing_keys::SigningKeys {
+        store: &store,
+        master_key: master_key.as_ref(),
+        clock: &SystemClock,
+        cache: &latchkey_core::signing_keys::KeyCache::default(),
+        offload: &latchkey_http::SpawnBlocking,
+        audit: &store,
+    };
+    let done = |kid: Option<String>, refusal: &str| match kid {
+        Some(kid) => {
+            println!("{kid}");
+            Ok(())
+        }
+        None => Err(refusal.to_owned()),
     };
     let result = match command {
-        SigningKeyCommand::List { .. } => {
-            let keys = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+        SigningKeyCommand::List { .. } => keys.list().await.map_err(|e| e.to_string()).map(|keys| {
             for key in keys {
                 println!("{}\t{}\t{}", key.kid, key.status.as_str(), key.created.to_iso());
             }
-            Ok(())
-        }
-        SigningKeyCommand::Stage { .. } => {
-            let master_key = crate::keys::load(&settings.master_key)?;
-            let now = SystemClock.now();
-            let generated = tokio::task::spawn_blocking(move || {
-                latchkey_core::apps::keys::generate(
-                    &master_key,
-                    KeyStatus::Next,
-                    now,
-                    "Latchkey SAML signing",
-                )
-            })
+        }),
+        SigningKeyCommand::Stage { .. } => keys
+            .stage()
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-            match store.insert_signing_key(&generated.0).await {
-                Ok(()) => {
-                    log(
-                        "system.signing_key.stage",
-                        "Stage the next SAML signing key",
-                        generated.0.kid.clone(),
-                    )
-                    .await?;
-                    println!("{}", generated.0.kid);
-                    Ok(())
-                }
-                Err(latchkey_core::StoreError::Conflict(_)) => {
-                    Err("a next key is already staged; activate it first".to_owned())
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        SigningKeyCommand::Activate { .. } => {
-            if store.promote_next_signing_key().await.map_err(|e| e.to_string())? {
-                let keys = store.list_signing_keys().await.map_err(|e| e.to_string())?;
-                let kid = keys
-                    .into_iter()
-                    .find(|k| k.status == KeyStatus::Active)
-                    .map(|k| k.kid)
-                    .unwrap_or_default();
-                log("system.signing_key.activate", "Activate the next SAML signing key", kid.clone()).await?;
-                println!("{kid}");
-                Ok(())
-            } else {
-                Err("no key is staged; run `latchkey signing-key stage` first".to_owned())
-            }
-        }
-        SigningKeyCommand::Retire { .. } => {
-            let keys = store.list_signing_keys().await.map_err(|e| e.to_string())?;
-            let previous = keys.into_iter().find(|k| k.status == KeyStatus::Previous).map(|k| k.kid);
-            match previous {
-                Some(kid) if store.retire_previous_signing_key().await.map_err(|e| e.to_string())? => {
-                    log("system.signing_key.retire", "Retire the previous SAML signing key", kid.clone())
-                        .await?;
-                    println!("{kid}");
-                    Ok(())
-                }
-                _ => Err("no previous key to retire".to_owned()),
-            }
-        }
+            .map_err(|e| e.to_string())
+            .and_then(|kid| done(kid, "a next key is already staged; activate it first")),
+        SigningKeyCommand::Activate { .. } => keys
+            .activate()
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|kid| done(kid, "no key is staged; run `latchkey signing-key stage` first")),
+        SigningKeyCommand::Retire { .. } => keys
+            .retire()
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|kid| done(kid, "no previous key to retire")),
     };
     store.close().await;
     result

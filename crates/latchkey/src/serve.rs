@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use latchkey_core::events::{Actor, Event, EventStore as _, Target};
+use latchkey_core::events::{Actor, Event, Target};
+use latchkey_core::store::EventStore as _;
 use latchkey_core::store::PolicyStore as _;
 use latchkey_http::{AppState, HttpConfig};
 use tokio::net::TcpListener;
@@ -71,7 +72,7 @@ async fn purge_expired(store: latchkey_store::Store) {
     loop {
         tick.tick().await;
         let now = latchkey_core::Clock::now(&latchkey_core::SystemClock);
-        match latchkey_core::sessions::SessionStore::expire_sessions(&store, now).await {
+        match latchkey_core::store::SessionStore::expire_sessions(&store, now).await {
             Ok(expired) => {
                 for (session_id, user_id, expired_at) in expired {
                     let event = Event::new(

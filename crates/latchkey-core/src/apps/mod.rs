@@ -1,5 +1,4 @@
-//! SAML 2.0 applications (Okta's `signOnMode: "SAML_2_0"` apps), their user assignments and the
-//! organisation's SAML signing keys.
+//! SAML 2.0 applications (Okta's `signOnMode: "SAML_2_0"` apps) and their user assignments.
 //!
 //! An app's `settings.signOn` is kept exactly in Okta's JSON field names ([`SamlSignOn`]), so what
 //! an admin stored is what the API returns; [`SamlSignOn::validate`] enforces what Latchkey can
@@ -8,7 +7,6 @@
 //! assertion for it.
 
 pub mod expr;
-pub mod keys;
 pub mod query;
 pub mod sso;
 
@@ -566,52 +564,6 @@ pub struct AppUser {
     pub user_name: Option<String>,
     pub created: Timestamp,
     pub last_updated: Timestamp,
-}
-
-/// State of an organisation-wide SAML signing key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
-    /// Published in metadata, not yet signing (rollover: announce first).
-    Next,
-    /// Signs every response.
-    Active,
-    /// Signed until the last rollover; still published so that responses a node signed just
-    /// before the switch verify at SPs that reload metadata, until `signing-key retire`.
-    Previous,
-    /// No longer signs or is published; kept for the record.
-    Retired,
-}
-
-impl KeyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Next => "NEXT",
-            KeyStatus::Active => "ACTIVE",
-            KeyStatus::Previous => "PREVIOUS",
-            KeyStatus::Retired => "RETIRED",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "NEXT" => Some(KeyStatus::Next),
-            "ACTIVE" => Some(KeyStatus::Active),
-            "PREVIOUS" => Some(KeyStatus::Previous),
-            "RETIRED" => Some(KeyStatus::Retired),
-            _ => None,
-        }
-    }
-}
-
-/// A signing key as stored: the PKCS#8 private key sealed under the master key (context = kid),
-/// the certificate in the clear.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredSigningKey {
-    pub kid: String,
-    pub status: KeyStatus,
-    pub sealed_private_key: String,
-    pub certificate_der: Vec<u8>,
-    pub created: Timestamp,
 }
 
 /// The generated app name Okta derives from the label (`{org}_{label}_{n}`).

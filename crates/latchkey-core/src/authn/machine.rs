@@ -18,12 +18,14 @@ use crate::authn::{
 use crate::clock::{Clock, Timestamp};
 use crate::crypto::MasterKey;
 use crate::error::{CoreError, StoreError};
-use crate::events::{Actor, Event, EventStore};
+use crate::events::{Actor, Event};
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::password::{MAX_PASSWORD_LEN, PasswordHashing};
 use crate::policy::{Enrollment, FactorPromptMode, Policies};
-use crate::sessions::{EndReason, SessionStore};
-use crate::store::{AuthnStore, FactorStore, PolicyStore, RateLimitStore, UserStore};
+use crate::sessions::EndReason;
+use crate::store::{
+    AuthnStore, EventStore, FactorStore, PolicyStore, RateLimitStore, SessionStore, UserStore,
+};
 use crate::tokens::TokenPurpose;
 use crate::totp;
 use crate::users::service::Users;
@@ -113,7 +115,7 @@ where
     }
 
     async fn policies(&self) -> Result<Policies, CoreError> {
-        crate::policy::load(self.store).await
+        self.store.policies().await
     }
 
     /// Counts the request against the username's and the address's windows; refuses over budget.

@@ -12,12 +12,12 @@
 //! with the typed result.
 
 use super::c14n;
-use super::der;
 use super::{
     ALG_ENVELOPED, ALG_EXC_C14N, ALG_RSA_SHA256, ALG_RSA_SHA512, ALG_SHA256, MessageParam, NS_ASSERTION,
     NS_DSIG, NS_PROTOCOL, parse_saml_time,
 };
 use crate::Timestamp;
+use crate::der;
 use aws_lc_rs::signature::{
     RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA512, RsaParameters, UnparsedPublicKey,
 };
@@ -850,7 +850,7 @@ pub fn fuzz_entry(data: &[u8], sp_cert_der: &[u8]) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::saml::keys::tests::test_key;
+    use crate::signing_keys::material::tests::test_key;
     use base64::engine::general_purpose::STANDARD;
     use std::io::Write;
 

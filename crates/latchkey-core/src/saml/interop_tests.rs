@@ -6,11 +6,11 @@
 //! keep"). When those tools are missing the tests print SKIPPED, unless `LATCHKEY_REQUIRE_XMLSEC` is set
 //! (CI sets it), in which case they fail. Debian packages: `xmlsec1 python3-lxml`.
 
-use super::keys::tests::test_key;
 use super::response::{
     Attribute, ErrorResponseParams, ResponseParams, build_error_response, build_response, status,
 };
 use crate::Timestamp;
+use crate::signing_keys::material::tests::test_key;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

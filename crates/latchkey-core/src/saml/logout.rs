@@ -217,7 +217,7 @@ mod tests {
         verify_redirect_signature,
     };
     use crate::saml::interop_tests::snapshot;
-    use crate::saml::keys::tests::test_key;
+    use crate::signing_keys::material::tests::test_key;
 
     const NOW: Timestamp = Timestamp(1_700_000_000_000);
 

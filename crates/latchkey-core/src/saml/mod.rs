@@ -8,7 +8,6 @@
 //! replay cache, issue-instant window) belongs to the use cases that call this module.
 
 pub mod inbound;
-pub mod keys;
 pub mod logout;
 pub mod metadata;
 pub mod response;
@@ -16,11 +15,10 @@ pub mod test_sp;
 pub mod xml;
 
 mod c14n;
-mod der;
 #[cfg(test)]
 mod interop_tests;
 
-pub use keys::{GeneratedKey, SigningKey};
+pub use crate::signing_keys::{GeneratedKey, SigningKey};
 
 use crate::Timestamp;
 use rand::Rng;
@@ -74,14 +72,11 @@ pub enum SamlError {
     /// User or configuration data holds a character XML 1.0 cannot carry (XML 1.0 §2.2 `Char`).
     #[error("{field}: character U+{codepoint:04X} is not allowed in XML 1.0")]
     InvalidXmlChar { field: &'static str, codepoint: u32 },
-    /// The key material could not be loaded or does not match its certificate.
-    #[error("invalid signing key: {0}")]
-    InvalidKey(&'static str),
-    /// Key or certificate generation failed.
-    #[error("key generation failed: {0}")]
-    KeyGeneration(String),
-    /// The RSA signing operation failed.
-    #[error("RSA signing failed")]
+    /// The signing key could not be used.
+    #[error(transparent)]
+    Key(#[from] crate::signing_keys::KeyMaterialError),
+    /// The element to sign could not be split where its signature goes.
+    #[error("the element cannot carry a signature there")]
     Signing,
     /// A Response where neither the Response nor the Assertion is signed would be accepted by no SP.
     #[error("at least one of the Response and the Assertion must be signed")]

@@ -319,7 +319,7 @@ fn signed_info(id: &str, digest_b64: &str) -> Result<String, SamlError> {
 mod tests {
     use super::*;
     use crate::saml::interop_tests::fixture;
-    use crate::saml::keys::tests::test_key;
+    use crate::signing_keys::material::tests::test_key;
 
     #[test]
     fn idp_initiated_omits_in_response_to_and_empty_is_treated_as_none() {

@@ -241,9 +241,9 @@ async fn sp_acs(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(app) => app,
         Err(e) => return e.into_page(&state, &headers),
     };
-    let keys = match crate::saml::signing_keys(&state).await {
+    let keys = match state.signing_keys().current().await {
         Ok(keys) => keys,
-        Err(e) => return e.into_page(&state, &headers),
+        Err(e) => return ApiError::from(e).into_page(&state, &headers),
     };
     let certs = keys.published_certs();
     let acs = state.link(SP_ACS);

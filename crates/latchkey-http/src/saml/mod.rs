@@ -1,17 +1,13 @@
 //! The SAML 2.0 IdP over HTTP: signing keys, metadata, single sign-on ([`sso`]) and Single Logout
 //! ([`slo`]).
 //!
-//! Signing keys are organisation-wide and live in the database (sealed under the master key), so
-//! every node signs with the same key and a rollover is seen by every node on its next response;
-//! opened keys are cached per kid (a kid's material never changes). Inbound messages are decoded
+//! Signing keys come from the core's signing-keys service (one set for the organisation, cached
+//! per node for a few seconds; metadata reads them afresh). Inbound messages are decoded
 //! by the core's hardened decoder; this layer applies the app's policy (known SP, registered ACS,
 //! signatures, replay) and never posts anything to an SP it could not identify.
 
 mod slo;
 mod sso;
-
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -19,11 +15,11 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use latchkey_core::apps::{self, App, KeyStatus, StoredSigningKey};
-use latchkey_core::saml::SigningKey;
+use latchkey_core::CoreError;
+use latchkey_core::apps::App;
 use latchkey_core::saml::metadata::{BindingUrls, IdpMetadata, idp_metadata};
-use latchkey_core::store::{AppStore, SamlStore};
-use latchkey_core::{CoreError, StoreError};
+use latchkey_core::signing_keys::KeyStatus;
+use latchkey_core::store::AppStore;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -39,144 +35,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/apps/{id}/credentials/keys", get(list_keys))
         .merge(sso::routes())
         .merge(slo::routes())
-}
-
-/// Opened signing keys by kid, and the current pair for a few seconds.
-#[derive(Default)]
-pub struct KeyCache(
-    RwLock<HashMap<String, Arc<SigningKey>>>,
-    RwLock<Option<(std::time::Instant, SigningKeys)>>,
-);
-
-/// How long a node keeps using the key pair it read. A rollover's switch reaches every node within
-/// this time; SPs hold both certificates from the metadata by then (announce first, switch later),
-/// so a response signed by the previous key in that window is still accepted.
-const KEYS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The key that signs now, the one announced next, and the one the last rollover replaced.
-#[derive(Clone)]
-pub(crate) struct SigningKeys {
-    pub active: Arc<SigningKey>,
-    pub next: Option<Arc<SigningKey>>,
-    pub previous: Option<Arc<SigningKey>>,
-}
-
-impl SigningKeys {
-    /// Certificates for metadata: the next key first, then the active one, then the previous one.
-    pub(crate) fn published_certs(&self) -> Vec<Vec<u8>> {
-        let mut certs = Vec::with_capacity(3);
-        if let Some(next) = &self.next {
-            certs.push(next.cert_der().to_vec());
-        }
-        certs.push(self.active.cert_der().to_vec());
-        if let Some(previous) = &self.previous {
-            certs.push(previous.cert_der().to_vec());
-        }
-        certs
-    }
-
-    /// The certificate of the published key (next, active or previous) named `kid`.
-    pub(crate) fn published_cert(&self, kid: &str) -> Option<Vec<u8>> {
-        [self.next.as_ref(), Some(&self.active), self.previous.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|key| key.kid() == kid)
-            .map(|key| key.cert_der().to_vec())
-    }
-}
-
-fn open_cached(state: &AppState, stored: &StoredSigningKey) -> Result<Arc<SigningKey>, ApiError> {
-    if let Ok(cache) = state.signing_key_cache.0.read()
-        && let Some(key) = cache.get(&stored.kid)
-    {
-        return Ok(key.clone());
-    }
-    let key = Arc::new(apps::keys::open(&state.master_key, stored)?);
-    if let Ok(mut cache) = state.signing_key_cache.0.write() {
-        cache.insert(stored.kid.clone(), key.clone());
-    }
-    Ok(key)
-}
-
-/// The current signing keys, generating the first one if the organisation has none yet (two
-/// nodes racing: one insert wins, the other reads the winner's key).
-pub(crate) async fn signing_keys(state: &AppState) -> Result<SigningKeys, ApiError> {
-    if let Ok(current) = state.signing_key_cache.1.read()
-        && let Some((read_at, keys)) = current.as_ref()
-        && read_at.elapsed() < KEYS_FRESH_FOR
-    {
-        return Ok(keys.clone());
-    }
-    let keys = read_signing_keys(state).await?;
-    if let Ok(mut current) = state.signing_key_cache.1.write() {
-        // Each node switches on its own, within KEYS_FRESH_FOR of `signing-key activate`: say so,
-        // so that an operator can see every node has.
-        if let Some((_, before)) = current.as_ref()
-            && before.active.kid() != keys.active.kid()
-        {
-            tracing::info!(
-                kid = keys.active.kid(),
-                previous = before.active.kid(),
-                "SAML signing key switched"
-            );
-        }
-        *current = Some((std::time::Instant::now(), keys.clone()));
-    }
-    Ok(keys)
-}
-
-async fn read_signing_keys(state: &AppState) -> Result<SigningKeys, ApiError> {
-    for _ in 0..2 {
-        let stored = state.store.list_signing_keys().await?;
-        let active = stored.iter().find(|k| k.status == KeyStatus::Active);
-        let next = stored.iter().find(|k| k.status == KeyStatus::Next);
-        let previous = stored.iter().find(|k| k.status == KeyStatus::Previous);
-        if let Some(active) = active {
-            let next = next.map(|k| open_cached(state, k)).transpose()?;
-            let previous = previous.map(|k| open_cached(state, k)).transpose()?;
-            return Ok(SigningKeys { active: open_cached(state, active)?, next, previous });
-        }
-        generate_key(state, KeyStatus::Active).await?;
-    }
-    Err(CoreError::Crypto("no active signing key after generating one".to_owned()).into())
-}
-
-/// Makes sure the organisation has an active signing key (generating it on the first start) and
-/// returns its kid.
-pub async fn ensure_signing_key(state: &AppState) -> Result<String, String> {
-    match signing_keys(state).await {
-        Ok(keys) => Ok(keys.active.kid().to_owned()),
-        Err(e) => Err(format!("cannot prepare the SAML signing key: {e:?}")),
-    }
-}
-
-/// Generates and stores a key with `status`; a conflict (another node was first) is not an error.
-async fn generate_key(state: &AppState, status: KeyStatus) -> Result<Option<String>, ApiError> {
-    let master_key = state.master_key.clone();
-    let now = state.clock.now();
-    let generated = tokio::task::spawn_blocking(move || {
-        apps::keys::generate(&master_key, status, now, "Latchkey SAML signing")
-    })
-    .await
-    .map_err(|e| CoreError::Crypto(format!("key generation task: {e}")))??;
-    let (stored, key) = generated;
-    match state.store.insert_signing_key(&stored).await {
-        Ok(()) => {
-            if let Ok(mut cache) = state.signing_key_cache.0.write() {
-                cache.insert(stored.kid.clone(), Arc::new(key));
-            }
-            tracing::info!(kid = %stored.kid, status = status.as_str(), "generated a SAML signing key");
-            Ok(Some(stored.kid))
-        }
-        Err(StoreError::Conflict(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The kid of the key that signs now (`None` before the first key exists).
-pub(crate) async fn active_kid(state: &AppState) -> Result<Option<String>, ApiError> {
-    let keys = state.store.list_signing_keys().await?;
-    Ok(keys.into_iter().find(|k| k.status == KeyStatus::Active).map(|k| k.kid))
 }
 
 /// `/app/{appName}/{externalKey}/sso/saml` on the base the browser used.
@@ -200,7 +58,7 @@ fn offers_single_logout(app: &App) -> bool {
 /// (Okta's admin preview `?kid=`); a kid that names no published key is not found.
 async fn metadata_response(state: &AppState, app: &App, kid: Option<&str>) -> Result<Response, ApiError> {
     // Read afresh (not the signing path's short cache): a staged key is published at once.
-    let keys = read_signing_keys(state).await?;
+    let keys = state.signing_keys().published().await?;
     let signing_certs = match kid {
         None => keys.published_certs(),
         Some(kid) => match keys.published_cert(kid) {
@@ -258,8 +116,9 @@ async fn list_keys(
     use base64::Engine;
     // The keys are the organisation's, the same for every app; the app only has to exist.
     crate::apps::find_app(&state, &id).await?;
-    signing_keys(&state).await?;
-    let keys = state.store.list_signing_keys().await?;
+    let signing_keys = state.signing_keys();
+    signing_keys.current().await?;
+    let keys = signing_keys.list().await?;
     let listed: Vec<serde_json::Value> = keys
         .iter()
         .filter(|k| k.status != KeyStatus::Retired)

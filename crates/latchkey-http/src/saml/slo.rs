@@ -31,7 +31,7 @@ use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::EndReason;
 use latchkey_core::store::{AppStore, SamlStore};
 
-use super::{Received, RefusedFor, SignatureCheck, refusal, signing_keys, slo_url};
+use super::{Received, RefusedFor, SignatureCheck, refusal, slo_url};
 use crate::AppState;
 use crate::browser::redirect;
 use crate::error::ApiError;
@@ -360,7 +360,7 @@ async fn end_session(state: &AppState, session_id: &str, ip: Option<&str>) -> Re
 
 /// Tells the next app, or finishes the walk.
 async fn step(state: &AppState, mut walk: LogoutWalk, secret: &str) -> Result<Response, ApiError> {
-    let keys = signing_keys(state).await?;
+    let keys = state.signing_keys().current().await?;
     let now = state.clock.now();
     while !walk.remaining.is_empty() {
         let next = walk.remaining.remove(0);

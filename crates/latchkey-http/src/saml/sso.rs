@@ -27,7 +27,7 @@ use latchkey_core::sessions::{RuleOutcome, Session};
 use latchkey_core::store::{AppStore, SamlStore};
 use latchkey_core::users::User;
 
-use super::{RefusedFor, SignatureCheck, auto_post, refusal, signing_keys, sso_url};
+use super::{RefusedFor, SignatureCheck, auto_post, refusal, sso_url};
 use crate::AppState;
 use crate::browser::{apply_cookies, redirect, sign_in_url, token_rule};
 use crate::error::ApiError;
@@ -134,7 +134,7 @@ async fn answer(
         // Always, whatever an app stored before assertionSigned=false was refused (reference A.6.1).
         sign_assertion: true,
     };
-    let keys = signing_keys(state).await?;
+    let keys = state.signing_keys().current().await?;
     let xml = response::build_response(&params, &keys.active).map_err(|e| {
         // Only user data can make a response unbuildable (a character XML cannot carry).
         CoreError::validation("profile", e.to_string())
@@ -186,7 +186,7 @@ async fn status_response(
     second: &str,
     relay_state: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let keys = signing_keys(state).await?;
+    let keys = state.signing_keys().current().await?;
     let top = if second == status::NO_PASSIVE || second == status::NO_AUTHN_CONTEXT {
         status::RESPONDER
     } else {

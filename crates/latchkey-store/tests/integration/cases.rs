@@ -2,17 +2,20 @@
 
 use latchkey_core::apps::query::AppQuery;
 use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
-use latchkey_core::apps::{App, AppStatus, AppUser, KeyStatus, SamlSignOn, StoredSigningKey};
+use latchkey_core::apps::{App, AppStatus, AppUser, SamlSignOn};
 use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
-use latchkey_core::events::{Actor, Event, EventStore, LogField, LogQuery, Target};
+use latchkey_core::events::{Actor, Event, LogField, LogQuery, Target};
 use latchkey_core::origins::{Scope, TrustedOrigin};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
-use latchkey_core::sessions::{EndReason, Session, SessionStore};
+use latchkey_core::sessions::{EndReason, Session};
+use latchkey_core::signing_keys::{KeyStatus, StoredSigningKey};
+use latchkey_core::store::EventStore;
+use latchkey_core::store::SessionStore;
 use latchkey_core::store::{
     ApiTokenStore, AppStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, SamlStore,
-    TrustedOriginStore, UserStore,
+    SigningKeyStore, TrustedOriginStore, UserStore,
 };
 use latchkey_core::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use latchkey_core::users::profile::Profile;

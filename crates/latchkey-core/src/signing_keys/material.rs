@@ -1,13 +1,14 @@
-//! The IdP's SAML signing key: an RSA-2048 key pair and its self-signed X.509 certificate.
+//! A signing key of the IdP: an RSA-2048 key pair and its self-signed X.509 certificate, as every
+//! protocol uses it (SAML signatures and metadata; a JWKS publishes the same keys).
 //!
-//! Private-key operations use aws-lc-rs only (constant-time RSA; the pure-Rust `rsa` crate is exposed to
-//! RUSTSEC-2023-0071, reference §B.1, §B.5). Key material is stored as PKCS#8 DER, sealed with
-//! [`crate::crypto::MasterKey`] by the caller; the certificate is public and goes into metadata and
-//! `ds:KeyInfo`. Signatures are RSASSA-PKCS1-v1_5 with SHA-256, which is deterministic: the same key and
-//! bytes always give the same signature (that is what makes golden-byte tests possible).
+//! Private-key operations use aws-lc-rs only: constant-time RSA (the pure-Rust `rsa` crate is exposed
+//! to the Marvin timing attack, RUSTSEC-2023-0071). Key material is stored as PKCS#8 DER, sealed with
+//! [`crate::crypto::MasterKey`] by [`super::seal`]; the certificate is public and goes into metadata
+//! and `ds:KeyInfo`. Signatures are RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2), which is
+//! deterministic: the same key and bytes always give the same signature (that is what makes
+//! golden-byte tests possible).
 
-use super::SamlError;
-use super::der;
+use crate::der;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
@@ -16,6 +17,20 @@ use sha2::{Digest, Sha256};
 
 /// Smallest accepted modulus, in bytes (2048 bits; NIST SP 800-131A).
 const MIN_MODULUS_BYTES: usize = 256;
+
+/// What can go wrong with key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyMaterialError {
+    /// The key material could not be loaded or does not match its certificate.
+    #[error("invalid signing key: {0}")]
+    InvalidKey(&'static str),
+    /// Key or certificate generation failed.
+    #[error("key generation failed: {0}")]
+    KeyGeneration(String),
+    /// The RSA signing operation failed.
+    #[error("RSA signing failed")]
+    Signing,
+}
 
 /// A loaded signing key. Cheap to share behind an `Arc`; never printed.
 pub struct SigningKey {
@@ -47,11 +62,14 @@ impl SigningKey {
     /// valid from one day ago, to absorb clock skew at SPs, for `valid_days` days, signed
     /// sha256WithRSAEncryption).
     ///
-    /// Slow (RSA prime generation takes 100 ms to seconds): callers on an async runtime run it in
-    /// `spawn_blocking` (STYLE.md item 9).
-    pub fn generate(common_name: &str, valid_days: u32) -> Result<(SigningKey, GeneratedKey), SamlError> {
+    /// Slow (RSA prime generation takes 100 ms to seconds): [`super::SigningKeys`] runs it through
+    /// its [`crate::offload::Offload`] port, off the async runtime.
+    pub fn generate(
+        common_name: &str,
+        valid_days: u32,
+    ) -> Result<(SigningKey, GeneratedKey), KeyMaterialError> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
-            .map_err(|e| SamlError::KeyGeneration(e.to_string()))?;
+            .map_err(|e| KeyMaterialError::KeyGeneration(e.to_string()))?;
         let mut params = rcgen::CertificateParams::default();
         let mut name = rcgen::DistinguishedName::new();
         name.push(rcgen::DnType::CommonName, common_name);
@@ -60,7 +78,7 @@ impl SigningKey {
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(i64::from(valid_days));
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        let cert = params.self_signed(&key).map_err(|e| SamlError::KeyGeneration(e.to_string()))?;
+        let cert = params.self_signed(&key).map_err(|e| KeyMaterialError::KeyGeneration(e.to_string()))?;
         let generated = GeneratedKey { pkcs8_der: key.serialize_der(), cert_der: cert.der().to_vec() };
         let signing = SigningKey::from_der(&generated.pkcs8_der, &generated.cert_der)?;
         Ok((signing, generated))
@@ -68,16 +86,16 @@ impl SigningKey {
 
     /// Loads stored material. Refuses keys under 2048 bits and a certificate whose public key is not
     /// the key pair's (a mismatch would publish a certificate no SP can verify our signatures with).
-    pub fn from_der(pkcs8_der: &[u8], cert_der: &[u8]) -> Result<SigningKey, SamlError> {
-        let key_pair =
-            RsaKeyPair::from_pkcs8(pkcs8_der).map_err(|_| SamlError::InvalidKey("not an RSA PKCS#8 key"))?;
+    pub fn from_der(pkcs8_der: &[u8], cert_der: &[u8]) -> Result<SigningKey, KeyMaterialError> {
+        let key_pair = RsaKeyPair::from_pkcs8(pkcs8_der)
+            .map_err(|_| KeyMaterialError::InvalidKey("not an RSA PKCS#8 key"))?;
         if key_pair.public_modulus_len() < MIN_MODULUS_BYTES {
-            return Err(SamlError::InvalidKey("RSA keys must be at least 2048 bits"));
+            return Err(KeyMaterialError::InvalidKey("RSA keys must be at least 2048 bits"));
         }
         let cert_key = der::rsa_public_key_from_cert(cert_der)
-            .map_err(|_| SamlError::InvalidKey("the certificate is not an X.509 RSA certificate"))?;
+            .map_err(|_| KeyMaterialError::InvalidKey("the certificate is not an X.509 RSA certificate"))?;
         if cert_key != key_pair.public_key().as_ref() {
-            return Err(SamlError::InvalidKey("the certificate does not belong to the key"));
+            return Err(KeyMaterialError::InvalidKey("the certificate does not belong to the key"));
         }
         let digest = Sha256::digest(cert_der);
         let kid = URL_SAFE_NO_PAD.encode(&digest[..16]);
@@ -85,11 +103,11 @@ impl SigningKey {
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `bytes` (XMLDSig `rsa-sha256`, RFC 6931 §2.3.2).
-    pub fn sign_rsa_sha256(&self, bytes: &[u8]) -> Result<Vec<u8>, SamlError> {
+    pub fn sign_rsa_sha256(&self, bytes: &[u8]) -> Result<Vec<u8>, KeyMaterialError> {
         let mut signature = vec![0u8; self.key_pair.public_modulus_len()];
         self.key_pair
             .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), bytes, &mut signature)
-            .map_err(|_| SamlError::Signing)?;
+            .map_err(|_| KeyMaterialError::Signing)?;
         Ok(signature)
     }
 
@@ -110,7 +128,7 @@ impl SigningKey {
 
     /// A stable, public key id: base64url (no padding) of the first 16 bytes of the SHA-256 of the
     /// certificate DER (22 characters). It names the certificate, so a renewed certificate for the same
-    /// key gets a new id; it is used to label keys in storage and the admin API, never on the wire.
+    /// key gets a new id; it labels keys in storage, the admin API and (as `kid`) a JWKS.
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -159,7 +177,7 @@ pub(crate) mod tests {
         let pk8 = include_bytes!("../../tests/data/saml-test-key.pk8");
         assert_eq!(
             SigningKey::from_der(pk8, &other.cert_der).unwrap_err(),
-            SamlError::InvalidKey("the certificate does not belong to the key")
+            KeyMaterialError::InvalidKey("the certificate does not belong to the key")
         );
         assert!(SigningKey::from_der(b"junk", key.cert_der()).is_err());
         assert!(SigningKey::from_der(pk8, b"junk").is_err());

@@ -1,148 +1,13 @@
-//! Browser sessions: created from a one-time session token, addressed by a public id and by the
-//! `sid` cookie (an opaque secret stored only as a digest), ended explicitly or by time.
-//!
-//! Expiry follows the default sign-on rule: an idle timeout that activity slides (coarsely: at
-//! most one write a minute, so checking a session is a read) and an optional absolute lifetime.
-//! Ending a session is a database write that every node sees on its next read; an ended session
-//! is kept (with its reason) only until it would have expired, for the system log's sake.
+//! Session use cases: redeeming a session token, the `sid` cookie lookup with its idle
+//! bookkeeping, ending sessions, and the session-token rule.
 
-use std::future::Future;
-
+use super::{ByCookie, EndReason, RuleOutcome, Session, Started, TokenPrecedence};
 use crate::authn::SessionToken;
 use crate::clock::{Clock, Timestamp};
 use crate::error::CoreError;
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::policy::SignOnRule;
-use crate::store::{AuthnStore, StoreResult, UserStore};
-use crate::users::User;
-
-/// Why a session ended (shown in the system log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    Logout,
-    ReplacedBySessionToken,
-    InvalidSessionToken,
-    AdminRevoke,
-    UserSessionsRevoked,
-    /// The user was suspended, deactivated or otherwise may no longer sign in.
-    UserNotActive,
-    Expired,
-}
-
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Logout => "LOGOUT",
-            EndReason::ReplacedBySessionToken => "REPLACED_BY_SESSION_TOKEN",
-            EndReason::InvalidSessionToken => "INVALID_SESSION_TOKEN",
-            EndReason::AdminRevoke => "ADMIN_REVOKE",
-            EndReason::UserSessionsRevoked => "USER_SESSIONS_REVOKED",
-            EndReason::UserNotActive => "USER_NOT_ACTIVE",
-            EndReason::Expired => "EXPIRED",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub id: String,
-    pub cookie_digest: String,
-    pub user_id: String,
-    pub amr: Vec<String>,
-    pub created: Timestamp,
-    /// When the idle timeout ends; activity moves it.
-    pub expires_at: Timestamp,
-    /// When the absolute lifetime ends, if the rule sets one.
-    pub lifetime_ends_at: Option<Timestamp>,
-    pub last_activity: Timestamp,
-    pub password_verified_at: Option<Timestamp>,
-    pub factor_verified_at: Option<Timestamp>,
-    pub persistent: bool,
-}
-
-impl Session {
-    /// When the session will end if nothing else happens.
-    pub fn ends_at(&self) -> Timestamp {
-        match self.lifetime_ends_at {
-            Some(limit) if limit < self.expires_at => limit,
-            _ => self.expires_at,
-        }
-    }
-}
-
-pub trait SessionStore: Send + Sync {
-    fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// The live (not ended, not expired at `now`) session with this public id.
-    fn find_session(
-        &self,
-        id: &str,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
-
-    /// The live session whose cookie secret has this digest, with its user (one round trip: this
-    /// is the hot path of every cookie-authenticated request).
-    fn find_session_by_cookie(
-        &self,
-        digest: &str,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Option<(Session, User)>>> + Send;
-
-    /// Moves a live session's idle expiry (never past its absolute lifetime).
-    fn touch_session(
-        &self,
-        id: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-
-    /// Ends a live session; `false` when it was not live.
-    fn end_session(
-        &self,
-        id: &str,
-        reason: EndReason,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-
-    /// Ends every live session of a user except `keep`; returns their ids.
-    fn end_user_sessions(
-        &self,
-        user_id: &str,
-        keep: Option<&str>,
-        reason: EndReason,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
-
-    fn list_user_sessions(
-        &self,
-        user_id: &str,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Vec<Session>>> + Send;
-
-    /// Marks sessions whose time ran out as ended (reason EXPIRED, at the moment they expired);
-    /// returns `(id, user_id, when it expired)` of each.
-    fn expire_sessions(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Vec<(String, String, Timestamp)>>> + Send;
-}
-
-/// What a `sid` cookie leads to.
-#[derive(Debug)]
-pub enum ByCookie {
-    /// A live session and its user.
-    Live(Session, User),
-    /// The session's user may no longer have sessions: this lookup ended it just now.
-    EndedNotActive(Session, User),
-    /// No live session.
-    None,
-}
-
-/// A new session and the cookie secret to set, once.
-pub struct Started {
-    pub session: Session,
-    pub cookie: Secret,
-}
+use crate::store::{AuthnStore, SessionStore, UserStore};
 
 /// Session use cases.
 pub struct Sessions<'a, S> {
@@ -280,27 +145,6 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
     ) -> Result<Vec<String>, CoreError> {
         Ok(self.store.end_user_sessions(user_id, keep, reason, self.clock.now()).await?)
     }
-}
-
-/// DESIGN §4: which wins when a browser brings both a session cookie and a `sessionToken`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenPrecedence {
-    /// A valid token always wins; any token, valid or not, ends the existing session.
-    Token,
-    /// Okta Classic: an existing session wins and the token is left unused.
-    Cookie,
-}
-
-/// What the session-token rule decided for one browser request.
-pub struct RuleOutcome {
-    /// The session the flow continues with (`None`: unauthenticated, go to sign-in).
-    pub session: Option<Session>,
-    /// A new cookie secret to set (a session was created from the token).
-    pub new_cookie: Option<Secret>,
-    /// The existing session that was ended, and why.
-    pub ended: Option<(String, EndReason)>,
-    /// The browser's cookie no longer names a live session and should be cleared.
-    pub clear_cookie: bool,
 }
 
 impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {

@@ -1,7 +1,8 @@
 //! Just enough DER to take the RSA public key out of an X.509 certificate (RFC 5280 §4.1).
 //!
-//! Service-provider certificates come from SP configuration; only their key is used (never KeyInfo from
-//! a message, reference §B.5). A tiny bounded walk avoids a full X.509 parser on this path: it reads
+//! Used for our own signing certificates and for service-provider certificates, which come from SP
+//! configuration only (never from a message's KeyInfo: XMLDSig §4.5 KeyInfo is a hint, not a trust
+//! anchor). A tiny bounded walk avoids a full X.509 parser on this path: it reads
 //! `Certificate → tbsCertificate → subjectPublicKeyInfo`, checks the algorithm is rsaEncryption and
 //! returns the PKCS#1 `RSAPublicKey` from the BIT STRING. Validity dates are not checked here; SAML
 //! trust is the configured certificate itself, not a CA chain.

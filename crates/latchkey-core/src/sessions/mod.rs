@@ -1,0 +1,107 @@
+//! Browser sessions: created from a one-time session token, addressed by a public id and by the
+//! `sid` cookie (an opaque secret stored only as a digest), ended explicitly or by time.
+//!
+//! Expiry follows the default sign-on rule: an idle timeout that activity slides (coarsely: at
+//! most one write a minute, so checking a session is a read) and an optional absolute lifetime.
+//! Ending a session is a database write that every node sees on its next read; an ended session
+//! is kept (with its reason) only until it would have expired, for the system log's sake.
+
+mod service;
+
+pub use service::Sessions;
+
+use crate::clock::Timestamp;
+use crate::ids::Secret;
+use crate::users::User;
+
+/// Why a session ended (shown in the system log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Logout,
+    ReplacedBySessionToken,
+    InvalidSessionToken,
+    AdminRevoke,
+    UserSessionsRevoked,
+    /// The user was suspended, deactivated or otherwise may no longer sign in.
+    UserNotActive,
+    Expired,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Logout => "LOGOUT",
+            EndReason::ReplacedBySessionToken => "REPLACED_BY_SESSION_TOKEN",
+            EndReason::InvalidSessionToken => "INVALID_SESSION_TOKEN",
+            EndReason::AdminRevoke => "ADMIN_REVOKE",
+            EndReason::UserSessionsRevoked => "USER_SESSIONS_REVOKED",
+            EndReason::UserNotActive => "USER_NOT_ACTIVE",
+            EndReason::Expired => "EXPIRED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub cookie_digest: String,
+    pub user_id: String,
+    pub amr: Vec<String>,
+    pub created: Timestamp,
+    /// When the idle timeout ends; activity moves it.
+    pub expires_at: Timestamp,
+    /// When the absolute lifetime ends, if the rule sets one.
+    pub lifetime_ends_at: Option<Timestamp>,
+    pub last_activity: Timestamp,
+    pub password_verified_at: Option<Timestamp>,
+    pub factor_verified_at: Option<Timestamp>,
+    pub persistent: bool,
+}
+
+impl Session {
+    /// When the session will end if nothing else happens.
+    pub fn ends_at(&self) -> Timestamp {
+        match self.lifetime_ends_at {
+            Some(limit) if limit < self.expires_at => limit,
+            _ => self.expires_at,
+        }
+    }
+}
+
+/// What a `sid` cookie leads to.
+#[derive(Debug)]
+pub enum ByCookie {
+    /// A live session and its user.
+    Live(Session, User),
+    /// The session's user may no longer have sessions: this lookup ended it just now.
+    EndedNotActive(Session, User),
+    /// No live session.
+    None,
+}
+
+/// A new session and the cookie secret to set, once.
+pub struct Started {
+    pub session: Session,
+    pub cookie: Secret,
+}
+
+/// DESIGN §4: which wins when a browser brings both a session cookie and a `sessionToken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPrecedence {
+    /// A valid token always wins; any token, valid or not, ends the existing session.
+    Token,
+    /// Okta Classic: an existing session wins and the token is left unused.
+    Cookie,
+}
+
+/// What the session-token rule decided for one browser request.
+pub struct RuleOutcome {
+    /// The session the flow continues with (`None`: unauthenticated, go to sign-in).
+    pub session: Option<Session>,
+    /// A new cookie secret to set (a session was created from the token).
+    pub new_cookie: Option<Secret>,
+    /// The existing session that was ended, and why.
+    pub ended: Option<(String, EndReason)>,
+    /// The browser's cookie no longer names a live session and should be cleared.
+    pub clear_cookie: bool,
+}
