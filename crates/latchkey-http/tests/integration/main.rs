@@ -9,6 +9,7 @@
 
 mod apps;
 mod authn;
+mod browser;
 mod errors;
 mod hosts;
 mod logs;

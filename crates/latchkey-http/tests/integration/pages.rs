@@ -1,127 +1,17 @@
-//! The hosted pages driven like a browser without JavaScript: a cookie jar, GETs and form posts.
+//! The hosted pages driven like a browser without JavaScript (the shared [`Browser`]: a cookie jar,
+//! GETs and form posts).
 //! Sign-in through every state, CSRF, fromURI checks, escaping, headers, persistent cookies,
 //! the dashboard, the sessions page, sign-out and the templated error pages.
 
-use std::collections::BTreeMap;
-
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt as _;
+use axum::http::{Method, Request, StatusCode};
 use latchkey_core::totp;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
+use crate::browser::{Browser, Page};
 use crate::support::{App, BASE, app, app_realtime};
 
 const PASSWORD: &str = "Correct-Horse-9";
-
-/// A browser's cookies for the IdP (paths ignored: the tests only need names).
-#[derive(Default, Clone)]
-struct Jar(BTreeMap<String, String>);
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers.get("location").map(|v| v.to_str().unwrap()).unwrap_or("")
-    }
-
-    /// The value of the first `name="<field>" value="…"` in the page.
-    fn field(&self, name: &str) -> Option<String> {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self.body.find(&marker)? + marker.len();
-        Some(self.body[start..].split('"').next()?.to_owned())
-    }
-
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .find(|c| c.starts_with(&format!("{name}=")))
-    }
-}
-
-impl Jar {
-    fn header(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    fn take(&mut self, headers: &HeaderMap) {
-        for value in headers.get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() || attributes.contains("Max-Age=0") {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    async fn send(&mut self, app: &App, req: axum::http::request::Builder, body: Body) -> Page {
-        let req = req.header("cookie", self.header()).body(body).unwrap();
-        let res = app.router.clone().oneshot(req).await.unwrap();
-        let (status, headers) = (res.status(), res.headers().clone());
-        self.take(&headers);
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Page { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
-    }
-
-    async fn get(&mut self, app: &App, uri: &str) -> Page {
-        self.send(app, Request::get(uri), Body::empty()).await
-    }
-
-    /// Posts a form as a browser would from one of the IdP's pages.
-    async fn post(&mut self, app: &App, uri: &str, fields: &[(&str, &str)]) -> Page {
-        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        let req = Request::post(uri)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("origin", BASE)
-            .header("sec-fetch-site", "same-origin");
-        self.send(app, req, Body::from(body)).await
-    }
-
-    /// Submits the form of `page` that posts to `action`, with its hidden fields and `fields`.
-    async fn submit(&mut self, app: &App, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
-        let marker = format!("action=\"{action}\"");
-        let start = page.body.find(&marker).unwrap_or_else(|| panic!("no form to {action} in {}", page.body));
-        let form = &page.body[start..start + page.body[start..].find("</form>").unwrap()];
-        let mut all: Vec<(String, String)> = Vec::new();
-        for input in form.split("<input").skip(1) {
-            if input.contains("type=\"hidden\"") {
-                let name = input.split("name=\"").nth(1).unwrap().split('"').next().unwrap();
-                let value = input.split("value=\"").nth(1).unwrap().split('"').next().unwrap();
-                all.push((name.to_owned(), value.replace("&amp;", "&").replace("&#x2f;", "/")));
-            }
-        }
-        for (k, v) in fields {
-            all.push(((*k).to_owned(), (*v).to_owned()));
-        }
-        let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.post(app, action, &pairs).await
-    }
-
-    async fn sign_in(
-        &mut self,
-        app: &App,
-        query: &str,
-        login: &str,
-        password: &str,
-        extra: &[(&str, &str)],
-    ) -> Page {
-        let page = self.get(app, &format!("/login/login.htm{query}")).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        let mut fields = vec![("username", login), ("password", password)];
-        fields.extend_from_slice(extra);
-        self.submit(app, &page, "/login/login.htm", &fields).await
-    }
-}
 
 async fn policy(app: &App, kind: &str) -> Value {
     app.call(Method::GET, &format!("/api/v1/policies?type={kind}"), Value::Null).await.body[0].clone()
@@ -181,7 +71,7 @@ fn assert_page_headers(page: &Page) {
 async fn password_sign_in_reaches_the_dashboard_with_safe_headers() {
     let app = app().await;
     app.create_ok("pat@example.com").await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let page = jar.get(&app, "/login/login.htm").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_page_headers(&page);
@@ -226,7 +116,7 @@ async fn password_sign_in_reaches_the_dashboard_with_safe_headers() {
 async fn wrong_password_keeps_the_escaped_username_and_unknown_users_look_the_same() {
     let app = app().await;
     app.create_ok("pat@example.com").await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let hostile = "\"><script>alert(1)</script>";
     let page = jar.sign_in(&app, "", hostile, "nope", &[]).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
@@ -244,7 +134,7 @@ async fn wrong_password_keeps_the_escaped_username_and_unknown_users_look_the_sa
 async fn forms_without_a_valid_csrf_token_or_from_another_site_are_refused() {
     let app = app().await;
     app.create_ok("pat@example.com").await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let page = jar.get(&app, "/login/login.htm").await;
     let token = page.field("_csrf").unwrap();
     let creds = [("username", "pat@example.com"), ("password", PASSWORD)];
@@ -261,7 +151,7 @@ async fn forms_without_a_valid_csrf_token_or_from_another_site_are_refused() {
     assert_eq!(jar.post(&app, "/login/login.htm", &forged).await.status, StatusCode::FORBIDDEN);
 
     // The right token from a browser without the cookie it is bound to.
-    let mut other = Jar::default();
+    let mut other = Browser::default();
     let mut with_token = creds.to_vec();
     with_token.push(("_csrf", &token));
     assert_eq!(other.post(&app, "/login/login.htm", &with_token).await.status, StatusCode::FORBIDDEN);
@@ -316,7 +206,7 @@ async fn from_uri_is_followed_only_when_local_or_trusted() {
     for (from, expected) in cases {
         // Two sign-ins per case: stay under the per-username budget of 4 a second.
         app.clock.advance_secs(1);
-        let mut jar = Jar::default();
+        let mut jar = Browser::default();
         let encoded: String = url::form_urlencoded::byte_serialize(from.as_bytes()).collect();
         let page = jar.get(&app, &format!("/login/login.htm?fromURI={encoded}")).await;
         if expected.ends_with("/app/UserHome") {
@@ -334,7 +224,7 @@ async fn from_uri_is_followed_only_when_local_or_trusted() {
         assert_eq!(done.status, StatusCode::SEE_OTHER, "{from}: {}", done.body);
         assert_eq!(done.location(), expected, "{from}");
         // A tampered form field is checked again on the way out.
-        let mut jar = Jar::default();
+        let mut jar = Browser::default();
         let page = jar.get(&app, "/login/login.htm").await;
         let done = jar
             .submit(
@@ -347,7 +237,7 @@ async fn from_uri_is_followed_only_when_local_or_trusted() {
         assert_eq!(done.location(), expected, "{from} posted directly");
     }
     // A trusted origin elsewhere is allowed as a form target in the page's CSP.
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let page = jar.get(&app, "/login/login.htm?fromURI=https%3A%2F%2Fportal.example.test%2Fx").await;
     let csp = page.headers.get("content-security-policy").unwrap().to_str().unwrap();
     assert!(csp.contains("form-action 'self' https://portal.example.test;"), "{csp}");
@@ -358,12 +248,12 @@ async fn keep_me_signed_in_only_when_the_policy_allows_and_the_user_asks() {
     let app = app().await;
     app.create_ok("pat@example.com").await;
     let remember = [("remember", "1")];
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let done = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &remember).await;
     assert!(!done.set_cookie("sid").unwrap().contains("Max-Age"), "policy does not allow persistent cookies");
 
     set_sign_on(&app, json!({"usePersistentCookie": true})).await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let page = jar.get(&app, "/login/login.htm").await;
     assert!(page.body.contains("name=\"remember\""), "the checkbox appears");
     assert!(page.body.contains("<label for=\"remember\">Keep me signed in</label>"));
@@ -371,14 +261,14 @@ async fn keep_me_signed_in_only_when_the_policy_allows_and_the_user_asks() {
         .submit(&app, &page, "/login/login.htm", &[("username", "pat@example.com"), ("password", PASSWORD)])
         .await;
     assert!(!done.set_cookie("sid").unwrap().contains("Max-Age"), "not asked");
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let done = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &remember).await;
     let sid = done.set_cookie("sid").unwrap();
     assert!(sid.contains("Max-Age=7200"), "asked and allowed: {sid}");
     // With an absolute lifetime the cookie lasts as long as the session may (activity slides the
     // idle expiry on the server; the cookie must not end before it).
     set_sign_on(&app, json!({"usePersistentCookie": true, "maxSessionLifetimeMinutes": 600})).await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let done = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &remember).await;
     let sid = done.set_cookie("sid").unwrap();
     assert!(sid.contains("Max-Age=36000"), "the session lifetime: {sid}");
@@ -392,7 +282,7 @@ async fn totp_enrollment_then_verification_through_the_pages() {
         p["settings"]["factors"]["okta_otp"]["enroll"]["self"] = json!("REQUIRED")
     })
     .await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let choose =
         jar.sign_in(&app, "?fromURI=%2Fapp%2FUserHome%2Fsessions", "pat@example.com", PASSWORD, &[]).await;
     assert_eq!(choose.status, StatusCode::OK, "{}", choose.body);
@@ -400,7 +290,7 @@ async fn totp_enrollment_then_verification_through_the_pages() {
     assert!(!choose.body.contains("Not now"), "required: no skip");
     let tx = choose.set_cookie("lk_tx").unwrap();
     assert!(tx.contains("HttpOnly") && tx.contains("Path=/login"), "{tx}");
-    assert!(!choose.body.contains(&jar.0["lk_tx"]), "the state token never appears in the page");
+    assert!(!choose.body.contains(jar.cookie("lk_tx").unwrap()), "the state token never appears in the page");
     assert_page_headers(&choose);
 
     let okta_form_start = choose.body.find("value=\"OKTA\"").unwrap();
@@ -429,7 +319,7 @@ async fn totp_enrollment_then_verification_through_the_pages() {
     // Next sign-in: the code is asked for.
     set_sign_on(&app, json!({"requireFactor": true})).await;
     app.clock.advance_secs(30);
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let verify = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
     assert_eq!(verify.status, StatusCode::OK, "{}", verify.body);
     assert!(verify.body.contains("autocomplete=\"one-time-code\""), "{}", verify.body);
@@ -442,7 +332,7 @@ async fn totp_enrollment_then_verification_through_the_pages() {
     assert_eq!(jar.get(&app, "/app/UserHome").await.status, StatusCode::OK);
 
     // The same code again in another browser: replay is refused with its own message.
-    let mut other = Jar::default();
+    let mut other = Browser::default();
     let verify = other.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
     let replay = other.submit(&app, &verify, "/login/mfa/verify", &[("passCode", &good_code)]).await;
     assert!(replay.body.contains("already used"), "{}", replay.body);
@@ -460,7 +350,7 @@ async fn expired_password_must_be_changed_on_the_page() {
     let r =
         app.call(Method::POST, &format!("/api/v1/users/{id}/lifecycle/expire_password"), Value::Null).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let page = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Your password has expired"), "{}", page.body);
@@ -510,7 +400,7 @@ async fn expired_password_must_be_changed_on_the_page() {
         )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     assert_eq!(
         jar.sign_in(&app, "", "pat@example.com", "New-Horse-77", &[]).await.status,
         StatusCode::SEE_OTHER
@@ -526,7 +416,7 @@ async fn password_warning_can_be_skipped() {
         p["settings"]["password"]["age"]["expireWarnDays"] = json!(20);
     })
     .await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let warn = jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
     assert!(warn.body.contains("Your password expires soon"), "{}", warn.body);
     let skipped = jar.submit(&app, &warn, "/login/skip", &[]).await;
@@ -542,7 +432,7 @@ async fn lockout_and_throttling_have_their_own_messages() {
         p["settings"]["password"]["lockout"]["showLockoutFailures"] = json!(true);
     })
     .await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     assert_eq!(jar.sign_in(&app, "", "pat@example.com", "bad-1", &[]).await.status, StatusCode::UNAUTHORIZED);
     app.clock.advance_secs(1);
     let locked = jar.sign_in(&app, "", "pat@example.com", "bad-2", &[]).await;
@@ -567,9 +457,9 @@ async fn prompt_login_shows_the_form_and_the_new_session_replaces_the_old() {
     let app = app().await;
     app.create_ok("pat@example.com").await;
     app.create_ok("quinn@example.com").await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     jar.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
-    let first = jar.0["sid"].clone();
+    let first = jar.cookie("sid").unwrap().to_owned();
     let page = jar.get(&app, "/login/login.htm?fromURI=%2Fapp%2FUserHome&prompt=login").await;
     assert_eq!(page.status, StatusCode::OK, "the form even with a session");
     assert!(page.body.contains("Please sign in again"));
@@ -577,11 +467,11 @@ async fn prompt_login_shows_the_form_and_the_new_session_replaces_the_old() {
         .submit(&app, &page, "/login/login.htm", &[("username", "quinn@example.com"), ("password", PASSWORD)])
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
-    assert_ne!(jar.0["sid"], first);
+    assert_ne!(jar.cookie("sid").unwrap(), first);
     let home = jar.get(&app, "/app/UserHome").await;
     assert!(home.body.contains("quinn@example.com"));
-    let mut old = Jar::default();
-    old.0.insert("sid".into(), first);
+    let mut old = Browser::default();
+    old.put_cookie("sid", &first);
     assert_eq!(old.get(&app, "/app/UserHome").await.status, StatusCode::SEE_OTHER, "the old session ended");
 }
 
@@ -589,12 +479,12 @@ async fn prompt_login_shows_the_form_and_the_new_session_replaces_the_old() {
 async fn sessions_page_ends_the_others_and_sign_out_ends_this_one() {
     let app = app().await;
     app.create_ok("pat@example.com").await;
-    let mut laptop = Jar::default();
-    let mut phone = Jar::default();
+    let mut laptop = Browser::default();
+    let mut phone = Browser::default();
     laptop.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
     phone.sign_in(&app, "", "pat@example.com", PASSWORD, &[]).await;
 
-    let anonymous = Jar::default().get(&app, "/app/UserHome/sessions").await;
+    let anonymous = Browser::default().get(&app, "/app/UserHome/sessions").await;
     assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
     assert!(anonymous.location().contains("/login/login.htm?fromURI=%2Fapp%2FUserHome%2Fsessions"));
 
@@ -639,7 +529,7 @@ async fn sessions_page_ends_the_others_and_sign_out_ends_this_one() {
 #[tokio::test]
 async fn browser_endpoint_errors_are_pages_with_the_request_id() {
     let app = app().await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let page =
         jar.get(&app, "/login/sessionCookieRedirect?token=x&redirectUrl=https%3A%2F%2Fevil.example%2F").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
@@ -656,21 +546,20 @@ async fn browser_endpoint_errors_are_pages_with_the_request_id() {
 #[tokio::test]
 async fn a_step_without_a_transaction_starts_over() {
     let app = app().await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     let page = jar.get(&app, "/login/login.htm").await;
     let token = page.field("_csrf").unwrap();
     let again = jar.post(&app, "/login/mfa/verify", &[("_csrf", &token), ("passCode", "123456")]).await;
     assert_eq!(again.status, StatusCode::UNAUTHORIZED);
     assert!(again.body.contains("Your sign-in took too long"), "{}", again.body);
-    jar.0.insert("lk_tx".into(), "forged".into());
+    jar.put_cookie("lk_tx", "forged");
     let forged = jar.post(&app, "/login/mfa/verify", &[("_csrf", &token), ("passCode", "123456")]).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
 }
 
 /// Follows the IdP's auto-posting page to the test SP's ACS, as the browser's script would.
-async fn post_to_acs(jar: &mut Jar, app: &App, page: &Page) -> Page {
-    let action =
-        page.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+async fn post_to_acs(jar: &mut Browser, app: &App, page: &Page) -> Page {
+    let action = page.form_action().unwrap();
     let path = action.strip_prefix(BASE).unwrap_or(&action).to_owned();
     let response = page.field("SAMLResponse").unwrap_or_else(|| panic!("no SAMLResponse: {}", page.body));
     jar.post(app, &path, &[("SAMLResponse", &response)]).await
@@ -681,7 +570,7 @@ async fn demo_kiosk_and_test_sp_show_the_second_person_as_themselves() {
     let app = app_realtime(|c| c.test_sp = true).await;
     let alice = app.create_ok("alice@example.com").await;
     let bob = app.create_ok("bob@example.com").await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     // The first use creates the demo app; assign both people to it.
     let login = jar.get(&app, "/demo/sp/login").await;
     assert_eq!(login.status, StatusCode::SEE_OTHER);
@@ -733,7 +622,7 @@ async fn demo_kiosk_and_test_sp_show_the_second_person_as_themselves() {
 #[tokio::test]
 async fn unknown_browser_paths_get_a_page_and_api_paths_json() {
     let app = app().await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     for path in ["/app/UserHome/nope", "/login/nope", "/home/a/b/c/d"] {
         let page = jar.get(&app, path).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
@@ -747,7 +636,7 @@ async fn unknown_browser_paths_get_a_page_and_api_paths_json() {
 #[tokio::test]
 async fn demo_pages_exist_only_when_enabled() {
     let app = app().await;
-    let mut jar = Jar::default();
+    let mut jar = Browser::default();
     assert_eq!(jar.get(&app, "/demo/kiosk").await.status, StatusCode::NOT_FOUND);
     assert_eq!(jar.get(&app, "/demo/sp/").await.status, StatusCode::NOT_FOUND);
 }

@@ -1,46 +1,26 @@
-//! Sessions API, the `sid` cookie, and the session-token rule on `/login/sessionCookieRedirect`.
+//! Sessions API, the `sid` cookie (sent by the shared [`Browser`]), and the session-token rule on
+//! `/login/sessionCookieRedirect`.
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt as _;
 use latchkey_core::sessions::TokenPrecedence;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+use crate::browser::Browser;
 use crate::snapshot::assert_snapshot;
 use crate::support::{App, app, app_with};
 
 const PASSWORD: &str = "Correct-Horse-9";
 const PORTAL: &str = "https://portal.example.test";
 
-struct Browser {
-    status: StatusCode,
-    location: Option<String>,
-    set_cookie: Option<String>,
-    body: String,
-}
-
-/// A browser GET with an optional `sid` cookie.
-async fn browser_get(app: &App, uri: &str, sid: Option<&str>) -> Browser {
-    let mut req = Request::get(uri);
-    if let Some(sid) = sid {
-        req = req.header("cookie", format!("DT=x; sid={sid}"));
-    }
-    let res = app.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-    let header = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
-    let (status, location, set_cookie) = (res.status(), header("location"), header("set-cookie"));
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Browser { status, location, set_cookie, body: String::from_utf8_lossy(&bytes).into_owned() }
-}
-
-fn sid_of(set_cookie: &Option<String>) -> Option<String> {
-    let cookie = set_cookie.as_deref()?;
-    let value = cookie.strip_prefix("sid=")?.split(';').next()?;
-    (!value.is_empty()).then(|| value.to_owned())
+/// A browser holding the session cookie `sid`, with a device cookie (`DT`) beside it.
+fn with_sid(sid: &str) -> Browser {
+    Browser::with_cookies(&[("DT", "x"), ("sid", sid)])
 }
 
 async fn me(app: &App, sid: &str) -> (StatusCode, Value) {
-    let b = browser_get(app, "/api/v1/sessions/me", Some(sid)).await;
+    let b = with_sid(sid).get(app, "/api/v1/sessions/me").await;
     (b.status, serde_json::from_str(&b.body).unwrap_or(Value::Null))
 }
 
@@ -55,8 +35,8 @@ async fn session_token_with(app: &App, login: &str, password: &str) -> String {
 
 /// A browser signed in as `login` through sessionCookieRedirect: its `sid` cookie.
 async fn signed_in(app: &App, login: &str) -> String {
-    let landed = browser_get(app, &redirect_uri(&session_token(app, login).await), None).await;
-    sid_of(&landed.set_cookie).unwrap()
+    let landed = Browser::default().get(app, &redirect_uri(&session_token(app, login).await)).await;
+    landed.cookie("sid").unwrap().to_owned()
 }
 
 async fn trust_portal(app: &App) {
@@ -163,24 +143,24 @@ async fn a_valid_token_replaces_the_browser_session_of_another_user() {
     app.create_ok("a@example.com").await;
     let b_id = app.create_ok("b@example.com").await;
 
-    let first = browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
+    let first =
+        Browser::default().get(&app, &redirect_uri(&session_token(&app, "a@example.com").await)).await;
     assert_eq!(first.status, StatusCode::FOUND);
     assert_eq!(first.location.as_deref(), Some("https://portal.example.test/landing?x=1"));
-    let cookie = first.set_cookie.clone().unwrap();
+    let cookie = first.set_cookie("sid").unwrap();
     assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax") && !cookie.contains("Max-Age"), "http, non-persistent: {cookie}");
-    let sid_a = sid_of(&first.set_cookie).unwrap();
+    let sid_a = first.cookie("sid").unwrap().to_owned();
     let (status, session_a) = me(&app, &sid_a).await;
     assert_eq!((status, session_a["login"].as_str()), (StatusCode::OK, Some("a@example.com")));
     assert_ne!(session_a["id"].as_str(), Some(sid_a.as_str()), "the cookie is not the public id");
     assert_eq!(session_a["_links"]["self"]["href"], format!("{}/api/v1/sessions/me", crate::support::BASE));
 
     // Second person, same browser (cookie A present), new token for B: B wins.
-    let second =
-        browser_get(&app, &redirect_uri(&session_token(&app, "b@example.com").await), Some(&sid_a)).await;
+    let second = with_sid(&sid_a).get(&app, &redirect_uri(&session_token(&app, "b@example.com").await)).await;
     assert_eq!(second.status, StatusCode::FOUND);
     assert_eq!(second.location.as_deref(), Some("https://portal.example.test/landing?x=1"));
-    let sid_b = sid_of(&second.set_cookie).expect("a new cookie");
+    let sid_b = second.cookie("sid").expect("a new cookie").to_owned();
     let (_, session_b) = me(&app, &sid_b).await;
     assert_eq!(session_b["userId"], b_id.as_str());
     assert_eq!(me(&app, &sid_a).await.0, StatusCode::NOT_FOUND, "A's cookie is dead");
@@ -196,7 +176,7 @@ async fn an_invalid_token_ends_the_existing_session_and_goes_to_sign_in() {
     trust_portal(&app).await;
     app.create_ok("a@example.com").await;
     let sid_a = signed_in(&app, "a@example.com").await;
-    let bad = browser_get(&app, &redirect_uri("not-a-real-token"), Some(&sid_a)).await;
+    let bad = with_sid(&sid_a).get(&app, &redirect_uri("not-a-real-token")).await;
     assert_eq!(bad.status, StatusCode::FOUND);
     assert!(
         bad.location
@@ -204,7 +184,7 @@ async fn an_invalid_token_ends_the_existing_session_and_goes_to_sign_in() {
             .unwrap()
             .starts_with(&format!("{}/login/login.htm?fromURI=", crate::support::BASE))
     );
-    assert!(bad.set_cookie.as_deref().unwrap().contains("Max-Age=0"), "cookie cleared");
+    assert!(bad.set_cookie("sid").unwrap().contains("Max-Age=0"), "cookie cleared");
     assert_eq!(me(&app, &sid_a).await.0, StatusCode::NOT_FOUND);
 }
 
@@ -216,9 +196,9 @@ async fn cookie_precedence_keeps_the_existing_session_like_okta_classic() {
     app.create_ok("b@example.com").await;
     let sid_a = signed_in(&app, "a@example.com").await;
     let b_token = session_token(&app, "b@example.com").await;
-    let second = browser_get(&app, &redirect_uri(&b_token), Some(&sid_a)).await;
+    let second = with_sid(&sid_a).get(&app, &redirect_uri(&b_token)).await;
     assert_eq!(second.status, StatusCode::FOUND);
-    assert_eq!(second.set_cookie, None, "no new cookie");
+    assert_eq!(second.set_cookies, Vec::<String>::new(), "no new cookie");
     assert_eq!(me(&app, &sid_a).await.1["login"], "a@example.com", "A stays");
     let unused = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": b_token})).await;
     assert_eq!(unused.status, StatusCode::OK, "the token was left unused");
@@ -238,11 +218,11 @@ async fn redirect_targets_must_be_trusted_and_bad_requests_change_nothing() {
         "",
     ] {
         let enc = percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC);
-        let b =
-            browser_get(&app, &format!("/login/sessionCookieRedirect?token={token}&redirectUrl={enc}"), None)
-                .await;
+        let b = Browser::default()
+            .get(&app, &format!("/login/sessionCookieRedirect?token={token}&redirectUrl={enc}"))
+            .await;
         assert_eq!(b.status, StatusCode::BAD_REQUEST, "{target}");
-        assert_eq!((b.location, b.set_cookie), (None, None), "{target}");
+        assert_eq!((b.location, b.set_cookies), (None, vec![]), "{target}");
         assert!(b.body.contains("<h1>"), "an HTML page: {}", b.body);
     }
     let still = app.call(Method::POST, "/api/v1/sessions", json!({"sessionToken": token})).await;
@@ -269,23 +249,23 @@ async fn signout_ends_the_session_and_redirects_only_to_trusted_places() {
     trust_portal(&app).await;
     app.create_ok("a@example.com").await;
     let sid = signed_in(&app, "a@example.com").await;
-    let out = browser_get(
-        &app,
-        &format!(
-            "/login/signout?fromURI={}",
-            percent_encoding::utf8_percent_encode(
-                &format!("{PORTAL}/bye"),
-                percent_encoding::NON_ALPHANUMERIC
-            )
-        ),
-        Some(&sid),
-    )
-    .await;
+    let out = with_sid(&sid)
+        .get(
+            &app,
+            &format!(
+                "/login/signout?fromURI={}",
+                percent_encoding::utf8_percent_encode(
+                    &format!("{PORTAL}/bye"),
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            ),
+        )
+        .await;
     assert_eq!(out.status, StatusCode::FOUND);
     assert_eq!(out.location.as_deref(), Some("https://portal.example.test/bye"));
-    assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
+    assert!(out.set_cookie("sid").unwrap().contains("Max-Age=0"));
     assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND);
-    let evil = browser_get(&app, "/login/signout?fromURI=https%3A%2F%2Fevil.test%2F", None).await;
+    let evil = Browser::default().get(&app, "/login/signout?fromURI=https%3A%2F%2Fevil.test%2F").await;
     assert_eq!(evil.location.as_deref(), Some(&format!("{}/login/login.htm", crate::support::BASE)[..]));
 }
 
@@ -318,13 +298,13 @@ async fn users_me_follows_the_session_cookie() {
     trust_portal(&app).await;
     let uid = app.create_ok("me@example.com").await;
     let sid = signed_in(&app, "me@example.com").await;
-    let me = browser_get(&app, "/api/v1/users/me", Some(&sid)).await;
+    let me = with_sid(&sid).get(&app, "/api/v1/users/me").await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(serde_json::from_str::<Value>(&me.body).unwrap()["id"], uid.as_str());
-    let nobody = browser_get(&app, "/api/v1/users/me", None).await;
+    let nobody = Browser::default().get(&app, "/api/v1/users/me").await;
     assert_eq!(nobody.status, StatusCode::NOT_FOUND);
     // Signing out is logged like any other session end.
-    browser_get(&app, "/login/signout", Some(&sid)).await;
+    with_sid(&sid).get(&app, "/login/signout").await;
     let ends = app
         .call(Method::GET, "/api/v1/logs?filter=eventType%20eq%20%22user.session.end%22", Value::Null)
         .await;
@@ -383,10 +363,11 @@ async fn a_missing_or_empty_token_counts_as_an_invalid_one() {
         app.create_ok("a@example.com").await;
         let target = percent_encoding::utf8_percent_encode(PORTAL, percent_encoding::NON_ALPHANUMERIC);
         for query in [format!("token=&redirectUrl={target}"), format!("redirectUrl={target}")] {
-            let first =
-                browser_get(&app, &redirect_uri(&session_token(&app, "a@example.com").await), None).await;
-            let sid = sid_of(&first.set_cookie).unwrap();
-            let next = browser_get(&app, &format!("/login/sessionCookieRedirect?{query}"), Some(&sid)).await;
+            let first = Browser::default()
+                .get(&app, &redirect_uri(&session_token(&app, "a@example.com").await))
+                .await;
+            let sid = first.cookie("sid").unwrap().to_owned();
+            let next = with_sid(&sid).get(&app, &format!("/login/sessionCookieRedirect?{query}")).await;
             assert_eq!(next.status, StatusCode::FOUND);
             let location = next.location.unwrap();
             if precedence == TokenPrecedence::Token {
@@ -406,10 +387,10 @@ async fn signout_follows_a_local_path() {
     trust_portal(&app).await;
     app.create_ok("a@example.com").await;
     let sid = signed_in(&app, "a@example.com").await;
-    let out = browser_get(&app, "/login/signout?fromURI=%2Fapp%2FUserHome", Some(&sid)).await;
+    let out = with_sid(&sid).get(&app, "/login/signout?fromURI=%2Fapp%2FUserHome").await;
     assert_eq!(out.location.as_deref(), Some(&format!("{}/app/UserHome", crate::support::BASE)[..]));
     assert_eq!(me(&app, &sid).await.0, StatusCode::NOT_FOUND);
-    let sneaky = browser_get(&app, "/login/signout?fromURI=%2F%2Fevil.test%2F", None).await;
+    let sneaky = Browser::default().get(&app, "/login/signout?fromURI=%2F%2Fevil.test%2F").await;
     assert_eq!(sneaky.location.as_deref(), Some(&format!("{}/login/login.htm", crate::support::BASE)[..]));
 }
 
@@ -487,13 +468,10 @@ async fn change_password_can_revoke_sessions_by_body_or_query() {
     let uid = app.create_ok("pw@example.com").await;
     let mut password = PASSWORD.to_owned();
     for (n, query) in ["", "?revokeSessions=true"].into_iter().enumerate() {
-        let first = browser_get(
-            &app,
-            &redirect_uri(&session_token_with(&app, "pw@example.com", &password).await),
-            None,
-        )
-        .await;
-        let sid = sid_of(&first.set_cookie).unwrap();
+        let first = Browser::default()
+            .get(&app, &redirect_uri(&session_token_with(&app, "pw@example.com", &password).await))
+            .await;
+        let sid = first.cookie("sid").unwrap().to_owned();
         let new = format!("Another-Horse-{n}");
         let mut body = json!({"oldPassword": {"value": password}, "newPassword": {"value": new}});
         if query.is_empty() {
