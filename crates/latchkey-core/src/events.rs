@@ -126,6 +126,32 @@ impl Event {
         self
     }
 
+    /// `user.session.start` for a session created from a session token.
+    pub fn session_start(session: &crate::sessions::Session, login: &str, now: Timestamp) -> Self {
+        Event::new(
+            "user.session.start",
+            "User login to Okta",
+            "SUCCESS",
+            Actor::user(&session.user_id, login),
+            now,
+        )
+        .reason("SESSION_TOKEN")
+        .target(Target::new(&session.id, "Session", login))
+        .session(&session.id)
+    }
+
+    /// `user.session.start` refused: an unknown, used or expired session token was presented.
+    pub fn session_refused(now: Timestamp) -> Self {
+        Event::new(
+            "user.session.start",
+            "User login to Okta",
+            "FAILURE",
+            Actor::unknown("session token"),
+            now,
+        )
+        .reason("INVALID_SESSION_TOKEN")
+    }
+
     /// `user.session.end` for a session of the user `login`, with why it ended.
     pub fn session_end(
         session_id: &str,

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod saml;
 pub mod sessions;
 pub mod signing_keys;
+pub mod signon;
 pub mod store;
 pub mod tokens;
 pub mod totp;

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use crate::apps::query::AppQuery;
-use crate::apps::sso::{LogoutWalk, Participant, PendingSso};
+use crate::apps::sso::{LogoutWalk, PendingSso};
 use crate::apps::{App, AppUser};
 use crate::authn::{Factor, SessionToken, StoredTransaction};
 use crate::clock::Timestamp;
@@ -17,6 +17,7 @@ use crate::origins::TrustedOrigin;
 use crate::policy::{PasswordPolicy, Policies, PolicyKind, PolicyRow};
 use crate::sessions::{EndReason, Session};
 use crate::signing_keys::StoredSigningKey;
+use crate::signon::Participant;
 use crate::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use crate::users::User;
 use crate::users::query::UserQuery;
@@ -258,45 +259,9 @@ pub trait AppStore: Send + Sync {
     fn list_user_apps(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<(App, AppUser)>>> + Send;
 }
 
-/// The organisation's signing keys (every protocol signs with them).
-pub trait SigningKeyStore: Send + Sync {
-    /// All signing keys, newest first.
-    fn list_signing_keys(&self) -> impl Future<Output = StoreResult<Vec<StoredSigningKey>>> + Send;
-
-    /// Inserts a key. `Conflict("status")` when a key with the same ACTIVE or NEXT status exists
-    /// (two nodes generating the first key at once: one wins, the other reads the winner's).
-    fn insert_signing_key(&self, key: &StoredSigningKey) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// In one transaction: PREVIOUS → RETIRED, ACTIVE → PREVIOUS and NEXT → ACTIVE. `false` when
-    /// there is no NEXT key.
-    fn promote_next_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
-
-    /// PREVIOUS → RETIRED (stops publishing the key the last rollover replaced). `false` when none.
-    fn retire_previous_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
-}
-
-/// State a SAML flow keeps between browser round trips: request ids against replay, requests parked
-/// for a sign-in, logout walks, and the apps a session was sent to.
-pub trait SamlStore: Send + Sync {
-    /// Records an SP's request id until `expires_at`; `false` when it was already seen (replay).
-    fn remember_saml_request(
-        &self,
-        app_id: &str,
-        request_id: &str,
-        expires_at: Timestamp,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-
-    fn put_pending_sso(&self, pending: &PendingSso) -> impl Future<Output = StoreResult<()>> + Send;
-
-    fn find_pending_sso(
-        &self,
-        id_digest: &str,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<Option<PendingSso>>> + Send;
-
-    /// Removes a pending request; `false` when another request already answered it.
-    fn delete_pending_sso(&self, id_digest: &str) -> impl Future<Output = StoreResult<bool>> + Send;
-
+/// Sign-on state shared by every protocol: the access check, and the apps each session was sent
+/// to (what a logout must tell).
+pub trait SignOnStore: Send + Sync {
     /// Records that a session's user was sent to an app. An existing record is kept (another node
     /// may have answered the same session at the same moment) and returned: it is the record the
     /// SP must be told, since SLO finds the session by its SessionIndex.
@@ -331,6 +296,46 @@ pub trait SamlStore: Send + Sync {
         app_id: &str,
         session_index: &str,
     ) -> impl Future<Output = StoreResult<Option<Participant>>> + Send;
+}
+
+/// The organisation's signing keys (every protocol signs with them).
+pub trait SigningKeyStore: Send + Sync {
+    /// All signing keys, newest first.
+    fn list_signing_keys(&self) -> impl Future<Output = StoreResult<Vec<StoredSigningKey>>> + Send;
+
+    /// Inserts a key. `Conflict("status")` when a key with the same ACTIVE or NEXT status exists
+    /// (two nodes generating the first key at once: one wins, the other reads the winner's).
+    fn insert_signing_key(&self, key: &StoredSigningKey) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// In one transaction: PREVIOUS → RETIRED, ACTIVE → PREVIOUS and NEXT → ACTIVE. `false` when
+    /// there is no NEXT key.
+    fn promote_next_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// PREVIOUS → RETIRED (stops publishing the key the last rollover replaced). `false` when none.
+    fn retire_previous_signing_key(&self) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// State a SAML flow keeps between browser round trips: request ids against replay, requests parked
+/// for a sign-in, and logout walks.
+pub trait SamlStore: Send + Sync {
+    /// Records an SP's request id until `expires_at`; `false` when it was already seen (replay).
+    fn remember_saml_request(
+        &self,
+        app_id: &str,
+        request_id: &str,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn put_pending_sso(&self, pending: &PendingSso) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn find_pending_sso(
+        &self,
+        id_digest: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<PendingSso>>> + Send;
+
+    /// Removes a pending request; `false` when another request already answered it.
+    fn delete_pending_sso(&self, id_digest: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Inserts or replaces a logout walk.
     fn put_logout_walk(&self, walk: &LogoutWalk) -> impl Future<Output = StoreResult<()>> + Send;
@@ -438,6 +443,7 @@ pub trait Storage:
     + TrustedOriginStore
     + AppStore
     + SamlStore
+    + SignOnStore
     + SigningKeyStore
     + SessionStore
     + EventStore
@@ -455,6 +461,7 @@ impl<T> Storage for T where
         + TrustedOriginStore
         + AppStore
         + SamlStore
+        + SignOnStore
         + SigningKeyStore
         + SessionStore
         + EventStore

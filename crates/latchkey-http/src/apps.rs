@@ -1,28 +1,31 @@
 //! `/api/v1/apps*` for SAML 2.0 apps (Okta's Apps API: create, read, list, replace, lifecycle,
-//! delete, user assignments) and `GET /api/v1/users/{id}/appLinks`.
+//! delete, user assignments, the SAML metadata preview and the signing keys) and
+//! `GET /api/v1/users/{id}/appLinks`.
 //!
 //! Apps are rendered in Okta's shape so both management SDKs deserialize them as
-//! `SamlApplication`. Validation of `settings.signOn` lives in the core ([`SamlSignOn::from_json`]);
+//! `SamlApplication`. Validation of `settings.signOn` lives in the core (`SignOn::from_json`);
 //! this module only maps JSON in and out and writes the system log.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
 use latchkey_core::apps::query::AppQuery;
-use latchkey_core::apps::{self, App, AppStatus, AppUser, SamlSignOn};
+use latchkey_core::apps::{self, App, AppStatus, AppUser, SignOn};
 use latchkey_core::events::Target;
 use latchkey_core::ids::{IdKind, new_id};
+use latchkey_core::signing_keys::KeyStatus;
 use latchkey_core::store::AppStore;
 use latchkey_core::users::User;
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonObject, PathParams, QueryParams, cursor, page_links};
+use crate::state::AppState;
 
 const MAX_PAGE: u32 = 200;
 
@@ -35,9 +38,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/apps/{id}/groups", get(list_groups))
         .route("/api/v1/apps/{id}/users/{user_id}", get(read_user).post(assign_one).delete(unassign))
         .route("/api/v1/users/{id}/appLinks", get(app_links))
+        .route("/api/v1/apps/{id}/sso/saml/metadata", get(admin_metadata))
+        .route("/api/v1/apps/{id}/credentials/keys", get(list_keys))
 }
 
-pub(crate) async fn find_app(state: &AppState, id: &str) -> Result<App, ApiError> {
+async fn find_app(state: &AppState, id: &str) -> Result<App, ApiError> {
     match state.store.find_app(id).await? {
         Some(app) if app.id == id => Ok(app),
         _ => Err(CoreError::NotFound(format!("{id} (App)")).into()),
@@ -48,9 +53,9 @@ fn app_target(app: &App) -> Target {
     Target::new(&app.id, "AppInstance", &app.label)
 }
 
-/// The embed link that starts IdP-initiated SSO (Okta: `/home/{appName}/{appId}/{linkId}`).
-pub(crate) fn embed_link(state: &AppState, app: &App) -> String {
-    state.link(&format!("/home/{}/{}/{}", app.name, app.id, app.link_id))
+/// The embed link that starts a sign-on (Okta: `/home/{appName}/{appId}/{linkId}`).
+fn embed_link(state: &AppState, app: &App) -> String {
+    state.link(&app.embed_path())
 }
 
 /// Fields an SDK sends back on replace that are read-only here.
@@ -62,7 +67,7 @@ const ACCEPTED: [&str; 7] =
 /// The parts of an app an admin controls, validated.
 struct AppInput {
     label: String,
-    sign_on: SamlSignOn,
+    sign_on: SignOn,
     visibility: Map<String, Value>,
 }
 
@@ -83,12 +88,12 @@ fn parse_input(body: &Map<String, Value>, creating: bool) -> Result<AppInput, Ap
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 100 => s.trim().to_owned(),
         _ => return Err(CoreError::validation("label", "is required (1 to 100 characters)").into()),
     };
-    match body.get("signOnMode") {
-        Some(Value::String(mode)) if mode == "SAML_2_0" => {}
+    let mode = match body.get("signOnMode") {
+        Some(Value::String(mode)) if mode == apps::SAML_2_0 => mode,
         _ => {
             return Err(CoreError::validation("signOnMode", "only SAML_2_0 apps are supported").into());
         }
-    }
+    };
     let settings = match body.get("settings") {
         Some(Value::Object(settings)) => settings,
         _ => return Err(CoreError::validation("settings.signOn", "is required").into()),
@@ -108,7 +113,7 @@ fn parse_input(body: &Map<String, Value>, creating: bool) -> Result<AppInput, Ap
             );
         }
     }
-    let sign_on = SamlSignOn::from_json(settings.get("signOn").unwrap_or(&Value::Null))?;
+    let sign_on = SignOn::from_json(mode, settings.get("signOn").unwrap_or(&Value::Null))?;
     let visibility = match body.get("visibility") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(v)) => {
@@ -272,19 +277,8 @@ async fn lifecycle(
     Ok(Json(json!({})))
 }
 
-/// `settings.signOn` as Okta renders it: `spIssuer` echoes the SLO issuer when only that is set.
-fn sign_on_json(app: &App) -> Value {
-    let mut value = serde_json::to_value(&app.sign_on).unwrap_or(Value::Null);
-    if let (Some(object), None) = (value.as_object_mut(), &app.sign_on.sp_issuer)
-        && let Some(issuer) = app.sign_on.slo.as_ref().and_then(|s| s.issuer.clone())
-    {
-        object.insert("spIssuer".into(), Value::String(issuer));
-    }
-    value
-}
-
 /// The app in Okta's `SamlApplication` shape.
-pub(crate) async fn render(state: &AppState, app: &App) -> Result<Value, ApiError> {
+async fn render(state: &AppState, app: &App) -> Result<Value, ApiError> {
     let base = state.link(&format!("/api/v1/apps/{}", app.id));
     let link_name = format!("{}_link", app.name);
     let mut visibility = app.visibility.clone();
@@ -304,7 +298,7 @@ pub(crate) async fn render(state: &AppState, app: &App) -> Result<Value, ApiErro
         "accessibility": {"selfService": false, "errorRedirectUrl": null, "loginRedirectUrl": null},
         "visibility": visibility,
         "features": [],
-        "signOnMode": "SAML_2_0",
+        "signOnMode": app.sign_on.mode(),
         "credentials": {
             "userNameTemplate": {"template": "${source.login}", "type": "BUILT_IN"},
             "signing": {"kid": kid},
@@ -312,7 +306,9 @@ pub(crate) async fn render(state: &AppState, app: &App) -> Result<Value, ApiErro
         "settings": {
             "app": {},
             "notifications": {"vpn": {"network": {"connection": "DISABLED"}, "message": null, "helpUrl": null}},
-            "signOn": sign_on_json(app),
+            "signOn": match &app.sign_on {
+                SignOn::Saml2(saml) => saml.to_api_json(),
+            },
         },
         "_links": {
             "appLinks": [{"name": link_name, "href": embed_link(state, app), "type": "text/html"}],
@@ -504,12 +500,11 @@ async fn unassign(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A user's app links (the dashboard's tiles): active apps the user is assigned to.
-pub(crate) async fn user_app_links(state: &AppState, user_id: &str) -> Result<Vec<Value>, ApiError> {
-    let apps = state.store.list_user_apps(user_id).await?;
+/// A user's app links: the apps the sign-on core lets the user use.
+async fn user_app_links(state: &AppState, user_id: &str) -> Result<Vec<Value>, ApiError> {
+    let apps = state.sign_on().app_links(user_id).await?;
     Ok(apps
         .iter()
-        .filter(|(app, _)| app.is_active())
         .enumerate()
         .map(|(i, (app, assignment))| {
             let hidden = app.visibility.get("hide").and_then(|h| h.get("web")).and_then(Value::as_bool);
@@ -517,7 +512,7 @@ pub(crate) async fn user_app_links(state: &AppState, user_id: &str) -> Result<Ve
                 "id": app.link_id,
                 "label": app.label,
                 "linkUrl": embed_link(state, app),
-                "logoUrl": state.link(crate::pages::APP_TILE_LOGO),
+                "logoUrl": state.link(crate::web::assets::APP_TILE_LOGO),
                 "appName": app.name,
                 "appInstanceId": app.id,
                 "appAssignmentId": assignment_id(&app.id, &assignment.user_id),
@@ -542,4 +537,66 @@ async fn app_links(
 ) -> Result<Json<Value>, ApiError> {
     let user = state.users().get(&id).await?;
     Ok(Json(Value::Array(user_app_links(&state, &user.id).await?)))
+}
+
+/// `GET /api/v1/apps/{id}/sso/saml/metadata`: the app's IdP metadata with every published signing
+/// certificate, or with only the one named `kid` (Okta's `?kid=` preview); a kid that names no
+/// published key is not found.
+async fn admin_metadata(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    let app = find_app(&state, &id).await?;
+    let Some(saml) = app.saml() else {
+        return Err(CoreError::NotFound(format!("{id} (SAML metadata)")).into());
+    };
+    // Read afresh (not the signing path's short cache): a staged key is published at once.
+    let keys = state.signing_keys().published().await?;
+    let signing_certs = match query.get("kid") {
+        None => keys.published_certs(),
+        Some(kid) => match keys.published_cert(kid) {
+            Some(cert) => vec![cert],
+            None => {
+                // The kid comes from the query and is echoed back: bounded.
+                let kid: String = kid.chars().take(64).collect();
+                return Err(CoreError::NotFound(format!("{kid} (Key)")).into());
+            }
+        },
+    };
+    let document = latchkey_core::saml::metadata::app_metadata(saml, &state.base(), signing_certs)
+        .map_err(|e| CoreError::validation("settings.signOn", e.to_string()))?;
+    Ok(([(CONTENT_TYPE, "application/xml; charset=utf-8")], document).into_response())
+}
+
+/// `GET /api/v1/apps/{id}/credentials/keys`: the published signing certificates, as Okta lists
+/// app keys (JWK-like objects with `x5c`).
+async fn list_keys(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>, ApiError> {
+    use base64::Engine;
+    // The keys are the organisation's, the same for every app; the app only has to exist.
+    find_app(&state, &id).await?;
+    let signing_keys = state.signing_keys();
+    signing_keys.current().await?;
+    let keys = signing_keys.list().await?;
+    let listed: Vec<Value> = keys
+        .iter()
+        .filter(|k| k.status != KeyStatus::Retired)
+        .map(|k| {
+            json!({
+                "kid": k.kid,
+                "kty": "RSA",
+                "use": "sig",
+                "status": k.status.as_str(),
+                "created": k.created.to_iso(),
+                "lastUpdated": k.created.to_iso(),
+                "x5c": [base64::engine::general_purpose::STANDARD.encode(&k.certificate_der)],
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(listed)))
 }

@@ -1,28 +1,24 @@
 //! `/api/v1/authn*`: Okta's Authentication API over the core's state machine, rendered exactly as
 //! okta-auth-js expects: absolute `href`s, one verb per `hints.allow`, `next.name`, `factors` (an
 //! array) in MFA_ENROLL and MFA_REQUIRED, `factor` (an object) in MFA_ENROLL_ACTIVATE and
-//! MFA_CHALLENGE (reference §1.3–1.5).
-
-use std::net::SocketAddr;
+//! MFA_CHALLENGE (Okta's Authentication API reference, "Transaction model").
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::post;
-use latchkey_core::authn::machine::{AuthnOptions, AuthnView, ClientContext, FactorView};
+use latchkey_core::CoreError;
+use latchkey_core::authn::machine::{AuthnOptions, AuthnView, FactorView};
 use latchkey_core::authn::{AuthnStatus, TOTP};
-use latchkey_core::ids::Secret;
 use latchkey_core::policy::FactorPromptMode;
-use latchkey_core::{CoreError, store::ApiTokenStore};
+use latchkey_core::sessions::EndReason;
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{JsonObject, PathParams, QueryParams};
+use crate::extract::{Caller, JsonObject, PathParams, QueryParams};
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -36,100 +32,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/authn/cancel", post(cancel))
         .route("/api/v1/authn/credentials/change_password", post(change_password))
         .route("/api/v1/authn/credentials/reset_password", post(reset_password))
-}
-
-/// The time every failed primary authentication takes, from the start of the check (several times
-/// an argon2id verification, so the database work of either path is hidden inside it).
-const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(150);
-
-/// The `DT` device cookie: identifies a browser for "remember this device".
-const DEVICE_COOKIE: &str = "DT";
-
-/// The caller as the state machine needs it, plus whether a `DT` cookie must be set.
-pub(crate) struct Caller {
-    pub(crate) context: ClientContext,
-    new_device: Option<String>,
-    secure: bool,
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "local".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
-        let cookie = cookie_value(&parts.headers, DEVICE_COOKIE).filter(|v| v.len() <= 64);
-        let (device, new_device) = match cookie {
-            Some(existing) => (Some(existing), None),
-            None => {
-                let fresh = Secret::generate().expose().to_owned();
-                (Some(fresh.clone()), Some(fresh))
-            }
-        };
-        let secure = state.cookies_secure();
-        Ok(Caller { context: ClientContext { ip, device }, new_device, secure })
-    }
-}
-
-impl Caller {
-    /// Okta honours `context.deviceToken` only from a trusted caller (one with an admin token).
-    async fn trust_device_token(
-        &mut self,
-        parts_headers: &HeaderMap,
-        body: &Map<String, Value>,
-        state: &AppState,
-    ) {
-        let Some(token) = body.get("context").and_then(|c| c.get("deviceToken")).and_then(Value::as_str)
-        else {
-            return;
-        };
-        if token.is_empty() || token.len() > 32 {
-            return;
-        }
-        let Some(secret) = parts_headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::extract::ssws_secret)
-        else {
-            return;
-        };
-        let digest = latchkey_core::ids::secret_digest(secret);
-        if let Ok(Some(_)) = state.store.find_api_token(&digest).await {
-            self.context.device = Some(format!("trusted:{token}"));
-            self.new_device = None;
-        }
-    }
-
-    fn finish(&self, body: Value) -> Response {
-        let mut response = Json(body).into_response();
-        self.set_device_cookie(&mut response);
-        response
-    }
-
-    /// Sets the `DT` cookie on `response` when this browser had none.
-    pub(crate) fn set_device_cookie(&self, response: &mut Response) {
-        if let Some(device) = &self.new_device {
-            let secure = if self.secure { "; Secure" } else { "" };
-            let cookie =
-                format!("{DEVICE_COOKIE}={device}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax{secure}");
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(SET_COOKIE, value);
-            }
-        }
-    }
-}
-
-pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 fn text(body: &Map<String, Value>, name: &'static str) -> Result<Option<String>, ApiError> {
@@ -182,32 +84,9 @@ async fn start(
         };
         let username = required(&body, "username")?;
         let password = required(&body, "password")?;
-        primary(&state, &username, &password, options, relay_state, &caller.context).await?
+        state.primary_authn(&username, &password, options, relay_state, &caller.context).await?
     };
     Ok(caller.finish(render(&state, &view)))
-}
-
-/// Primary authentication for `/api/v1/authn` and the hosted sign-in page alike.
-///
-/// Failures all take the same time: an existing user's failure does database work (the lockout
-/// count) that an unknown user's does not, and that difference must not tell an attacker which
-/// usernames exist. Throttled requests are not delayed (they did no work).
-pub(crate) async fn primary(
-    state: &AppState,
-    username: &str,
-    password: &str,
-    options: AuthnOptions,
-    relay_state: Option<String>,
-    context: &ClientContext,
-) -> Result<latchkey_core::authn::machine::AuthnView, CoreError> {
-    let started = tokio::time::Instant::now();
-    let result = state.authn().primary(username, password, options, relay_state, context).await;
-    let failed = matches!(&result, Err(CoreError::AuthenticationFailed))
-        || matches!(&result, Ok(view) if view.status == AuthnStatus::LockedOut);
-    if failed {
-        tokio::time::sleep_until(started + FAILURE_FLOOR).await;
-    }
-    result
 }
 
 async fn introspect(
@@ -303,7 +182,7 @@ async fn change_password(
     };
     let view = state.authn().change_password(&token, &old, &new).await?;
     if let (true, Some(user)) = (revoke, &view.user) {
-        crate::sessions::revoke_all(&state, &user.id, None, None).await?;
+        state.sessions().end_all(&user.id, None, EndReason::UserSessionsRevoked, None, None).await?;
     }
     Ok(caller.finish(render(&state, &view)))
 }

@@ -228,8 +228,12 @@ impl ApiError {
 
     /// The failure as a browser page (hosted pages, browser endpoints): the same status as the
     /// API answer, a page chosen by it, and the request id instead of JSON.
-    pub(crate) fn into_page(self, state: &crate::AppState, headers: &axum::http::HeaderMap) -> Response {
-        use crate::pages::BrowserError;
+    pub(crate) fn into_page(
+        self,
+        state: &crate::state::AppState,
+        headers: &axum::http::HeaderMap,
+    ) -> Response {
+        use crate::web::BrowserError;
         let Envelope { status, code, error_id, .. } = self.envelope();
         let kind = match status {
             StatusCode::NOT_FOUND => BrowserError::NotFound,
@@ -238,7 +242,7 @@ impl ApiError {
             _ => BrowserError::Generic,
         };
         tracing::debug!(error_id, code, status = status.as_u16(), "browser error page");
-        crate::pages::error_response(state, headers, kind, status)
+        crate::web::error_page(state, headers, kind, status)
     }
 }
 
@@ -267,7 +271,7 @@ impl IntoResponse for ApiError {
 /// Unknown routes: Okta's JSON envelope for API paths, the templated page for the browser paths
 /// (`/login/…`, `/app/…`, `/home/…`, `/demo/…`), where a person reads the answer.
 pub(crate) async fn not_found_fallback(
-    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     headers: axum::http::HeaderMap,
     uri: Uri,
 ) -> Response {

@@ -1,17 +1,23 @@
 //! Request extractors with Okta's error semantics: bounded JSON bodies (E0000003 when malformed,
-//! 413 when too large), query parameters, and the SSWS admin token (E0000011 when missing or wrong).
+//! 413 when too large), query parameters, the SSWS admin token (E0000011 when missing or wrong),
+//! the client address, and the caller of a sign-in with its `DT` device cookie.
 
+use std::net::SocketAddr;
+
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::{AUTHORIZATION, SET_COOKIE};
 use axum::http::request::Parts;
-use latchkey_core::ids::secret_digest;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::authn::machine::ClientContext;
+use latchkey_core::ids::{Secret, secret_digest};
 use latchkey_core::store::ApiTokenStore;
 use serde_json::{Map, Value};
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A JSON object body. Empty bodies read as `{}` (lifecycle calls send none; Okta accepts that).
 pub(crate) struct JsonObject(pub Map<String, Value>);
@@ -248,6 +254,85 @@ pub(crate) fn cursor(params: &QueryParams) -> Result<Option<&str>, ApiError> {
         return Err(ApiError::InvalidParameter { name: "after", message: "is not a valid cursor".into() });
     }
     Ok(after)
+}
+
+/// The `DT` device cookie: identifies a browser for "remember this device".
+const DEVICE_COOKIE: &str = "DT";
+
+/// The caller as the state machine needs it, plus whether a `DT` cookie must be set.
+pub(crate) struct Caller {
+    pub(crate) context: ClientContext,
+    new_device: Option<String>,
+    secure: bool,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "local".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
+        let cookie = crate::web::cookie_value(&parts.headers, DEVICE_COOKIE).filter(|v| v.len() <= 64);
+        let (device, new_device) = match cookie {
+            Some(existing) => (Some(existing), None),
+            None => {
+                let fresh = Secret::generate().expose().to_owned();
+                (Some(fresh.clone()), Some(fresh))
+            }
+        };
+        let secure = crate::web::cookies::cookies_secure(state);
+        Ok(Caller { context: ClientContext { ip, device }, new_device, secure })
+    }
+}
+
+impl Caller {
+    /// Okta honours `context.deviceToken` only from a trusted caller (one with an admin token).
+    pub(crate) async fn trust_device_token(
+        &mut self,
+        parts_headers: &HeaderMap,
+        body: &Map<String, Value>,
+        state: &AppState,
+    ) {
+        let Some(token) = body.get("context").and_then(|c| c.get("deviceToken")).and_then(Value::as_str)
+        else {
+            return;
+        };
+        if token.is_empty() || token.len() > 32 {
+            return;
+        }
+        let Some(secret) = parts_headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ssws_secret)
+        else {
+            return;
+        };
+        let digest = latchkey_core::ids::secret_digest(secret);
+        if let Ok(Some(_)) = state.store.find_api_token(&digest).await {
+            self.context.device = Some(format!("trusted:{token}"));
+            self.new_device = None;
+        }
+    }
+
+    pub(crate) fn finish(&self, body: Value) -> Response {
+        let mut response = Json(body).into_response();
+        self.set_device_cookie(&mut response);
+        response
+    }
+
+    /// Sets the `DT` cookie on `response` when this browser had none.
+    pub(crate) fn set_device_cookie(&self, response: &mut Response) {
+        if let Some(device) = &self.new_device {
+            let secure = if self.secure { "; Secure" } else { "" };
+            let cookie =
+                format!("{DEVICE_COOKIE}={device}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax{secure}");
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use latchkey_core::authn::TOTP;
 use latchkey_core::store::FactorStore;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, PathParams};
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -65,13 +65,6 @@ async fn remove(
     } else {
         Err(CoreError::NotFound(format!("{factor_id} (UserFactor)")).into())
     }
-}
-
-/// `lifecycle/reset_factors`: removes every factor (and remembered device) of the user.
-pub(crate) async fn reset_all(state: &AppState, id: &str) -> Result<(), ApiError> {
-    let user = state.users().get(id).await?;
-    state.store.delete_user_factors(&user.id).await?;
-    Ok(())
 }
 
 async fn qr_code(

@@ -8,8 +8,8 @@ use axum::http::header::HOST;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 tokio::task_local! {
     /// The public base URL (scheme, host, port) of the request being handled.

@@ -8,67 +8,17 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use latchkey_core::Timestamp;
-use latchkey_core::events::{Actor, Event, LogQuery, Target, parse_filter};
-use latchkey_core::sessions::{EndReason, Session};
+use latchkey_core::events::{Event, LogQuery, parse_filter};
 use latchkey_core::store::EventStore;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, QueryParams};
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/logs", get(list))
-}
-
-impl AppState {
-    /// `user.session.start` for a session created from a session token.
-    pub(crate) async fn log_session_start(&self, session: &Session, ip: Option<&str>) {
-        let login =
-            self.users().get(&session.user_id).await.map(|u| u.login().to_owned()).unwrap_or_default();
-        let event = Event::new(
-            "user.session.start",
-            "User login to Okta",
-            "SUCCESS",
-            Actor::user(&session.user_id, &login),
-            self.clock.now(),
-        )
-        .reason("SESSION_TOKEN")
-        .target(Target::new(&session.id, "Session", &login))
-        .session(&session.id)
-        .client(ip);
-        self.log(event).await;
-    }
-
-    /// `user.session.start` refused: an unknown, used or expired session token was presented.
-    pub(crate) async fn log_session_refused(&self, ip: Option<&str>) {
-        let event = Event::new(
-            "user.session.start",
-            "User login to Okta",
-            "FAILURE",
-            Actor::unknown("session token"),
-            self.clock.now(),
-        )
-        .reason("INVALID_SESSION_TOKEN")
-        .client(ip);
-        self.log(event).await;
-    }
-
-    /// `user.session.end` with the reason (logout, replaced by a session token, admin revoke, ...).
-    pub(crate) async fn log_session_end(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        reason: EndReason,
-        actor: Option<Actor>,
-        ip: Option<&str>,
-    ) {
-        let login = self.users().get(user_id).await.map(|u| u.login().to_owned()).unwrap_or_default();
-        let actor = actor.unwrap_or_else(|| Actor::user(user_id, &login));
-        let event = Event::session_end(session_id, &login, reason, actor, self.clock.now()).client(ip);
-        self.log(event).await;
-    }
 }
 
 fn timestamp(params: &QueryParams, name: &'static str) -> Result<Option<Timestamp>, ApiError> {

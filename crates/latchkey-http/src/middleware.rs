@@ -1,7 +1,7 @@
 //! Per-request middleware: the `X-Okta-Request-Id` header on every response, an access log line
 //! (method, route template, status, latency; never query strings, which may carry tokens), and
 //! request metrics labelled by route template. The request id is also available to handlers
-//! ([`current_request_id`]) so browser error pages can show it.
+//! (`crate::request_id`) so browser error pages can show it.
 
 use std::time::Instant;
 
@@ -12,16 +12,6 @@ use axum::response::Response;
 use latchkey_core::ids::random_alphanumeric;
 use tracing::Instrument as _;
 
-tokio::task_local! {
-    /// The `X-Okta-Request-Id` of the request being handled.
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being handled (empty outside a request).
-pub(crate) fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
-}
-
 pub(crate) async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = random_alphanumeric(27);
@@ -29,7 +19,7 @@ pub(crate) async fn observe(req: Request, next: Next) -> Response {
     // Everything logged while handling the request (errors included) carries its id.
     let span = tracing::info_span!("request", request_id = %request_id);
     let api = req.uri().path().starts_with("/api/");
-    let mut response = REQUEST_ID.scope(request_id.clone(), next.run(req).instrument(span)).await;
+    let mut response = crate::request_id::scope(request_id.clone(), next.run(req).instrument(span)).await;
     // API answers carry identities and tokens: never cached by browsers or proxies (as Okta does).
     if api && !response.headers().contains_key(axum::http::header::CACHE_CONTROL) {
         let headers = response.headers_mut();
@@ -73,7 +63,7 @@ const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30)
 /// Refuses a declared body over the limit before reading it, and bounds a request's total time
 /// (a client trickling a body cannot hold a worker).
 pub(crate) async fn guard(
-    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -89,10 +79,10 @@ pub(crate) async fn guard(
         }
         // A browser posted it (a sign-in form, a SAML message): it gets a page, not JSON.
         let detail = format!("the form sent is larger than {limit} bytes");
-        return crate::pages::error_response_with_detail(
+        return crate::web::error_page_with_detail(
             &state,
             req.headers(),
-            crate::pages::BrowserError::Generic,
+            crate::web::BrowserError::Generic,
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             Some(&detail),
         );

@@ -25,9 +25,9 @@ use latchkey_core::origins::{self, Scope, TrustedOrigin};
 use latchkey_core::store::TrustedOriginStore;
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonObject, PathParams};
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -48,15 +48,6 @@ fn is_cors_path(path: &str) -> bool {
         || path.starts_with("/api/v1/users/me")
 }
 
-/// Is `origin` (as sent by a browser) allowed for `scope`? The IdP's own origin always is.
-pub(crate) async fn is_trusted(state: &AppState, origin: &str, scope: Scope) -> Result<bool, ApiError> {
-    let Some(normalised) = origins::normalise(origin) else { return Ok(false) };
-    if origins::normalise(&state.base()).as_deref() == Some(normalised.as_str()) {
-        return Ok(true);
-    }
-    Ok(state.store.find_trusted_origin(&normalised).await?.is_some_and(|t| t.allows(scope)))
-}
-
 pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !is_cors_path(req.uri().path()) {
         return next.run(req).await;
@@ -64,10 +55,10 @@ pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next
     let Some(origin) = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
         return next.run(req).await;
     };
-    match is_trusted(&state, &origin, Scope::Cors).await {
+    match crate::web::redirects::is_trusted(&state, &origin, Scope::Cors).await {
         Ok(true) => {}
         Ok(false) => return with_vary(ApiError::UntrustedOrigin.into_response()),
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     }
     let preflight =
         req.method() == Method::OPTIONS && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);

@@ -14,9 +14,9 @@ use latchkey_core::policy::{
 use latchkey_core::store::PolicyStore;
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonObject, PathParams, QueryParams};
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -1,9 +1,8 @@
-//! `/api/v1/sessions*` (Okta's Sessions API) and the `sid` cookie.
+//! `/api/v1/sessions*` (Okta's Sessions API) and `DELETE /api/v1/users/{id}/sessions`.
 //!
 //! Admin calls (SSWS) address sessions by their public id; `/api/v1/sessions/me*` authenticates
-//! only by the browser's `sid` cookie, so from a backend it answers Okta's
-//! `404 E0000007 "Not found: Resource not found: me (Session)"` (reference §2.2). The cookie holds
-//! an opaque secret whose digest is stored; the public id is a different value.
+//! only by the browser's `sid` cookie (`web::cookies`), so from a backend it answers Okta's
+//! `404 E0000007 "Not found: Resource not found: me (Session)"`.
 
 use axum::Json;
 use axum::Router;
@@ -13,17 +12,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
-use latchkey_core::policy::Policies;
-use latchkey_core::sessions::{ByCookie, EndReason, Session, Sessions};
+use latchkey_core::sessions::{EndReason, Session};
 use latchkey_core::users::User;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Admin, JsonObject, PathParams};
-
-pub(crate) const COOKIE: &str = "sid";
+use crate::extract::{Admin, ClientIp, JsonObject, PathParams};
+use crate::state::AppState;
+use crate::web;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -33,90 +30,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/sessions/{id}", get(read).delete(revoke))
         .route("/api/v1/sessions/{id}/lifecycle/refresh", post(refresh))
         .route("/api/v1/users/{id}/sessions", axum::routing::delete(revoke_user_sessions))
-        .route("/api/v1/users/me", get(current_user))
-}
-
-impl AppState {
-    pub(crate) fn sessions(&self) -> Sessions<'_, latchkey_store::Store> {
-        Sessions { store: &self.store, clock: self.clock.as_ref() }
-    }
-
-    pub(crate) async fn policies(&self) -> Result<Policies, ApiError> {
-        Ok(latchkey_core::store::PolicyStore::policies(&self.store).await?)
-    }
-
-    /// The live session of the browser that sent `headers`, its user and the cookie value, if
-    /// its `sid` cookie names one. One database read, plus a write at most once a minute.
-    pub(crate) async fn browser_session(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<Option<(Session, User, String)>, ApiError> {
-        let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
-        let sessions = self.sessions();
-        let Some((mut session, user)) = self.live_by_cookie(&cookie).await? else { return Ok(None) };
-        if sessions.needs_touch(&session) {
-            let rule = self.policies().await?.sign_on;
-            sessions.touch(&mut session, &rule).await?;
-        }
-        Ok(Some((session, user, cookie)))
-    }
-
-    /// The id of the live session the browser's `sid` cookie names, if any (no idle bookkeeping).
-    pub(crate) async fn browser_session_id(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-        let Some(cookie) = crate::authn::cookie_value(headers, COOKIE) else { return Ok(None) };
-        Ok(self.live_by_cookie(&cookie).await?.map(|(session, _)| session.id))
-    }
-
-    /// The live session behind a cookie value; a session this lookup ended (its user may no longer
-    /// have sessions) goes to the system log.
-    async fn live_by_cookie(&self, cookie: &str) -> Result<Option<(Session, User)>, ApiError> {
-        match self.sessions().by_cookie(cookie).await? {
-            ByCookie::Live(session, user) => Ok(Some((session, user))),
-            ByCookie::EndedNotActive(session, user) => {
-                self.log_session_end(&session.id, &user.id, EndReason::UserNotActive, None, None).await;
-                Ok(None)
-            }
-            ByCookie::None => Ok(None),
-        }
-    }
-
-    /// Cookies are `Secure; SameSite=None` on https and on loopback hosts (browsers accept Secure
-    /// cookies there), so a trusted app on another site can still send them.
-    pub(crate) fn cookies_secure(&self) -> bool {
-        let url = self.base();
-        let host = url.split("://").nth(1).unwrap_or_default();
-        let loopback =
-            host.starts_with("localhost") || host.starts_with("127.0.0.1") || host.starts_with("[::1]");
-        url.starts_with("https://") || loopback
-    }
-
-    /// `Set-Cookie` for a session: `HttpOnly; Path=/`, `Secure; SameSite=None` on https and on
-    /// loopback hosts (browsers accept Secure there), `SameSite=Lax` otherwise; persistent only
-    /// when the session is.
-    pub(crate) fn session_cookie(&self, value: &str, session: Option<&Session>) -> Option<HeaderValue> {
-        let mut cookie = format!("{COOKIE}={value}; Path=/; HttpOnly");
-        let url = &self.base();
-        let host = url.split("://").nth(1).unwrap_or_default();
-        let loopback =
-            host.starts_with("localhost") || host.starts_with("127.0.0.1") || host.starts_with("[::1]");
-        if url.starts_with("https://") || loopback {
-            cookie.push_str("; Secure; SameSite=None");
-        } else {
-            cookie.push_str("; SameSite=Lax");
-        }
-        match session {
-            None => cookie.push_str("; Max-Age=0"),
-            Some(s) if s.persistent => {
-                // The absolute lifetime, not the idle expiry: activity slides the idle expiry on the
-                // server, which the cookie cannot follow (the server still ends an idle session).
-                let until = s.lifetime_ends_at.unwrap_or(s.expires_at);
-                let seconds = (until.millis() - self.clock.now().millis()).max(0) / 1000;
-                cookie.push_str(&format!("; Max-Age={seconds}"));
-            }
-            Some(_) => {}
-        }
-        HeaderValue::from_str(&cookie).ok()
-    }
 }
 
 fn me_not_found() -> ApiError {
@@ -252,12 +165,9 @@ async fn create(
         }
         Some(_) => return Err(ApiError::MalformedBody("sessionToken must be a string.".into())),
     };
-    let rule = state.policies().await?.sign_on;
-    let Some(started) = state.sessions().redeem(&token, &rule, false).await? else {
-        state.log_session_refused(admin.ip.as_deref()).await;
+    let Some(started) = state.sessions().start_from_token(&token, false, admin.ip.as_deref()).await? else {
         return Err(CoreError::AuthenticationFailed.into());
     };
-    state.log_session_start(&started.session, admin.ip.as_deref()).await;
     render_by_id(&state, &started.session).await
 }
 
@@ -275,10 +185,9 @@ async fn revoke(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
-    let session = state.sessions().by_id(&id).await?;
-    if state.sessions().end(&id, EndReason::AdminRevoke).await? {
-        let reason = EndReason::AdminRevoke;
-        state.log_session_end(&id, &session.user_id, reason, Some(admin.actor), admin.ip.as_deref()).await;
+    let sessions = state.sessions();
+    let session = sessions.by_id(&id).await?;
+    if sessions.end(&session, EndReason::AdminRevoke, Some(admin.actor), admin.ip.as_deref()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(CoreError::NotFound(format!("{id} (Session)")).into())
@@ -291,8 +200,7 @@ async fn refresh(
     headers: HeaderMap,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    let rule = state.policies().await?.sign_on;
-    let session = state.sessions().refresh(&id, &rule).await?;
+    let session = state.sessions().refresh(&id).await?;
     if wants_minimal(&headers) {
         return Ok(minimal());
     }
@@ -305,67 +213,38 @@ async fn revoke_user_sessions(
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = state.users().get(&id).await?;
-    revoke_all(&state, &user.id, Some(admin.actor), admin.ip.as_deref()).await?;
+    let reason = EndReason::UserSessionsRevoked;
+    state.sessions().end_all(&user.id, None, reason, Some(admin.actor), admin.ip.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (session, user, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
+    let (session, user, _) = web::browser_session(&state, &headers).await?.ok_or_else(me_not_found)?;
     Ok(Json(render(&state, &session, &user, true)).into_response())
 }
 
 async fn close_me(
     State(state): State<AppState>,
-    crate::extract::ClientIp(ip): crate::extract::ClientIp,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (session, _, _) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
-    if state.sessions().end(&session.id, EndReason::Logout).await? {
-        state.log_session_end(&session.id, &session.user_id, EndReason::Logout, None, ip.as_deref()).await;
-    }
+    let (session, _, _) = web::browser_session(&state, &headers).await?.ok_or_else(me_not_found)?;
+    state.sessions().end(&session, EndReason::Logout, None, ip.as_deref()).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Some(clear) = state.session_cookie("", None) {
-        response.headers_mut().append(SET_COOKIE, clear);
-    }
+    web::cookies::clear_session_cookie(&state, &mut response);
     Ok(response)
 }
 
 async fn refresh_me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (session, user, cookie) = state.browser_session(&headers).await?.ok_or_else(me_not_found)?;
-    let rule = state.policies().await?.sign_on;
-    let session = state.sessions().refresh(&session.id, &rule).await?;
+    let (session, user, cookie) = web::browser_session(&state, &headers).await?.ok_or_else(me_not_found)?;
+    let session = state.sessions().refresh(&session.id).await?;
     let mut response = if wants_minimal(&headers) {
         minimal()
     } else {
         Json(render(&state, &session, &user, true)).into_response()
     };
-    if let Some(value) = state.session_cookie(&cookie, Some(&session)) {
+    if let Some(value) = web::cookies::session_cookie(&state, &cookie, Some(&session)) {
         response.headers_mut().append(SET_COOKIE, value);
     }
     Ok(response)
-}
-
-/// `GET /api/v1/users/me` with the browser's session cookie (what okta-auth-js's
-/// `session.get().user()` follows); without one, Okta's 404 for `me`.
-async fn current_user(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let (_, user, _) = state
-        .browser_session(&headers)
-        .await?
-        .ok_or_else(|| ApiError::Core(CoreError::NotFound("me (User)".to_owned())))?;
-    Ok(Json(crate::users::render(&state, &user)))
-}
-
-/// Ends every session of a user (after a password change with `revokeSessions`, or on request)
-/// and logs each end.
-pub(crate) async fn revoke_all(
-    state: &AppState,
-    user_id: &str,
-    actor: Option<latchkey_core::events::Actor>,
-    ip: Option<&str>,
-) -> Result<(), ApiError> {
-    let reason = EndReason::UserSessionsRevoked;
-    for session_id in state.sessions().end_all(user_id, None, reason).await? {
-        state.log_session_end(&session_id, user_id, reason, actor.clone(), ip).await;
-    }
-    Ok(())
 }

@@ -4,19 +4,21 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use latchkey_core::CoreError;
 use latchkey_core::events::Target;
+use latchkey_core::sessions::EndReason;
+use latchkey_core::store::FactorStore as _;
 use latchkey_core::users::query::UserQuery;
 use latchkey_core::users::service::{LifecycleOptions, MAX_PAGE, NewUser, ProfileChange};
 use latchkey_core::users::{Lifecycle, User, UserStatus};
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonObject, PathParams, QueryParams};
+use crate::state::AppState;
 
 /// Okta's id for the default user type; every user here has it.
 const DEFAULT_USER_TYPE: &str = "oty1latchkeydefault0";
@@ -45,17 +47,23 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/users/{id}", get(read).post(update_partial).put(update_full).delete(delete))
         .route("/api/v1/users/{id}/lifecycle/{operation}", post(lifecycle))
         .route("/api/v1/users/{id}/credentials/change_password", post(change_password))
+        .route("/api/v1/users/me", get(current_user))
+}
+
+/// `GET /api/v1/users/me` with the browser's session cookie (what okta-auth-js's
+/// `session.get().user()` follows); without one, Okta's 404 for `me`.
+async fn current_user(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let (_, user, _) = crate::web::browser_session(&state, &headers)
+        .await?
+        .ok_or_else(|| ApiError::Core(CoreError::NotFound("me (User)".to_owned())))?;
+    Ok(Json(render(&state, &user)))
 }
 
 /// A user who may no longer sign in loses every session at once (as in Okta, on suspend and
 /// deactivate); each end is logged.
 async fn end_sessions(state: &AppState, admin: &Admin, user_id: &str) -> Result<(), ApiError> {
-    let reason = latchkey_core::sessions::EndReason::UserNotActive;
-    for session_id in state.sessions().end_all(user_id, None, reason).await? {
-        state
-            .log_session_end(&session_id, user_id, reason, Some(admin.actor.clone()), admin.ip.as_deref())
-            .await;
-    }
+    let reason = EndReason::UserNotActive;
+    state.sessions().end_all(user_id, None, reason, Some(admin.actor.clone()), admin.ip.as_deref()).await?;
     Ok(())
 }
 
@@ -198,7 +206,7 @@ async fn lifecycle(
 ) -> Result<Json<Value>, ApiError> {
     if operation == "reset_factors" {
         let user = state.users().get(&id).await?;
-        crate::factors::reset_all(&state, &user.id).await?;
+        state.store.delete_user_factors(&user.id).await?;
         state
             .log(admin.event(
                 &state,
@@ -305,7 +313,11 @@ async fn change_password(
     };
     let user = state.users().change_password(&id, &old, &new).await?;
     if revoke {
-        crate::sessions::revoke_all(&state, &user.id, Some(admin.actor.clone()), admin.ip.as_deref()).await?;
+        let reason = EndReason::UserSessionsRevoked;
+        state
+            .sessions()
+            .end_all(&user.id, None, reason, Some(admin.actor.clone()), admin.ip.as_deref())
+            .await?;
     }
     state
         .log(admin.event(&state, "user.account.update_password", "Update user password", user_target(&user)))

@@ -6,29 +6,30 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use latchkey_core::apps::query::AppQuery;
-use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
-use latchkey_core::apps::{App, AppStatus, AppUser};
+use latchkey_core::apps::sso::{LogoutWalk, PendingSso};
+use latchkey_core::apps::{App, AppStatus, AppUser, SignOn};
 use latchkey_core::signing_keys::{KeyStatus, StoredSigningKey};
-use latchkey_core::store::{AppStore, SamlStore, SigningKeyStore, StoreResult};
+use latchkey_core::signon::Participant;
+use latchkey_core::store::{AppStore, SamlStore, SignOnStore, SigningKeyStore, StoreResult};
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
 use crate::session_cache::Changed;
 use crate::{Bind, Store, bind_all, map_err, on_pool};
 
-const APP_COLUMNS: &str =
-    "id, name, label, status, external_key, link_id, sign_on, visibility, created, last_updated";
-type AppRow = (String, String, String, String, String, String, String, String, i64, i64);
+const APP_COLUMNS: &str = "id, name, label, status, external_key, link_id, sign_on_mode, sign_on, visibility, created, last_updated";
+type AppRow = (String, String, String, String, String, String, String, String, String, i64, i64);
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
 fn app_from_row(row: AppRow) -> StoreResult<App> {
-    let (id, name, label, status, external_key, link_id, sign_on, visibility, created, last_updated) = row;
+    let (id, name, label, status, external_key, link_id, mode, sign_on, visibility, created, last_updated) =
+        row;
     Ok(App {
         status: AppStatus::parse(&status).ok_or_else(|| corrupt(format!("app status {status}")))?,
-        sign_on: serde_json::from_str(&sign_on).map_err(corrupt)?,
+        sign_on: SignOn::from_stored(&mode, &sign_on).map_err(corrupt)?,
         visibility: serde_json::from_str(&visibility).map_err(corrupt)?,
         id,
         name,
@@ -64,12 +65,12 @@ fn participant_from_row(row: ParticipantRow) -> Participant {
 
 impl AppStore for Store {
     async fn insert_app(&self, app: &App) -> StoreResult<()> {
-        let sign_on = serde_json::to_string(&app.sign_on).map_err(corrupt)?;
+        let sign_on = app.sign_on.settings_json().map_err(corrupt)?;
         let visibility = serde_json::to_string(&app.visibility).map_err(corrupt)?;
         on_pool!(self, write, |pool| {
             sqlx::query(
-                "INSERT INTO apps (id, name, label, status, external_key, link_id, sign_on, visibility, created, \
-                 last_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO apps (id, name, label, status, external_key, link_id, sign_on_mode, sign_on, \
+                 visibility, created, last_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&app.id)
             .bind(&app.name)
@@ -77,6 +78,7 @@ impl AppStore for Store {
             .bind(app.status.as_str())
             .bind(&app.external_key)
             .bind(&app.link_id)
+            .bind(app.sign_on.mode())
             .bind(&sign_on)
             .bind(&visibility)
             .bind(app.created.millis())
@@ -92,16 +94,17 @@ impl AppStore for Store {
     }
 
     async fn update_app(&self, app: &App) -> StoreResult<bool> {
-        let sign_on = serde_json::to_string(&app.sign_on).map_err(corrupt)?;
+        let sign_on = app.sign_on.settings_json().map_err(corrupt)?;
         let visibility = serde_json::to_string(&app.visibility).map_err(corrupt)?;
         let updated = on_pool!(self, write, |pool| {
             sqlx::query(
-                "UPDATE apps SET label = $2, status = $3, sign_on = $4, visibility = $5, last_updated = $6 \
-                 WHERE id = $1",
+                "UPDATE apps SET label = $2, status = $3, sign_on_mode = $4, sign_on = $5, visibility = $6, \
+                 last_updated = $7 WHERE id = $1",
             )
             .bind(&app.id)
             .bind(&app.label)
             .bind(app.status.as_str())
+            .bind(app.sign_on.mode())
             .bind(&sign_on)
             .bind(&visibility)
             .bind(app.last_updated.millis())
@@ -155,6 +158,7 @@ impl AppStore for Store {
                     row.text("status")?,
                     row.text("external_key")?,
                     row.text("link_id")?,
+                    row.text("sign_on_mode")?,
                     row.text("sign_on")?,
                     row.text("visibility")?,
                     row.int("created")?,
@@ -277,12 +281,11 @@ impl AppStore for Store {
 
     async fn list_user_apps(&self, user_id: &str) -> StoreResult<Vec<(App, AppUser)>> {
         let app_columns: Vec<String> = APP_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect();
-        let user_columns: Vec<String> = APP_USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
+        // The assignment's app and user are the row's app and `user_id`: four columns of it remain.
         let sql = format!(
-            "SELECT {}, {} FROM app_users u JOIN apps a ON a.id = u.app_id WHERE u.user_id = $1 \
-             ORDER BY a.label, a.id",
+            "SELECT {}, u.scope, u.user_name, u.created, u.last_updated FROM app_users u \
+             JOIN apps a ON a.id = u.app_id WHERE u.user_id = $1 ORDER BY a.label, a.id",
             app_columns.join(", "),
-            user_columns.join(", ")
         );
         type JoinedRow = (
             String,
@@ -293,10 +296,9 @@ impl AppStore for Store {
             String,
             String,
             String,
+            String,
             i64,
             i64,
-            String,
-            String,
             String,
             Option<String>,
             i64,
@@ -306,9 +308,17 @@ impl AppStore for Store {
             sqlx::query_as(AssertSqlSafe(sql)).bind(user_id).fetch_all(pool).await.map_err(map_err)?
         });
         rows.into_iter()
-            .map(|(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, u0, u1, u2, u3, u4, u5)| {
-                let app = app_from_row((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9))?;
-                Ok((app, app_user_from_row((u0, u1, u2, u3, u4, u5))))
+            .map(|(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, scope, user_name, created, last_updated)| {
+                let app = app_from_row((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10))?;
+                let assignment = app_user_from_row((
+                    app.id.clone(),
+                    user_id.to_owned(),
+                    scope,
+                    user_name,
+                    created,
+                    last_updated,
+                ));
+                Ok((app, assignment))
             })
             .collect()
     }
@@ -492,6 +502,60 @@ impl SamlStore for Store {
         Ok(deleted == 1)
     }
 
+    async fn put_logout_walk(&self, walk: &LogoutWalk) -> StoreResult<()> {
+        let text = serde_json::to_string(walk).map_err(corrupt)?;
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO saml_logout_walks (id_digest, walk, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id_digest) DO UPDATE SET walk = excluded.walk, expires_at = excluded.expires_at",
+            )
+            .bind(&walk.id_digest)
+            .bind(&text)
+            .bind(walk.expires_at.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn find_logout_walk(&self, id_digest: &str, now: Timestamp) -> StoreResult<Option<LogoutWalk>> {
+        let row: Option<(String,)> = on_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT walk FROM saml_logout_walks WHERE id_digest = $1 AND expires_at > $2")
+                .bind(id_digest)
+                .bind(now.millis())
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        row.map(|(text,)| serde_json::from_str(&text).map_err(corrupt)).transpose()
+    }
+
+    async fn delete_logout_walk(&self, id_digest: &str) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM saml_logout_walks WHERE id_digest = $1")
+                .bind(id_digest)
+                .execute(pool)
+                .await
+                .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn purge_saml(&self, now: Timestamp) -> StoreResult<u64> {
+        self.delete_expired(
+            &[
+                "DELETE FROM saml_request_ids WHERE expires_at <= $1",
+                "DELETE FROM saml_pending WHERE expires_at <= $1",
+                "DELETE FROM saml_logout_walks WHERE expires_at <= $1",
+            ],
+            now,
+        )
+        .await
+    }
+}
+
+impl SignOnStore for Store {
     async fn add_participant(&self, p: &Participant) -> StoreResult<Participant> {
         let sql = format!(
             "INSERT INTO saml_participants ({PARTICIPANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -599,57 +663,5 @@ impl SamlStore for Store {
                 .map_err(map_err)?
         });
         Ok(row.map(participant_from_row))
-    }
-
-    async fn put_logout_walk(&self, walk: &LogoutWalk) -> StoreResult<()> {
-        let text = serde_json::to_string(walk).map_err(corrupt)?;
-        on_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO saml_logout_walks (id_digest, walk, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id_digest) DO UPDATE SET walk = excluded.walk, expires_at = excluded.expires_at",
-            )
-            .bind(&walk.id_digest)
-            .bind(&text)
-            .bind(walk.expires_at.millis())
-            .execute(pool)
-            .await
-            .map_err(map_err)?;
-        });
-        Ok(())
-    }
-
-    async fn find_logout_walk(&self, id_digest: &str, now: Timestamp) -> StoreResult<Option<LogoutWalk>> {
-        let row: Option<(String,)> = on_pool!(self, read, |pool| {
-            sqlx::query_as("SELECT walk FROM saml_logout_walks WHERE id_digest = $1 AND expires_at > $2")
-                .bind(id_digest)
-                .bind(now.millis())
-                .fetch_optional(pool)
-                .await
-                .map_err(map_err)?
-        });
-        row.map(|(text,)| serde_json::from_str(&text).map_err(corrupt)).transpose()
-    }
-
-    async fn delete_logout_walk(&self, id_digest: &str) -> StoreResult<()> {
-        on_pool!(self, write, |pool| {
-            sqlx::query("DELETE FROM saml_logout_walks WHERE id_digest = $1")
-                .bind(id_digest)
-                .execute(pool)
-                .await
-                .map_err(map_err)?;
-        });
-        Ok(())
-    }
-
-    async fn purge_saml(&self, now: Timestamp) -> StoreResult<u64> {
-        self.delete_expired(
-            &[
-                "DELETE FROM saml_request_ids WHERE expires_at <= $1",
-                "DELETE FROM saml_pending WHERE expires_at <= $1",
-                "DELETE FROM saml_logout_walks WHERE expires_at <= $1",
-            ],
-            now,
-        )
-        .await
     }
 }

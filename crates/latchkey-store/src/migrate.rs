@@ -63,6 +63,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_grant_cache.sql"),
         postgres: include_str!("../migrations/postgres/0008_grant_cache.sql"),
     },
+    Migration {
+        version: 9,
+        name: "sign_on_mode",
+        sqlite: include_str!("../migrations/sqlite/0009_sign_on_mode.sql"),
+        postgres: include_str!("../migrations/postgres/0009_sign_on_mode.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

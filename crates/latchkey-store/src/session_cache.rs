@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::Timestamp;
 use latchkey_core::apps::App;
-use latchkey_core::apps::sso::Participant;
 use latchkey_core::sessions::Session;
+use latchkey_core::signon::Participant;
 use latchkey_core::users::User;
 
 /// An entry older than this is read again even if nothing evicted it (a bound on any change that

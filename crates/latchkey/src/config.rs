@@ -1,5 +1,6 @@
 //! Configuration: defaults, then a TOML file, then `LATCHKEY_*` environment variables, then flags
-//! (DESIGN §2), parsed into [`RawConfig`] and validated into the [`Settings`] the program uses.
+//! (docs/architecture.md, "Command line and configuration"), parsed into [`RawConfig`] and validated into the
+//! [`Settings`] the program uses.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -192,7 +193,7 @@ impl RawConfig {
         if let Some(dir) = &pages_dir {
             if !dir.is_dir() {
                 problems.push(format!("pages_dir: {} is not a directory", dir.display()));
-            } else if let Err(problem) = latchkey_http::pages::Pages::load(Some(dir)) {
+            } else if let Err(problem) = latchkey_http::Pages::load(Some(dir)) {
                 problems.push(format!("pages_dir: {problem}"));
             }
         }

@@ -36,7 +36,7 @@ pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
             user_ids.push(user.id);
         }
     }
-    let app = latchkey_http::pages::demo::ensure_demo_app(state, &user_ids).await?;
+    let app = latchkey_http::demo::ensure_demo_app(state, &user_ids).await?;
     state.store.delete_api_tokens_named("demo").await.map_err(|e| format!("demo token: {e}"))?;
     let (token, secret) = ApiToken::issue("demo", state.clock.now());
     state.store.insert_api_token(&token).await.map_err(|e| format!("demo token: {e}"))?;
@@ -51,9 +51,9 @@ pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
     }
     text.push_str(&format!("\n  Admin API token (new on every start): {}\n\n", secret.expose()));
     text.push_str("  Shared-browser demo (the flow Latchkey exists for):\n");
-    text.push_str(&format!("    1. Kiosk portal:  {base}{}\n", latchkey_http::pages::demo::KIOSK));
+    text.push_str(&format!("    1. Kiosk portal:  {base}{}\n", latchkey_http::demo::KIOSK));
     text.push_str("       sign in as one demo user, then as the other, in the same browser\n");
-    text.push_str(&format!("    2. Test SP:       {base}{}\n", latchkey_http::pages::demo::SP_HOME));
+    text.push_str(&format!("    2. Test SP:       {base}{}\n", latchkey_http::demo::SP_HOME));
     text.push_str("       shows who arrived and with which attributes\n");
     text.push_str(&format!(
         "    Embed link of the demo app \"{}\": {base}/home/{}/{}/{}\n",

@@ -51,7 +51,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     if demo {
         crate::demo::seed(&state, &settings).await?;
     } else if settings.test_sp {
-        latchkey_http::pages::demo::ensure_demo_app(&state, &[]).await?;
+        latchkey_http::demo::ensure_demo_app(&state, &[]).await?;
     }
 
     let listener = TcpListener::bind(settings.listen)

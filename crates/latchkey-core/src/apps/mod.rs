@@ -1,4 +1,5 @@
-//! SAML 2.0 applications (Okta's `signOnMode: "SAML_2_0"` apps) and their user assignments.
+//! Applications (Okta's Apps API) and their user assignments. An app's sign-on mode ([`SignOn`])
+//! carries the protocol's settings: today SAML 2.0 (`signOnMode: "SAML_2_0"`).
 //!
 //! An app's `settings.signOn` is kept exactly in Okta's JSON field names ([`SamlSignOn`]), so what
 //! an admin stored is what the API returns; [`SamlSignOn::validate`] enforces what Latchkey can
@@ -42,7 +43,7 @@ impl AppStatus {
     }
 }
 
-/// A SAML app instance.
+/// An app instance (Okta's Application object).
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
     /// `0oa…`
@@ -55,11 +56,78 @@ pub struct App {
     pub external_key: String,
     /// `aln…`: the embed link's id.
     pub link_id: String,
-    pub sign_on: SamlSignOn,
+    /// How the app signs its users on, with that protocol's settings.
+    pub sign_on: SignOn,
     /// `visibility` as the admin sent it (`autoSubmitToolbar`, `hide{iOS,web}`).
     pub visibility: Map<String, Value>,
     pub created: Timestamp,
     pub last_updated: Timestamp,
+}
+
+/// Okta's `signOnMode` of a SAML 2.0 app.
+pub const SAML_2_0: &str = "SAML_2_0";
+
+/// How an app signs its users on: Okta's `signOnMode`, with that mode's `settings.signOn`. Every
+/// protocol takes its settings from here; the sign-on decisions (may this user use the app, with
+/// which subject and attributes) are the same for all (`crate::signon`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignOn {
+    /// `SAML_2_0`
+    Saml2(SamlSignOn),
+}
+
+impl SignOn {
+    /// Okta's `signOnMode`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            SignOn::Saml2(_) => SAML_2_0,
+        }
+    }
+
+    /// Parses `settings.signOn` as an admin sent it for `mode`.
+    pub fn from_json(mode: &str, settings: &Value) -> Result<Self, CoreError> {
+        match mode {
+            SAML_2_0 => Ok(SignOn::Saml2(SamlSignOn::from_json(settings)?)),
+            _ => Err(CoreError::validation("signOnMode", "only SAML_2_0 apps are supported")),
+        }
+    }
+
+    /// Reads settings as stored (`settings` is what [`Self::settings_json`] wrote).
+    pub fn from_stored(mode: &str, settings: &str) -> Result<Self, String> {
+        match mode {
+            SAML_2_0 => serde_json::from_str(settings).map(SignOn::Saml2).map_err(|e| e.to_string()),
+            other => Err(format!("unknown sign-on mode {other:?}")),
+        }
+    }
+
+    /// The settings as stored and as the API shows them (Okta's field names).
+    pub fn settings_json(&self) -> Result<String, serde_json::Error> {
+        match self {
+            SignOn::Saml2(saml) => serde_json::to_string(saml),
+        }
+    }
+
+    /// The subject a protocol names the user by (a SAML NameID from the app's template), if the
+    /// user's profile yields one.
+    pub fn subject_for(&self, user: &User) -> Option<String> {
+        match self {
+            SignOn::Saml2(saml) => saml.name_id_for(user),
+        }
+    }
+
+    /// The subject's format (a SAML NameID format URN).
+    pub fn subject_format(&self) -> &str {
+        match self {
+            SignOn::Saml2(saml) => &saml.subject_name_id_format,
+        }
+    }
+
+    /// The attributes (claims) the app receives about `user`.
+    pub fn attributes_for(&self, user: &User) -> Vec<EvaluatedAttribute> {
+        match self {
+            SignOn::Saml2(saml) => saml.attributes_for(user),
+        }
+    }
 }
 
 impl App {
@@ -67,39 +135,89 @@ impl App {
         self.status == AppStatus::Active
     }
 
-    /// The IdP entity id (Issuer) for this app: `idpIssuer` with `${org.externalKey}` filled in.
-    pub fn idp_issuer(&self) -> String {
-        self.sign_on.idp_issuer.replace("${org.externalKey}", &self.external_key)
+    /// The app seen through its SAML settings, if it is a SAML app.
+    pub fn saml(&self) -> Option<SamlApp<'_>> {
+        match &self.sign_on {
+            SignOn::Saml2(settings) => Some(SamlApp { app: self, settings }),
+        }
     }
 
+    /// The embed link's path (Okta: `/home/{appName}/{appId}/{linkId}`), which starts a sign-on.
+    pub fn embed_path(&self) -> String {
+        format!("/home/{}/{}/{}", self.name, self.id, self.link_id)
+    }
+}
+
+/// A SAML app with its SAML settings at hand (what the SAML endpoints work with). Derefs to the
+/// app for its id, name and label.
+#[derive(Debug, Clone, Copy)]
+pub struct SamlApp<'a> {
+    pub app: &'a App,
+    pub settings: &'a SamlSignOn,
+}
+
+impl std::ops::Deref for SamlApp<'_> {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        self.app
+    }
+}
+
+impl SamlApp<'_> {
+    /// The IdP entity id (Issuer) for this app: `idpIssuer` with `${org.externalKey}` filled in.
+    pub fn idp_issuer(&self) -> String {
+        self.settings.idp_issuer.replace("${org.externalKey}", &self.app.external_key)
+    }
+
+    /// `/app/{appName}/{externalKey}/sso/saml`
+    pub fn sso_path(&self) -> String {
+        format!("/app/{}/{}/sso/saml", self.app.name, self.app.external_key)
+    }
+
+    /// `/app/{appName}/{externalKey}/slo/saml`
+    pub fn slo_path(&self) -> String {
+        format!("/app/{}/{}/slo/saml", self.app.name, self.app.external_key)
+    }
+
+    /// Whether the app's metadata lists our SingleLogoutService: only where its SP has a use for it.
+    /// An app with SLO enabled sends its LogoutRequests there; an app that only takes part in SLO
+    /// (`participateSlo`) answers our LogoutRequests there, and SPs take that address from the
+    /// metadata. Any other app would find a LogoutRequest refused.
+    pub fn offers_single_logout(&self) -> bool {
+        self.settings.slo.as_ref().is_some_and(|slo| slo.enabled) || self.settings.participates_in_slo()
+    }
+}
+
+impl SamlSignOn {
     /// Is `issuer` the SP of this app (its audience, or the SP issuer named for SLO)?
     pub fn is_sp(&self, issuer: &str) -> bool {
-        issuer == self.sign_on.audience
-            || self.sign_on.sp_issuer.as_deref() == Some(issuer)
-            || self.sign_on.slo.as_ref().and_then(|s| s.issuer.as_deref()) == Some(issuer)
+        issuer == self.audience
+            || self.sp_issuer.as_deref() == Some(issuer)
+            || self.slo.as_ref().and_then(|s| s.issuer.as_deref()) == Some(issuer)
     }
 
     /// The registered ACS URL equal to `url`, if any (exact match only: saml-profiles §4.1.4.1).
     pub fn acs_by_url(&self, url: &str) -> Option<&str> {
-        if self.sign_on.sso_acs_url == url {
-            return Some(&self.sign_on.sso_acs_url);
+        if self.sso_acs_url == url {
+            return Some(&self.sso_acs_url);
         }
-        if self.sign_on.allow_multiple_acs_endpoints {
-            return self.sign_on.acs_endpoints.iter().find(|e| e.url == url).map(|e| e.url.as_str());
+        if self.allow_multiple_acs_endpoints {
+            return self.acs_endpoints.iter().find(|e| e.url == url).map(|e| e.url.as_str());
         }
         None
     }
 
     pub fn acs_by_index(&self, index: u16) -> Option<&str> {
-        if !self.sign_on.allow_multiple_acs_endpoints {
+        if !self.allow_multiple_acs_endpoints {
             return None;
         }
-        self.sign_on.acs_endpoints.iter().find(|e| e.index == u32::from(index)).map(|e| e.url.as_str())
+        self.acs_endpoints.iter().find(|e| e.index == u32::from(index)).map(|e| e.url.as_str())
     }
 
     /// The NameID for `user`, from `subjectNameIdTemplate`.
     pub fn name_id_for(&self, user: &User) -> Option<String> {
-        Expression::parse_template(&self.sign_on.subject_name_id_template)
+        Expression::parse_template(&self.subject_name_id_template)
             .ok()?
             .evaluate(user)
             .filter(|v| !v.is_empty())
@@ -108,8 +226,7 @@ impl App {
     /// The attribute statements evaluated for `user`; attributes whose values are all absent are
     /// omitted (Okta leaves out null attributes).
     pub fn attributes_for(&self, user: &User) -> Vec<EvaluatedAttribute> {
-        self.sign_on
-            .attribute_statements
+        self.attribute_statements
             .iter()
             .filter_map(|statement| {
                 let values: Vec<String> = statement
@@ -128,13 +245,13 @@ impl App {
 
     /// Does this app take part in Single Logout initiated elsewhere?
     pub fn participates_in_slo(&self) -> bool {
-        self.sign_on.participate_slo.as_ref().is_some_and(|p| p.enabled && p.logout_request_url.is_some())
+        self.participate_slo.as_ref().is_some_and(|p| p.enabled && p.logout_request_url.is_some())
     }
 
     /// The SP's certificates (DER), for request signatures.
     pub fn sp_certificates(&self) -> Vec<Vec<u8>> {
         use base64::Engine;
-        let Some(cert) = &self.sign_on.sp_certificate else { return Vec::new() };
+        let Some(cert) = &self.sp_certificate else { return Vec::new() };
         cert.x5c
             .iter()
             .filter_map(|b64| {
@@ -142,6 +259,17 @@ impl App {
                 base64::engine::general_purpose::STANDARD.decode(compact).ok()
             })
             .collect()
+    }
+
+    /// `settings.signOn` as Okta renders it: `spIssuer` echoes the SLO issuer when only that is set.
+    pub fn to_api_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let (Some(object), None) = (value.as_object_mut(), &self.sp_issuer)
+            && let Some(issuer) = self.slo.as_ref().and_then(|s| s.issuer.clone())
+        {
+            object.insert("spIssuer".into(), Value::String(issuer));
+        }
+        value
     }
 }
 
@@ -634,14 +762,18 @@ mod tests {
             status: AppStatus::Active,
             external_key: "exk1".into(),
             link_id: "aln1".into(),
-            sign_on: SamlSignOn::from_json(&v).unwrap(),
+            sign_on: SignOn::Saml2(SamlSignOn::from_json(&v).unwrap()),
             visibility: Map::new(),
             created: Timestamp(0),
             last_updated: Timestamp(0),
         };
-        assert_eq!(app.acs_by_url("https://sp.example.com/acs2"), Some("https://sp.example.com/acs2"));
-        assert_eq!(app.acs_by_url("https://sp.example.com/acs2/"), None);
-        assert_eq!(app.acs_by_index(2), Some("https://sp.example.com/acs2"));
-        assert_eq!(app.idp_issuer(), "http://www.okta.com/exk1");
+        let saml = app.saml().unwrap();
+        assert_eq!(
+            saml.settings.acs_by_url("https://sp.example.com/acs2"),
+            Some("https://sp.example.com/acs2")
+        );
+        assert_eq!(saml.settings.acs_by_url("https://sp.example.com/acs2/"), None);
+        assert_eq!(saml.settings.acs_by_index(2), Some("https://sp.example.com/acs2"));
+        assert_eq!(saml.idp_issuer(), "http://www.okta.com/exk1");
     }
 }

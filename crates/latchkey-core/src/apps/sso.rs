@@ -1,11 +1,12 @@
 //! The state a SAML single sign-on and Single Logout keep between browser round trips: pending
-//! SP-initiated requests waiting for a sign-in, the apps a session has visited (for SLO), and
-//! logout walks across those apps. All of it lives in the database so any node can continue
+//! SP-initiated requests waiting for a sign-in, and logout walks across the apps a session
+//! visited. All of it lives in the database so any node can continue
 //! a flow another node started.
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::signon::Participant;
 
 /// An SP-initiated AuthnRequest accepted and waiting for the user to sign in (or re-authenticate).
 /// Looked up by the digest of a random resume id carried in the sign-in page's `fromURI`.
@@ -23,17 +24,6 @@ pub struct PendingSso {
     pub name_id_format: Option<String>,
     pub created: Timestamp,
     pub expires_at: Timestamp,
-}
-
-/// An app that received an assertion within a session, and what it was told (for SLO).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Participant {
-    pub session_id: String,
-    pub app_id: String,
-    pub name_id: String,
-    pub name_id_format: String,
-    pub session_index: String,
-    pub created: Timestamp,
 }
 
 /// A front-channel logout in progress: the apps still to be told, and whom to answer at the end.

@@ -3,8 +3,8 @@
 //! LogoutRequest / LogoutResponse (SAML core 3.7) are written by the canonical writer. On the
 //! HTTP-Redirect binding (SAML bindings 3.4.4) the XML itself is unsigned: the signature covers the
 //! query string `SAMLRequest=…&RelayState=…&SigAlg=…` exactly as it appears in the URL. For the
-//! HTTP-POST binding (bindings 3.5) a message is signed enveloped with [`sign_for_post`] and delivered
-//! by [`post_form_html`], an auto-submitting form that also works without JavaScript.
+//! HTTP-POST binding (bindings 3.5) a message is signed enveloped with [`sign_for_post`] and its form
+//! value is [`post_binding_value`]; the HTTP layer writes the auto-submitting page that carries it.
 
 use super::response::{insert_signature, status, write_status};
 use super::xml::XmlWriter;
@@ -156,59 +156,6 @@ pub fn post_binding_value(xml: &str) -> String {
     STANDARD.encode(xml.as_bytes())
 }
 
-/// An HTML page that POSTs `field` (= `b64`) and RelayState to `action_url` (SAML bindings 3.5.4).
-/// It submits itself with a one-line inline script carrying `nonce` (the HTTP layer's CSP nonce), and
-/// without JavaScript shows a Continue button inside `<noscript>`. Every value is HTML-attribute-escaped.
-pub fn post_form_html(
-    action_url: &str,
-    field: MessageParam,
-    b64: &str,
-    relay_state: Option<&str>,
-    nonce: Option<&str>,
-) -> String {
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Continue</title></head>\n<body>\n",
-    );
-    html.push_str("<form method=\"post\" action=\"");
-    html_attr(&mut html, action_url);
-    html.push_str("\">\n<input type=\"hidden\" name=\"");
-    html.push_str(field.name());
-    html.push_str("\" value=\"");
-    html_attr(&mut html, b64);
-    html.push_str("\">\n");
-    if let Some(relay_state) = relay_state {
-        html.push_str("<input type=\"hidden\" name=\"RelayState\" value=\"");
-        html_attr(&mut html, relay_state);
-        html.push_str("\">\n");
-    }
-    html.push_str(
-        "<noscript><p>JavaScript is off. Press Continue to go on.</p>\
-         <button type=\"submit\">Continue</button></noscript>\n</form>\n",
-    );
-    match nonce {
-        Some(nonce) => {
-            html.push_str("<script nonce=\"");
-            html_attr(&mut html, nonce);
-            html.push_str("\">");
-        }
-        None => html.push_str("<script>"),
-    }
-    html.push_str("document.forms[0].submit();</script>\n</body></html>\n");
-    html
-}
-
-/// HTML attribute escaping (a superset of what a double-quoted attribute needs).
-fn html_attr(out: &mut String, value: &str) {
-    crate::saml::xml::escape_with(out, value, |b| match b {
-        b'&' => Some("&amp;"),
-        b'<' => Some("&lt;"),
-        b'>' => Some("&gt;"),
-        b'"' => Some("&quot;"),
-        b'\'' => Some("&#39;"),
-        _ => None,
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,26 +274,5 @@ mod tests {
         assert!(decoded.has_enveloped_signature);
         assert_eq!(decoded.verify_enveloped_signature(key.cert_der()), Ok(()));
         assert_eq!(verify_enveloped_signature(&signed, key.cert_der(), &InboundLimits::default()), Ok(()));
-    }
-
-    #[test]
-    fn post_form_escapes_everything_and_works_without_javascript() {
-        let html = post_form_html(
-            "https://sp.test/acs?a=1&b=\"2\"",
-            MessageParam::SamlResponse,
-            "PD94+/=",
-            Some("<script>alert('x')</script>"),
-            Some("n0nce\"x"),
-        );
-        assert!(html.contains("action=\"https://sp.test/acs?a=1&amp;b=&quot;2&quot;\""));
-        assert!(html.contains("name=\"SAMLResponse\" value=\"PD94+/=\""));
-        assert!(html.contains("value=\"&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\""));
-        assert!(html.contains("<noscript>") && html.contains("<button type=\"submit\">Continue</button>"));
-        assert!(html.contains("<script nonce=\"n0nce&quot;x\">document.forms[0].submit();</script>"));
-        assert_eq!(html.matches("<script").count(), 1, "only our script tag");
-        let plain = post_form_html("https://sp.test/slo", MessageParam::SamlRequest, "AA==", None, None);
-        assert!(plain.contains("<script>document.forms[0].submit();</script>"));
-        assert!(!plain.contains("RelayState"));
-        snapshot("post-form.golden.html", &plain);
     }
 }

@@ -1,12 +1,14 @@
 //! The IdP's own SAML metadata document (`md:EntityDescriptor`), which SPs import to trust us.
 //!
-//! SPs take our signing key from here and nowhere else (reference §A.5 "key source"), so key rollover is
-//! a metadata matter: publish the next certificate next to the current one, wait for SPs to refresh,
-//! then switch signing (reference §C). The document is unsigned; it is served over HTTPS or handed to
-//! the SP administrator. Element order follows the schema (SAML metadata 2.4.1, 2.4.2, 2.4.3).
+//! SPs take our signing key from here and nowhere else (a message's own KeyInfo is never trusted), so
+//! key rollover is a metadata matter: publish the next certificate next to the current one, wait for
+//! SPs to refresh, then switch signing (`crate::signing_keys`). The document is unsigned; it is
+//! served over HTTPS or handed to the SP administrator. Element order follows the schema (SAML
+//! metadata 2.4.1, 2.4.2, 2.4.3).
 
 use super::xml::XmlWriter;
 use super::{BINDING_POST, BINDING_REDIRECT, NS_DSIG, NS_METADATA, NS_PROTOCOL, SamlError};
+use crate::apps::SamlApp;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -30,6 +32,22 @@ pub struct IdpMetadata {
     pub signing_certs: Vec<Vec<u8>>,
     pub name_id_formats: Vec<String>,
     pub want_authn_requests_signed: bool,
+}
+
+/// The metadata of one app's IdP: its entity id and NameID format, our SSO endpoints under `base`
+/// (the public URL the request came to), the SingleLogoutService only where the app's SP has a use
+/// for it, and `signing_certs` (DER, in publishing order).
+pub fn app_metadata(app: SamlApp<'_>, base: &str, signing_certs: Vec<Vec<u8>>) -> Result<String, SamlError> {
+    let sso = format!("{base}{}", app.sso_path());
+    let slo = format!("{base}{}", app.slo_path());
+    idp_metadata(&IdpMetadata {
+        entity_id: app.idp_issuer(),
+        sso: BindingUrls { redirect: sso.clone(), post: sso },
+        slo: app.offers_single_logout().then(|| BindingUrls { redirect: slo.clone(), post: slo }),
+        signing_certs,
+        name_id_formats: vec![app.settings.subject_name_id_format.clone()],
+        want_authn_requests_signed: app.settings.saml_signed_request_enabled,
+    })
 }
 
 /// Renders the metadata document, with an XML declaration (it is a standalone file).

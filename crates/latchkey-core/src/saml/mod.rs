@@ -1,12 +1,13 @@
 //! SAML 2.0 identity-provider messages as pure data: what Latchkey writes, signs and accepts.
 //!
-//! This module owns the wire format only. Outbound XML is written canonical by construction and signed
-//! over the exact bytes written (never re-parsed, never re-serialized; `shared/reference/saml.md` §B.2).
+//! This module owns the wire format only. Outbound XML is written canonical by construction and signed over
+//! the exact bytes written (never re-parsed, never re-serialized; docs/architecture.md, "SAML output").
 //! Inbound messages from service providers are untrusted: size caps come before decoding, inflation is
-//! capped, DTDs, comments and processing instructions are refused, and signatures are checked with keys
-//! from SP configuration only (§B.4, §B.5). Deciding *whether* a request is acceptable (registered ACS,
-//! replay cache, issue-instant window) belongs to the use cases that call this module.
+//! capped, DTDs, comments and processing instructions are refused, and signatures are checked with keys from
+//! SP configuration only (docs/architecture.md, "SAML input"). Deciding *whether* a request is acceptable
+//! (registered ACS, replay cache, issue-instant window) belongs to the use cases that call this module.
 
+pub mod grant;
 pub mod inbound;
 pub mod logout;
 pub mod metadata;
@@ -37,7 +38,8 @@ pub const BINDING_REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Re
 /// HTTP-POST binding URI. SAML bindings 3.5.
 pub const BINDING_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 
-/// The only signature algorithm Latchkey emits (reference §A.6 item 2).
+/// The only signature algorithm Latchkey emits (RFC 6931 §2.3.2; SHA-1 is neither written nor
+/// accepted, and SP libraries such as python3-saml refuse it by default).
 pub const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 /// Accepted on input (HTTP-Redirect SigAlg) next to rsa-sha256.
 pub const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
@@ -94,7 +96,7 @@ pub enum SamlError {
 
 /// A fresh SAML ID: `_` and 160 random bits as 40 lowercase hex digits. The leading underscore keeps
 /// it an `xs:ID` (NCName) (SAML core 1.3.4); 160 bits make collisions, which Shibboleth's replay cache
-/// would reject, practically impossible (reference §A.6 item 8).
+/// would reject, practically impossible.
 pub fn new_saml_id() -> String {
     let mut bytes = [0u8; 20];
     rand::rng().fill(&mut bytes);
@@ -109,8 +111,8 @@ pub fn new_saml_id() -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// SAML's `xs:dateTime` rendering: `YYYY-MM-DDThh:mm:ssZ`, UTC, fractions dropped (SAML core 1.3.3;
-/// reference §B.2 item 7). Sub-second precision is truncated, never rounded up.
+/// SAML's `xs:dateTime` rendering: `YYYY-MM-DDThh:mm:ssZ`, UTC, fractions dropped (SAML core
+/// 1.3.3). Sub-second precision is truncated, never rounded up.
 pub fn saml_time(t: Timestamp) -> String {
     let seconds = t.millis().div_euclid(1000);
     match time::OffsetDateTime::from_unix_timestamp(seconds) {

@@ -59,6 +59,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// When the user last proved who they are in this session: the password check, or the
+    /// session's start for sessions made without one.
+    pub fn authenticated_at(&self) -> Timestamp {
+        self.password_verified_at.unwrap_or(self.created)
+    }
+
     /// When the session will end if nothing else happens.
     pub fn ends_at(&self) -> Timestamp {
         match self.lifetime_ends_at {
@@ -79,13 +85,15 @@ pub enum ByCookie {
     None,
 }
 
-/// A new session and the cookie secret to set, once.
+/// A new session, its user, and the cookie secret to set, once.
 pub struct Started {
     pub session: Session,
+    pub user: User,
     pub cookie: Secret,
 }
 
-/// DESIGN §4: which wins when a browser brings both a session cookie and a `sessionToken`.
+/// Which wins when a browser brings both a session cookie and a `sessionToken`
+/// (`session_token_precedence`; docs/shared-browser.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPrecedence {
     /// A valid token always wins; any token, valid or not, ends the existing session.
@@ -94,14 +102,39 @@ pub enum TokenPrecedence {
     Cookie,
 }
 
-/// What the session-token rule decided for one browser request.
-pub struct RuleOutcome {
-    /// The session the flow continues with (`None`: unauthenticated, go to sign-in).
-    pub session: Option<Session>,
-    /// A new cookie secret to set (a session was created from the token).
-    pub new_cookie: Option<Secret>,
-    /// The existing session that was ended, and why.
-    pub ended: Option<(String, EndReason)>,
-    /// The browser's cookie no longer names a live session and should be cleared.
-    pub clear_cookie: bool,
+/// What a browser brought to an endpoint that signs it on.
+#[derive(Debug, Clone, Copy)]
+pub struct BrowserRequest<'r> {
+    /// The `sid` cookie's value.
+    pub cookie: Option<&'r str>,
+    /// The `sessionToken` it presented (`None`: none; an empty one is presented, and invalid).
+    pub session_token: Option<&'r str>,
+    pub precedence: TokenPrecedence,
+    /// The user asked to stay signed in (honoured only if the sign-on rule allows it).
+    pub persistent: bool,
+    pub client_ip: Option<&'r str>,
+}
+
+/// The browser's session after the session-token rule, and what its cookie must become.
+pub struct BrowserSession {
+    /// The session the flow continues with, and its user (`None`: not signed in; go to sign-in).
+    pub current: Option<(Session, User)>,
+    pub cookie: CookieChange,
+}
+
+impl BrowserSession {
+    /// Whether the session was created from a token presented with this request: a fresh
+    /// authentication (it satisfies a SAML ForceAuthn, for one).
+    pub fn from_token(&self) -> bool {
+        matches!(self.cookie, CookieChange::Set(_))
+    }
+}
+
+/// What happens to the browser's `sid` cookie.
+pub enum CookieChange {
+    Keep,
+    /// Set it to the secret of the session created from the token (`BrowserSession::current`).
+    Set(Secret),
+    /// It names no live session any more.
+    Clear,
 }

@@ -1,33 +1,42 @@
 //! Session use cases: redeeming a session token, the `sid` cookie lookup with its idle
-//! bookkeeping, ending sessions, and the session-token rule.
+//! bookkeeping, ending sessions, and the session-token rule; each writes its system-log event
+//! (`user.session.start`, `user.session.end` with the reason).
 
-use super::{ByCookie, EndReason, RuleOutcome, Session, Started, TokenPrecedence};
+use super::{
+    BrowserRequest, BrowserSession, ByCookie, CookieChange, EndReason, Session, Started, TokenPrecedence,
+};
 use crate::authn::SessionToken;
 use crate::clock::{Clock, Timestamp};
 use crate::error::CoreError;
+use crate::events::{Actor, AuditLog, Event};
 use crate::ids::{IdKind, Secret, new_id, secret_digest};
 use crate::policy::SignOnRule;
-use crate::store::{AuthnStore, SessionStore, UserStore};
+use crate::store::{AuthnStore, PolicyStore, SessionStore, UserStore};
+use crate::users::User;
 
 /// Session use cases.
-pub struct Sessions<'a, S> {
+pub struct Sessions<'a, S, A> {
     pub store: &'a S,
     pub clock: &'a dyn Clock,
+    pub audit: &'a A,
 }
 
 /// Activity slides the idle expiry at most this often (one write a minute per session at most).
 const TOUCH_EVERY_MS: i64 = 60_000;
 
-impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
+/// Cookie values and session tokens are 43 characters; anything much longer is not ours.
+const MAX_SECRET_LEN: usize = 128;
+
+impl<S: SessionStore + AuthnStore + UserStore + PolicyStore, A: AuditLog> Sessions<'_, S, A> {
     /// Redeems a session token (single use across nodes) into a new session. `None` when the token
-    /// is unknown, used or expired.
+    /// is unknown, used or expired, or its user may no longer have sessions.
     pub async fn redeem(
         &self,
         session_token: &str,
         rule: &SignOnRule,
         persistent: bool,
     ) -> Result<Option<Started>, CoreError> {
-        if session_token.is_empty() || session_token.len() > 128 {
+        if session_token.is_empty() || session_token.len() > MAX_SECRET_LEN {
             return Ok(None);
         }
         let now = self.clock.now();
@@ -35,16 +44,39 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
             return Ok(None);
         };
         // A token issued before the user was suspended or deactivated is worth nothing now.
-        let user = self.store.find_user(&token.user_id).await?;
-        if !user.is_some_and(|u| u.may_have_sessions()) {
+        let Some(user) = self.store.find_user(&token.user_id).await?.filter(User::may_have_sessions) else {
             return Ok(None);
-        }
-        Ok(Some(self.start(&token, rule, persistent, now).await?))
+        };
+        Ok(Some(self.start(&token, user, rule, persistent, now).await?))
+    }
+
+    /// [`Self::redeem`] under the organisation's sign-on rule, with its system-log event:
+    /// `user.session.start`, a success or (for a token that is no good) a failure.
+    pub async fn start_from_token(
+        &self,
+        session_token: &str,
+        persistent: bool,
+        client_ip: Option<&str>,
+    ) -> Result<Option<Started>, CoreError> {
+        let rule = self.store.policies().await?.sign_on;
+        let started = self.redeem(session_token, &rule, persistent).await?;
+        self.record_start(started.as_ref(), client_ip).await;
+        Ok(started)
+    }
+
+    async fn record_start(&self, started: Option<&Started>, client_ip: Option<&str>) {
+        let now = self.clock.now();
+        let event = match started {
+            Some(started) => Event::session_start(&started.session, started.user.login(), now),
+            None => Event::session_refused(now),
+        };
+        self.audit.record(event.client(client_ip)).await;
     }
 
     async fn start(
         &self,
         token: &SessionToken,
+        user: User,
         rule: &SignOnRule,
         persistent: bool,
         now: Timestamp,
@@ -65,7 +97,7 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
             persistent: persistent && rule.use_persistent_cookie,
         };
         self.store.insert_session(&session).await?;
-        Ok(Started { session, cookie })
+        Ok(Started { session, user, cookie })
     }
 
     pub async fn by_id(&self, id: &str) -> Result<Session, CoreError> {
@@ -75,17 +107,24 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
 
     /// The live session behind a `sid` cookie value, and its user, if any.
     /// A session of a user who may no longer sign in (suspended, deactivated, locked out, ...) is
-    /// ended here (reason USER_NOT_ACTIVE), should one have survived the change of status; the
-    /// caller logs that end.
+    /// ended here (reason USER_NOT_ACTIVE), should one have survived the change of status.
     pub async fn by_cookie(&self, cookie: &str) -> Result<ByCookie, CoreError> {
-        if cookie.is_empty() || cookie.len() > 128 {
+        if cookie.is_empty() || cookie.len() > MAX_SECRET_LEN {
             return Ok(ByCookie::None);
         }
         let found = self.store.find_session_by_cookie(&secret_digest(cookie), self.clock.now()).await?;
         match found {
             Some((session, user)) if !user.may_have_sessions() => {
                 // Only the call that ended it reports the end (another may have been first).
-                if self.end(&session.id, EndReason::UserNotActive).await? {
+                if self.store.end_session(&session.id, EndReason::UserNotActive, self.clock.now()).await? {
+                    self.record_end(
+                        &session.id,
+                        user.login(),
+                        EndReason::UserNotActive,
+                        Actor::user(&user.id, user.login()),
+                        None,
+                    )
+                    .await;
                     Ok(ByCookie::EndedNotActive(session, user))
                 } else {
                     Ok(ByCookie::None)
@@ -94,6 +133,27 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
             Some((session, user)) => Ok(ByCookie::Live(session, user)),
             None => Ok(ByCookie::None),
         }
+    }
+
+    /// The live session a browser's `sid` cookie names, with its user; activity slides its idle
+    /// expiry. One database read, plus a write at most once a minute.
+    pub async fn for_cookie(&self, cookie: Option<&str>) -> Result<Option<(Session, User)>, CoreError> {
+        let Some(cookie) = cookie else { return Ok(None) };
+        let ByCookie::Live(mut session, user) = self.by_cookie(cookie).await? else { return Ok(None) };
+        if self.needs_touch(&session) {
+            let rule = self.store.policies().await?.sign_on;
+            self.touch(&mut session, &rule).await?;
+        }
+        Ok(Some((session, user)))
+    }
+
+    /// The id of the live session a `sid` cookie names, if any (no idle bookkeeping).
+    pub async fn id_for_cookie(&self, cookie: Option<&str>) -> Result<Option<String>, CoreError> {
+        let Some(cookie) = cookie else { return Ok(None) };
+        Ok(match self.by_cookie(cookie).await? {
+            ByCookie::Live(session, _) => Some(session.id),
+            ByCookie::EndedNotActive(..) | ByCookie::None => None,
+        })
     }
 
     /// Activity slides the idle expiry, but not on every request: once a tenth of the idle time
@@ -117,7 +177,8 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
     }
 
     /// `lifecycle/refresh`: slides the idle expiry now.
-    pub async fn refresh(&self, id: &str, rule: &SignOnRule) -> Result<Session, CoreError> {
+    pub async fn refresh(&self, id: &str) -> Result<Session, CoreError> {
+        let rule = self.store.policies().await?.sign_on;
         let now = self.clock.now();
         let expires_at = now.plus_seconds(i64::from(rule.max_session_idle_minutes) * 60);
         if !self.store.touch_session(id, expires_at, now).await? {
@@ -126,8 +187,22 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
         self.by_id(id).await
     }
 
-    pub async fn end(&self, id: &str, reason: EndReason) -> Result<bool, CoreError> {
-        Ok(self.store.end_session(id, reason, self.clock.now()).await?)
+    /// Ends a live session, logging `user.session.end` with `reason` (`by`: who ended it, when not
+    /// its user). `false` when it was not live (another request ended it first: that one logged).
+    pub async fn end(
+        &self,
+        session: &Session,
+        reason: EndReason,
+        by: Option<Actor>,
+        client_ip: Option<&str>,
+    ) -> Result<bool, CoreError> {
+        if !self.store.end_session(&session.id, reason, self.clock.now()).await? {
+            return Ok(false);
+        }
+        let login = self.login_of(&session.user_id).await;
+        let actor = by.unwrap_or_else(|| Actor::user(&session.user_id, &login));
+        self.record_end(&session.id, &login, reason, actor, client_ip).await;
+        Ok(true)
     }
 
     /// The user's live sessions, newest first (the end user's "your sessions" page).
@@ -137,69 +212,75 @@ impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
         Ok(sessions)
     }
 
+    /// Ends every live session of a user except `keep`, logging each end; returns their ids.
     pub async fn end_all(
         &self,
         user_id: &str,
         keep: Option<&str>,
         reason: EndReason,
+        by: Option<Actor>,
+        client_ip: Option<&str>,
     ) -> Result<Vec<String>, CoreError> {
-        Ok(self.store.end_user_sessions(user_id, keep, reason, self.clock.now()).await?)
-    }
-}
-
-impl<S: SessionStore + AuthnStore + UserStore> Sessions<'_, S> {
-    /// Applies the session-token rule to a browser request: `existing` is the live session its
-    /// cookie names, `token` the `sessionToken` it presented (`None`: none; an empty one is
-    /// presented and invalid). Ending a replaced session is a database write, so every node
-    /// refuses the old cookie on its next request.
-    pub async fn apply_token_rule(
-        &self,
-        existing: Option<Session>,
-        token: Option<&str>,
-        precedence: TokenPrecedence,
-        rule: &SignOnRule,
-    ) -> Result<RuleOutcome, CoreError> {
-        self.apply_token_rule_persistent(existing, token, precedence, rule, false).await
-    }
-
-    /// [`Self::apply_token_rule`] where the user asked to stay signed in ("keep me signed in" on the
-    /// hosted page): the new session is persistent if the sign-on rule allows persistent cookies.
-    pub async fn apply_token_rule_persistent(
-        &self,
-        existing: Option<Session>,
-        token: Option<&str>,
-        precedence: TokenPrecedence,
-        rule: &SignOnRule,
-        persistent: bool,
-    ) -> Result<RuleOutcome, CoreError> {
-        let Some(token) = token else {
-            return Ok(RuleOutcome { session: existing, new_cookie: None, ended: None, clear_cookie: false });
-        };
-        if let (TokenPrecedence::Cookie, Some(session)) = (precedence, &existing) {
-            return Ok(RuleOutcome {
-                session: Some(session.clone()),
-                new_cookie: None,
-                ended: None,
-                clear_cookie: false,
-            });
-        }
-        let started = self.redeem(token, rule, persistent).await?;
-        let reason = if started.is_some() {
-            EndReason::ReplacedBySessionToken
-        } else {
-            EndReason::InvalidSessionToken
-        };
-        let mut ended = None;
-        if let Some(old) = existing
-            && self.end(&old.id, reason).await?
-        {
-            ended = Some((old.id, reason));
-        }
-        Ok(match started {
-            Some(Started { session, cookie }) => {
-                RuleOutcome { session: Some(session), new_cookie: Some(cookie), ended, clear_cookie: false }
+        let ended = self.store.end_user_sessions(user_id, keep, reason, self.clock.now()).await?;
+        if !ended.is_empty() {
+            let login = self.login_of(user_id).await;
+            let actor = by.unwrap_or_else(|| Actor::user(user_id, &login));
+            for id in &ended {
+                self.record_end(id, &login, reason, actor.clone(), client_ip).await;
             }
-            None => RuleOutcome { session: None, new_cookie: None, ended, clear_cookie: true },
+        }
+        Ok(ended)
+    }
+
+    /// The session-token rule for a browser request: its cookie's live session, unless a
+    /// `sessionToken` came with it. Under [`TokenPrecedence::Token`] any token ends that session
+    /// (a database write, so every node refuses the old cookie on its next request) and a valid
+    /// one replaces it; under [`TokenPrecedence::Cookie`] (Okta Classic) a live session wins and
+    /// the token is left unused.
+    pub async fn browser(&self, request: &BrowserRequest<'_>) -> Result<BrowserSession, CoreError> {
+        let existing = self.for_cookie(request.cookie).await?;
+        let Some(token) = request.session_token else {
+            return Ok(BrowserSession { current: existing, cookie: CookieChange::Keep });
+        };
+        if request.precedence == TokenPrecedence::Cookie && existing.is_some() {
+            return Ok(BrowserSession { current: existing, cookie: CookieChange::Keep });
+        }
+        let rule = self.store.policies().await?.sign_on;
+        let started = self.redeem(token, &rule, request.persistent).await?;
+        // The old session's end is logged before the new one's start, as they happened.
+        if let Some((old, _)) = &existing {
+            let reason = if started.is_some() {
+                EndReason::ReplacedBySessionToken
+            } else {
+                EndReason::InvalidSessionToken
+            };
+            self.end(old, reason, None, request.client_ip).await?;
+        }
+        self.record_start(started.as_ref(), request.client_ip).await;
+        Ok(match started {
+            Some(Started { session, user, cookie }) => {
+                BrowserSession { current: Some((session, user)), cookie: CookieChange::Set(cookie) }
+            }
+            None => BrowserSession { current: None, cookie: CookieChange::Clear },
         })
+    }
+
+    async fn login_of(&self, user_id: &str) -> String {
+        match self.store.find_user(user_id).await {
+            Ok(Some(user)) => user.login().to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    async fn record_end(
+        &self,
+        session_id: &str,
+        login: &str,
+        reason: EndReason,
+        actor: Actor,
+        client_ip: Option<&str>,
+    ) {
+        let event = Event::session_end(session_id, login, reason, actor, self.clock.now()).client(client_ip);
+        self.audit.record(event).await;
     }
 }

@@ -4,7 +4,7 @@
 //! the IdP session its SessionIndex names, then the browser is walked through every other app of
 //! that session that takes part in SLO (a signed LogoutRequest over HTTP-Redirect to each, whose
 //! LogoutResponse comes back here), and finally the initiator gets a signed LogoutResponse at its
-//! registered logout URL. `/login/signout` starts the same walk with no initiator. An app whose
+//! registered logout URL. `/login/signout` (served here) starts the same walk with no initiator. An app whose
 //! LogoutResponse cannot be accepted (unsigned, wrongly signed, answering another request,
 //! undecodable) is passed over when the walk was waiting for that very app: the walk goes on and
 //! ends in `PartialLogout`; any other such response is refused and moves no walk. The walk lives
@@ -14,13 +14,12 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
-use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use latchkey_core::CoreError;
-use latchkey_core::apps::App;
-use latchkey_core::apps::sso::{LogoutWalk, Participant};
+use latchkey_core::apps::sso::LogoutWalk;
+use latchkey_core::apps::{App, SamlApp};
 use latchkey_core::ids::{Secret, secret_digest};
 use latchkey_core::saml::inbound::{LogoutRequest, LogoutResponse, SamlMessage};
 use latchkey_core::saml::logout::{
@@ -29,17 +28,19 @@ use latchkey_core::saml::logout::{
 use latchkey_core::saml::response::status;
 use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::EndReason;
-use latchkey_core::store::{AppStore, SamlStore};
+use latchkey_core::signon::Participant;
+use latchkey_core::store::{AppStore, SamlStore, SignOnStore};
 
-use super::{Received, RefusedFor, SignatureCheck, refusal, slo_url};
-use crate::AppState;
-use crate::browser::redirect;
+use super::{Received, RefusedFor, SignatureCheck, refusal};
 use crate::error::ApiError;
-use crate::extract::{ClientIp, PathParams};
-use crate::pages::BrowserError;
+use crate::extract::{ClientIp, PathParams, QueryParams};
+use crate::state::AppState;
+use crate::web::{self, BrowserError, redirect};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/app/{key}/{external_key}/slo/saml", get(slo_get).post(slo_post))
+    Router::new()
+        .route("/app/{key}/{external_key}/slo/saml", get(slo_get).post(slo_post))
+        .route("/login/signout", get(signout))
 }
 
 /// How long a logout walk may take (each SP answers within seconds normally).
@@ -55,19 +56,20 @@ async fn slo_get(
 ) -> Response {
     let query = uri.query().unwrap_or_default().to_owned();
     let result = async {
-        let Some(app) = find(&state, &app_name, &external_key).await? else {
+        let Some(found) = find(&state, &app_name, &external_key).await? else {
             return Ok(unknown(&state, &external_key));
         };
-        let received = match super::receive_redirect(&app, &query) {
+        let Some(app) = found.saml() else { return Ok(unknown(&state, &external_key)) };
+        let received = match super::receive_redirect(app, &query) {
             Ok(received) => received,
             Err(detail) => {
                 let params: Vec<(String, String)> =
                     url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
                 let relay_state = undecoded_response_relay_state(&params);
-                return refused_response(&state, &app, relay_state, &detail).await;
+                return refused_response(&state, app, relay_state, &detail).await;
             }
         };
-        handle(&state, ip.as_deref(), &headers, &app, received).await
+        handle(&state, ip.as_deref(), &headers, app, received).await
     }
     .await;
     result.unwrap_or_else(|e: ApiError| e.into_response())
@@ -81,18 +83,19 @@ async fn slo_post(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let Some(app) = find(&state, &app_name, &external_key).await? else {
+        let Some(found) = find(&state, &app_name, &external_key).await? else {
             return Ok(unknown(&state, &external_key));
         };
+        let Some(app) = found.saml() else { return Ok(unknown(&state, &external_key)) };
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-        let received = match super::receive_post(&app, &form, &["SAMLRequest", "SAMLResponse"]) {
+        let received = match super::receive_post(app, &form, &["SAMLRequest", "SAMLResponse"]) {
             Ok(received) => received,
             Err(detail) => {
                 let relay_state = undecoded_response_relay_state(&form);
-                return refused_response(&state, &app, relay_state, &detail).await;
+                return refused_response(&state, app, relay_state, &detail).await;
             }
         };
-        handle(&state, ip.as_deref(), &headers, &app, received).await
+        handle(&state, ip.as_deref(), &headers, app, received).await
     }
     .await;
     result.unwrap_or_else(|e: ApiError| e.into_response())
@@ -110,16 +113,16 @@ fn unknown(state: &AppState, external_key: &str) -> Response {
     refusal(state, RefusedFor::Key(external_key), BrowserError::UnknownApp, StatusCode::NOT_FOUND, None)
 }
 
-fn invalid(state: &AppState, app: &App, detail: &str) -> Response {
+fn invalid(state: &AppState, app: SamlApp<'_>, detail: &str) -> Response {
     let kind = BrowserError::InvalidLogoutRequest;
-    refusal(state, RefusedFor::App(app), kind, StatusCode::BAD_REQUEST, Some(detail))
+    refusal(state, RefusedFor::App(&app), kind, StatusCode::BAD_REQUEST, Some(detail))
 }
 
 async fn handle(
     state: &AppState,
     ip: Option<&str>,
     headers: &HeaderMap,
-    app: &App,
+    app: SamlApp<'_>,
     received: Received,
 ) -> Result<Response, ApiError> {
     let relay_state = received.relay_state.as_deref();
@@ -139,8 +142,8 @@ async fn handle(
 }
 
 /// Why the message cannot be taken as coming from this app's SP, if it cannot.
-fn sender_refusal<'a>(app: &App, received: &'a Received) -> Option<&'a str> {
-    if !app.is_sp(received.decoded.message.issuer()) {
+fn sender_refusal<'a>(app: SamlApp<'_>, received: &'a Received) -> Option<&'a str> {
+    if !app.settings.is_sp(received.decoded.message.issuer()) {
         return Some("the Issuer is not this app's service provider");
     }
     // Profiles 4.4.4.1 and 4.4.4.2: logout messages must be signed (or bound by a signature).
@@ -154,11 +157,11 @@ fn sender_refusal<'a>(app: &App, received: &'a Received) -> Option<&'a str> {
 /// A verified LogoutResponse from this app's SP: settles the request the walk sent it, and goes on.
 async fn logout_response(
     state: &AppState,
-    app: &App,
+    app: SamlApp<'_>,
     response: &LogoutResponse,
     relay_state: Option<&str>,
 ) -> Result<Response, ApiError> {
-    if response.destination.as_ref().is_some_and(|d| *d != slo_url(state, app)) {
+    if response.destination.as_ref().is_some_and(|d| *d != state.link(&app.slo_path())) {
         return refused_response(state, app, relay_state, "the Destination is not this logout URL").await;
     }
     let Some(secret) = relay_state else {
@@ -202,7 +205,7 @@ fn undecoded_response_relay_state(params: &[(String, String)]) -> Option<&str> {
 /// without this app when it awaits this app's answer; anything else is refused with the page.
 async fn refused_response(
     state: &AppState,
-    app: &App,
+    app: SamlApp<'_>,
     relay_state: Option<&str>,
     detail: &str,
 ) -> Result<Response, ApiError> {
@@ -218,7 +221,7 @@ async fn refused_response(
 /// someone else's logout with a RelayState alone.
 async fn go_on_without(
     state: &AppState,
-    app: &App,
+    app: SamlApp<'_>,
     secret: &str,
     mut walk: LogoutWalk,
     detail: &str,
@@ -227,7 +230,7 @@ async fn go_on_without(
         return Ok(invalid(state, app, detail));
     }
     // As `refusal` logs a refused message: the request id, the app and the reason; no payload.
-    let request_id = crate::middleware::current_request_id();
+    let request_id = crate::request_id::current();
     tracing::warn!(
         request_id,
         app_id = app.id.as_str(),
@@ -245,16 +248,16 @@ async fn logout_request(
     state: &AppState,
     ip: Option<&str>,
     headers: &HeaderMap,
-    app: &App,
+    app: SamlApp<'_>,
     request: &LogoutRequest,
     relay_state: Option<&str>,
 ) -> Result<Response, ApiError> {
-    if !app.sign_on.slo.as_ref().is_some_and(|s| s.enabled && s.logout_url.is_some()) {
+    if !app.settings.slo.as_ref().is_some_and(|s| s.enabled && s.logout_url.is_some()) {
         return Ok(invalid(state, app, "Single Logout is not enabled for this app"));
     }
     let now = state.clock.now();
     if let Some(destination) = &request.destination
-        && *destination != slo_url(state, app)
+        && *destination != state.link(&app.slo_path())
     {
         return Ok(invalid(state, app, "the Destination is not this logout URL"));
     }
@@ -274,9 +277,9 @@ async fn logout_request(
     if let Some(participant) = &participant {
         remaining = others(state, &participant.session_id, Some(&app.id)).await?;
         end_session(state, &participant.session_id, ip).await?;
-        let browser = state.browser_session_id(headers).await?;
+        let browser = web::browser_session_id(state, headers).await?;
         clear_cookie = browser.is_none_or(|id| id == participant.session_id);
-    } else if let Some(browser) = state.browser_session_id(headers).await?
+    } else if let Some(browser) = web::browser_session_id(state, headers).await?
         && state.store.find_participant(&browser, &app.id).await?.is_some()
     {
         // The SP's SessionIndex names no session of ours, yet this browser is still signed in to
@@ -298,8 +301,8 @@ async fn logout_request(
         expires_at: now.plus_seconds(WALK_SECS),
     };
     let mut response = step(state, walk, secret.expose()).await?;
-    if clear_cookie && let Some(clear) = state.session_cookie("", None) {
-        response.headers_mut().append(SET_COOKIE, clear);
+    if clear_cookie {
+        web::cookies::clear_session_cookie(state, &mut response);
     }
     Ok(response)
 }
@@ -308,7 +311,7 @@ async fn logout_request(
 async fn find_participant(
     state: &AppState,
     headers: &HeaderMap,
-    app: &App,
+    app: SamlApp<'_>,
     request: &LogoutRequest,
 ) -> Result<Option<Participant>, ApiError> {
     for index in &request.session_indexes {
@@ -321,7 +324,7 @@ async fn find_participant(
     if !request.session_indexes.is_empty() {
         return Ok(None);
     }
-    let Some(session_id) = state.browser_session_id(headers).await? else { return Ok(None) };
+    let Some(session_id) = web::browser_session_id(state, headers).await? else { return Ok(None) };
     Ok(state.store.find_participant(&session_id, &app.id).await?.filter(|p| p.name_id == request.name_id))
 }
 
@@ -338,7 +341,7 @@ async fn others(
         }
         if let Some(app) = state.store.find_app(&participant.app_id).await?
             && app.is_active()
-            && app.participates_in_slo()
+            && app.saml().is_some_and(|saml| saml.settings.participates_in_slo())
         {
             out.push(participant);
         }
@@ -352,9 +355,7 @@ async fn end_session(state: &AppState, session_id: &str, ip: Option<&str>) -> Re
         Err(CoreError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if state.sessions().end(session_id, EndReason::Logout).await? {
-        state.log_session_end(session_id, &session.user_id, EndReason::Logout, None, ip).await;
-    }
+    state.sessions().end(&session, EndReason::Logout, None, ip).await?;
     Ok(())
 }
 
@@ -364,8 +365,9 @@ async fn step(state: &AppState, mut walk: LogoutWalk, secret: &str) -> Result<Re
     let now = state.clock.now();
     while !walk.remaining.is_empty() {
         let next = walk.remaining.remove(0);
-        let Some(app) = state.store.find_app(&next.app_id).await? else { continue };
-        let Some(url) = app.sign_on.participate_slo.as_ref().and_then(|p| p.logout_request_url.clone())
+        let Some(found) = state.store.find_app(&next.app_id).await? else { continue };
+        let Some(app) = found.saml() else { continue };
+        let Some(url) = app.settings.participate_slo.as_ref().and_then(|p| p.logout_request_url.clone())
         else {
             continue;
         };
@@ -389,8 +391,9 @@ async fn step(state: &AppState, mut walk: LogoutWalk, secret: &str) -> Result<Re
     }
     state.store.delete_logout_walk(&walk.id_digest).await?;
     if let (Some(app_id), Some(request_id)) = (&walk.initiator_app_id, &walk.initiator_request_id)
-        && let Some(app) = state.store.find_app(app_id).await?
-        && let Some(logout_url) = app.sign_on.slo.as_ref().and_then(|s| s.logout_url.clone())
+        && let Some(found) = state.store.find_app(app_id).await?
+        && let Some(app) = found.saml()
+        && let Some(logout_url) = app.settings.slo.as_ref().and_then(|s| s.logout_url.clone())
     {
         let outcome = if walk.partial { LogoutOutcome::Partial } else { LogoutOutcome::Success };
         let xml =
@@ -401,13 +404,53 @@ async fn step(state: &AppState, mut walk: LogoutWalk, secret: &str) -> Result<Re
             .map_err(|e| CoreError::Crypto(e.to_string()))?;
         return Ok(redirect(&target));
     }
-    let to = walk.return_to.unwrap_or_else(|| crate::browser::sign_in_url(state, None));
+    let to = walk.return_to.unwrap_or_else(|| web::sign_in_url(state, None));
     Ok(redirect(&to))
+}
+
+/// `GET /login/signout[?fromURI=…]` (Okta's sign-out endpoint): ends the browser's session, tells
+/// the apps of that session that take part in Single Logout (front-channel, one after the other),
+/// clears the cookie and goes to `fromURI` when it is a local path or on a trusted REDIRECT origin,
+/// else to the sign-in page. The dashboard's sign-out button comes here too.
+async fn signout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    params: QueryParams,
+) -> Response {
+    let ended = match web::browser_session(&state, &headers).await {
+        Ok(Some((session, _, _))) => {
+            if let Err(e) = state.sessions().end(&session, EndReason::Logout, None, ip.as_deref()).await {
+                return ApiError::from(e).into_page(&state, &headers);
+            }
+            Some(session.id)
+        }
+        Ok(None) => None,
+        Err(e) => return ApiError::from(e).into_page(&state, &headers),
+    };
+    // As after sign-in: a local path, or a URL on a trusted REDIRECT origin; else the sign-in page.
+    let to = match web::checked_from_uri(&state, params.get("fromURI")).await {
+        Ok(Some(path)) if web::is_local_path(&path) => state.link(&path),
+        Ok(Some(url)) => url,
+        Ok(None) => web::sign_in_url(&state, None),
+        Err(e) => return ApiError::from(e).into_page(&state, &headers),
+    };
+    let walk = match ended {
+        Some(id) => start_signout_walk(&state, &id, &to).await,
+        None => Ok(None),
+    };
+    let mut response = match walk {
+        Ok(Some(walk)) => walk,
+        Ok(None) => redirect(&to),
+        Err(e) => return e.into_page(&state, &headers),
+    };
+    web::cookies::clear_session_cookie(&state, &mut response);
+    response
 }
 
 /// `/login/signout` for a session that visited apps taking part in SLO: walks them, then goes to
 /// `return_to`. `None` when there is nothing to walk (the caller redirects directly).
-pub(crate) async fn start_signout_walk(
+async fn start_signout_walk(
     state: &AppState,
     session_id: &str,
     return_to: &str,

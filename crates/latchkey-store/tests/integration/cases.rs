@@ -1,8 +1,8 @@
 //! The conformance cases. Each takes a fresh, migrated store and asserts observable behaviour.
 
 use latchkey_core::apps::query::AppQuery;
-use latchkey_core::apps::sso::{LogoutWalk, Participant, PendingSso};
-use latchkey_core::apps::{App, AppStatus, AppUser, SamlSignOn};
+use latchkey_core::apps::sso::{LogoutWalk, PendingSso};
+use latchkey_core::apps::{App, AppStatus, AppUser, SamlSignOn, SignOn};
 use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
@@ -11,11 +11,12 @@ use latchkey_core::origins::{Scope, TrustedOrigin};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
 use latchkey_core::sessions::{EndReason, Session};
 use latchkey_core::signing_keys::{KeyStatus, StoredSigningKey};
+use latchkey_core::signon::Participant;
 use latchkey_core::store::EventStore;
 use latchkey_core::store::SessionStore;
 use latchkey_core::store::{
     ApiTokenStore, AppStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, SamlStore,
-    SigningKeyStore, TrustedOriginStore, UserStore,
+    SignOnStore, SigningKeyStore, TrustedOriginStore, UserStore,
 };
 use latchkey_core::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use latchkey_core::users::profile::Profile;
@@ -670,7 +671,7 @@ pub fn saml_app(id: &str, name: &str, label: &str) -> App {
         status: AppStatus::Active,
         external_key: format!("exk{id}"),
         link_id: format!("aln{id}"),
-        sign_on,
+        sign_on: SignOn::Saml2(sign_on),
         visibility: serde_json::Map::new(),
         created: Timestamp(1_000),
         last_updated: Timestamp(1_000),

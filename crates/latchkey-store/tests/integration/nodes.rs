@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::Timestamp;
 use latchkey_core::apps::AppUser;
-use latchkey_core::apps::sso::Participant;
 use latchkey_core::sessions::EndReason;
+use latchkey_core::signon::Participant;
 use latchkey_core::store::SessionStore;
-use latchkey_core::store::{AppStore, SamlStore, UserStore};
+use latchkey_core::store::{AppStore, SignOnStore, UserStore};
 use latchkey_core::users::UserStatus;
 use latchkey_store::Store;
 

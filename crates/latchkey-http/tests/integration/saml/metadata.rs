@@ -101,8 +101,8 @@ fn metadata_certificates(metadata: &str) -> Vec<&str> {
 /// active one, or one staged next); a kid of no published key is not found.
 #[tokio::test]
 async fn admin_metadata_with_a_kid_carries_only_that_signing_certificate() {
-    use latchkey_core::apps::{KeyStatus, keys};
-    use latchkey_core::store::SamlStore as _;
+    use latchkey_core::signing_keys::{self, KeyStatus};
+    use latchkey_core::store::SigningKeyStore as _;
     let s = setup().await;
     let uri = format!("/api/v1/apps/{}/sso/saml/metadata", s.app_id);
     let listed =
@@ -111,8 +111,7 @@ async fn admin_metadata_with_a_kid_carries_only_that_signing_certificate() {
     let active_cert = listed.body[0]["x5c"][0].as_str().unwrap().to_owned();
 
     let master_key = latchkey_core::crypto::MasterKey::from_base64(&s.app.master_key).unwrap();
-    let (next, _) =
-        keys::generate(&master_key, KeyStatus::Next, s.app.clock.now(), "Latchkey SAML signing").unwrap();
+    let (next, _) = signing_keys::generate(&master_key, KeyStatus::Next, s.app.clock.now()).unwrap();
     s.app.store.insert_signing_key(&next).await.unwrap();
     let next_cert = STANDARD.encode(&next.certificate_der);
     let all = s.app.call(Method::GET, &uri, Value::Null).await;

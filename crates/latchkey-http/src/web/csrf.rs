@@ -16,8 +16,8 @@ use axum::response::Response;
 use latchkey_core::crypto::constant_time_eq;
 use latchkey_core::ids::Secret;
 
-use crate::AppState;
-use crate::authn::cookie_value;
+use super::cookies::{cookie_value, cookies_secure};
+use crate::state::AppState;
 
 pub(crate) const COOKIE: &str = "lk_csrf";
 const PURPOSE: &str = "csrf";
@@ -52,7 +52,7 @@ impl Binding {
     /// the browser session.
     pub(crate) fn set_cookie(&self, state: &AppState, response: &mut Response) {
         if let Some(secret) = &self.new_cookie {
-            let secure = if state.cookies_secure() { "; Secure" } else { "" };
+            let secure = if cookies_secure(state) { "; Secure" } else { "" };
             let cookie = format!("{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax{secure}");
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().append(SET_COOKIE, value);

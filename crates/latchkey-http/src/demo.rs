@@ -10,13 +10,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use latchkey_core::apps::{App, AppStatus, AppUser, SamlSignOn};
+use axum::{Extension, Router};
+use latchkey_core::apps::{App, AppStatus, AppUser, SamlSignOn, SignOn};
 use latchkey_core::authn::AuthnStatus;
 use latchkey_core::authn::machine::AuthnOptions;
 use latchkey_core::ids::{IdKind, new_id};
@@ -26,10 +28,10 @@ use latchkey_core::{CoreError, Timestamp};
 use minijinja::context;
 use serde_json::{Map, json};
 
-use super::{BrowserError, Form, Ui, csrf, error_response, see_other};
-use crate::AppState;
-use crate::authn::Caller;
 use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::state::AppState;
+use crate::web::{self, BrowserError, Form, Ui, csrf, see_other};
 
 pub const KIOSK: &str = "/demo/kiosk";
 pub const SP_HOME: &str = "/demo/sp/";
@@ -44,11 +46,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(SP_HOME, get(sp_home))
         .route(SP_LOGIN, get(sp_login))
         .route(SP_ACS, axum::routing::post(sp_acs))
+        .layer(Extension(Arc::new(TestSp::default())))
 }
 
 /// The test SP's outstanding AuthnRequest ids and when they expire.
 #[derive(Default)]
-pub struct TestSp(Mutex<HashMap<String, Timestamp>>);
+struct TestSp(Mutex<HashMap<String, Timestamp>>);
 
 /// The test SP's entity id: stable across restarts and hosts (the configured public URL).
 fn sp_entity_id(state: &AppState) -> String {
@@ -94,7 +97,7 @@ async fn demo_app_assigned(state: &AppState, users: &[String]) -> Result<App, Co
                 status: AppStatus::Active,
                 external_key: new_id(IdKind::AppExternalKey),
                 link_id: new_id(IdKind::AppLink),
-                sign_on,
+                sign_on: SignOn::Saml2(sign_on),
                 visibility: Map::new(),
                 created: now,
                 last_updated: now,
@@ -157,13 +160,12 @@ async fn kiosk_submit(
     let ui = Ui::new(&state, &headers);
     let form = Form::parse(&body);
     if !csrf::check(&state, &headers, form.get("_csrf")) {
-        return error_response(&state, &headers, BrowserError::Csrf, StatusCode::FORBIDDEN);
+        return web::error_page(&state, &headers, BrowserError::Csrf, StatusCode::FORBIDDEN);
     }
     let username = form.get("username").unwrap_or_default().trim().to_owned();
     let password = form.get("password").unwrap_or_default();
     let result =
-        crate::authn::primary(&state, &username, password, AuthnOptions::default(), None, &caller.context)
-            .await;
+        state.primary_authn(&username, password, AuthnOptions::default(), None, &caller.context).await;
     let token = match result {
         Ok(view) if view.status == AuthnStatus::Success => view.session_token,
         Ok(_) => {
@@ -194,7 +196,7 @@ async fn kiosk_submit(
         Err(e) => return e.into_page(&state, &headers),
     };
     let token: String = url::form_urlencoded::byte_serialize(token.unwrap_or_default().as_bytes()).collect();
-    let embed = crate::apps::embed_link(&state, &app);
+    let embed = state.link(&app.embed_path());
     ui.finish(&state, see_other(&format!("{embed}?sessionToken={token}")))
 }
 
@@ -211,17 +213,24 @@ fn sp_page(state: &AppState, ui: &Ui, status: StatusCode, page: minijinja::Value
 }
 
 /// `GET /demo/sp/login`: SP-initiated SSO with an AuthnRequest over HTTP-Redirect.
-async fn sp_login(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn sp_login(
+    State(state): State<AppState>,
+    Extension(test_sp): Extension<Arc<TestSp>>,
+    headers: HeaderMap,
+) -> Response {
     let app = match demo_app(&state).await {
         Ok(app) => app,
         Err(e) => return e.into_page(&state, &headers),
     };
+    let Some(saml) = app.saml() else {
+        return ApiError::from(CoreError::NotFound("demo app (App)".to_owned())).into_page(&state, &headers);
+    };
     let now = state.clock.now();
     let acs = state.link(SP_ACS);
-    let sso = crate::saml::sso_url(&state, &app);
+    let sso = state.link(&saml.sso_path());
     match test_sp::authn_request_url(&sso, &sp_entity_id(&state), &acs, now) {
         Ok((url, id)) => {
-            if let Ok(mut outstanding) = state.test_sp.0.lock() {
+            if let Ok(mut outstanding) = test_sp.0.lock() {
                 outstanding.retain(|_, expires| *expires > now);
                 outstanding.insert(id, now.plus_seconds(OUTSTANDING_SECS));
             }
@@ -234,7 +243,12 @@ async fn sp_login(State(state): State<AppState>, headers: HeaderMap) -> Response
 }
 
 /// `POST /demo/sp/acs`: verifies the Response and shows who arrived.
-async fn sp_acs(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sp_acs(
+    State(state): State<AppState>,
+    Extension(test_sp): Extension<Arc<TestSp>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ui = Ui::new(&state, &headers);
     let form = Form::parse(&body);
     let app = match demo_app(&state).await {
@@ -248,7 +262,9 @@ async fn sp_acs(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let certs = keys.published_certs();
     let acs = state.link(SP_ACS);
     let sp = sp_entity_id(&state);
-    let idp = app.idp_issuer();
+    let Some(idp) = app.saml().map(|saml| saml.idp_issuer()) else {
+        return ApiError::from(CoreError::NotFound("demo app (App)".to_owned())).into_page(&state, &headers);
+    };
     let expect = Expectations {
         idp_entity_id: &idp,
         sp_entity_id: &sp,
@@ -267,7 +283,7 @@ async fn sp_acs(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let solicited = match &arrival.in_response_to {
         None => false,
         Some(id) => {
-            let known = state.test_sp.0.lock().map(|mut o| o.remove(id).is_some()).unwrap_or(false);
+            let known = test_sp.0.lock().map(|mut o| o.remove(id).is_some()).unwrap_or(false);
             if !known {
                 return refused(
                     "the Response answers no request of this SP (or one already answered)".to_owned(),

@@ -1,0 +1,223 @@
+//! The state every handler shares, and the one place where the core's use cases are wired to
+//! their collaborators (the store, the clock, the hashing pool, the system log, the node's key
+//! cache). Handlers reach a use case through it (`state.sign_on()`, `state.sessions()`, ...), never
+//! by building one themselves.
+
+use std::sync::Arc;
+
+use latchkey_core::authn::AuthnStatus;
+use latchkey_core::authn::machine::{Authn, AuthnLimits, AuthnOptions, AuthnView, ClientContext};
+use latchkey_core::crypto::MasterKey;
+use latchkey_core::events::{AuditLog as _, Event};
+use latchkey_core::policy::Policies;
+use latchkey_core::sessions::{Sessions, TokenPrecedence};
+use latchkey_core::signing_keys::{KeyCache, SigningKeys};
+use latchkey_core::signon::SignOn;
+use latchkey_core::store::PolicyStore as _;
+use latchkey_core::{Clock, CoreError, SystemClock};
+use latchkey_store::Store;
+
+use crate::audit::EventLog;
+use crate::hashing::{BlockingHasher, SpawnBlocking};
+use crate::web::Pages;
+
+/// Largest request body accepted anywhere (Okta objects are small; a profile is a few KiB).
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+
+/// The time every failed primary authentication takes, from the start of the check (several times
+/// an argon2id verification, so the database work of either path is hidden inside it).
+const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Settings the HTTP layer needs, already validated by the binary.
+#[derive(Clone)]
+pub struct HttpConfig {
+    /// Base of every absolute link, without a trailing slash (e.g. `http://127.0.0.1:8080`).
+    pub public_url: String,
+    pub body_limit: usize,
+    /// Renders the Prometheus exposition for `/metrics`; `None` answers 404.
+    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    pub authn_limits: AuthnLimits,
+    /// The organisation's id (`00o…`), shown as the identity provider of its sessions.
+    pub org_id: String,
+    pub session_token_precedence: TokenPrecedence,
+    /// Additional public base URLs (custom domains) the organisation answers on.
+    pub custom_domains: Vec<String>,
+    /// A directory whose files replace the hosted pages' embedded templates, style sheet and
+    /// strings (branding); see [`web::Pages::load`].
+    pub pages_dir: Option<std::path::PathBuf>,
+    /// Mount the demo kiosk portal and the built-in test SP (`serve --demo`, or `test_sp = true`).
+    pub test_sp: bool,
+}
+
+impl HttpConfig {
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            metrics: None,
+            authn_limits: AuthnLimits::default(),
+            org_id: String::new(),
+            session_token_precedence: TokenPrecedence::Token,
+            custom_domains: Vec::new(),
+            pages_dir: None,
+            test_sp: false,
+        }
+    }
+}
+
+/// Shared state of every handler: one reference count to bump per clone (axum clones the state
+/// for every extractor and middleware layer of every request), fields reached through `Deref`.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+
+    fn deref(&self) -> &StateInner {
+        &self.inner
+    }
+}
+
+/// What [`AppState`] shares.
+#[derive(Clone)]
+pub struct StateInner {
+    pub store: Store,
+    pub hasher: BlockingHasher,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<HttpConfig>,
+    pub master_key: Arc<MasterKey>,
+    /// argon2id hash of a random password, verified against for unknown users (equal work).
+    dummy_hash: Arc<str>,
+    /// This node's opened signing keys and current key set.
+    signing_key_cache: Arc<KeyCache>,
+    /// The system log, committed in groups.
+    audit: Arc<EventLog>,
+    /// The hosted pages' templates, style sheet and strings.
+    pub(crate) pages: Arc<Pages>,
+}
+
+impl AppState {
+    /// Blocks briefly: computes the dummy password hash with the production parameters.
+    pub fn new(store: Store, config: HttpConfig, master_key: MasterKey) -> Self {
+        let audit = Arc::new(EventLog::start(store.clone()));
+        let random = latchkey_core::ids::Secret::generate();
+        let dummy_hash = latchkey_core::password::hash(random.expose()).unwrap_or_default();
+        // The binary checks the pages directory before it gets here (`web::Pages::load`); should
+        // it fail now anyway, the embedded pages serve rather than none.
+        let pages = match config.pages_dir.as_deref().map(|dir| Pages::load(Some(dir))) {
+            Some(Ok(pages)) => pages,
+            Some(Err(problem)) => {
+                tracing::error!(problem, "the pages directory cannot be used; serving the embedded pages");
+                Pages::embedded()
+            }
+            None => Pages::embedded(),
+        };
+        let inner = StateInner {
+            store,
+            hasher: BlockingHasher::with_default_limit(),
+            clock: Arc::new(SystemClock),
+            config: Arc::new(config),
+            master_key: Arc::new(master_key),
+            dummy_hash: Arc::from(dummy_hash),
+            signing_key_cache: Arc::default(),
+            audit,
+            pages: Arc::new(pages),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Replaces the clock (tests move time forward to reach expiry and auto-unlock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        Arc::make_mut(&mut self.inner).clock = clock;
+        self
+    }
+
+    /// The authentication state machine wired to this state's collaborators.
+    pub(crate) fn authn(&self) -> Authn<'_, Store, BlockingHasher> {
+        Authn {
+            store: &self.store,
+            hasher: &self.hasher,
+            clock: self.clock.as_ref(),
+            master_key: &self.master_key,
+            dummy_hash: &self.dummy_hash,
+            limits: self.config.authn_limits,
+        }
+    }
+
+    /// The core's user use cases wired to this state's collaborators.
+    pub fn users(&self) -> latchkey_core::users::service::Users<'_, Store, BlockingHasher> {
+        latchkey_core::users::service::Users {
+            store: &self.store,
+            hasher: &self.hasher,
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// The signing-keys use cases wired to this node's key cache.
+    pub(crate) fn signing_keys(&self) -> SigningKeys<'_, Store, SpawnBlocking, EventLog> {
+        SigningKeys {
+            store: &self.store,
+            master_key: Some(&self.master_key),
+            clock: self.clock.as_ref(),
+            cache: &self.signing_key_cache,
+            offload: &SpawnBlocking,
+            audit: &self.audit,
+        }
+    }
+
+    /// Writes an event to the system log (returns once it is committed).
+    pub(crate) async fn log(&self, event: Event) {
+        self.audit.record(event).await;
+    }
+
+    /// The session use cases (the session-token rule among them), logging to the system log.
+    pub(crate) fn sessions(&self) -> Sessions<'_, Store, EventLog> {
+        Sessions { store: &self.store, clock: self.clock.as_ref(), audit: &self.audit }
+    }
+
+    /// The sign-on use cases (the access decision every protocol encodes).
+    pub(crate) fn sign_on(&self) -> SignOn<'_, Store, EventLog> {
+        SignOn { store: &self.store, audit: &self.audit, clock: self.clock.as_ref() }
+    }
+
+    /// The policies in force (read per use: a change on any node applies at once).
+    pub(crate) async fn policies(&self) -> Result<Policies, CoreError> {
+        self.store.policies().await
+    }
+
+    /// Primary authentication for `/api/v1/authn`, the hosted sign-in page and the demo kiosk alike.
+    ///
+    /// Failures all take the same time: an existing user's failure does database work (the lockout
+    /// count) that an unknown user's does not, and that difference must not tell an attacker which
+    /// usernames exist. Throttled requests are not delayed (they did no work).
+    pub(crate) async fn primary_authn(
+        &self,
+        username: &str,
+        password: &str,
+        options: AuthnOptions,
+        relay_state: Option<String>,
+        context: &ClientContext,
+    ) -> Result<AuthnView, CoreError> {
+        let started = tokio::time::Instant::now();
+        let result = self.authn().primary(username, password, options, relay_state, context).await;
+        let failed = matches!(&result, Err(CoreError::AuthenticationFailed))
+            || matches!(&result, Ok(view) if view.status == AuthnStatus::LockedOut);
+        if failed {
+            tokio::time::sleep_until(started + FAILURE_FLOOR).await;
+        }
+        result
+    }
+
+    /// The public base URL of the current request: the configured public URL or the custom
+    /// domain the browser used.
+    pub(crate) fn base(&self) -> String {
+        crate::hosts::current_base(&self.config.public_url)
+    }
+
+    /// An absolute URL under the public base.
+    pub(crate) fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+}

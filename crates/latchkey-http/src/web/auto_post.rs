@@ -1,0 +1,97 @@
+//! The auto-posting page: an HTML form that the browser posts to another site on its own (SAML's
+//! HTTP-POST binding, SAML bindings §3.5.4), with a Continue button when JavaScript is off.
+//!
+//! The page's one inline script is allowed by a nonce fresh for each response; its CSP lets the
+//! form go to the target's origin only, and every value is HTML-attribute-escaped.
+
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// A page that posts `fields` (name, value) to `action` as soon as it loads.
+pub(crate) fn auto_post(action: &str, fields: &[(&str, &str)]) -> Response {
+    let nonce = latchkey_core::ids::random_alphanumeric(24);
+    let html = form_html(action, fields, Some(&nonce));
+    let form_origin = latchkey_core::origins::origin_of_url(action).unwrap_or_else(|| "'none'".to_owned());
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; form-action {form_origin}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut response = (StatusCode::OK, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    response
+}
+
+fn form_html(action: &str, fields: &[(&str, &str)], nonce: Option<&str>) -> String {
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Continue</title></head>\n<body>\n",
+    );
+    html.push_str("<form method=\"post\" action=\"");
+    html_attr(&mut html, action);
+    html.push_str("\">\n");
+    for (name, value) in fields {
+        html.push_str("<input type=\"hidden\" name=\"");
+        html_attr(&mut html, name);
+        html.push_str("\" value=\"");
+        html_attr(&mut html, value);
+        html.push_str("\">\n");
+    }
+    html.push_str(
+        "<noscript><p>JavaScript is off. Press Continue to go on.</p>\
+         <button type=\"submit\">Continue</button></noscript>\n</form>\n",
+    );
+    match nonce {
+        Some(nonce) => {
+            html.push_str("<script nonce=\"");
+            html_attr(&mut html, nonce);
+            html.push_str("\">");
+        }
+        None => html.push_str("<script>"),
+    }
+    html.push_str("document.forms[0].submit();</script>\n</body></html>\n");
+    html
+}
+
+/// HTML attribute escaping (a superset of what a double-quoted attribute needs).
+fn html_attr(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_html;
+
+    #[test]
+    fn the_form_escapes_everything_and_works_without_javascript() {
+        let html = form_html(
+            "https://sp.test/acs?a=1&b=\"2\"",
+            &[("SAMLResponse", "PD94+/="), ("RelayState", "<script>alert('x')</script>")],
+            Some("n0nce\"x"),
+        );
+        assert!(html.contains("action=\"https://sp.test/acs?a=1&amp;b=&quot;2&quot;\""));
+        assert!(html.contains("name=\"SAMLResponse\" value=\"PD94+/=\""));
+        assert!(html.contains("value=\"&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\""));
+        assert!(html.contains("<noscript>") && html.contains("<button type=\"submit\">Continue</button>"));
+        assert!(html.contains("<script nonce=\"n0nce&quot;x\">document.forms[0].submit();</script>"));
+        assert_eq!(html.matches("<script").count(), 1, "only our script tag");
+        let plain = form_html("https://sp.test/slo", &[("SAMLRequest", "AA==")], None);
+        assert!(plain.contains("<script>document.forms[0].submit();</script>"));
+        assert!(!plain.contains("RelayState"));
+        assert_eq!(plain, include_str!("../../tests/snapshots/post-form.golden.html"));
+    }
+}
