@@ -1,4 +1,4 @@
-// The shared-browser flow end to end (DESIGN.md §4), in headless Chromium, with three independent
+// The shared-browser flow end to end (docs/shared-browser.md), in headless Chromium, with three independent
 // programs around Latchkey:
 //   - the kiosk portal of examples/kiosk-portal (Node/Express + axios, run unchanged as
 //     `node examples/kiosk-portal/server.js`): POST /api/v1/authn, then

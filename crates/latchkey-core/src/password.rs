@@ -1,8 +1,9 @@
 //! Passwords: argon2id hashing parameters, complexity checking against the password policy, and
 //! the [`PasswordHashing`] port through which use cases reach the (CPU-heavy) hasher.
 //!
-//! Hashing is deliberately not run here: the caller's adapter runs [`hash`] and [`verify`] off the
-//! async runtime behind a concurrency limit (DESIGN §7), so a flood of sign-ins cannot starve it.
+//! Hashing is deliberately not run here: the caller's adapter runs [`hash`] and [`verify`] off the async
+//! runtime behind a concurrency limit (`latchkey-http`'s hashing pool), so a flood of sign-ins cannot starve
+//! it.
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};

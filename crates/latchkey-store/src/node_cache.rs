@@ -2,8 +2,8 @@
 //! session is not a database round trip, while a session ended (or a user changed) on any node is refused by every
 //! node from the moment the ending call returns.
 //!
-//! This departs from DESIGN §6's letter ("reads that decide access always go to the primary") to
-//! keep its intent ("a revocation is never served stale"):
+//! Reads that decide access are served from memory, yet a revocation is never served stale
+//! (docs/architecture.md, "Node caches"):
 //! - Triggers on `sessions`, `users` and `apps` (migration 7) notify every node, when a change
 //!   commits, of the changed session (by cookie digest), user (by id) or app; a node evicts what
 //!   they name.

@@ -1,5 +1,6 @@
-//! The `latchkey` binary: command line (DESIGN §2), configuration, telemetry and wiring of the
-//! store, the HTTP application and the server lifecycle (graceful shutdown on SIGTERM/SIGINT).
+//! The `latchkey` binary: command line (docs/architecture.md, "Command line and configuration"),
+//! configuration, telemetry and wiring of the store, the HTTP application and the server lifecycle (graceful
+//! shutdown on SIGTERM/SIGINT).
 
 mod config;
 mod demo;

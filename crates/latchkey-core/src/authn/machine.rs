@@ -1,4 +1,5 @@
-//! The `/api/v1/authn` state machine (Okta Classic semantics, reference §1).
+//! The `/api/v1/authn` state machine (Okta's Authentication API, Classic: its transaction states and their
+//! order).
 //!
 //! Order of checks after the password is verified, as Okta does it: a second factor for users who
 //! have one and whose sign-on rule requires it (MFA_REQUIRED, before anything else), then an

@@ -1,11 +1,10 @@
 //! Decoding untrusted messages from service providers: AuthnRequest, LogoutRequest, LogoutResponse.
 //!
-//! Everything here treats its input as hostile (reference §B.4, §B.5). The order is fixed: size caps
-//! before any decoding, base64, capped raw-DEFLATE inflate (deflate-bomb safe), then one parser
-//! (roxmltree: DTDs refused, node limit) whose tree is the only source of every field and of the
-//! signature check. Comments and processing instructions are refused anywhere, because they are the
-//! raw material of truncation and parser-differential attacks. Every failure is an [`InboundError`];
-//! nothing here panics.
+//! Everything here treats its input as hostile (docs/architecture.md, "SAML input"). The order is fixed: size
+//! caps before any decoding, base64, capped raw-DEFLATE inflate (deflate-bomb safe), then one parser
+//! (roxmltree: DTDs refused, node limit) whose tree is the only source of every field and of the signature
+//! check. Comments and processing instructions are refused anywhere, because they are the raw material of
+//! truncation and parser-differential attacks. Every failure is an [`InboundError`]; nothing here panics.
 //!
 //! What this module does *not* decide: whether the issuer is a registered SP, whether the ACS URL is
 //! registered, replay and freshness windows, and whether a signature is required. The caller does,
@@ -700,9 +699,9 @@ pub fn verify_redirect_signature(sig: &RedirectSignature, sp_cert_der: &[u8]) ->
 }
 
 /// Verifies the enveloped signature of a POST-bound message with a deliberately narrow verifier
-/// (reference §B.3 option 2): exactly one `ds:Signature`, a child of the root; exactly one Reference,
-/// to `#` + the root's ID, which no other element carries; transforms exactly enveloped-signature then
-/// exc-c14n; rsa-sha256 with a sha256 digest; the key from the SP certificate only (KeyInfo ignored).
+/// (docs/architecture.md, "SAML input"): exactly one `ds:Signature`, a child of the root; exactly one
+/// Reference, to `#` + the root's ID, which no other element carries; transforms exactly enveloped-signature
+/// then exc-c14n; rsa-sha256 with a sha256 digest; the key from the SP certificate only (KeyInfo ignored).
 /// The document goes through the same parser as the fields, comments/PIs/DTDs already refused.
 pub fn verify_enveloped_signature(
     xml: &str,

@@ -1,10 +1,10 @@
 //! Tests that pin the outbound wire format and check it with independent implementations.
 //!
-//! Golden bytes pin the exact Response (fixed TEST ONLY key, clock and ids; `UPDATE_SNAPSHOTS=1`
-//! rewrites them). xmlsec1 (libxmlsec1) verifies every signature variant, and lxml (libxml2) checks the
-//! canonical-by-construction claim on random Unicode input (reference §B.2 "Tests the team should
-//! keep"). When those tools are missing the tests print SKIPPED, unless `LATCHKEY_REQUIRE_XMLSEC` is set
-//! (CI sets it), in which case they fail. Debian packages: `xmlsec1 python3-lxml`.
+//! Golden bytes pin the exact Response (fixed TEST ONLY key, clock and ids; `UPDATE_SNAPSHOTS=1` rewrites
+//! them). xmlsec1 (libxmlsec1) verifies every signature variant, and lxml (libxml2) checks the
+//! canonical-by-construction claim on random Unicode input (docs/architecture.md, "SAML output"). When those
+//! tools are missing the tests print SKIPPED, unless `LATCHKEY_REQUIRE_XMLSEC` is set (CI sets it), in which
+//! case they fail. Debian packages: `xmlsec1 python3-lxml`.
 
 use super::response::{
     Attribute, ErrorResponseParams, ResponseParams, build_error_response, build_response, status,

@@ -1,13 +1,13 @@
 //! The `<samlp:Response>` Latchkey sends to a service provider's ACS, signed by construction.
 //!
-//! Shape (reference §A.6): one Assertion, always an AuthnStatement with a SessionIndex, Destination =
-//! Recipient = the registered ACS URL, Audience = the SP entity id, our entity id as Issuer of both the
-//! Response and the Assertion, `InResponseTo` only for SP-initiated flows (never empty), RSA-SHA256 /
-//! SHA-256 only. Signing follows §B.2 item 6: the element is written without its Signature, its bytes
-//! are digested as they are (they are already exc-c14n), the fixed SignedInfo is signed with the
-//! inherited `xmlns:ds` added, and the `ds:Signature` is inserted right after the element's Issuer
-//! (schema order, SAML core 2.3.3 and 3.2.2). The Assertion is signed first, so a Response signature
-//! covers the signed Assertion.
+//! Shape (SAML profiles §4.1.4.2; docs/architecture.md, "SAML output"): one Assertion, always an
+//! AuthnStatement with a SessionIndex, Destination = Recipient = the registered ACS URL, Audience = the SP
+//! entity id, our entity id as Issuer of both the Response and the Assertion, `InResponseTo` only for
+//! SP-initiated flows (never empty), RSA-SHA256 / SHA-256 only. Signing: the element is written without its
+//! Signature, its bytes are digested as they are (they are already exc-c14n), the fixed SignedInfo is signed
+//! with the inherited `xmlns:ds` added, and the `ds:Signature` is inserted right after the element's Issuer
+//! (schema order, SAML core 2.3.3 and 3.2.2). The Assertion is signed first, so a Response signature covers
+//! the signed Assertion.
 
 use super::xml::XmlWriter;
 use super::{
@@ -38,7 +38,7 @@ pub mod status {
 const CM_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 
 /// One `saml:Attribute` (SAML core 2.7.3.1). Values are written untyped (no `xsi:type`), which every
-/// validator measured accepts (reference §B.2 item 5).
+/// SP library tested here accepts (`e2e/saml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
     pub name: String,

@@ -1,11 +1,11 @@
 //! A minimal XML writer whose output is already in exclusive canonical form.
 //!
 //! Latchkey signs only XML it wrote itself, so instead of canonicalizing it writes the canonical bytes
-//! directly (reference §B.2): UTF-8, no declaration, no comments/PIs/CDATA, no whitespace between
-//! elements, empty elements as start+end tag, namespace declarations first (sorted by prefix), then
-//! attributes sorted by local name, and the escaping of XML-C14N §2.3. Applying enveloped-signature +
-//! exc-c14n to an element written here returns exactly the bytes written, which is what makes signing
-//! without a canonicalizer correct.
+//! directly (docs/architecture.md, "SAML output"): UTF-8, no declaration, no comments/PIs/CDATA, no
+//! whitespace between elements, empty elements as start+end tag, namespace declarations first (sorted by
+//! prefix), then attributes sorted by local name, and the escaping of XML-C14N §2.3. Applying
+//! enveloped-signature + exc-c14n to an element written here returns exactly the bytes written, which is what
+//! makes signing without a canonicalizer correct.
 //!
 //! Invariant for callers: a namespace prefix is declared on the element that first *visibly uses* it
 //! (exc-c14n §3), and only unprefixed attributes are written (their c14n order is by local name).

@@ -1,5 +1,6 @@
-//! The command-line contract (DESIGN §2), exercised through the real binary: configuration layering
-//! and validation, `token create`, `migrate`, and `serve` with a graceful stop on SIGTERM.
+//! The command-line contract (docs/architecture.md, "Command line and configuration"), exercised through the
+//! real binary: configuration layering and validation, `token create`, `migrate`, and `serve` with a graceful
+//! stop on SIGTERM.
 
 #![allow(
     clippy::unwrap_used,
