@@ -43,7 +43,7 @@ pub struct HttpConfig {
     /// Additional public base URLs (custom domains) the organisation answers on.
     pub custom_domains: Vec<String>,
     /// A directory whose files replace the hosted pages' embedded templates, style sheet and
-    /// strings (branding); see [`web::Pages::load`].
+    /// strings (branding); see [`crate::Pages::load`].
     pub pages_dir: Option<std::path::PathBuf>,
     /// Mount the demo kiosk portal and the built-in test SP (`serve --demo`, or `test_sp = true`).
     pub test_sp: bool,

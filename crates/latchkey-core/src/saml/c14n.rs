@@ -3,11 +3,11 @@
 //! Used only by the narrow enveloped-signature verifier (docs/architecture.md, "SAML input") on documents
 //! that already passed the hardened parser: no DTD (so no default attributes or entity tricks), no comments
 //! and no PIs (refused before c14n). What remains is elements, attributes, namespaces and text, which this
-//! renders per https://www.w3.org/TR/xml-exc-c14n/ §3 and XML-C14N §2.3: a namespace declaration is output on
-//! an element that visibly uses its prefix (or lists it in the InclusiveNamespaces PrefixList) unless the
-//! nearest output ancestor already rendered the same binding; attributes are sorted by (namespace URI, local
-//! name); empty elements get an end tag. Prefixes are taken from the source text, since the tree records only
-//! namespace URIs. Iterative, so deep input cannot overflow the stack.
+//! renders per <https://www.w3.org/TR/xml-exc-c14n/> §3 and XML-C14N §2.3: a namespace declaration is
+//! output on an element that visibly uses its prefix (or lists it in the InclusiveNamespaces PrefixList)
+//! unless the nearest output ancestor already rendered the same binding; attributes are sorted by
+//! (namespace URI, local name); empty elements get an end tag. Prefixes are taken from the source text,
+//! since the tree records only namespace URIs. Iterative, so deep input cannot overflow the stack.
 
 use super::xml::{escape_attr, escape_text};
 use roxmltree::{Node, NodeType};

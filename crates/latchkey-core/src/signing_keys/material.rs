@@ -3,7 +3,7 @@
 //!
 //! Private-key operations use aws-lc-rs only: constant-time RSA (the pure-Rust `rsa` crate is exposed
 //! to the Marvin timing attack, RUSTSEC-2023-0071). Key material is stored as PKCS#8 DER, sealed with
-//! [`crate::crypto::MasterKey`] by [`super::seal`]; the certificate is public and goes into metadata
+//! [`crate::crypto::MasterKey`] by [`super::generate`]; the certificate is public and goes into metadata
 //! and `ds:KeyInfo`. Signatures are RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2), which is
 //! deterministic: the same key and bytes always give the same signature (that is what makes
 //! golden-byte tests possible).

@@ -1,7 +1,7 @@
 //! The base of every browser-facing feature (hosted pages, browser endpoints, SAML, the demo):
 //! cookies and the browser's session ([`cookies`]), pages with their security headers, templates,
 //! strings and the error page ([`page`]), forms and their CSRF check ([`forms`], [`csrf`]),
-//! checked redirects ([`redirects`]), the auto-posting page ([`auto_post`]) and the shared static
+//! checked redirects ([`redirects`]), the auto-posting page ([`mod@auto_post`]) and the shared static
 //! assets ([`assets`]).
 //!
 //! Features build on this module and never on each other; this module knows no feature.
