@@ -5,7 +5,7 @@
 //! then fixes what the app is told (the subject and the attributes), records the session's
 //! participant record (what a logout must tell the app later) and writes the audit event. The
 //! answer is a [`Grant`] that a protocol encodes (a SAML Response, an id_token) and nothing else
-//! decides.
+//! decides; the encoding runs inside [`SignOn::grant`], before the event is logged.
 //!
 //! Invariant: nothing is granted to an inactive app, an unassigned user or a user who may no
 //! longer have sessions, and every grant and every refusal of an assigned check is in the system
@@ -122,15 +122,18 @@ where
         self.sessions().browser(request).await
     }
 
-    /// Decides whether `user`, signed in with `session`, may use the app; on a grant records the
-    /// session's participant record and logs the success, on an assignment refusal logs the
-    /// failure.
-    pub async fn grant(
+    /// Decides whether `user`, signed in with `session`, may use the app. On a grant it records the
+    /// session's participant record, hands the grant to `encode` (the protocol's answer: a signed
+    /// SAML Response, say) and then logs the success, so the system log never shows a sign-on
+    /// whose answer could not be written, and the answer is ready before the log's commit is
+    /// awaited. An assignment refusal is logged as a failure.
+    pub async fn grant<T>(
         &self,
         session: &Session,
         user: &User,
         request: &GrantRequest<'_>,
-    ) -> Result<Result<Grant, Refusal>, CoreError> {
+        encode: impl FnOnce(&Grant) -> Result<T, CoreError>,
+    ) -> Result<Result<T, Refusal>, CoreError> {
         let app = request.app;
         if let Err(refusal) = check_app(app) {
             return Ok(Err(refusal));
@@ -164,8 +167,7 @@ where
                 self.store.add_participant(&new).await?
             }
         };
-        self.record(app, user, Ok(()), request.client_ip).await;
-        Ok(Ok(Grant {
+        let grant = Grant {
             user_id: user.id.clone(),
             session_id: session.id.clone(),
             subject,
@@ -173,7 +175,10 @@ where
             session_index: participant.session_index,
             authn_instant: session.authenticated_at(),
             attributes: app.sign_on.attributes_for(user),
-        }))
+        };
+        let answer = encode(&grant)?;
+        self.record(app, user, Ok(()), request.client_ip).await;
+        Ok(Ok(answer))
     }
 
     /// The apps the user may use, with the assignment, in dashboard order (Okta's appLinks).

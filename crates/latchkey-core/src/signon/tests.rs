@@ -442,7 +442,7 @@ impl Org {
 
     async fn grant(&self, session: &Session, user: &User, app: &App) -> Result<Grant, Refusal> {
         let request = GrantRequest { app, subject_format: None, client_ip: Some("192.0.2.1") };
-        self.sign_on().grant(session, user, &request).await.unwrap()
+        self.sign_on().grant(session, user, &request, |grant| Ok(grant.clone())).await.unwrap()
     }
 }
 
@@ -659,4 +659,27 @@ async fn a_profile_without_the_subject_attribute_is_refused() {
     // The dashboard lists both apps Alice is assigned to, active ones only.
     let links = org.sign_on().app_links("00ualice").await.unwrap();
     assert_eq!(links.len(), 2);
+}
+
+#[tokio::test]
+async fn a_grant_whose_answer_cannot_be_written_logs_no_success() {
+    let org = Org::new().await;
+    let cookie = org.signed_in("00ualice").await;
+    let (session, user) = org
+        .sign_on()
+        .browser(&request(Some(&cookie), None, TokenPrecedence::Token))
+        .await
+        .unwrap()
+        .current
+        .unwrap();
+    let events_before = org.audit.summary().len();
+    let request = GrantRequest { app: &org.app, subject_format: None, client_ip: None };
+    let failed = org
+        .sign_on()
+        .grant(&session, &user, &request, |_| -> Result<(), _> {
+            Err(crate::CoreError::validation("profile", "a character XML cannot carry"))
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(org.audit.summary().len(), events_before, "no sign-on is logged that did not happen");
 }

@@ -29,7 +29,7 @@ use latchkey_core::saml::logout::post_binding_value;
 use latchkey_core::saml::response::{self, ErrorResponseParams, status};
 use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::{BrowserRequest, BrowserSession};
-use latchkey_core::signon::{GrantRequest, Refusal, check_app};
+use latchkey_core::signon::{Grant, GrantRequest, Refusal, check_app};
 use latchkey_core::store::{AppStore, SamlStore};
 
 use super::{RefusedFor, SignatureCheck, refusal};
@@ -93,16 +93,19 @@ async fn answer(
         return Ok(with_cookies(state, web::redirect(&web::sign_in_url(state, None)), browser));
     };
     let request = GrantRequest { app: app.app, subject_format: answer.name_id_format, client_ip: ip };
-    let grant = match state.sign_on().grant(session, user, &request).await? {
-        Ok(grant) => grant,
-        Err(refused) => return Ok(with_cookies(state, refused_sign_on(state, app, refused), browser)),
-    };
     let keys = state.signing_keys().current().await?;
     let to = Recipient { acs_url: answer.acs_url, in_response_to: answer.in_response_to };
-    let xml = encode_grant(&grant, app, to, state.clock.now(), &keys.active).map_err(|e| {
-        // Only user data can make a response unbuildable (a character XML cannot carry).
-        CoreError::validation("profile", e.to_string())
-    })?;
+    let now = state.clock.now();
+    let encode = |grant: &Grant| {
+        encode_grant(grant, app, to, now, &keys.active).map_err(|e| {
+            // Only user data can make a response unbuildable (a character XML cannot carry).
+            CoreError::validation("profile", e.to_string())
+        })
+    };
+    let xml = match state.sign_on().grant(session, user, &request, encode).await? {
+        Ok(xml) => xml,
+        Err(refused) => return Ok(with_cookies(state, refused_sign_on(state, app, refused), browser)),
+    };
     let response = saml_post(answer.acs_url, &xml, answer.relay_state);
     Ok(with_cookies(state, response, browser))
 }
