@@ -88,6 +88,16 @@ pub enum CoreError {
     /// Key material could not be generated, sealed or opened (wrong master key, corrupt row).
     #[error("cryptographic failure: {0}")]
     Crypto(String),
+    /// Okta 403 E0000006: the operation is not permitted on this object (the built-in `Everyone`
+    /// group); the text says why and is logged, not returned.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Okta E0000060: the operation does not apply to this object (adding a member to `Everyone`).
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    /// Okta 403 E0000046: a user who has an app through a group cannot be unassigned from it.
+    #[error("the user has the app through a group")]
+    AssignedThroughGroup,
     /// Okta 403 E0000056: an app must be deactivated before it is deleted.
     #[error("app is active")]
     AppActive,

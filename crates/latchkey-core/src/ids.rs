@@ -32,6 +32,8 @@ pub enum IdKind {
     AppExternalKey,
     /// An app's embed link.
     AppLink,
+    Group,
+    GroupRule,
 }
 
 impl IdKind {
@@ -51,6 +53,8 @@ impl IdKind {
             IdKind::App => "0oa",
             IdKind::AppExternalKey => "exk",
             IdKind::AppLink => "aln",
+            IdKind::Group => "00g",
+            IdKind::GroupRule => "0pr",
         }
     }
 }

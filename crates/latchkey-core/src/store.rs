@@ -13,6 +13,8 @@ use crate::authn::{Factor, SessionToken, StoredTransaction};
 use crate::clock::Timestamp;
 use crate::error::{CoreError, StoreError};
 use crate::events::{Event, LogQuery};
+use crate::groups::query::GroupQuery;
+use crate::groups::{AppGroup, Group, GroupRef, GroupRule, GroupStats, MembershipSource};
 use crate::origins::TrustedOrigin;
 use crate::policy::{PasswordPolicy, Policies, PolicyKind, PolicyRow};
 use crate::sessions::{EndReason, Session};
@@ -239,13 +241,15 @@ pub trait AppStore: Send + Sync {
     /// Assigns (or updates the assignment of) a user.
     fn put_app_user(&self, assignment: &AppUser) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// The user's assignment to the app: the direct one, else the one through a group (`scope` "GROUP").
     fn find_app_user(
         &self,
         app_id: &str,
         user_id: &str,
     ) -> impl Future<Output = StoreResult<Option<AppUser>>> + Send;
 
-    /// Assignments ordered by user id, strictly after `after`, at most `limit`.
+    /// The app's users ordered by user id, strictly after `after`, at most `limit`: direct
+    /// assignments, and users who have the app through a group (`scope` "GROUP", as Okta lists them).
     fn list_app_users(
         &self,
         app_id: &str,
@@ -255,8 +259,135 @@ pub trait AppStore: Send + Sync {
 
     fn delete_app_user(&self, app_id: &str, user_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// The apps assigned to a user, with the assignment, ordered by label.
+    /// The apps a user may use (assigned directly, or through a group: `scope` "GROUP"), with the
+    /// assignment, ordered by label.
     fn list_user_apps(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<(App, AppUser)>>> + Send;
+}
+
+/// Groups, their members, their rules, and the apps assigned to them.
+pub trait GroupStore: Send + Sync {
+    /// Inserts a group. `Conflict("name")` when another group has the name (without regard to case).
+    fn insert_group(&self, group: &Group) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Replaces a group's name and description; `false` when there is none. `Conflict("name")` as
+    /// for an insert.
+    fn update_group(&self, group: &Group) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Deletes a group with its memberships and app assignments; `false` when there is none. The
+    /// users who lose access by it lose it on every node before this returns.
+    fn delete_group(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn find_group(&self, id: &str) -> impl Future<Output = StoreResult<Option<Group>>> + Send;
+
+    /// The built-in `Everyone` group (created by the migrations, one per organisation).
+    fn everyone_group(&self) -> impl Future<Output = StoreResult<Group>> + Send;
+
+    /// Groups matching `query`, ordered by id, after `query.after`, at most `query.limit`.
+    fn list_groups(&self, query: &GroupQuery) -> impl Future<Output = StoreResult<Vec<Group>>> + Send;
+
+    fn group_stats(&self, id: &str) -> impl Future<Output = StoreResult<GroupStats>> + Send;
+
+    /// Adds a membership made by `source` (an administrator, or a rule); `true` when the user was
+    /// not a member before. Idempotent. Stamps the group's `lastMembershipUpdated` when it changed.
+    fn add_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        source: MembershipSource<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Removes the membership `source` made; `true` when the user is no longer a member at all
+    /// (another source may keep them in). Idempotent. Access the membership gave ends on every
+    /// node before this returns.
+    fn remove_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        source: MembershipSource<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Who made a user's membership of a group: `None` for an administrator, else a rule's id.
+    /// Empty when the user is not a member.
+    fn membership_sources(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<Option<String>>>> + Send;
+
+    /// The group's members, ordered by user id, after `after`, at most `limit`.
+    fn list_members(
+        &self,
+        group_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+
+    /// The groups a user belongs to, ordered by name.
+    fn list_user_groups(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<Group>>> + Send;
+
+    /// The ids and names of a user's groups, ordered by name (a sign-on's group claims): one read.
+    fn user_group_refs(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<GroupRef>>> + Send;
+
+    /// Inserts or replaces a rule.
+    fn put_rule(&self, rule: &GroupRule) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn find_rule(&self, id: &str) -> impl Future<Output = StoreResult<Option<GroupRule>>> + Send;
+
+    /// Rules ordered by id, after `after`, at most `limit`.
+    fn list_rules(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<GroupRule>>> + Send;
+
+    fn delete_rule(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Removes every membership the rule made; returns the (group, user) pairs whose user is no
+    /// longer a member of the group at all. Access they gave ends on every node before this returns.
+    fn remove_rule_memberships(
+        &self,
+        rule_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+
+    /// Turns the memberships a rule made into administrator-made ones (a rule deleted without
+    /// `removeUsers`: its users stay in its groups).
+    fn keep_rule_memberships(&self, rule_id: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Assigns an app to a group, or updates the assignment; `true` when it is new.
+    fn put_app_group(&self, assignment: &AppGroup) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn find_app_group(
+        &self,
+        app_id: &str,
+        group_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<AppGroup>>> + Send;
+
+    /// An app's group assignments, ordered by group id, after `after`, at most `limit`.
+    fn list_app_groups(
+        &self,
+        app_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<AppGroup>>> + Send;
+
+    /// The apps assigned to a group, ordered by app id, after `after`, at most `limit`.
+    fn list_group_apps(
+        &self,
+        group_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<App>>> + Send;
+
+    /// Unassigns an app from a group; `false` when it was not assigned. Access it gave ends on
+    /// every node before this returns.
+    fn delete_app_group(
+        &self,
+        app_id: &str,
+        group_id: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// Sign-on state shared by every protocol: the access check, and the apps each session was sent
@@ -281,8 +412,9 @@ pub trait SignOnStore: Send + Sync {
         session_id: &str,
     ) -> impl Future<Output = StoreResult<Vec<Participant>>> + Send;
 
-    /// For single sign-on in one read: `None` when the user is not assigned to the app, else the
-    /// session's participant record for the app, if it has one already.
+    /// For single sign-on in one read: `None` when the user is not assigned to the app (directly,
+    /// or through any group they belong to), else the session's participant record for the app,
+    /// if it has one already.
     fn find_sso_grant(
         &self,
         app_id: &str,
@@ -444,6 +576,7 @@ pub trait Storage:
     + AppStore
     + SamlStore
     + SignOnStore
+    + GroupStore
     + SigningKeyStore
     + SessionStore
     + EventStore
@@ -462,6 +595,7 @@ impl<T> Storage for T where
         + AppStore
         + SamlStore
         + SignOnStore
+        + GroupStore
         + SigningKeyStore
         + SessionStore
         + EventStore

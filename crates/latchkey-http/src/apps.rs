@@ -17,14 +17,17 @@ use latchkey_core::CoreError;
 use latchkey_core::apps::query::AppQuery;
 use latchkey_core::apps::{self, App, AppStatus, AppUser, SignOn};
 use latchkey_core::events::Target;
+use latchkey_core::groups::{AppGroup, Group};
 use latchkey_core::ids::{IdKind, new_id};
 use latchkey_core::signing_keys::KeyStatus;
 use latchkey_core::store::AppStore;
+use latchkey_core::store::GroupStore;
 use latchkey_core::users::User;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonObject, PathParams, QueryParams, cursor, page_links};
+use crate::shapes;
 use crate::state::AppState;
 
 const MAX_PAGE: u32 = 200;
@@ -36,6 +39,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/apps/{id}/lifecycle/{operation}", post(lifecycle))
         .route("/api/v1/apps/{id}/users", get(list_users).post(assign))
         .route("/api/v1/apps/{id}/groups", get(list_groups))
+        .route(
+            "/api/v1/apps/{id}/groups/{group_id}",
+            get(read_group).put(assign_group).delete(unassign_group),
+        )
         .route("/api/v1/apps/{id}/users/{user_id}", get(read_user).post(assign_one).delete(unassign))
         .route("/api/v1/users/{id}/appLinks", get(app_links))
         .route("/api/v1/apps/{id}/sso/saml/metadata", get(admin_metadata))
@@ -51,11 +58,6 @@ async fn find_app(state: &AppState, id: &str) -> Result<App, ApiError> {
 
 fn app_target(app: &App) -> Target {
     Target::new(&app.id, "AppInstance", &app.label)
-}
-
-/// The embed link that starts a sign-on (Okta: `/home/{appName}/{appId}/{linkId}`).
-fn embed_link(state: &AppState, app: &App) -> String {
-    state.link(&app.embed_path())
 }
 
 /// Fields an SDK sends back on replace that are read-only here.
@@ -169,7 +171,7 @@ async fn create(
     state
         .log(admin.event(&state, "application.lifecycle.create", "Create application", app_target(&app)))
         .await;
-    Ok(Json(render(&state, &app).await?))
+    Ok(Json(shapes::app(&state, &app).await?))
 }
 
 async fn read(
@@ -178,7 +180,7 @@ async fn read(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
     let app = find_app(&state, &id).await?;
-    Ok(Json(render(&state, &app).await?))
+    Ok(Json(shapes::app(&state, &app).await?))
 }
 
 async fn list(
@@ -206,7 +208,7 @@ async fn list(
         .flatten();
     let mut body = Vec::with_capacity(apps.len());
     for app in &apps {
-        body.push(render(&state, app).await?);
+        body.push(shapes::app(&state, app).await?);
     }
     let kept: Vec<(&str, &str)> =
         ["q", "filter"].into_iter().filter_map(|name| params.get(name).map(|value| (name, value))).collect();
@@ -232,7 +234,7 @@ async fn replace(
     state
         .log(admin.event(&state, "application.lifecycle.update", "Update application", app_target(&app)))
         .await;
-    Ok(Json(render(&state, &app).await?))
+    Ok(Json(shapes::app(&state, &app).await?))
 }
 
 async fn remove(
@@ -275,50 +277,6 @@ async fn lifecycle(
         state.log(admin.event(&state, event, message, app_target(&app))).await;
     }
     Ok(Json(json!({})))
-}
-
-/// The app in Okta's `SamlApplication` shape.
-async fn render(state: &AppState, app: &App) -> Result<Value, ApiError> {
-    let base = state.link(&format!("/api/v1/apps/{}", app.id));
-    let link_name = format!("{}_link", app.name);
-    let mut visibility = app.visibility.clone();
-    visibility.entry("autoSubmitToolbar").or_insert(json!(false));
-    visibility.entry("hide").or_insert(json!({"iOS": false, "web": false}));
-    visibility.insert("appLinks".into(), json!({ link_name.clone(): true }));
-    let kid = state.signing_keys().active_kid().await?;
-    let (lifecycle_name, lifecycle_op) =
-        if app.is_active() { ("deactivate", "deactivate") } else { ("activate", "activate") };
-    Ok(json!({
-        "id": app.id,
-        "name": app.name,
-        "label": app.label,
-        "status": app.status.as_str(),
-        "created": app.created.to_iso(),
-        "lastUpdated": app.last_updated.to_iso(),
-        "accessibility": {"selfService": false, "errorRedirectUrl": null, "loginRedirectUrl": null},
-        "visibility": visibility,
-        "features": [],
-        "signOnMode": app.sign_on.mode(),
-        "credentials": {
-            "userNameTemplate": {"template": "${source.login}", "type": "BUILT_IN"},
-            "signing": {"kid": kid},
-        },
-        "settings": {
-            "app": {},
-            "notifications": {"vpn": {"network": {"connection": "DISABLED"}, "message": null, "helpUrl": null}},
-            "signOn": match &app.sign_on {
-                SignOn::Saml2(saml) => saml.to_api_json(),
-            },
-        },
-        "_links": {
-            "appLinks": [{"name": link_name, "href": embed_link(state, app), "type": "text/html"}],
-            "metadata": {"href": format!("{base}/sso/saml/metadata"), "type": "application/xml"},
-            "users": {"href": format!("{base}/users")},
-            lifecycle_name: {"href": format!("{base}/lifecycle/{lifecycle_op}")},
-            "groups": {"href": format!("{base}/groups")},
-            "logo": [],
-        },
-    }))
 }
 
 fn render_assignment(state: &AppState, assignment: &AppUser, user_name: &str) -> Value {
@@ -400,7 +358,8 @@ async fn assign_user(
     let app = find_app(&state, &app_id).await?;
     let user = state.users().get(&user_id).await?;
     let now = state.clock.now();
-    let existing = state.store.find_app_user(&app.id, &user.id).await?;
+    // A user who has the app through a group gets a direct assignment of their own.
+    let existing = state.store.find_app_user(&app.id, &user.id).await?.filter(|a| a.scope != "GROUP");
     let assignment = AppUser {
         app_id: app.id.clone(),
         user_id: user.id.clone(),
@@ -468,15 +427,145 @@ async fn list_users(
     Ok((headers, Json(Value::Array(body))).into_response())
 }
 
-/// Okta's app group assignments. Latchkey has no groups (apps are assigned to users), so the list
-/// is always empty; it exists so that the `groups` link of every app, and SDKs that follow it, work.
+/// Okta's ApplicationGroupAssignment: `id` is the group's id.
+fn render_group_assignment(state: &AppState, assignment: &AppGroup, group: Option<&Group>) -> Value {
+    let mut body = json!({
+        "id": assignment.group_id,
+        "lastUpdated": assignment.last_updated.to_iso(),
+        "priority": assignment.priority,
+        "profile": assignment.profile,
+        "_links": {
+            "app": {"href": state.link(&format!("/api/v1/apps/{}", assignment.app_id))},
+            "group": {"href": state.link(&format!("/api/v1/groups/{}", assignment.group_id))},
+        },
+    });
+    if let (Some(group), Some(object)) = (group, body.as_object_mut()) {
+        object.insert("_embedded".into(), json!({"group": shapes::group(state, group, None)}));
+    }
+    body
+}
+
+/// `expand=group` embeds each assignment's group.
+fn expand_group(params: &QueryParams) -> Result<bool, ApiError> {
+    match params.get("expand") {
+        None | Some("") => Ok(false),
+        Some("group") => Ok(true),
+        Some(_) => {
+            Err(ApiError::InvalidParameter { name: "expand", message: "only group is supported".into() })
+        }
+    }
+}
+
+/// `GET /api/v1/apps/{id}/groups`: the groups the app is assigned to (`q` is a prefix of the
+/// group's name).
 async fn list_groups(
     _admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let app = find_app(&state, &id).await?;
+    let expand = expand_group(&params)?;
+    let limit = params.limit(20, 200)?;
+    let after = cursor(&params)?;
+    let q = params.get("q").map(str::to_lowercase);
+    let mut listed = Vec::new();
+    let mut next = None;
+    let mut page_after = after.map(str::to_owned);
+    // Filter by name page by page until a page of `limit` is full (the store pages by group id).
+    'pages: loop {
+        let page = state.store.list_app_groups(&app.id, page_after.as_deref(), limit + 1).await?;
+        let more = page.len() > limit as usize;
+        for assignment in page.into_iter().take(limit as usize) {
+            page_after = Some(assignment.group_id.clone());
+            let group = state.store.find_group(&assignment.group_id).await?;
+            let Some(group) = group else { continue };
+            if q.as_deref().is_some_and(|q| !group.name.to_lowercase().starts_with(q)) {
+                continue;
+            }
+            if listed.len() == limit as usize {
+                next = page_after.clone();
+                break 'pages;
+            }
+            listed.push((assignment, group));
+        }
+        if !more {
+            break;
+        }
+    }
+    if listed.len() == limit as usize && next.is_none() {
+        next = listed.last().map(|(a, _)| a.group_id.clone());
+    }
+    let body: Vec<Value> =
+        listed.iter().map(|(a, g)| render_group_assignment(&state, a, expand.then_some(g))).collect();
+    let kept: Vec<(&str, &str)> =
+        ["q", "expand"].into_iter().filter_map(|name| params.get(name).map(|value| (name, value))).collect();
+    let headers = page_links(&state, &format!("/api/v1/apps/{}/groups", app.id), limit, &kept, after, next);
+    Ok((headers, Json(Value::Array(body))).into_response())
+}
+
+async fn read_group(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams((id, group_id)): PathParams<(String, String)>,
+    params: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
-    find_app(&state, &id).await?;
-    Ok(Json(Value::Array(Vec::new())))
+    let app = find_app(&state, &id).await?;
+    let expand = expand_group(&params)?;
+    let assignment = state.store.find_app_group(&app.id, &group_id).await?.ok_or_else(|| {
+        CoreError::NotFound(format!("{} (ApplicationGroupAssignment)", truncate(&group_id)))
+    })?;
+    let group = if expand { state.store.find_group(&group_id).await? } else { None };
+    Ok(Json(render_group_assignment(&state, &assignment, group.as_ref())))
+}
+
+/// `PUT /api/v1/apps/{id}/groups/{groupId}` with an optional `{priority, profile}`.
+async fn assign_group(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams((id, group_id)): PathParams<(String, String)>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    for name in body.keys() {
+        if !["id", "priority", "profile", "lastUpdated", "_links", "_embedded"].contains(&name.as_str()) {
+            return Err(ApiError::MalformedBody(format!(
+                "Unknown field '{}' in the assignment.",
+                truncate(name)
+            )));
+        }
+    }
+    let priority = match body.get("priority") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => {
+            Some(n.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| *n <= 1_000_000).ok_or_else(
+                || CoreError::validation("priority", "must be a whole number from 0 to 1000000"),
+            )?)
+        }
+        Some(_) => return Err(ApiError::MalformedBody("priority must be a number.".into())),
+    };
+    let profile = match body.get("profile") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(profile)) if profile.len() <= 100 => profile.clone(),
+        Some(_) => {
+            return Err(
+                CoreError::validation("profile", "must be an object of at most 100 properties").into()
+            );
+        }
+    };
+    let app = find_app(&state, &id).await?;
+    let assignment =
+        state.groups().assign_app(&app, &group_id, priority, profile, &admin.changed_by()).await?;
+    Ok(Json(render_group_assignment(&state, &assignment, None)))
+}
+
+async fn unassign_group(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams((id, group_id)): PathParams<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = find_app(&state, &id).await?;
+    state.groups().unassign_app(&app, &group_id, &admin.changed_by()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn unassign(
@@ -486,7 +575,11 @@ async fn unassign(
 ) -> Result<StatusCode, ApiError> {
     let app = find_app(&state, &id).await?;
     if !state.store.delete_app_user(&app.id, &user_id).await? {
-        return Err(CoreError::NotFound(format!("{user_id} (AppUser)")).into());
+        // Okta: a user who has the app through a group cannot be unassigned from it.
+        if state.store.find_app_user(&app.id, &user_id).await?.is_some() {
+            return Err(CoreError::AssignedThroughGroup.into());
+        }
+        return Err(CoreError::NotFound(format!("{} (AppUser)", truncate(&user_id))).into());
     }
     let event = admin
         .event(
@@ -511,7 +604,7 @@ async fn user_app_links(state: &AppState, user_id: &str) -> Result<Vec<Value>, A
             json!({
                 "id": app.link_id,
                 "label": app.label,
-                "linkUrl": embed_link(state, app),
+                "linkUrl": state.link(&app.embed_path()),
                 "logoUrl": state.link(crate::web::assets::APP_TILE_LOGO),
                 "appName": app.name,
                 "appInstanceId": app.id,

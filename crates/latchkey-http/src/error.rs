@@ -138,6 +138,27 @@ impl ApiError {
                 tracing::error!(error_id, detail, "key material unusable");
                 (StatusCode::INTERNAL_SERVER_ERROR, "E0000009", "Internal Server Error".to_owned(), vec![])
             }
+            ApiError::Core(CoreError::Forbidden(why)) => {
+                tracing::info!(error_id, why, "operation not permitted");
+                (
+                    StatusCode::FORBIDDEN,
+                    "E0000006",
+                    "You do not have permission to perform the requested action".to_owned(),
+                    vec![],
+                )
+            }
+            ApiError::Core(CoreError::UnsupportedOperation) => {
+                (StatusCode::BAD_REQUEST, "E0000060", "Unsupported operation.".to_owned(), vec![])
+            }
+            ApiError::Core(CoreError::AssignedThroughGroup) => (
+                StatusCode::FORBIDDEN,
+                "E0000046",
+                "Deactivate application for user forbidden.".to_owned(),
+                causes(vec![
+                    "The application cannot be unassigned from the user while their group memberships grant them access"
+                        .to_owned(),
+                ]),
+            ),
             ApiError::Core(CoreError::AppActive) => {
                 (StatusCode::FORBIDDEN, "E0000056", "Delete application forbidden.".to_owned(), vec![])
             }

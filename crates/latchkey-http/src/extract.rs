@@ -168,6 +168,13 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// The administrator as the core's use cases log changes.
+    pub(crate) fn changed_by(&self) -> latchkey_core::groups::service::ChangedBy<'_> {
+        latchkey_core::groups::service::ChangedBy { actor: self.actor.clone(), client_ip: self.ip.as_deref() }
+    }
+}
+
 /// The client's address, for the system log (`None` in-process, without a connection).
 pub(crate) struct ClientIp(pub Option<String>);
 

@@ -20,6 +20,7 @@ mod hashing;
 mod hosts;
 mod middleware;
 mod request_id;
+mod shapes;
 pub mod state;
 mod web;
 
@@ -28,6 +29,7 @@ mod authn;
 mod browser;
 pub mod demo;
 mod factors;
+mod groups;
 mod health;
 mod logs;
 mod origins;
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(demo)
         .merge(users::routes())
         .merge(apps::routes())
+        .merge(groups::routes())
         .merge(saml::routes())
         .merge(authn::routes())
         .merge(policies::routes())

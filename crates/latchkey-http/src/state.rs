@@ -9,6 +9,7 @@ use latchkey_core::authn::AuthnStatus;
 use latchkey_core::authn::machine::{Authn, AuthnLimits, AuthnOptions, AuthnView, ClientContext};
 use latchkey_core::crypto::MasterKey;
 use latchkey_core::events::{AuditLog as _, Event};
+use latchkey_core::groups::service::Groups;
 use latchkey_core::policy::Policies;
 use latchkey_core::sessions::{Sessions, TokenPrecedence};
 use latchkey_core::signing_keys::{KeyCache, SigningKeys};
@@ -180,6 +181,11 @@ impl AppState {
     /// The sign-on use cases (the access decision every protocol encodes).
     pub(crate) fn sign_on(&self) -> SignOn<'_, Store, EventLog> {
         SignOn { store: &self.store, audit: &self.audit, clock: self.clock.as_ref() }
+    }
+
+    /// The group use cases (groups, members, rules, apps assigned to groups).
+    pub(crate) fn groups(&self) -> Groups<'_, Store, EventLog> {
+        Groups { store: &self.store, audit: &self.audit, clock: self.clock.as_ref() }
     }
 
     /// The policies in force (read per use: a change on any node applies at once).

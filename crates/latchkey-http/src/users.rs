@@ -18,10 +18,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 use crate::extract::{Admin, JsonObject, PathParams, QueryParams};
+use crate::shapes;
 use crate::state::AppState;
-
-/// Okta's id for the default user type; every user here has it.
-const DEFAULT_USER_TYPE: &str = "oty1latchkeydefault0";
 
 /// Top-level fields of a User body that are read-only: accepted (SDKs send the object they read
 /// back) and ignored.
@@ -56,7 +54,7 @@ async fn current_user(State(state): State<AppState>, headers: HeaderMap) -> Resu
     let (_, user, _) = crate::web::browser_session(&state, &headers)
         .await?
         .ok_or_else(|| ApiError::Core(CoreError::NotFound("me (User)".to_owned())))?;
-    Ok(Json(render(&state, &user)))
+    Ok(Json(shapes::user(&state, &user)))
 }
 
 /// A user who may no longer sign in loses every session at once (as in Okta, on suspend and
@@ -98,9 +96,17 @@ async fn create(
     };
     let profile = object_field(&body, "profile")?.unwrap_or_default();
     let password = password_value(&body)?;
+    let group_ids = group_ids(&body)?;
+    let groups = state.groups();
+    // Every group is checked before the user is written: an unknown one is a 404, and no user.
+    for id in &group_ids {
+        groups.get(id).await?;
+    }
     let user = state.users().create(NewUser { profile, password, activate, expire_password }).await?;
     state.log(admin.event(&state, "user.lifecycle.create", "Create Okta user", user_target(&user))).await;
-    Ok(Json(render(&state, &user)))
+    groups.add_new_user(&user, &group_ids, &admin.changed_by()).await?;
+    groups.apply_rules(&user, &admin.changed_by()).await?;
+    Ok(Json(shapes::user(&state, &user)))
 }
 
 async fn read(
@@ -109,7 +115,7 @@ async fn read(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = state.users().get(&id).await?;
-    Ok(Json(render(&state, &user)))
+    Ok(Json(shapes::user(&state, &user)))
 }
 
 async fn list(
@@ -144,7 +150,7 @@ async fn list(
         after,
         next_cursor,
     );
-    let body: Vec<Value> = users.iter().map(|u| render(&state, u)).collect();
+    let body: Vec<Value> = users.iter().map(|u| shapes::user(&state, u)).collect();
     Ok((headers, Json(body)).into_response())
 }
 
@@ -188,14 +194,18 @@ async fn update(
     };
     let password = password_value(&body)?;
     let sets_password = password.is_some();
+    let changes_profile = !matches!(change, ProfileChange::None);
     let user = state.users().update(&id, change, password).await?;
+    if changes_profile {
+        state.groups().apply_rules(&user, &admin.changed_by()).await?;
+    }
     let (kind, message) = if sets_password {
         ("user.account.update_password", "Update user password")
     } else {
         ("user.account.update_profile", "Update user profile for Okta")
     };
     state.log(admin.event(&state, kind, message, user_target(&user))).await;
-    Ok(Json(render(&state, &user)))
+    Ok(Json(shapes::user(&state, &user)))
 }
 
 async fn lifecycle(
@@ -251,7 +261,7 @@ async fn lifecycle(
             "resetPasswordUrl": state.link(&format!("/reset_password/{}", token.expose())),
         }),
         (Lifecycle::ExpirePassword, _, Some(temp)) => json!({ "tempPassword": temp }),
-        (Lifecycle::ExpirePassword, _, None) => render(&state, &outcome.user),
+        (Lifecycle::ExpirePassword, _, None) => shapes::user(&state, &outcome.user),
         _ => json!({}),
     };
     Ok(Json(body))
@@ -322,24 +332,35 @@ async fn change_password(
     state
         .log(admin.event(&state, "user.account.update_password", "Update user password", user_target(&user)))
         .await;
-    Ok(Json(credentials(&user)))
+    Ok(Json(shapes::credentials(&user)))
 }
 
 fn truncate(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-/// `groupIds` and `type` are accepted only when they ask for nothing Latchkey lacks (no groups,
-/// the default user type).
-fn check_unsupported(body: &Map<String, Value>) -> Result<(), ApiError> {
+/// `groupIds` of a new user: a list of group ids (at most 100).
+fn group_ids(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
     match body.get("groupIds") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(ids)) if ids.is_empty() => {}
-        Some(_) => return Err(CoreError::validation("groupIds", "Groups are not supported").into()),
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(ids)) if ids.len() <= 100 => {
+            ids.iter()
+                .map(|id| {
+                    id.as_str().filter(|id| !id.is_empty() && id.len() <= 64).map(str::to_owned).ok_or_else(
+                        || CoreError::validation("groupIds", "must be a list of group ids").into(),
+                    )
+                })
+                .collect()
+        }
+        Some(_) => Err(CoreError::validation("groupIds", "must be a list of at most 100 group ids").into()),
     }
+}
+
+/// `type` is accepted only when it asks for nothing Latchkey lacks (the default user type).
+fn check_unsupported(body: &Map<String, Value>) -> Result<(), ApiError> {
     match body.get("type").map(|t| t.get("id")) {
         None | Some(None) => {}
-        Some(Some(Value::String(id))) if id == DEFAULT_USER_TYPE => {}
+        Some(Some(Value::String(id))) if id == shapes::DEFAULT_USER_TYPE => {}
         Some(_) => {
             return Err(CoreError::validation("type", "Only the default user type is supported").into());
         }
@@ -413,70 +434,4 @@ fn password_value(body: &Map<String, Value>) -> Result<Option<String>, ApiError>
         Some(Value::String(value)) => Ok(Some(value.clone())),
         Some(_) => Err(ApiError::MalformedBody("credentials.password.value must be a string.".into())),
     }
-}
-
-fn iso(t: Option<latchkey_core::Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(t.to_iso()))
-}
-
-fn credentials(user: &User) -> Value {
-    let mut credentials = Map::new();
-    if user.password_hash.is_some() {
-        credentials.insert("password".into(), json!({}));
-    }
-    credentials.insert("provider".into(), json!({"type": "OKTA", "name": "OKTA"}));
-    Value::Object(credentials)
-}
-
-/// Okta's `User` object with absolute `_links` for the operations the current status allows.
-pub(crate) fn render(state: &AppState, user: &User) -> Value {
-    let base = state.link(&format!("/api/v1/users/{}", user.id));
-    let post = |path: &str| json!({"href": format!("{base}{path}"), "hints": {"allow": ["POST"]}});
-    let mut links = Map::new();
-    links.insert("self".into(), json!({"href": base}));
-    let ops: &[(&str, &str)] = match user.status {
-        UserStatus::Staged => &[("activate", "/lifecycle/activate"), ("deactivate", "/lifecycle/deactivate")],
-        UserStatus::Provisioned => {
-            &[("reactivate", "/lifecycle/reactivate"), ("deactivate", "/lifecycle/deactivate")]
-        }
-        UserStatus::Active => &[
-            ("suspend", "/lifecycle/suspend"),
-            ("resetPassword", "/lifecycle/reset_password"),
-            ("expirePassword", "/lifecycle/expire_password"),
-            ("changePassword", "/credentials/change_password"),
-            ("deactivate", "/lifecycle/deactivate"),
-        ],
-        UserStatus::PasswordExpired | UserStatus::Recovery => &[
-            ("resetPassword", "/lifecycle/reset_password"),
-            ("expirePassword", "/lifecycle/expire_password"),
-            ("deactivate", "/lifecycle/deactivate"),
-        ],
-        UserStatus::LockedOut => &[
-            ("unlock", "/lifecycle/unlock"),
-            ("resetPassword", "/lifecycle/reset_password"),
-            ("deactivate", "/lifecycle/deactivate"),
-        ],
-        UserStatus::Suspended => {
-            &[("unsuspend", "/lifecycle/unsuspend"), ("deactivate", "/lifecycle/deactivate")]
-        }
-        UserStatus::Deprovisioned => &[("activate", "/lifecycle/activate")],
-    };
-    for (name, path) in ops {
-        links.insert((*name).into(), post(path));
-    }
-    json!({
-        "id": user.id,
-        "status": user.status.as_str(),
-        "created": user.created.to_iso(),
-        "activated": iso(user.activated),
-        "statusChanged": iso(user.status_changed),
-        "lastLogin": iso(user.last_login),
-        "lastUpdated": user.last_updated.to_iso(),
-        "passwordChanged": iso(user.password_changed),
-        "transitioningToStatus": null,
-        "type": {"id": DEFAULT_USER_TYPE},
-        "profile": user.profile.as_map(),
-        "credentials": credentials(user),
-        "_links": links,
-    })
 }

@@ -188,8 +188,11 @@ impl AppStore for Store {
             condition("name = ?", Bind::Text(name.clone()));
         }
         if let Some(user_id) = &query.user_id {
+            // Assigned directly or through a group (both placeholders take the same user id).
             condition(
-                "EXISTS (SELECT 1 FROM app_users u WHERE u.app_id = apps.id AND u.user_id = ?)",
+                "(EXISTS (SELECT 1 FROM app_users u WHERE u.app_id = apps.id AND u.user_id = ?) \
+                 OR EXISTS (SELECT 1 FROM app_groups g JOIN group_members m ON m.group_id = g.group_id \
+                 WHERE g.app_id = apps.id AND m.user_id = ?))",
                 Bind::Text(user_id.clone()),
             );
         }
@@ -231,7 +234,16 @@ impl AppStore for Store {
     }
 
     async fn find_app_user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<AppUser>> {
-        let sql = format!("SELECT {APP_USER_COLUMNS} FROM app_users WHERE app_id = $1 AND user_id = $2");
+        // The direct assignment, else the one the user has through a group.
+        let sql = format!(
+            "SELECT {APP_USER_COLUMNS} FROM app_users WHERE app_id = $1 AND user_id = $2 \
+             UNION ALL \
+             SELECT g.app_id, m.user_id, 'GROUP', NULL, MIN(g.created), MAX(g.last_updated) \
+             FROM app_groups g JOIN group_members m ON m.group_id = g.group_id \
+             WHERE g.app_id = $1 AND m.user_id = $2 \
+             AND NOT EXISTS (SELECT 1 FROM app_users u WHERE u.app_id = $1 AND u.user_id = $2) \
+             GROUP BY g.app_id, m.user_id"
+        );
         let row: Option<AppUserRow> = on_pool!(self, read, |pool| {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(app_id)
@@ -249,8 +261,16 @@ impl AppStore for Store {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<AppUser>> {
+        // Direct assignments, then users who have the app through a group (and no direct one).
         let sql = format!(
-            "SELECT {APP_USER_COLUMNS} FROM app_users WHERE app_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3"
+            "SELECT {APP_USER_COLUMNS} FROM app_users WHERE app_id = $1 AND user_id > $2 \
+             UNION ALL \
+             SELECT g.app_id, m.user_id, 'GROUP', NULL, MIN(g.created), MAX(g.last_updated) \
+             FROM app_groups g JOIN group_members m ON m.group_id = g.group_id \
+             WHERE g.app_id = $1 AND m.user_id > $2 \
+             AND NOT EXISTS (SELECT 1 FROM app_users u WHERE u.app_id = $1 AND u.user_id = m.user_id) \
+             GROUP BY g.app_id, m.user_id \
+             ORDER BY user_id LIMIT $3"
         );
         let rows: Vec<AppUserRow> = on_pool!(self, read, |pool| {
             sqlx::query_as(AssertSqlSafe(sql))
@@ -281,11 +301,22 @@ impl AppStore for Store {
 
     async fn list_user_apps(&self, user_id: &str) -> StoreResult<Vec<(App, AppUser)>> {
         let app_columns: Vec<String> = APP_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect();
+        let app_columns = app_columns.join(", ");
         // The assignment's app and user are the row's app and `user_id`: four columns of it remain.
+        // Direct assignments, then apps the user has through a group (and no direct assignment).
         let sql = format!(
-            "SELECT {}, u.scope, u.user_name, u.created, u.last_updated FROM app_users u \
-             JOIN apps a ON a.id = u.app_id WHERE u.user_id = $1 ORDER BY a.label, a.id",
-            app_columns.join(", "),
+            "SELECT {app_columns}, u.scope, u.user_name, u.created AS assigned, u.last_updated AS reassigned \
+             FROM app_users u JOIN apps a ON a.id = u.app_id WHERE u.user_id = $1 \
+             UNION ALL \
+             SELECT {app_columns}, 'GROUP', NULL, \
+               (SELECT MIN(g.created) FROM app_groups g JOIN group_members m ON m.group_id = g.group_id \
+                WHERE g.app_id = a.id AND m.user_id = $1), \
+               (SELECT MAX(g.last_updated) FROM app_groups g JOIN group_members m ON m.group_id = g.group_id \
+                WHERE g.app_id = a.id AND m.user_id = $1) \
+             FROM apps a WHERE a.id IN (SELECT g.app_id FROM app_groups g \
+                 JOIN group_members m ON m.group_id = g.group_id WHERE m.user_id = $1) \
+               AND a.id NOT IN (SELECT app_id FROM app_users WHERE user_id = $1) \
+             ORDER BY label, id"
         );
         type JoinedRow = (
             String,
@@ -618,9 +649,14 @@ impl SignOnStore for Store {
             return Ok(Some(Some(participant)));
         }
         let ticket = cache.and_then(|cache| cache.ticket());
-        let sql = "SELECT p.name_id, p.name_id_format, p.session_index, p.created FROM app_users u \
-                   LEFT JOIN saml_participants p ON p.app_id = u.app_id AND p.session_id = $3 \
-                   WHERE u.app_id = $1 AND u.user_id = $2";
+        // One row when the user is assigned, directly or through a group; its participant columns
+        // are NULL until the session was first sent to the app (the LEFT JOIN).
+        let sql = "SELECT p.name_id, p.name_id_format, p.session_index, p.created \
+                   FROM (SELECT 1 AS assigned WHERE EXISTS \
+                       (SELECT 1 FROM app_users WHERE app_id = $1 AND user_id = $2) \
+                     OR EXISTS (SELECT 1 FROM app_groups g JOIN group_members m ON m.group_id = g.group_id \
+                       WHERE g.app_id = $1 AND m.user_id = $2)) a \
+                   LEFT JOIN saml_participants p ON p.app_id = $1 AND p.session_id = $3";
         let binds = [
             Bind::Text(app_id.to_owned()),
             Bind::Text(user_id.to_owned()),

@@ -13,6 +13,8 @@
 mod apps;
 mod authn;
 mod events;
+mod filter;
+mod groups;
 mod inline;
 mod migrate;
 mod node_cache;

@@ -69,6 +69,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_sign_on_mode.sql"),
         postgres: include_str!("../migrations/postgres/0009_sign_on_mode.sql"),
     },
+    Migration {
+        version: 10,
+        name: "groups",
+        sqlite: include_str!("../migrations/sqlite/0010_groups.sql"),
+        postgres: include_str!("../migrations/postgres/0010_groups.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

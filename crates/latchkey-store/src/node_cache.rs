@@ -96,6 +96,7 @@ impl NodeCache {
             "s" => self.sessions.evict_cookie(rest),
             "u" => self.sessions.evict(&Changed::User(rest)),
             "p" => self.sessions.evict(&Changed::Apps),
+            "g" => self.sessions.evict(&Changed::Grants),
             "b" => return Some(Reply::Ack(format!("a:{rest}:{}", self.node))),
             "a" => {
                 let mut parts = rest.splitn(3, ':');

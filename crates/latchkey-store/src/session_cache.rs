@@ -125,6 +125,9 @@ pub(crate) enum Changed<'a> {
     User(&'a str),
     /// Apps (rarely changed: all are forgotten).
     Apps,
+    /// Grants of any user (an app's group assignment, a group, or a rule's memberships went: all
+    /// cached grants are forgotten, the sessions stay).
+    Grants,
 }
 
 #[derive(Default)]
@@ -235,6 +238,12 @@ impl SessionCache {
             }
             Changed::Apps => {
                 entries.apps.clear();
+                Vec::new()
+            }
+            Changed::Grants => {
+                for entry in entries.by_cookie.values_mut() {
+                    entry.grants.clear();
+                }
                 Vec::new()
             }
         };

@@ -3,11 +3,12 @@
 
 use latchkey_core::store::{StoreResult, UserStore};
 use latchkey_core::tokens::OneTimeToken;
-use latchkey_core::users::query::{Expr, Field, Op, Operand, UserQuery};
+use latchkey_core::users::query::{Field, UserQuery};
 use latchkey_core::users::{User, UserStatus};
 use latchkey_core::{StoreError, Timestamp};
 use sqlx::AssertSqlSafe;
 
+use crate::filter::sql_of;
 use crate::rows::{self, USER_COLUMNS};
 use crate::session_cache::Changed;
 use crate::{Bind, Store, bind_all, map_err, on_pool};
@@ -68,10 +69,24 @@ const UPDATE_USER: &str = "UPDATE users SET login = $2, login_key = $3, email_ke
 impl UserStore for Store {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         on_pool!(self, write, |pool| {
-            bind_user!(sqlx::query(INSERT_USER), user).execute(pool).await.map_err(|e| match map_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("login".to_owned()),
-                other => other,
-            })?;
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            bind_user!(sqlx::query(INSERT_USER), user).execute(&mut *tx).await.map_err(
+                |e| match map_err(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("login".to_owned()),
+                    other => other,
+                },
+            )?;
+            // Every user is in the built-in Everyone group from the start.
+            sqlx::query(
+                "INSERT INTO group_members (group_id, user_id, source, created) \
+                 SELECT id, $1, '', $2 FROM user_groups WHERE type = 'BUILT_IN'",
+            )
+            .bind(&user.id)
+            .bind(user.created.millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
         });
         Ok(())
     }
@@ -98,7 +113,9 @@ impl UserStore for Store {
                 }
                 conditions.push(format!("({})", alternatives.join(" OR ")));
             }
-            UserQuery::Expr(expr) => conditions.push(sql_of(expr, &mut binds)),
+            UserQuery::Expr(expr) => {
+                conditions.push(sql_of(expr, &mut binds, user_column, UserStatus::as_str))
+            }
         }
         if let Some(after) = after {
             binds.push(Bind::Text(after.to_owned()));
@@ -224,60 +241,17 @@ impl UserStore for Store {
     }
 }
 
-/// Translates a query tree into a SQL condition, pushing every value onto `binds`.
-fn sql_of(expr: &Expr, binds: &mut Vec<Bind>) -> String {
-    match expr {
-        Expr::And(a, b) => format!("({} AND {})", sql_of(a, binds), sql_of(b, binds)),
-        Expr::Or(a, b) => format!("({} OR {})", sql_of(a, binds), sql_of(b, binds)),
-        Expr::Compare { field, op, operand } => {
-            let column = match field {
-                Field::Id => "id",
-                Field::Status => "status",
-                Field::Created => "created",
-                Field::LastUpdated => "last_updated",
-                Field::StatusChanged => "status_changed",
-                Field::Login => "login_key",
-                Field::Email => "email_key",
-                Field::FirstName => "first_name_key",
-                Field::LastName => "last_name_key",
-            };
-            if *op == Op::Present {
-                return format!("({column} IS NOT NULL AND {column} <> {})", empty_of(operand, *field));
-            }
-            let (bind, pattern) = match operand {
-                Operand::Text(text) => match op {
-                    Op::StartsWith => (Bind::Text(format!("{}%", escape_like(text))), true),
-                    Op::Contains => (Bind::Text(format!("%{}%", escape_like(text))), true),
-                    _ => (Bind::Text(text.clone()), false),
-                },
-                Operand::Status(status) => (Bind::Text(status.as_str().to_owned()), false),
-                Operand::Time(t) => (Bind::Int(t.millis()), false),
-                Operand::None => return "1 = 0".to_owned(),
-            };
-            binds.push(bind);
-            let n = binds.len();
-            if pattern {
-                return format!("{column} LIKE ${n} ESCAPE '\\'");
-            }
-            let symbol = match op {
-                Op::Eq => "=",
-                Op::Ne => "<>",
-                Op::Gt => ">",
-                Op::Ge => ">=",
-                Op::Lt => "<",
-                Op::Le => "<=",
-                Op::StartsWith | Op::Contains | Op::Present => "=",
-            };
-            format!("{column} {symbol} ${n}")
-        }
-    }
-}
-
-/// The "absent" value a `pr` test compares against: '' for text columns, a number never stored for times.
-fn empty_of(_operand: &Operand, field: Field) -> &'static str {
+fn user_column(field: Field) -> &'static str {
     match field {
-        Field::Created | Field::LastUpdated | Field::StatusChanged => "-1",
-        _ => "''",
+        Field::Id => "id",
+        Field::Status => "status",
+        Field::Created => "created",
+        Field::LastUpdated => "last_updated",
+        Field::StatusChanged => "status_changed",
+        Field::Login => "login_key",
+        Field::Email => "email_key",
+        Field::FirstName => "first_name_key",
+        Field::LastName => "last_name_key",
     }
 }
 

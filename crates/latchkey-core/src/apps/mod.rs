@@ -7,7 +7,6 @@
 //! rest with a named field instead of dropping it. Only users assigned to an app ever get an
 //! assertion for it.
 
-pub mod expr;
 pub mod query;
 pub mod sso;
 
@@ -16,9 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::error::{CoreError, FieldError};
-use crate::users::User;
-
-pub use expr::Expression;
+use crate::expr::{Expression, Subject};
+use crate::groups::GroupRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppStatus {
@@ -109,9 +107,17 @@ impl SignOn {
 
     /// The subject a protocol names the user by (a SAML NameID from the app's template), if the
     /// user's profile yields one.
-    pub fn subject_for(&self, user: &User) -> Option<String> {
+    pub fn subject_for(&self, subject: &Subject<'_>) -> Option<String> {
         match self {
-            SignOn::Saml2(saml) => saml.name_id_for(user),
+            SignOn::Saml2(saml) => saml.name_id_for(subject),
+        }
+    }
+
+    /// Whether telling the app about a user needs the user's groups (a group claim, or an
+    /// expression that asks about membership).
+    pub fn needs_groups(&self) -> bool {
+        match self {
+            SignOn::Saml2(saml) => saml.needs_groups(),
         }
     }
 
@@ -122,10 +128,10 @@ impl SignOn {
         }
     }
 
-    /// The attributes (claims) the app receives about `user`.
-    pub fn attributes_for(&self, user: &User) -> Vec<EvaluatedAttribute> {
+    /// The attributes (claims) the app receives about a user, who belongs to `groups`.
+    pub fn attributes_for(&self, subject: &Subject<'_>, groups: &[GroupRef]) -> Vec<EvaluatedAttribute> {
         match self {
-            SignOn::Saml2(saml) => saml.attributes_for(user),
+            SignOn::Saml2(saml) => saml.attributes_for(subject, groups),
         }
     }
 }
@@ -215,25 +221,41 @@ impl SamlSignOn {
         self.acs_endpoints.iter().find(|e| e.index == u32::from(index)).map(|e| e.url.as_str())
     }
 
-    /// The NameID for `user`, from `subjectNameIdTemplate`.
-    pub fn name_id_for(&self, user: &User) -> Option<String> {
+    /// The NameID for the user, from `subjectNameIdTemplate`.
+    pub fn name_id_for(&self, subject: &Subject<'_>) -> Option<String> {
         Expression::parse_template(&self.subject_name_id_template)
             .ok()?
-            .evaluate(user)
+            .evaluate(subject)
             .filter(|v| !v.is_empty())
     }
 
-    /// The attribute statements evaluated for `user`; attributes whose values are all absent are
-    /// omitted (Okta leaves out null attributes).
-    pub fn attributes_for(&self, user: &User) -> Vec<EvaluatedAttribute> {
+    /// Whether the user's groups are needed: a GROUP statement, or an expression about membership.
+    pub fn needs_groups(&self) -> bool {
+        let uses_groups = |text: &str| Expression::parse(text).is_ok_and(|e| e.uses_groups());
+        Expression::parse_template(&self.subject_name_id_template).is_ok_and(|e| e.uses_groups())
+            || self.attribute_statements.iter().any(|statement| match statement.group_filter() {
+                Some(_) => true,
+                None => statement.values.iter().any(|v| uses_groups(v)),
+            })
+    }
+
+    /// The attribute statements evaluated for a user who belongs to `groups`; attributes whose
+    /// values are all absent are omitted (Okta leaves out null attributes), and so is a group
+    /// claim when none of the user's groups passes its filter.
+    pub fn attributes_for(&self, subject: &Subject<'_>, groups: &[GroupRef]) -> Vec<EvaluatedAttribute> {
         self.attribute_statements
             .iter()
             .filter_map(|statement| {
-                let values: Vec<String> = statement
-                    .values
-                    .iter()
-                    .filter_map(|v| Expression::parse(v).ok()?.evaluate(user))
-                    .collect();
+                let values: Vec<String> = match statement.group_filter() {
+                    Some(filter) => {
+                        groups.iter().filter(|g| filter.matches(&g.name)).map(|g| g.name.clone()).collect()
+                    }
+                    None => statement
+                        .values
+                        .iter()
+                        .filter_map(|v| Expression::parse(v).ok()?.evaluate(subject))
+                        .collect(),
+                };
                 (!values.is_empty()).then(|| EvaluatedAttribute {
                     name: statement.name.clone(),
                     name_format: statement.namespace.clone(),
@@ -397,6 +419,86 @@ pub struct AttributeStatement {
     pub filter_value: Option<String>,
 }
 
+impl AttributeStatement {
+    /// The filter of a GROUP statement (`None` for an EXPRESSION statement, or one that does not
+    /// parse: validation refuses those when the app is saved).
+    pub fn group_filter(&self) -> Option<GroupFilter> {
+        if self.kind != "GROUP" {
+            return None;
+        }
+        GroupFilter::new(self.filter_type.as_deref()?, self.filter_value.as_deref()?).ok()
+    }
+}
+
+/// Which of a user's groups a GROUP statement names (Okta's `filterType` and `filterValue`).
+#[derive(Debug, Clone)]
+pub enum GroupFilter {
+    StartsWith(String),
+    Equals(String),
+    Contains(String),
+    /// Matches the whole group name.
+    Regex(regex::Regex),
+}
+
+/// The longest `filterValue` accepted.
+const MAX_FILTER_VALUE: usize = 1024;
+
+impl GroupFilter {
+    /// Parses a filter; a REGEX is compiled here, so a pattern that does not compile is refused
+    /// when the app is saved. Compiled patterns are kept (the same few recur on every sign-on).
+    pub fn new(filter_type: &str, value: &str) -> Result<Self, String> {
+        if value.chars().count() > MAX_FILTER_VALUE {
+            return Err(format!("filterValue is limited to {MAX_FILTER_VALUE} characters"));
+        }
+        Ok(match filter_type {
+            "STARTS_WITH" => GroupFilter::StartsWith(value.to_lowercase()),
+            "EQUALS" => GroupFilter::Equals(value.to_lowercase()),
+            "CONTAINS" => GroupFilter::Contains(value.to_lowercase()),
+            "REGEX" => GroupFilter::Regex(compiled_regex(value)?),
+            other => {
+                return Err(format!("filterType {other:?} is not STARTS_WITH, EQUALS, CONTAINS or REGEX"));
+            }
+        })
+    }
+
+    /// Whether the group named `name` passes. STARTS_WITH, EQUALS and CONTAINS ignore case, as Okta's
+    /// do; REGEX must match the whole name. Linear in the name's length whatever the pattern (the
+    /// engine has no backtracking).
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            GroupFilter::StartsWith(prefix) => name.to_lowercase().starts_with(prefix.as_str()),
+            GroupFilter::Equals(value) => name.to_lowercase() == *value,
+            GroupFilter::Contains(part) => name.to_lowercase().contains(part.as_str()),
+            GroupFilter::Regex(regex) => regex.is_match(name),
+        }
+    }
+}
+
+/// `pattern` compiled to match whole names, from a small process-wide cache.
+fn compiled_regex(pattern: &str) -> Result<regex::Regex, String> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<HashMap<String, regex::Regex>>> = LazyLock::new(Mutex::default);
+    const MAX_CACHED: usize = 1024;
+    if let Ok(cache) = CACHE.lock()
+        && let Some(regex) = cache.get(pattern)
+    {
+        return Ok(regex.clone());
+    }
+    let regex = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| format!("filterValue is not a regular expression Latchkey can use: {e}"))?;
+    if let Ok(mut cache) = CACHE.lock() {
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(pattern.to_owned(), regex.clone());
+    }
+    Ok(regex)
+}
+
 fn expression_type() -> String {
     "EXPRESSION".to_owned()
 }
@@ -533,11 +635,13 @@ impl SamlSignOn {
             "idpIssuer",
             "is required",
         );
-        check(
-            Expression::parse_template(&self.subject_name_id_template).is_ok(),
-            "subjectNameIdTemplate",
-            "must be ${user.<attribute>} (quoted strings and + are allowed)",
-        );
+        if let Err(e) = Expression::parse_template(&self.subject_name_id_template) {
+            check(
+                false,
+                "subjectNameIdTemplate",
+                &format!("must be ${{expression}}, such as ${{user.email}}: {e}"),
+            );
+        }
         check(
             NAME_ID_FORMATS.contains(&self.subject_name_id_format.as_str()),
             "subjectNameIdFormat",
@@ -581,27 +685,44 @@ impl SamlSignOn {
             "are used only with allowMultipleAcsEndpoints",
         );
         check(self.attribute_statements.len() <= 100, "attributeStatements", "at most 100 statements");
-        for statement in &self.attribute_statements {
-            check(
-                statement.kind == "EXPRESSION",
-                "attributeStatements",
-                "only EXPRESSION statements are supported (GROUP needs groups)",
-            );
+        for (i, statement) in self.attribute_statements.iter().enumerate() {
+            let field = format!("attributeStatements[{i}]");
             check(
                 !statement.name.is_empty() && statement.name.len() <= 512,
-                "attributeStatements",
+                &field,
                 "every statement needs a name",
             );
             check(
                 ATTRIBUTE_NAME_FORMATS.contains(&statement.namespace.as_str()),
-                "attributeStatements",
+                &field,
                 "namespace must be an attrname-format URN",
             );
-            check(
-                statement.values.iter().all(|v| Expression::parse(v).is_ok()),
-                "attributeStatements",
-                "values must be user.<attribute>, quoted strings and + (other expressions are not supported)",
-            );
+            match statement.kind.as_str() {
+                "EXPRESSION" => {
+                    for (j, value) in statement.values.iter().enumerate() {
+                        if let Err(e) = Expression::parse(value) {
+                            check(false, &format!("{field}.values[{j}]"), &e.to_string());
+                        }
+                    }
+                    check(
+                        statement.filter_type.is_none() && statement.filter_value.is_none(),
+                        &field,
+                        "filterType and filterValue belong to GROUP statements",
+                    );
+                }
+                "GROUP" => {
+                    check(statement.values.is_empty(), &field, "a GROUP statement takes no values");
+                    match (statement.filter_type.as_deref(), statement.filter_value.as_deref()) {
+                        (Some(filter_type), Some(value)) => {
+                            if let Err(e) = GroupFilter::new(filter_type, value) {
+                                check(false, &field, &e);
+                            }
+                        }
+                        _ => check(false, &field, "a GROUP statement needs filterType and filterValue"),
+                    }
+                }
+                _ => check(false, &field, "type must be EXPRESSION or GROUP"),
+            }
         }
         if let Some(seconds) = self.saml_assertion_lifetime_seconds {
             check(

@@ -1,7 +1,8 @@
 //! Sign-on: one use case for every protocol. Whatever the entry point (a SAML embed link or SSO
 //! URL today; an OIDC `authorize` next), the browser's session is resolved under the session-token
 //! rule ([`crate::sessions::Sessions::browser`]) and this service decides whether the session's user
-//! may use the app: the app is active, the user may still have sessions and is assigned to it. It
+//! may use the app: the app is active, the user may still have sessions and is assigned to it,
+//! directly or through a group. It
 //! then fixes what the app is told (the subject and the attributes), records the session's
 //! participant record (what a logout must tell the app later) and writes the audit event. The
 //! answer is a [`Grant`] that a protocol encodes (a SAML Response, an id_token) and nothing else
@@ -20,9 +21,10 @@ use crate::apps::{App, AppUser, EvaluatedAttribute};
 use crate::clock::{Clock, Timestamp};
 use crate::error::CoreError;
 use crate::events::{Actor, AuditLog, Event, Target};
+use crate::expr::Subject;
 use crate::ids::random_alphanumeric;
 use crate::sessions::{BrowserRequest, BrowserSession, Session, Sessions};
-use crate::store::{AppStore, AuthnStore, PolicyStore, SessionStore, SignOnStore, UserStore};
+use crate::store::{AppStore, AuthnStore, GroupStore, PolicyStore, SessionStore, SignOnStore, UserStore};
 use crate::users::User;
 
 /// An app a session's user was sent to, and what it was told: the subject and, for a logout, the
@@ -110,7 +112,7 @@ fn new_session_index() -> String {
 
 impl<S, A> SignOn<'_, S, A>
 where
-    S: SessionStore + AuthnStore + UserStore + PolicyStore + AppStore + SignOnStore,
+    S: SessionStore + AuthnStore + UserStore + PolicyStore + AppStore + SignOnStore + GroupStore,
     A: AuditLog,
 {
     fn sessions(&self) -> Sessions<'_, S, A> {
@@ -146,7 +148,12 @@ where
             self.record(app, user, Err(Refusal::NotAssigned), request.client_ip).await;
             return Ok(Err(Refusal::NotAssigned));
         };
-        let Some(subject) = app.sign_on.subject_for(user) else {
+        // The user's groups, when what the app is told depends on them (one read).
+        let groups =
+            if app.sign_on.needs_groups() { self.store.user_group_refs(&user.id).await? } else { Vec::new() };
+        let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let about = Subject { user, group_ids: Some(&group_ids) };
+        let Some(subject) = app.sign_on.subject_for(&about) else {
             self.record(app, user, Err(Refusal::NoSubject), request.client_ip).await;
             return Ok(Err(Refusal::NoSubject));
         };
@@ -174,7 +181,7 @@ where
             subject_format,
             session_index: participant.session_index,
             authn_instant: session.authenticated_at(),
-            attributes: app.sign_on.attributes_for(user),
+            attributes: app.sign_on.attributes_for(&about, &groups),
         };
         let answer = encode(&grant)?;
         self.record(app, user, Ok(()), request.client_ip).await;

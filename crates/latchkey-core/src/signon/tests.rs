@@ -11,10 +11,14 @@ use crate::authn::{SessionToken, StoredTransaction};
 use crate::clock::{Clock, Timestamp};
 use crate::error::StoreError;
 use crate::events::{AuditLog, Event};
+use crate::groups::query::GroupQuery;
+use crate::groups::{AppGroup, Group, GroupRef, GroupRule, GroupStats, MembershipSource};
 use crate::ids::secret_digest;
 use crate::policy::{PasswordPolicy, PolicyKind, PolicyRow};
 use crate::sessions::{BrowserRequest, CookieChange, EndReason, Session, TokenPrecedence};
-use crate::store::{AppStore, AuthnStore, PolicyStore, SessionStore, SignOnStore, StoreResult, UserStore};
+use crate::store::{
+    AppStore, AuthnStore, GroupStore, PolicyStore, SessionStore, SignOnStore, StoreResult, UserStore,
+};
 use crate::tokens::{OneTimeToken, TokenPurpose};
 use crate::users::profile::Profile;
 use crate::users::query::UserQuery;
@@ -39,6 +43,11 @@ struct MemoryStore {
     apps: Mutex<Vec<App>>,
     assignments: Mutex<Vec<AppUser>>,
     participants: Mutex<Vec<Participant>>,
+    groups: Mutex<Vec<GroupRef>>,
+    /// (group id, user id)
+    memberships: Mutex<Vec<(String, String)>>,
+    /// (app id, group id)
+    app_groups: Mutex<Vec<(String, String)>>,
 }
 
 fn not_kept<T>() -> StoreResult<T> {
@@ -305,9 +314,14 @@ impl SignOnStore for MemoryStore {
         user_id: &str,
         session_id: &str,
     ) -> StoreResult<Option<Option<Participant>>> {
-        let assigned =
+        let direct =
             self.assignments.lock().unwrap().iter().any(|a| a.app_id == app_id && a.user_id == user_id);
-        if !assigned {
+        let memberships = self.memberships.lock().unwrap();
+        let through_group =
+            self.app_groups.lock().unwrap().iter().any(|(app, group)| {
+                app == app_id && memberships.iter().any(|(g, u)| g == group && u == user_id)
+            });
+        if !direct && !through_group {
             return Ok(None);
         }
         let participants = self.participants.lock().unwrap();
@@ -315,6 +329,95 @@ impl SignOnStore for MemoryStore {
     }
 
     async fn find_participant_by_index(&self, _: &str, _: &str) -> StoreResult<Option<Participant>> {
+        not_kept()
+    }
+}
+
+impl GroupStore for MemoryStore {
+    async fn insert_group(&self, _: &Group) -> StoreResult<()> {
+        not_kept()
+    }
+    async fn update_group(&self, _: &Group) -> StoreResult<bool> {
+        not_kept()
+    }
+    async fn delete_group(&self, _: &str) -> StoreResult<bool> {
+        not_kept()
+    }
+    async fn find_group(&self, _: &str) -> StoreResult<Option<Group>> {
+        not_kept()
+    }
+    async fn everyone_group(&self) -> StoreResult<Group> {
+        not_kept()
+    }
+    async fn list_groups(&self, _: &GroupQuery) -> StoreResult<Vec<Group>> {
+        not_kept()
+    }
+    async fn group_stats(&self, _: &str) -> StoreResult<GroupStats> {
+        not_kept()
+    }
+    async fn add_member(&self, _: &str, _: &str, _: MembershipSource<'_>, _: Timestamp) -> StoreResult<bool> {
+        not_kept()
+    }
+    async fn remove_member(
+        &self,
+        _: &str,
+        _: &str,
+        _: MembershipSource<'_>,
+        _: Timestamp,
+    ) -> StoreResult<bool> {
+        not_kept()
+    }
+    async fn membership_sources(&self, _: &str, _: &str) -> StoreResult<Vec<Option<String>>> {
+        not_kept()
+    }
+    async fn list_members(&self, _: &str, _: Option<&str>, _: u32) -> StoreResult<Vec<User>> {
+        not_kept()
+    }
+    async fn list_user_groups(&self, _: &str) -> StoreResult<Vec<Group>> {
+        not_kept()
+    }
+    async fn user_group_refs(&self, user_id: &str) -> StoreResult<Vec<GroupRef>> {
+        let memberships = self.memberships.lock().unwrap();
+        let groups = self.groups.lock().unwrap();
+        let mut found: Vec<GroupRef> = groups
+            .iter()
+            .filter(|g| memberships.iter().any(|(id, u)| *id == g.id && u == user_id))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+    async fn put_rule(&self, _: &GroupRule) -> StoreResult<()> {
+        not_kept()
+    }
+    async fn find_rule(&self, _: &str) -> StoreResult<Option<GroupRule>> {
+        not_kept()
+    }
+    async fn list_rules(&self, _: Option<&str>, _: u32) -> StoreResult<Vec<GroupRule>> {
+        not_kept()
+    }
+    async fn delete_rule(&self, _: &str) -> StoreResult<bool> {
+        not_kept()
+    }
+    async fn remove_rule_memberships(&self, _: &str, _: Timestamp) -> StoreResult<Vec<(String, String)>> {
+        not_kept()
+    }
+    async fn keep_rule_memberships(&self, _: &str) -> StoreResult<()> {
+        not_kept()
+    }
+    async fn put_app_group(&self, _: &AppGroup) -> StoreResult<bool> {
+        not_kept()
+    }
+    async fn find_app_group(&self, _: &str, _: &str) -> StoreResult<Option<AppGroup>> {
+        not_kept()
+    }
+    async fn list_app_groups(&self, _: &str, _: Option<&str>, _: u32) -> StoreResult<Vec<AppGroup>> {
+        not_kept()
+    }
+    async fn list_group_apps(&self, _: &str, _: Option<&str>, _: u32) -> StoreResult<Vec<App>> {
+        not_kept()
+    }
+    async fn delete_app_group(&self, _: &str, _: &str) -> StoreResult<bool> {
         not_kept()
     }
 }
@@ -682,4 +785,52 @@ async fn a_grant_whose_answer_cannot_be_written_logs_no_success() {
         .await;
     assert!(failed.is_err());
     assert_eq!(org.audit.summary().len(), events_before, "no sign-on is logged that did not happen");
+}
+
+#[tokio::test]
+async fn a_user_in_an_assigned_group_gets_a_grant_with_the_groups_the_filter_passes() {
+    let org = Org::new().await;
+    let settings = SamlSignOn::from_json(&json!({
+        "ssoAcsUrl": "https://sp.example.com/acs",
+        "audience": "https://sp.example.com",
+        "attributeStatements": [
+            {"type": "GROUP", "name": "groups", "filterType": "REGEX", "filterValue": "Eng.*"},
+            {"type": "GROUP", "name": "none", "filterType": "EQUALS", "filterValue": "Nobody"},
+        ],
+    }))
+    .unwrap();
+    let mut by_group = app("0oa3", AppStatus::Active, "${user.email}");
+    by_group.sign_on = AppSignOn::Saml2(settings);
+    org.store.insert_app(&by_group).await.unwrap();
+    for (id, name) in [("00geng", "Engineering"), ("00gengx", "Eng Leads"), ("00gsales", "Sales")] {
+        org.store.groups.lock().unwrap().push(GroupRef { id: id.into(), name: name.into() });
+    }
+    org.store.app_groups.lock().unwrap().push(("0oa3".into(), "00gsales".into()));
+    let cookie = org.signed_in("00ubob").await;
+    let (session, user) = org
+        .sign_on()
+        .browser(&request(Some(&cookie), None, TokenPrecedence::Token))
+        .await
+        .unwrap()
+        .current
+        .unwrap();
+    assert_eq!(
+        org.grant(&session, &user, &by_group).await,
+        Err(Refusal::NotAssigned),
+        "not in the group yet"
+    );
+
+    org.store
+        .memberships
+        .lock()
+        .unwrap()
+        .extend(["00geng", "00gengx", "00gsales"].into_iter().map(|g| (g.to_owned(), "00ubob".to_owned())));
+    let grant = org.grant(&session, &user, &by_group).await.unwrap();
+    assert_eq!(grant.attributes.len(), 1, "a claim no group passes is left out: {:?}", grant.attributes);
+    assert_eq!(grant.attributes[0].name, "groups");
+    assert_eq!(grant.attributes[0].values, ["Eng Leads", "Engineering"]);
+
+    // Out of the group, out of the app.
+    org.store.memberships.lock().unwrap().retain(|(g, _)| g != "00gsales");
+    assert_eq!(org.grant(&session, &user, &by_group).await, Err(Refusal::NotAssigned));
 }

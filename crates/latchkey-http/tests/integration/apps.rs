@@ -97,7 +97,7 @@ async fn invalid_apps_are_refused_by_field() {
             {
                 let mut b = saml_app_body("x");
                 b["settings"]["signOn"]["attributeStatements"][0]["values"] =
-                    json!(["String.toUpperCase(user.login)"]);
+                    json!(["String.reverse(user.login)"]);
                 b
             },
             "attributeStatements",

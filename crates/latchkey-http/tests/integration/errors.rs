@@ -128,13 +128,17 @@ async fn unsupported_credentials_and_options_are_refused_not_dropped() {
         json!({"profile": profile, "credentials": {"password": {"hook": {"type": "default"}}}}),
         json!({"profile": profile, "credentials": {"recovery_question": {"question": "q", "answer": "a"}}}),
         json!({"profile": profile, "credentials": {"provider": {"type": "LDAP", "name": "corp"}}}),
-        json!({"profile": profile, "groupIds": ["00g1"]}),
+        json!({"profile": profile, "groupIds": "00g1"}),
         json!({"profile": profile, "type": {"id": "otyNOPE"}}),
     ];
     for body in cases {
         let reply = app.call(Method::POST, "/api/v1/users", body.clone()).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
     }
+    // An unknown group is not found, and the user is not written.
+    let unknown_group =
+        app.call(Method::POST, "/api/v1/users", json!({"profile": profile, "groupIds": ["00g1"]})).await;
+    assert_eq!((unknown_group.status, unknown_group.code()), (StatusCode::NOT_FOUND, "E0000007"));
     let bogus = app
         .call(Method::POST, "/api/v1/users", json!({"profile": profile, "credentials": {"bogus": 1}}))
         .await;

@@ -11,6 +11,7 @@ mod apps;
 mod authn;
 mod browser;
 mod errors;
+mod groups;
 mod hosts;
 mod logs;
 mod origins;

@@ -7,6 +7,8 @@ use latchkey_core::authn::{
     AuthnStatus, Factor, FactorStatus, Provider, SessionToken, StoredTransaction, Transaction,
 };
 use latchkey_core::events::{Actor, Event, LogField, LogQuery, Target};
+use latchkey_core::groups::query::GroupQuery;
+use latchkey_core::groups::{AppGroup, Group, GroupRule, GroupStats, GroupType, RuleStatus};
 use latchkey_core::origins::{Scope, TrustedOrigin};
 use latchkey_core::policy::{PolicyKind, PolicyRow};
 use latchkey_core::sessions::{EndReason, Session};
@@ -15,8 +17,8 @@ use latchkey_core::signon::Participant;
 use latchkey_core::store::EventStore;
 use latchkey_core::store::SessionStore;
 use latchkey_core::store::{
-    ApiTokenStore, AppStore, AuthnStore, FactorStore, HealthStore, PolicyStore, RateLimitStore, SamlStore,
-    SignOnStore, SigningKeyStore, TrustedOriginStore, UserStore,
+    ApiTokenStore, AppStore, AuthnStore, FactorStore, GroupStore, HealthStore, PolicyStore, RateLimitStore,
+    SamlStore, SignOnStore, SigningKeyStore, TrustedOriginStore, UserStore,
 };
 use latchkey_core::tokens::{ApiToken, OneTimeToken, TokenPurpose};
 use latchkey_core::users::profile::Profile;
@@ -890,4 +892,238 @@ pub async fn sso_state_is_shared_and_single_use(store: &Store) {
     assert_eq!(store.find_logout_walk("w1", Timestamp(50)).await.unwrap(), Some(walk.clone()), "replaced");
     assert_eq!(store.purge_saml(Timestamp(100)).await.unwrap(), 1);
     assert_eq!(store.find_logout_walk("w1", Timestamp(0)).await.unwrap(), None);
+}
+
+fn group(id: &str, name: &str) -> Group {
+    Group {
+        id: id.into(),
+        kind: GroupType::Okta,
+        name: name.into(),
+        description: Some(format!("{name} team")),
+        created: Timestamp(10),
+        last_updated: Timestamp(10),
+        last_membership_updated: Timestamp(10),
+    }
+}
+
+async fn member_ids(store: &Store, group_id: &str) -> Vec<String> {
+    store.list_members(group_id, None, 100).await.unwrap().into_iter().map(|u| u.id).collect()
+}
+
+async fn group_names(store: &Store, query: GroupQuery) -> Vec<String> {
+    store
+        .list_groups(&GroupQuery { limit: 100, ..query })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect()
+}
+
+pub async fn groups_are_unique_by_name_and_everyone_holds_every_user(store: &Store) {
+    store.insert_user(&user("00ubefore", "before@example.com")).await.unwrap();
+    let everyone = store.everyone_group().await.unwrap();
+    assert_eq!((everyone.kind, everyone.name.as_str()), (GroupType::BuiltIn, "Everyone"));
+    assert!(everyone.id.starts_with("00g") && everyone.id.len() == 20, "{}", everyone.id);
+    store.insert_user(&user("00uafter", "after@example.com")).await.unwrap();
+    assert_eq!(member_ids(store, &everyone.id).await, ["00uafter", "00ubefore"], "new and existing users");
+
+    store.insert_group(&group("00geng", "Engineering")).await.unwrap();
+    assert_eq!(
+        store.insert_group(&group("00gdup", "ENGINEERING")).await,
+        Err(StoreError::Conflict("name".into())),
+        "names are unique without regard to case"
+    );
+    store.insert_group(&group("00gsales", "Sales \u{1F600} '; DROP TABLE user_groups; --")).await.unwrap();
+    let mut renamed = group("00geng", "Engineers");
+    renamed.last_updated = Timestamp(20);
+    assert!(store.update_group(&renamed).await.unwrap());
+    assert_eq!(store.find_group("00geng").await.unwrap(), Some(renamed.clone()));
+    assert!(!store.update_group(&group("00gnone", "Nobody")).await.unwrap());
+
+    let prefix = |q: &str| GroupQuery::default().with_prefix(q).unwrap();
+    assert_eq!(group_names(store, prefix("eng")).await, ["Engineers"]);
+    assert!(group_names(store, prefix("%")).await.is_empty(), "wildcards are plain text");
+    let search = |e: &str| GroupQuery::default().with_condition(e).unwrap();
+    assert_eq!(group_names(store, search(r#"type eq "BUILT_IN""#)).await, ["Everyone"]);
+    assert_eq!(
+        group_names(store, search(r#"profile.name sw "sales" and type eq "OKTA_GROUP""#)).await.len(),
+        1
+    );
+    assert_eq!(
+        group_names(store, search(r#"lastUpdated gt "1970-01-01T00:00:00.015Z" and type eq "OKTA_GROUP""#))
+            .await,
+        ["Engineers"]
+    );
+    let page = store.list_groups(&GroupQuery { limit: 1, ..GroupQuery::default() }).await.unwrap();
+    let after = GroupQuery { after: Some(page[0].id.clone()), limit: 100, ..GroupQuery::default() };
+    assert_eq!(store.list_groups(&after).await.unwrap().len(), 2, "the cursor pages by id");
+
+    assert!(!store.delete_group(&everyone.id).await.unwrap(), "Everyone stays");
+    assert!(store.delete_group("00gsales").await.unwrap());
+    assert_eq!(store.find_group("00gsales").await.unwrap(), None);
+}
+
+pub async fn memberships_record_their_source_and_races_agree(store: &Store) {
+    store.insert_user(&user("00um", "m@example.com")).await.unwrap();
+    store.insert_group(&group("00gg", "Group")).await.unwrap();
+    assert!(store.add_member("00gg", "00um", None, Timestamp(30)).await.unwrap(), "joined");
+    assert!(!store.add_member("00gg", "00um", None, Timestamp(31)).await.unwrap(), "idempotent");
+    assert!(
+        !store.add_member("00gg", "00um", Some("0prA"), Timestamp(32)).await.unwrap(),
+        "already a member"
+    );
+    assert_eq!(store.find_group("00gg").await.unwrap().unwrap().last_membership_updated, Timestamp(30));
+    assert_eq!(store.membership_sources("00gg", "00um").await.unwrap(), [None, Some("0prA".to_owned())]);
+    assert!(
+        !store.remove_member("00gg", "00um", None, Timestamp(40)).await.unwrap(),
+        "the rule keeps them in"
+    );
+    assert_eq!(member_ids(store, "00gg").await, ["00um"]);
+    assert_eq!(
+        store.remove_rule_memberships("0prA", Timestamp(41)).await.unwrap(),
+        [("00gg".to_owned(), "00um".to_owned())]
+    );
+    assert!(member_ids(store, "00gg").await.is_empty());
+    assert_eq!(store.find_group("00gg").await.unwrap().unwrap().last_membership_updated, Timestamp(41));
+    assert_eq!(
+        store.add_member("00gnone", "00um", None, Timestamp(42)).await,
+        Err(StoreError::Conflict("group".into())),
+        "no membership of a group that is not there"
+    );
+
+    // Several writers adding and removing the same membership at once: each answer is consistent
+    // with the final state, and at most one add reports joining per removal that reports leaving.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    (true, store.add_member("00gg", "00um", None, Timestamp(50 + i)).await.unwrap())
+                } else {
+                    (false, store.remove_member("00gg", "00um", None, Timestamp(50 + i)).await.unwrap())
+                }
+            })
+        })
+        .collect();
+    let (mut joins, mut leaves) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (true, true) => joins += 1,
+            (false, true) => leaves += 1,
+            _ => {}
+        }
+    }
+    let member = !member_ids(store, "00gg").await.is_empty();
+    assert_eq!(
+        joins - leaves,
+        i32::from(member),
+        "joins {joins}, leaves {leaves}, member at the end {member}"
+    );
+    assert!(store.membership_sources("00gg", "00um").await.unwrap().len() <= 1);
+
+    store.add_member("00gg", "00um", Some("0prB"), Timestamp(60)).await.unwrap();
+    store.keep_rule_memberships("0prB").await.unwrap();
+    assert_eq!(store.membership_sources("00gg", "00um").await.unwrap(), [None], "kept as an administrator's");
+    let names: Vec<String> =
+        store.user_group_refs("00um").await.unwrap().into_iter().map(|g| g.name).collect();
+    assert_eq!(names, ["Everyone", "Group"]);
+    store.delete_user("00um").await.unwrap();
+    assert!(member_ids(store, "00gg").await.is_empty(), "memberships go with the user");
+}
+
+pub async fn rules_are_stored_and_replaced(store: &Store) {
+    let rule = GroupRule {
+        id: "0prR".into(),
+        name: "Engineers".into(),
+        status: RuleStatus::Inactive,
+        expression: "user.department == \"Engineering\"".into(),
+        group_ids: vec!["00ga".into(), "00gb".into()],
+        excluded_users: vec!["00ux".into()],
+        created: Timestamp(1),
+        last_updated: Timestamp(1),
+    };
+    store.put_rule(&rule).await.unwrap();
+    let active = GroupRule { status: RuleStatus::Active, last_updated: Timestamp(2), ..rule.clone() };
+    store.put_rule(&active).await.unwrap();
+    assert_eq!(store.find_rule("0prR").await.unwrap(), Some(active.clone()));
+    assert_eq!(
+        store
+            .put_rule(&GroupRule { id: "0prS".into(), ..rule.clone() })
+            .await
+            .map_err(|e| matches!(e, StoreError::Conflict(_))),
+        Err(true),
+        "rule names are unique"
+    );
+    assert_eq!(store.list_rules(None, 10).await.unwrap(), vec![active]);
+    assert!(store.list_rules(Some("0prR"), 10).await.unwrap().is_empty());
+    assert!(store.delete_rule("0prR").await.unwrap());
+    assert!(!store.delete_rule("0prR").await.unwrap());
+}
+
+pub async fn apps_assigned_to_groups_reach_their_members(store: &Store) {
+    store.insert_app(&saml_app("0oag", "latchkey_g_1", "Group app")).await.unwrap();
+    store.insert_user(&user("00uin", "in@example.com")).await.unwrap();
+    store.insert_user(&user("00uout", "out@example.com")).await.unwrap();
+    store.insert_group(&group("00gteam", "Team")).await.unwrap();
+    store.add_member("00gteam", "00uin", None, Timestamp(1)).await.unwrap();
+    assert_eq!(store.find_sso_grant("0oag", "00uin", "102s").await.unwrap(), None, "not assigned yet");
+
+    let assignment = AppGroup {
+        app_id: "0oag".into(),
+        group_id: "00gteam".into(),
+        priority: 3,
+        profile: serde_json::Map::new(),
+        created: Timestamp(5),
+        last_updated: Timestamp(5),
+    };
+    assert!(store.put_app_group(&assignment).await.unwrap(), "new");
+    assert!(!store.put_app_group(&AppGroup { priority: 4, ..assignment.clone() }).await.unwrap(), "updated");
+    assert_eq!(store.find_app_group("0oag", "00gteam").await.unwrap().unwrap().priority, 4);
+    assert_eq!(store.find_sso_grant("0oag", "00uin", "102s").await.unwrap(), Some(None), "through the group");
+    assert_eq!(store.find_sso_grant("0oag", "00uout", "102s").await.unwrap(), None);
+    let users = store.list_app_users("0oag", None, 10).await.unwrap();
+    assert_eq!(
+        users.iter().map(|u| (u.user_id.as_str(), u.scope.as_str())).collect::<Vec<_>>(),
+        [("00uin", "GROUP")]
+    );
+    assert_eq!(store.find_app_user("0oag", "00uin").await.unwrap().unwrap().scope, "GROUP");
+    let links: Vec<(String, String)> =
+        store.list_user_apps("00uin").await.unwrap().into_iter().map(|(a, u)| (a.id, u.scope)).collect();
+    assert_eq!(links, [("0oag".to_owned(), "GROUP".to_owned())]);
+    let filtered = AppQuery { user_id: Some("00uin".into()), limit: 10, ..AppQuery::default() };
+    assert_eq!(store.list_apps(&filtered).await.unwrap().len(), 1, "user.id eq follows groups too");
+
+    // A direct assignment wins over the group's in the listings.
+    store
+        .put_app_user(&AppUser {
+            app_id: "0oag".into(),
+            user_id: "00uin".into(),
+            scope: "USER".into(),
+            user_name: None,
+            created: Timestamp(6),
+            last_updated: Timestamp(6),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.list_app_users("0oag", None, 10).await.unwrap()[0].scope, "USER");
+    assert_eq!(store.list_user_apps("00uin").await.unwrap().len(), 1, "listed once");
+    store.delete_app_user("0oag", "00uin").await.unwrap();
+
+    assert_eq!(store.list_app_groups("0oag", None, 10).await.unwrap().len(), 1);
+    let apps: Vec<String> =
+        store.list_group_apps("00gteam", None, 10).await.unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(apps, ["0oag"]);
+    assert_eq!(store.group_stats("00gteam").await.unwrap(), GroupStats { users: 1, apps: 1 });
+    assert!(store.delete_app_group("0oag", "00gteam").await.unwrap());
+    assert!(!store.delete_app_group("0oag", "00gteam").await.unwrap());
+    assert_eq!(store.find_sso_grant("0oag", "00uin", "102s").await.unwrap(), None, "unassigned: no access");
+
+    store.put_app_group(&assignment).await.unwrap();
+    assert!(store.delete_group("00gteam").await.unwrap());
+    assert!(
+        store.list_app_groups("0oag", None, 10).await.unwrap().is_empty(),
+        "assignments go with the group"
+    );
+    assert_eq!(store.find_sso_grant("0oag", "00uin", "102s").await.unwrap(), None);
 }

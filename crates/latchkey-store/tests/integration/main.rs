@@ -70,6 +70,10 @@ conformance!(
     signing_keys_have_one_active_and_promote_atomically,
     saml_request_ids_refuse_replays_until_purged,
     sso_state_is_shared_and_single_use,
+    groups_are_unique_by_name_and_everyone_holds_every_user,
+    memberships_record_their_source_and_races_agree,
+    rules_are_stored_and_replaced,
+    apps_assigned_to_groups_reach_their_members,
 );
 
 /// Connections are pinged only after idling (not before every use): one the server cut while idle

@@ -1,0 +1,431 @@
+//! `/api/v1/groups*` (Okta's Groups API: groups, members, the apps assigned to a group, group
+//! rules) and `GET /api/v1/users/{id}/groups`, in Okta's shapes and status codes. The decisions
+//! (the built-in `Everyone` group, unique names, rules and the memberships they make) are the
+//! core's (`latchkey_core::groups::service`); this module maps JSON in and out.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use latchkey_core::CoreError;
+use latchkey_core::groups::query::GroupQuery;
+use latchkey_core::groups::service::{GroupInput, RuleInput};
+use latchkey_core::groups::{Group, GroupRule};
+use latchkey_core::store::GroupStore;
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+use crate::extract::{Admin, JsonObject, PathParams, QueryParams, cursor, page_links};
+use crate::shapes;
+use crate::state::AppState;
+
+/// Okta's documented page size for groups (and its largest).
+const GROUPS_PAGE: u32 = 10_000;
+/// Okta's default for `q`, which is not paged.
+const QUERY_PAGE: u32 = 300;
+const MEMBERS_PAGE: u32 = 1000;
+const MAX_MEMBERS_PAGE: u32 = 10_000;
+const RULES_PAGE: u32 = 50;
+const MAX_RULES_PAGE: u32 = 200;
+const APPS_PAGE: u32 = 20;
+const MAX_APPS_PAGE: u32 = 200;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/groups", get(list).post(create))
+        .route("/api/v1/groups/rules", get(list_rules).post(create_rule))
+        .route("/api/v1/groups/rules/{id}", get(read_rule).put(replace_rule).delete(delete_rule))
+        .route("/api/v1/groups/rules/{id}/lifecycle/{operation}", post(rule_lifecycle))
+        .route("/api/v1/groups/{id}", get(read).put(replace).delete(remove))
+        .route("/api/v1/groups/{id}/users", get(list_members))
+        .route("/api/v1/groups/{id}/users/{user_id}", put(add_member).delete(remove_member))
+        .route("/api/v1/groups/{id}/apps", get(list_apps))
+        .route("/api/v1/users/{id}/groups", get(user_groups))
+}
+
+/// `expand=stats`, or nothing; other expansions are refused by name.
+fn wants_stats(params: &QueryParams) -> Result<bool, ApiError> {
+    match params.get("expand") {
+        None | Some("") => Ok(false),
+        Some("stats") => Ok(true),
+        Some(_) => {
+            Err(ApiError::InvalidParameter { name: "expand", message: "only stats is supported".into() })
+        }
+    }
+}
+
+async fn render_with(state: &AppState, group: &Group, stats: bool) -> Result<Value, ApiError> {
+    let stats = if stats { Some(state.store.group_stats(&group.id).await?) } else { None };
+    Ok(shapes::group(state, group, stats))
+}
+
+/// `profile` of a create or replace: `name` required, `description` optional; nothing else.
+fn group_input(body: &Map<String, Value>) -> Result<GroupInput, ApiError> {
+    for name in body.keys() {
+        if ![
+            "profile",
+            "id",
+            "created",
+            "lastUpdated",
+            "lastMembershipUpdated",
+            "objectClass",
+            "type",
+            "_links",
+            "_embedded",
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(ApiError::MalformedBody(format!("Unknown field '{}' in the group.", truncate(name))));
+        }
+    }
+    let Some(Value::Object(profile)) = body.get("profile") else {
+        return Err(CoreError::validation("profile", "is required").into());
+    };
+    for name in profile.keys() {
+        if name != "name" && name != "description" {
+            return Err(CoreError::validation(
+                format!("profile.{}", truncate(name)),
+                "is not a property of the group profile",
+            )
+            .into());
+        }
+    }
+    let name = match profile.get("name") {
+        Some(Value::String(name)) => name.clone(),
+        _ => return Err(CoreError::validation("name", "is required").into()),
+    };
+    let description = match profile.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(_) => return Err(ApiError::MalformedBody("profile.description must be a string.".into())),
+    };
+    Ok(GroupInput { name, description })
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(60).collect()
+}
+
+async fn list(
+    _admin: Admin,
+    State(state): State<AppState>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let stats = wants_stats(&params)?;
+    if params.get("filter").is_some() && params.get("search").is_some() {
+        return Err(ApiError::Core(CoreError::InvalidQuery(
+            "Can't specify a search query and filter in the same request.".into(),
+        )));
+    }
+    let q = params.get("q");
+    let limit = params.limit(if q.is_some() { QUERY_PAGE } else { GROUPS_PAGE }, GROUPS_PAGE)?;
+    let after = cursor(&params)?;
+    let mut query = GroupQuery { after: after.map(str::to_owned), limit: limit + 1, ..GroupQuery::default() };
+    if let Some(q) = q {
+        query = query.with_prefix(q)?;
+    }
+    for name in ["filter", "search"] {
+        if let Some(text) = params.get(name) {
+            query = query.with_condition(text)?;
+        }
+    }
+    let mut groups = state.groups().list(&query).await?;
+    let next = (groups.len() > limit as usize)
+        .then(|| {
+            groups.truncate(limit as usize);
+            groups.last().map(|g| g.id.clone())
+        })
+        .flatten();
+    let mut body = Vec::with_capacity(groups.len());
+    for group in &groups {
+        body.push(render_with(&state, group, stats).await?);
+    }
+    let kept: Vec<(&str, &str)> = ["q", "filter", "search", "expand"]
+        .into_iter()
+        .filter_map(|name| params.get(name).map(|value| (name, value)))
+        .collect();
+    let headers = page_links(&state, "/api/v1/groups", limit, &kept, after, next);
+    Ok((headers, Json(Value::Array(body))).into_response())
+}
+
+async fn create(
+    admin: Admin,
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let group = state.groups().create(group_input(&body)?, &admin.changed_by()).await?;
+    Ok(Json(shapes::group(&state, &group, None)))
+}
+
+async fn read(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    params: QueryParams,
+) -> Result<Json<Value>, ApiError> {
+    let group = state.groups().get(&id).await?;
+    Ok(Json(render_with(&state, &group, wants_stats(&params)?).await?))
+}
+
+async fn replace(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let input = group_input(&body)?;
+    let group = state.groups().update(&id, input, &admin.changed_by()).await?;
+    Ok(Json(shapes::group(&state, &group, None)))
+}
+
+async fn remove(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<StatusCode, ApiError> {
+    state.groups().delete(&id, &admin.changed_by()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_members(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let group = state.groups().get(&id).await?;
+    let limit = params.limit(MEMBERS_PAGE, MAX_MEMBERS_PAGE)?;
+    let after = cursor(&params)?;
+    let mut users = state.store.list_members(&group.id, after, limit + 1).await?;
+    let next = (users.len() > limit as usize)
+        .then(|| {
+            users.truncate(limit as usize);
+            users.last().map(|u| u.id.clone())
+        })
+        .flatten();
+    let body: Vec<Value> = users.iter().map(|user| shapes::user(&state, user)).collect();
+    let headers = page_links(&state, &format!("/api/v1/groups/{}/users", group.id), limit, &[], after, next);
+    Ok((headers, Json(Value::Array(body))).into_response())
+}
+
+async fn add_member(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams((id, user_id)): PathParams<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.groups().add_member(&id, &user_id, &admin.changed_by()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_member(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams((id, user_id)): PathParams<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.groups().remove_member(&id, &user_id, &admin.changed_by()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_apps(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let group = state.groups().get(&id).await?;
+    let limit = params.limit(APPS_PAGE, MAX_APPS_PAGE)?;
+    let after = cursor(&params)?;
+    let mut apps = state.store.list_group_apps(&group.id, after, limit + 1).await?;
+    let next = (apps.len() > limit as usize)
+        .then(|| {
+            apps.truncate(limit as usize);
+            apps.last().map(|a| a.id.clone())
+        })
+        .flatten();
+    let mut body = Vec::with_capacity(apps.len());
+    for app in &apps {
+        body.push(shapes::app(&state, app).await?);
+    }
+    let headers = page_links(&state, &format!("/api/v1/groups/{}/apps", group.id), limit, &[], after, next);
+    Ok((headers, Json(Value::Array(body))).into_response())
+}
+
+async fn user_groups(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = state.users().get(&id).await?;
+    let groups = state.store.list_user_groups(&user.id).await?;
+    Ok(Json(Value::Array(groups.iter().map(|g| shapes::group(&state, g, None)).collect())))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rules
+
+/// The GroupRule object. `allGroupsValid` is false when a group it fills was deleted since.
+async fn render_rule(state: &AppState, rule: &GroupRule) -> Result<Value, ApiError> {
+    let mut all_valid = true;
+    for id in &rule.group_ids {
+        all_valid &= state.store.find_group(id).await?.is_some();
+    }
+    Ok(json!({
+        "type": "group_rule",
+        "id": rule.id,
+        "status": rule.status.as_str(),
+        "name": rule.name,
+        "created": rule.created.to_iso(),
+        "lastUpdated": rule.last_updated.to_iso(),
+        "conditions": {
+            "people": {"users": {"exclude": rule.excluded_users}, "groups": {"exclude": []}},
+            "expression": {"value": rule.expression, "type": "urn:okta:expression:1.0"},
+        },
+        "actions": {"assignUserToGroups": {"groupIds": rule.group_ids}},
+        "allGroupsValid": all_valid,
+    }))
+}
+
+fn strings(value: Option<&Value>, field: &'static str) -> Result<Vec<String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() <= 1000 => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| ApiError::MalformedBody(format!("{field} must be a list of strings.")))
+            })
+            .collect(),
+        Some(_) => Err(ApiError::MalformedBody(format!("{field} must be a list of strings."))),
+    }
+}
+
+fn rule_input(body: &Map<String, Value>) -> Result<RuleInput, ApiError> {
+    if let Some(kind) = body.get("type").filter(|t| !t.is_null())
+        && kind != "group_rule"
+    {
+        return Err(CoreError::validation("type", "must be group_rule").into());
+    }
+    let name = match body.get("name") {
+        Some(Value::String(name)) => name.clone(),
+        _ => String::new(),
+    };
+    let conditions = body.get("conditions");
+    let expression =
+        conditions.and_then(|c| c.pointer("/expression/value")).and_then(Value::as_str).unwrap_or("");
+    if let Some(kind) = conditions.and_then(|c| c.pointer("/expression/type")).filter(|t| !t.is_null())
+        && kind != "urn:okta:expression:1.0"
+    {
+        return Err(
+            CoreError::validation("conditions.expression.type", "must be urn:okta:expression:1.0").into()
+        );
+    }
+    let excluded = strings(
+        conditions.and_then(|c| c.pointer("/people/users/exclude")),
+        "conditions.people.users.exclude",
+    )?;
+    let excluded_groups = strings(
+        conditions.and_then(|c| c.pointer("/people/groups/exclude")),
+        "conditions.people.groups.exclude",
+    )?;
+    if !excluded_groups.is_empty() {
+        return Err(CoreError::validation(
+            "conditions.people.groups.exclude",
+            "is not supported (as in Okta)",
+        )
+        .into());
+    }
+    let group_ids = strings(
+        body.get("actions").and_then(|a| a.pointer("/assignUserToGroups/groupIds")),
+        "actions.assignUserToGroups.groupIds",
+    )?;
+    Ok(RuleInput { name, expression: expression.to_owned(), group_ids, excluded_users: excluded })
+}
+
+async fn list_rules(
+    _admin: Admin,
+    State(state): State<AppState>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let limit = params.limit(RULES_PAGE, MAX_RULES_PAGE)?;
+    let after = cursor(&params)?;
+    let search = params.get("search").map(str::to_lowercase);
+    // Rules are few: the keyword search filters the page read (ordered by id).
+    let mut rules = state.store.list_rules(after, limit + 1).await?;
+    if let Some(search) = &search {
+        rules.retain(|r| r.name.to_lowercase().contains(search.as_str()));
+    }
+    let next = (rules.len() > limit as usize)
+        .then(|| {
+            rules.truncate(limit as usize);
+            rules.last().map(|r| r.id.clone())
+        })
+        .flatten();
+    let mut body = Vec::with_capacity(rules.len());
+    for rule in &rules {
+        body.push(render_rule(&state, rule).await?);
+    }
+    let kept: Vec<(&str, &str)> = params.get("search").map(|s| vec![("search", s)]).unwrap_or_default();
+    let headers = page_links(&state, "/api/v1/groups/rules", limit, &kept, after, next);
+    Ok((headers, Json(Value::Array(body))).into_response())
+}
+
+async fn create_rule(
+    admin: Admin,
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let rule = state.groups().create_rule(rule_input(&body)?, &admin.changed_by()).await?;
+    Ok(Json(render_rule(&state, &rule).await?))
+}
+
+async fn read_rule(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rule = state.groups().rule(&id).await?;
+    Ok(Json(render_rule(&state, &rule).await?))
+}
+
+async fn replace_rule(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let rule = state.groups().update_rule(&id, rule_input(&body)?, &admin.changed_by()).await?;
+    Ok(Json(render_rule(&state, &rule).await?))
+}
+
+async fn delete_rule(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    params: QueryParams,
+) -> Result<StatusCode, ApiError> {
+    let remove_users = params.flag("removeUsers", false)?;
+    state.groups().delete_rule(&id, remove_users, &admin.changed_by()).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn rule_lifecycle(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathParams((id, operation)): PathParams<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let groups = state.groups();
+    match operation.as_str() {
+        "activate" => groups.activate_rule(&id, &admin.changed_by()).await?,
+        "deactivate" => groups.deactivate_rule(&id, &admin.changed_by()).await?,
+        _ => {
+            return Err(ApiError::RouteNotFound(format!(
+                "/api/v1/groups/rules/{id}/lifecycle/{}",
+                truncate(&operation)
+            )));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
