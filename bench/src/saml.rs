@@ -10,6 +10,11 @@
 //! share of the machine left to the signatures; the goal is at least 0.8
 //! (at most 20 % overhead beyond the signatures: HTTP, the session and app
 //! reads, XML, base64, the system log write).
+//!
+//! `--groups 1000` measures the grant through groups instead: the SSO user is in
+//! `--member-of` (50) of 1,000 groups, the app is assigned to one of those groups only, and
+//! its assertion carries a GROUP statement with a REGEX filter that half of the user's groups
+//! pass. The goal is the same.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +49,15 @@ pub struct SamlArgs {
     /// Threads for the in-process RSA baseline [default: one per CPU].
     #[arg(long)]
     pub baseline_threads: Option<usize>,
+
+    /// Groups in the organisation; with more than 0 the app is assigned through a group the
+    /// user is in, and the assertion carries a filtered GROUP statement [default: 0].
+    #[arg(long, default_value_t = 0)]
+    pub groups: usize,
+
+    /// How many of those groups the SSO user is in (with --groups).
+    #[arg(long, default_value_t = 50)]
+    pub member_of: usize,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -100,7 +114,7 @@ async fn run_backend(harness: &Harness, args: &SamlArgs, backend: Backend, plan:
             let admin = server.api_with_token(&token);
             let login = format!("saml-{}@example.com", random_suffix(10));
             let user_id = admin.create_active_user(&login, PASSWORD).await?;
-            let embed = create_app(&admin, &user_id).await?;
+            let embed = create_app(&admin, &user_id, args.groups, args.member_of).await?;
             let mut cookies = Vec::with_capacity(n_sessions);
             let mut sample_len = 0;
             for _ in 0..n_sessions {
@@ -138,6 +152,11 @@ async fn run_backend(harness: &Harness, args: &SamlArgs, backend: Backend, plan:
     meta.insert("signatures_per_response".into(), json!(2));
     meta.insert("response_page_bytes".into(), json!(sample_len));
     meta.insert("ratio_goal".into(), json!(RATIO_GOAL));
+    if args.groups > 0 {
+        meta.insert("groups".into(), json!(args.groups));
+        meta.insert("user_member_of".into(), json!(args.member_of.min(args.groups)));
+        meta.insert("group_statement".into(), json!(GROUP_FILTER));
+    }
     let mut cmp = harness.comparison(BENCHMARK, name, baseline, target, run, meta);
     cmp.ratio_goal = Some(RATIO_GOAL);
     if let (Some(t), Some(b)) = (cmp.target.median_cpu_us(), cmp.baseline.median_cpu_us())
@@ -156,24 +175,67 @@ async fn run_backend(harness: &Harness, args: &SamlArgs, backend: Backend, plan:
     Ok(cmp)
 }
 
-/// A SAML app with the default signing (Assertion and Response), assigned to `user_id`; returns
-/// the embed link's path.
-async fn create_app(admin: &Api, user_id: &str) -> Result<String> {
+/// Name of the benchmark's group `i`, and the REGEX filter of its GROUP statement: the whole
+/// name must match, so this passes the groups numbered below 500.
+fn group_name(i: usize) -> String {
+    format!("bench-group-{i:04}")
+}
+const GROUP_FILTER: &str = "bench-group-0[0-4][0-9]{2}";
+
+/// A SAML app with the default signing (Assertion and Response); returns the embed link's path.
+/// Without groups it is assigned to `user_id`. With `groups`, that many groups are created, the
+/// user joins `member_of` of them spread evenly, the app is assigned to the first of those, and
+/// its assertion carries the user's groups that pass `GROUP_FILTER`.
+async fn create_app(admin: &Api, user_id: &str, groups: usize, member_of: usize) -> Result<String> {
+    let mut statements = vec![
+        json!({"type": "EXPRESSION", "name": "email", "values": ["user.email"]}),
+        json!({"type": "EXPRESSION", "name": "name", "values": ["user.firstName + \" \" + user.lastName"]}),
+    ];
+    if groups > 0 {
+        statements.push(
+            json!({"type": "GROUP", "name": "groups", "filterType": "REGEX", "filterValue": GROUP_FILTER}),
+        );
+    }
     let body = json!({
         "label": format!("Bench SP {}", random_suffix(6)),
         "signOnMode": "SAML_2_0",
         "settings": {"signOn": {
             "ssoAcsUrl": ACS,
             "audience": "https://bench.example/sp",
-            "attributeStatements": [
-                {"type": "EXPRESSION", "name": "email", "values": ["user.email"]},
-                {"type": "EXPRESSION", "name": "name", "values": ["user.firstName + \" \" + user.lastName"]}
-            ]
+            "attributeStatements": statements
         }}
     });
     let app = admin.call_ok(Method::POST, "/api/v1/apps", Some(&body)).await?;
     let id = app.get("id").and_then(Value::as_str).ok_or_else(|| err(format!("no app id: {app}")))?;
-    admin.call_ok(Method::POST, &format!("/api/v1/apps/{id}/users"), Some(&json!({"id": user_id}))).await?;
+    if groups == 0 {
+        admin
+            .call_ok(Method::POST, &format!("/api/v1/apps/{id}/users"), Some(&json!({"id": user_id})))
+            .await?;
+    } else {
+        let step = (groups / member_of.clamp(1, groups)).max(1);
+        let mut assigned = false;
+        for i in 0..groups {
+            let group = json!({"profile": {"name": group_name(i), "description": "latchkey-bench"}});
+            let group = admin.call_ok(Method::POST, "/api/v1/groups", Some(&group)).await?;
+            let gid = group
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err(format!("no group id: {group}")))?;
+            if i % step == 0 && i / step < member_of {
+                admin.call_ok(Method::PUT, &format!("/api/v1/groups/{gid}/users/{user_id}"), None).await?;
+                if !assigned {
+                    admin
+                        .call_ok(Method::PUT, &format!("/api/v1/apps/{id}/groups/{gid}"), Some(&json!({})))
+                        .await?;
+                    assigned = true;
+                }
+            }
+        }
+        eprintln!(
+            "  {groups} groups, the user in {} of them, the app assigned through one",
+            member_of.min(groups)
+        );
+    }
     let href = app
         .pointer("/_links/appLinks/0/href")
         .and_then(Value::as_str)

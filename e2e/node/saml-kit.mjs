@@ -246,3 +246,39 @@ export async function startSpApp({ python, script, idpMetadata, entityId, key, c
     },
   };
 }
+
+/**
+ * IdP-initiated SSO through an app's embed link (`app._links.appLinks[0].href`), redirects not
+ * followed. `orgUrl` sends the request to another node (same path, that node's origin).
+ * Resolves { res, html, form (parseAutoPost), cookie (the new sid, else the one sent) }.
+ */
+export async function embedSso(app, { sessionToken, cookie, relayState, orgUrl } = {}) {
+  const u = new URL(app._links.appLinks[0].href);
+  if (orgUrl) {
+    const o = new URL(orgUrl);
+    u.protocol = o.protocol;
+    u.host = o.host;
+  }
+  if (sessionToken) u.searchParams.set('sessionToken', sessionToken);
+  if (relayState) u.searchParams.set('RelayState', relayState);
+  const res = await get(u.href, { cookie });
+  const html = await res.text();
+  return { res, html, form: parseAutoPost(html), cookie: sidCookie(res) ?? cookie };
+}
+
+/** Asserts an embedSso result posted a SAMLResponse to `acs`; returns the base64 Response. */
+export function assertSsoPosted(r, acs, what) {
+  assert.equal(r.res.status, 200, `${what}: expected the auto-post page, got ${r.res.status} ${r.html.slice(0, 500)}`);
+  assert.ok(r.form, `${what}: an auto-post form: ${r.html.slice(0, 500)}`);
+  assert.equal(r.form.action, acs, `${what}: the form posts to the ACS`);
+  assert.ok(r.form.fields.SAMLResponse, `${what}: the form carries a SAMLResponse`);
+  return r.form.fields.SAMLResponse;
+}
+
+/** Asserts an embedSso result was refused with a 403 HTML page that posts nothing. */
+export function assertSsoRefused(r, what) {
+  assert.equal(r.res.status, 403, `${what}: expected a 403 page, got ${r.res.status} location=${r.res.headers.get('location')} ${r.html.slice(0, 500)}`);
+  assert.match(r.res.headers.get('content-type') ?? '', /text\/html/, `${what}: the refusal is an HTML page`);
+  assert.equal(r.form?.fields?.SAMLResponse, undefined, `${what}: no Response is posted`);
+  assert.doesNotMatch(r.html, /SAMLResponse/, `${what}: the page names no SAMLResponse`);
+}

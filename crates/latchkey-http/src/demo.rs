@@ -18,12 +18,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use latchkey_core::apps::{App, AppStatus, AppUser, SamlSignOn, SignOn};
+use latchkey_core::apps::{App, AppStatus, AttributeStatement, SamlSignOn, SignOn};
 use latchkey_core::authn::AuthnStatus;
 use latchkey_core::authn::machine::AuthnOptions;
+use latchkey_core::events::Actor;
+use latchkey_core::groups::Group;
+use latchkey_core::groups::query::GroupQuery;
+use latchkey_core::groups::service::{ChangedBy, GroupInput};
 use latchkey_core::ids::{IdKind, new_id};
 use latchkey_core::saml::test_sp::{self, Expectations};
-use latchkey_core::store::AppStore;
+use latchkey_core::store::{AppStore, GroupStore};
 use latchkey_core::{CoreError, Timestamp};
 use minijinja::context;
 use serde_json::{Map, json};
@@ -58,22 +62,67 @@ fn sp_entity_id(state: &AppState) -> String {
     format!("{}/demo/sp", state.config.public_url)
 }
 
-/// Creates the demo app (a SAML app whose ACS is the built-in test SP) on first use, and assigns
-/// `users` to it. The app's id is kept as an organisation setting so restarts find it.
-pub async fn ensure_demo_app(state: &AppState, users: &[String]) -> Result<App, String> {
-    demo_app_assigned(state, users).await.map_err(|e| format!("demo app: {e}"))
+/// The demo's groups: the test SP is assigned to `Staff`, and its assertion carries every group of
+/// the user who signs on (a GROUP attribute statement).
+pub const DEMO_GROUPS: [&str; 2] = ["Front desk", "Staff"];
+const DEMO_APP_GROUP: &str = "Staff";
+
+/// The demo app's group claim: the names of all the user's groups.
+fn groups_statement() -> AttributeStatement {
+    AttributeStatement {
+        kind: "GROUP".to_owned(),
+        name: "groups".to_owned(),
+        namespace: "urn:oasis:names:tc:SAML:2.0:attrname-format:basic".to_owned(),
+        values: Vec::new(),
+        filter_type: Some("REGEX".to_owned()),
+        filter_value: Some(".*".to_owned()),
+    }
 }
 
-async fn demo_app_assigned(state: &AppState, users: &[String]) -> Result<App, CoreError> {
+/// Creates the demo groups and the demo app (a SAML app whose ACS is the built-in test SP, assigned
+/// to the `Staff` group) on first use, and puts each user into the demo groups named with them.
+/// The app's id is kept as an organisation setting so restarts find it. Idempotent.
+pub async fn ensure_demo_app(state: &AppState, members: &[(String, Vec<&str>)]) -> Result<App, String> {
+    demo_app_assigned(state, members).await.map_err(|e| format!("demo app: {e}"))
+}
+
+/// The demo group named `name`, created if missing.
+async fn demo_group(state: &AppState, name: &str, by: &ChangedBy<'_>) -> Result<Group, CoreError> {
+    let query = GroupQuery { limit: 20, ..GroupQuery::default() }.with_prefix(name)?;
+    if let Some(group) = state.groups().list(&query).await?.into_iter().find(|g| g.name == name) {
+        return Ok(group);
+    }
+    state
+        .groups()
+        .create(GroupInput { name: name.to_owned(), description: Some("Latchkey demo".to_owned()) }, by)
+        .await
+}
+
+async fn demo_app_assigned(state: &AppState, members: &[(String, Vec<&str>)]) -> Result<App, CoreError> {
+    let by = ChangedBy { actor: Actor::system(), client_ip: None };
+    let mut groups = Vec::new();
+    for name in DEMO_GROUPS {
+        groups.push(demo_group(state, name, &by).await?);
+    }
     let id = state.store.org_setting("demo_app_id", &new_id(IdKind::App)).await?;
     let app = match state.store.find_app(&id).await? {
-        Some(app) => app,
+        Some(mut app) => {
+            // A demo app made before groups: it gains the group claim.
+            if let SignOn::Saml2(saml) = &mut app.sign_on
+                && !saml.attribute_statements.iter().any(|s| s.kind == "GROUP")
+            {
+                saml.attribute_statements.push(groups_statement());
+                app.last_updated = state.clock.now();
+                state.store.update_app(&app).await?;
+            }
+            app
+        }
         None => {
             let base = &state.config.public_url;
             let acs = format!("{base}{SP_ACS}");
             // Not `SamlSignOn::from_json`: its https-or-loopback rule is for SPs elsewhere; this ACS
             // is the IdP's own public URL, whatever its scheme.
-            let sign_on: SamlSignOn = serde_json::from_value(json!({
+            let mut sign_on: SamlSignOn = serde_json::from_value(json!({
                 "ssoAcsUrl": acs,
                 "recipient": acs,
                 "destination": acs,
@@ -89,6 +138,7 @@ async fn demo_app_assigned(state: &AppState, users: &[String]) -> Result<App, Co
                 ]
             }))
             .map_err(|e| CoreError::validation("settings.signOn", e.to_string()))?;
+            sign_on.attribute_statements.push(groups_statement());
             let now = state.clock.now();
             let app = App {
                 id: id.clone(),
@@ -106,18 +156,14 @@ async fn demo_app_assigned(state: &AppState, users: &[String]) -> Result<App, Co
             app
         }
     };
-    for user_id in users {
-        if state.store.find_app_user(&app.id, user_id).await?.is_none() {
-            let now = state.clock.now();
-            let assignment = AppUser {
-                app_id: app.id.clone(),
-                user_id: user_id.clone(),
-                scope: "USER".to_owned(),
-                user_name: None,
-                created: now,
-                last_updated: now,
-            };
-            state.store.put_app_user(&assignment).await?;
+    if let Some(staff) = groups.iter().find(|g| g.name == DEMO_APP_GROUP)
+        && state.store.find_app_group(&app.id, &staff.id).await?.is_none()
+    {
+        state.groups().assign_app(&app, &staff.id, None, Map::new(), &by).await?;
+    }
+    for (user_id, names) in members {
+        for group in groups.iter().filter(|g| names.contains(&g.name.as_str())) {
+            state.groups().add_member(&group.id, user_id, &by).await?;
         }
     }
     Ok(app)

@@ -3,7 +3,8 @@
 //! A membership row records its source: `''` for an administrator's, else the id of the rule that
 //! made it; a user is a member while any row exists. Every write that can end someone's access
 //! (a membership removed, an assignment removed, a group deleted) evicts the cached grants it
-//! affects on every node before it returns (`session_cache`, `node_cache`).
+//! affects on every node before it returns (`session_cache`, `node_cache`); one that adds a
+//! membership or renames a group evicts the cached groups it changes without waiting.
 
 use latchkey_core::apps::App;
 use latchkey_core::groups::query::{Field, GroupQuery};
@@ -133,6 +134,10 @@ impl GroupStore for Store {
             .map_err(name_conflict)?
             .rows_affected()
         });
+        if updated == 1 {
+            // A renamed group: the cached groups (and the claims made from them) go.
+            self.forget(Changed::Grants, false).await;
+        }
         Ok(updated == 1)
     }
 
@@ -238,6 +243,10 @@ impl GroupStore for Store {
             tx.commit().await.map_err(map_err)?;
             became
         });
+        if became {
+            // The user's cached groups no longer list them all (no barrier: nothing is revoked).
+            self.forget(Changed::User(user_id), false).await;
+        }
         Ok(became)
     }
 
@@ -326,13 +335,24 @@ impl GroupStore for Store {
     }
 
     async fn user_group_refs(&self, user_id: &str) -> StoreResult<Vec<GroupRef>> {
+        // On the SSO path of apps with group claims: answered from the node cache while the user
+        // has a cached session (see `session_cache`).
+        let cache = self.session_cache();
+        if let Some(groups) = cache.and_then(|cache| cache.get_groups(user_id)) {
+            return Ok(groups);
+        }
+        let ticket = cache.and_then(|cache| cache.ticket());
         let sql = "SELECT DISTINCT g.id, g.name FROM group_members m JOIN user_groups g ON g.id = m.group_id \
                    WHERE m.user_id = $1 ORDER BY g.name";
-        on_pool!(self, read, |pool| {
+        let groups: Vec<GroupRef> = on_pool!(self, read, |pool| {
             let found: Vec<(String, String)> =
                 sqlx::query_as(sql).bind(user_id).fetch_all(pool).await.map_err(map_err)?;
-            Ok(found.into_iter().map(|(id, name)| GroupRef { id, name }).collect())
-        })
+            found.into_iter().map(|(id, name)| GroupRef { id, name }).collect()
+        });
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
+            cache.fill_groups(ticket, user_id, &groups);
+        }
+        Ok(groups)
     }
 
     async fn put_rule(&self, r: &GroupRule) -> StoreResult<()> {

@@ -75,6 +75,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_groups.sql"),
         postgres: include_str!("../migrations/postgres/0010_groups.sql"),
     },
+    Migration {
+        version: 11,
+        name: "group_cache",
+        sqlite: include_str!("../migrations/sqlite/0011_group_cache.sql"),
+        postgres: include_str!("../migrations/postgres/0011_group_cache.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

@@ -2,10 +2,12 @@
 //! memory so that a session check (and the app lookup of every SSO) is not a database read. A
 //! cached session also carries its *grants*: the apps its user is assigned to that it has already
 //! signed in to, with the participant record SLO needs, so a repeated SSO reads nothing either.
+//! The groups of users with such sessions are kept too (group claims are on the SSO path).
 //! The maps know nothing of how they are kept exact; their owner evicts:
 //! - on SQLite (one server process per database file, which `Store::claim_server` enforces),
-//!   the store evicts after each committed write to a session, a user, an assignment or an app
-//!   (an assignment is evicted as its user: grants live in the user's sessions);
+//!   the store evicts after each committed write to a session, a user, an assignment, a group
+//!   membership, a group or an app (an assignment or a membership is evicted as its user: grants
+//!   and groups live with the user's sessions);
 //! - on PostgreSQL, `node_cache` evicts on the triggers' messages and serves only under a lease.
 //!
 //! A fill that raced an eviction is dropped: the eviction count read before the database read
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::Timestamp;
 use latchkey_core::apps::App;
+use latchkey_core::groups::GroupRef;
 use latchkey_core::sessions::Session;
 use latchkey_core::signon::Participant;
 use latchkey_core::users::User;
@@ -54,6 +57,8 @@ struct Entries {
     by_id: HashMap<String, String>,
     /// Apps by the key they were looked up with (id or external key), and when.
     apps: HashMap<String, (App, Instant)>,
+    /// The groups of users with cached sessions (ids and names), and when they were read.
+    groups: HashMap<String, (Vec<GroupRef>, Instant)>,
     /// When a full map last forgot its old entries.
     last_purge: Option<Instant>,
     /// A smaller bound than [`MAX_ENTRIES`] (tests).
@@ -85,6 +90,7 @@ impl Entries {
             self.remove_cookie(&digest);
         }
         self.apps.retain(|_, (_, filled)| now.duration_since(*filled) < MAX_AGE);
+        self.groups.retain(|_, (_, filled)| now.duration_since(*filled) < MAX_AGE);
     }
 
     fn serving(&self, at: Instant) -> bool {
@@ -98,6 +104,7 @@ impl Entries {
                 digests.retain(|d| d != digest);
                 if digests.is_empty() {
                     self.by_user.remove(&entry.user.id);
+                    self.groups.remove(&entry.user.id);
                 }
             }
         }
@@ -121,12 +128,13 @@ pub(crate) enum Changed<'a> {
     Session(&'a str),
     /// Sessions, by their public ids.
     Sessions(&'a [String]),
-    /// A user (and so every session of theirs that carries the user).
+    /// A user (and so every session of theirs that carries the user, and their groups).
     User(&'a str),
     /// Apps (rarely changed: all are forgotten).
     Apps,
-    /// Grants of any user (an app's group assignment, a group, or a rule's memberships went: all
-    /// cached grants are forgotten, the sessions stay).
+    /// Grants and groups of any user (an app's group assignment, a group, or a rule's memberships
+    /// went, or a group was renamed: all cached grants and groups are forgotten, the sessions
+    /// stay).
     Grants,
 }
 
@@ -229,6 +237,7 @@ impl SessionCache {
             Changed::Session(id) => vec![(*id).to_owned()],
             Changed::Sessions(ids) => ids.to_vec(),
             Changed::User(user_id) => {
+                entries.groups.remove(*user_id);
                 for digest in entries.by_user.remove(*user_id).unwrap_or_default() {
                     if let Some(entry) = entries.by_cookie.remove(&digest) {
                         entries.by_id.remove(&entry.session.id);
@@ -244,6 +253,7 @@ impl SessionCache {
                 for entry in entries.by_cookie.values_mut() {
                     entry.grants.clear();
                 }
+                entries.groups.clear();
                 Vec::new()
             }
         };
@@ -272,6 +282,7 @@ impl SessionCache {
         entries.by_user.clear();
         entries.by_id.clear();
         entries.apps.clear();
+        entries.groups.clear();
         entries.evictions += 1;
     }
 
@@ -289,6 +300,28 @@ impl SessionCache {
         }
         let (app, filled) = entries.apps.get(key)?;
         (at.duration_since(*filled) < MAX_AGE).then(|| app.clone())
+    }
+
+    /// The cached groups of `user_id`, if the map may answer now and holds them.
+    pub(crate) fn get_groups(&self, user_id: &str) -> Option<Vec<GroupRef>> {
+        let entries = lock(&self.entries);
+        let at = Instant::now();
+        if !entries.serving(at) {
+            return None;
+        }
+        let (groups, filled) = entries.groups.get(user_id)?;
+        (at.duration_since(*filled) < MAX_AGE).then(|| groups.clone())
+    }
+
+    /// Caches the groups a read under `ticket` found for `user_id`, if the user has a cached
+    /// session (whose eviction takes them along) and nothing was evicted since.
+    pub(crate) fn fill_groups(&self, ticket: u64, user_id: &str, groups: &[GroupRef]) {
+        let mut entries = lock(&self.entries);
+        let at = Instant::now();
+        if entries.evictions != ticket || !entries.serving(at) || !entries.by_user.contains_key(user_id) {
+            return;
+        }
+        entries.groups.insert(user_id.to_owned(), (groups.to_vec(), at));
     }
 
     /// Caches an app a read under `ticket` found by `key`, unless something was evicted since.
@@ -397,6 +430,38 @@ mod tests {
         assert_eq!(cache.get_grant("1", &user.id, "0oa2"), None, "another app");
         cache.evict(&Changed::User(&user.id));
         assert_eq!(cache.get_grant("1", &user.id, "0oa1"), None, "an assignment change evicts the user");
+    }
+
+    /// A user's groups are kept only while the user has a cached session, and go with it, with
+    /// the user, and with any change to grants.
+    #[test]
+    fn groups_live_and_go_with_their_users_sessions() {
+        let cache = SessionCache::serving();
+        let (session, user) = session_and_user("1");
+        let groups = vec![GroupRef { id: "00g1".into(), name: "Staff".into() }];
+        cache.fill_groups(cache.ticket().unwrap(), &user.id, &groups);
+        assert_eq!(cache.get_groups(&user.id), None, "no cached session: not kept");
+
+        cache.fill(cache.ticket().unwrap(), &session, &user);
+        let ticket = cache.ticket().unwrap();
+        cache.evict(&Changed::Session("other"));
+        cache.fill_groups(ticket, &user.id, &groups);
+        assert_eq!(cache.get_groups(&user.id), None, "straddled an eviction");
+
+        cache.fill_groups(cache.ticket().unwrap(), &user.id, &groups);
+        assert_eq!(cache.get_groups(&user.id), Some(groups.clone()));
+        cache.evict(&Changed::Grants);
+        assert_eq!(cache.get_groups(&user.id), None, "a rename or a lost assignment forgets all groups");
+        assert!(cache.get("c-1", Timestamp(1)).is_some(), "the session stays");
+
+        cache.fill_groups(cache.ticket().unwrap(), &user.id, &groups);
+        cache.evict(&Changed::User(&user.id));
+        assert_eq!(cache.get_groups(&user.id), None, "a membership change evicts the user");
+
+        cache.fill(cache.ticket().unwrap(), &session, &user);
+        cache.fill_groups(cache.ticket().unwrap(), &user.id, &groups);
+        cache.evict(&Changed::Session("1"));
+        assert!(lock(&cache.entries).groups.is_empty(), "the user's last session took the groups along");
     }
 
     /// Evicting by session id or by user removes every index of the entry.

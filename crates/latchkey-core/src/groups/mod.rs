@@ -83,6 +83,9 @@ pub type MembershipSource<'a> = Option<&'a str>;
 pub enum RuleStatus {
     Active,
     Inactive,
+    /// A group the rule fills was deleted: the rule applies to no one, cannot be activated or
+    /// deactivated, and becomes INACTIVE when it is saved again with existing groups (as Okta).
+    Invalid,
 }
 
 impl RuleStatus {
@@ -90,6 +93,7 @@ impl RuleStatus {
         match self {
             RuleStatus::Active => "ACTIVE",
             RuleStatus::Inactive => "INACTIVE",
+            RuleStatus::Invalid => "INVALID",
         }
     }
 
@@ -97,6 +101,7 @@ impl RuleStatus {
         match text {
             "ACTIVE" => Some(RuleStatus::Active),
             "INACTIVE" => Some(RuleStatus::Inactive),
+            "INVALID" => Some(RuleStatus::Invalid),
             _ => None,
         }
     }

@@ -133,10 +133,30 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         Ok(group)
     }
 
+    /// Deletes a group with its memberships and app assignments. Rules that fill it or name it in
+    /// their expression become INVALID (and take back the memberships they made), and the former members are put through the rules again when a rule's expression
+    /// asks about groups (their membership of this one no longer holds).
     pub async fn delete(&self, id: &str, by: &ChangedBy<'_>) -> Result<(), CoreError> {
         let group = self.editable(id).await?;
+        let group_rules = self.active_rules().await?.into_iter().any(|rule| rule_uses_groups(&rule));
+        let former_members = if group_rules { self.all_members(&group.id).await? } else { Vec::new() };
         if self.store.delete_group(&group.id).await? {
             self.log(by, "group.lifecycle.delete", "Delete okta group", vec![group_target(&group)]).await;
+        }
+        for mut rule in self.all_rules().await? {
+            let names_it = rule.group_ids.contains(&group.id) || rule.expression.contains(&group.id);
+            if names_it && rule.status != RuleStatus::Invalid {
+                rule.status = RuleStatus::Invalid;
+                rule.last_updated = self.clock.now();
+                self.store.put_rule(&rule).await?;
+                self.log(by, "group.rule.invalidate", "Invalidate group rule", vec![rule_target(&rule)])
+                    .await;
+                // It applies to no one now: what it gave goes, as when it is deactivated.
+                self.drop_rule_memberships(&rule, by).await?;
+            }
+        }
+        for user in &former_members {
+            self.apply_rules(user, by).await?;
         }
         Ok(())
     }
@@ -162,6 +182,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         if self.store.add_member(&group.id, &user.id, None, self.clock.now()).await? {
             let targets = vec![user_target(&user), group_target(&group)];
             self.log(by, "group.user_membership.add", "Add user to group membership", targets).await;
+            // Rules that ask about groups (`isMemberOfAnyGroup`) see the new membership.
+            self.apply_rules(&user, by).await?;
         }
         Ok(())
     }
@@ -197,6 +219,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         if left {
             let targets = vec![user_target(&user), group_target(&group)];
             self.log(by, "group.user_membership.remove", "Remove user from group membership", targets).await;
+            // Memberships a rule made because of this one go with it.
+            self.apply_rules(&user, by).await?;
         }
         Ok(())
     }
@@ -266,6 +290,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             ));
         }
         let input = self.validated_rule(input).await?;
+        // Saved with groups that exist, an invalid rule is whole again (and inactive).
+        rule.status = RuleStatus::Inactive;
         rule.name = input.name;
         rule.expression = input.expression;
         rule.group_ids = input.group_ids;
@@ -279,6 +305,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     /// Activates a rule and applies it to every existing user.
     pub async fn activate_rule(&self, id: &str, by: &ChangedBy<'_>) -> Result<(), CoreError> {
         let mut rule = self.rule(id).await?;
+        refuse_invalid(&rule)?;
         if rule.status != RuleStatus::Active {
             rule.status = RuleStatus::Active;
             rule.last_updated = self.clock.now();
@@ -302,6 +329,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     /// Deactivates a rule and removes the memberships it made.
     pub async fn deactivate_rule(&self, id: &str, by: &ChangedBy<'_>) -> Result<(), CoreError> {
         let mut rule = self.rule(id).await?;
+        refuse_invalid(&rule)?;
         if rule.status == RuleStatus::Active {
             rule.status = RuleStatus::Inactive;
             rule.last_updated = self.clock.now();
@@ -387,15 +415,36 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     }
 
     async fn active_rules(&self) -> Result<Vec<GroupRule>, CoreError> {
+        let mut rules = self.all_rules().await?;
+        rules.retain(|r| r.status == RuleStatus::Active);
+        Ok(rules)
+    }
+
+    async fn all_rules(&self) -> Result<Vec<GroupRule>, CoreError> {
         let mut rules = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list_rules(after.as_deref(), 200).await?;
             let full = page.len() == 200;
             after = page.last().map(|r| r.id.clone());
-            rules.extend(page.into_iter().filter(|r| r.status == RuleStatus::Active));
+            rules.extend(page);
             if !full {
                 return Ok(rules);
+            }
+        }
+    }
+
+    /// Every member of a group.
+    async fn all_members(&self, group_id: &str) -> Result<Vec<User>, CoreError> {
+        let mut members = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_members(group_id, after.as_deref(), USERS_PER_PAGE).await?;
+            let full = page.len() == USERS_PER_PAGE as usize;
+            after = page.last().map(|u| u.id.clone());
+            members.extend(page);
+            if !full {
+                return Ok(members);
             }
         }
     }
@@ -520,6 +569,22 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
 }
 
 /// Rule names are unique (Okta: "Policy rule name already in use").
+/// Okta refuses to activate or deactivate an INVALID rule; it must be saved with existing groups.
+fn refuse_invalid(rule: &GroupRule) -> Result<(), CoreError> {
+    if rule.status == RuleStatus::Invalid {
+        return Err(CoreError::validation(
+            "updateRuleStatus",
+            "Cannot activate or deactivate a Group Rule with the status INVALID",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a rule's expression asks about the user's groups.
+fn rule_uses_groups(rule: &GroupRule) -> bool {
+    Expression::parse_condition(&rule.expression).is_ok_and(|e| e.uses_groups())
+}
+
 fn rule_name_taken(e: StoreError) -> CoreError {
     match e {
         StoreError::Conflict(_) => CoreError::Validation {

@@ -352,6 +352,85 @@ async fn rules_fill_groups_from_profiles_and_take_back_what_they_gave() {
 }
 
 #[tokio::test]
+async fn rules_that_ask_about_groups_follow_memberships_and_a_deleted_group_invalidates_its_rules() {
+    let app = app().await;
+    let cashiers = create_group(&app, "Cashiers").await;
+    let tills = create_group(&app, "Till access").await;
+    let kim = create_user_in(&app, "kim@example.com", "Retail").await;
+    let rule = app
+        .call(
+            Method::POST,
+            "/api/v1/groups/rules",
+            rule_body("Tills", &format!("isMemberOfAnyGroup(\"{cashiers}\")"), &[&tills]),
+        )
+        .await;
+    let rule_id = rule.body["id"].as_str().unwrap().to_owned();
+    let lifecycle = |verb: &str| format!("/api/v1/groups/rules/{rule_id}/lifecycle/{verb}");
+    assert_eq!(
+        app.call(Method::POST, &lifecycle("activate"), Value::Null).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(member_logins(&app, &tills).await.is_empty());
+
+    // Joining and leaving the group the rule asks about moves the user at once.
+    app.call(Method::PUT, &format!("/api/v1/groups/{cashiers}/users/{kim}"), Value::Null).await;
+    assert_eq!(member_logins(&app, &tills).await, ["kim@example.com"], "joined through the rule");
+    app.call(Method::DELETE, &format!("/api/v1/groups/{cashiers}/users/{kim}"), Value::Null).await;
+    assert!(member_logins(&app, &tills).await.is_empty(), "left with the membership it came from");
+
+    // Deleting the group the rule names: the rule is INVALID, its members go, and it can be
+    // neither activated nor deactivated until saved with groups that exist.
+    app.call(Method::PUT, &format!("/api/v1/groups/{cashiers}/users/{kim}"), Value::Null).await;
+    assert_eq!(member_logins(&app, &tills).await, ["kim@example.com"]);
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/api/v1/groups/{cashiers}"), Value::Null).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(
+        member_logins(&app, &tills).await.is_empty(),
+        "the deleted group's members leave the rule's group"
+    );
+    let invalid = app.call(Method::GET, &format!("/api/v1/groups/rules/{rule_id}"), Value::Null).await;
+    assert_eq!(invalid.body["status"], "INVALID", "{}", invalid.body);
+    for verb in ["activate", "deactivate"] {
+        let refused = app.call(Method::POST, &lifecycle(verb), Value::Null).await;
+        assert_eq!((refused.status, refused.code()), (StatusCode::BAD_REQUEST, "E0000001"), "{verb}");
+        assert_eq!(refused.body["errorSummary"], "Api validation failed: updateRuleStatus");
+        assert_eq!(
+            refused.causes(),
+            ["updateRuleStatus: Cannot activate or deactivate a Group Rule with the status INVALID"]
+        );
+    }
+    let fixed = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/rules/{rule_id}"),
+            rule_body("Tills", "user.department == \"Retail\"", &[&tills]),
+        )
+        .await;
+    assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.body);
+    assert_eq!(fixed.body["status"], "INACTIVE", "saved whole again");
+    assert_eq!(
+        app.call(Method::POST, &lifecycle("activate"), Value::Null).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(member_logins(&app, &tills).await, ["kim@example.com"]);
+
+    // A rule that fills a deleted group is INVALID too.
+    assert_eq!(
+        app.call(Method::POST, &lifecycle("deactivate"), Value::Null).await.status,
+        StatusCode::NO_CONTENT
+    );
+    app.call(Method::DELETE, &format!("/api/v1/groups/{tills}"), Value::Null).await;
+    let invalid = app.call(Method::GET, &format!("/api/v1/groups/rules/{rule_id}"), Value::Null).await;
+    assert_eq!(
+        (invalid.body["status"].as_str(), invalid.body["allGroupsValid"].as_bool()),
+        (Some("INVALID"), Some(false))
+    );
+    assert!(event_types(&app).await.iter().any(|e| e == "group.rule.invalidate"));
+}
+
+#[tokio::test]
 async fn a_group_gives_its_members_the_app_and_the_groups_claim_both_sps_read() {
     let app = app_realtime(|_| {}).await;
     let mut body = saml_app_body("Wiki");

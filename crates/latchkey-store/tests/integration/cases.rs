@@ -1032,6 +1032,49 @@ pub async fn memberships_record_their_source_and_races_agree(store: &Store) {
     assert!(member_ids(store, "00gg").await.is_empty(), "memberships go with the user");
 }
 
+/// The names of `user_id`'s groups once they equal `expected`: at once where the store evicts its
+/// own cache (SQLite), within three seconds where a notification does (PostgreSQL, for changes
+/// that end no access and so do not wait for every node).
+async fn until_group_names(store: &Store, user_id: &str, expected: &[&str], what: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let names: Vec<String> =
+            store.user_group_refs(user_id).await.unwrap().into_iter().map(|g| g.name).collect();
+        if names == expected {
+            return;
+        }
+        assert!(
+            store.backend() == latchkey_store::Backend::Postgres
+                && start.elapsed() < std::time::Duration::from_secs(3),
+            "{what}: {names:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn a_users_groups_follow_memberships_and_renames(store: &Store) {
+    store.insert_user(&user("00uc", "c@example.com")).await.unwrap();
+    store.insert_session(&session("103s", "00uc", 60_000, None)).await.unwrap();
+    // A session checked is a session cached, and with it the user's groups once read.
+    assert!(store.find_session_by_cookie("cookie-103s", Timestamp(5_000)).await.unwrap().is_some());
+    until_group_names(store, "00uc", &["Everyone"], "a new user").await;
+    store.insert_group(&group("00gc", "Cashiers")).await.unwrap();
+    store.add_member("00gc", "00uc", None, Timestamp(30)).await.unwrap();
+    until_group_names(store, "00uc", &["Cashiers", "Everyone"], "after joining").await;
+    assert!(store.update_group(&group("00gc", "Tellers")).await.unwrap());
+    until_group_names(store, "00uc", &["Everyone", "Tellers"], "after the rename").await;
+    store.remove_member("00gc", "00uc", None, Timestamp(31)).await.unwrap();
+    let names: Vec<String> =
+        store.user_group_refs("00uc").await.unwrap().into_iter().map(|g| g.name).collect();
+    assert_eq!(names, ["Everyone"], "a membership that went is gone at once, on every backend");
+    store.add_member("00gc", "00uc", None, Timestamp(32)).await.unwrap();
+    until_group_names(store, "00uc", &["Everyone", "Tellers"], "after joining again").await;
+    assert!(store.delete_group("00gc").await.unwrap());
+    let names: Vec<String> =
+        store.user_group_refs("00uc").await.unwrap().into_iter().map(|g| g.name).collect();
+    assert_eq!(names, ["Everyone"], "a deleted group is gone at once");
+}
+
 pub async fn rules_are_stored_and_replaced(store: &Store) {
     let rule = GroupRule {
         id: "0prR".into(),

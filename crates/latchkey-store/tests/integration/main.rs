@@ -74,6 +74,7 @@ conformance!(
     memberships_record_their_source_and_races_agree,
     rules_are_stored_and_replaced,
     apps_assigned_to_groups_reach_their_members,
+    a_users_groups_follow_memberships_and_renames,
 );
 
 /// Connections are pinged only after idling (not before every use): one the server cut while idle
