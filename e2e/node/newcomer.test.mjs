@@ -178,6 +178,8 @@ describe('newcomer: README\'s first command from a clean clone, then the printed
         await shot(page, `${i}-kiosk-user-${i}-at-test-sp`);
         assert.match(await h1.innerText(), new RegExp(`Signed in as ${user.login.replace(/[.+]/g, '\\$&')}`), await page.content());
         assert.match(await page.locator('table').innerText(), new RegExp(user.login.replace(/[.+]/g, '\\$&')), 'the attributes table shows the email');
+        // The demo app is assigned to the Staff group, and its assertion names the user's groups.
+        assert.match(await page.locator('table').innerText(), /groups\s+(.*, )?Staff/, 'the attributes table shows the groups claim');
       }
     } finally {
       await browser.close();

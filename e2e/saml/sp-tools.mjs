@@ -126,7 +126,9 @@ export async function genSpKeys(dir, name = 'sp') {
   return JSON.parse(r.stdout);
 }
 
-const flag = (name, v) => (v === undefined || v === null || v === false ? [] : v === true ? [`--${name}`] : [`--${name}`, String(v)]);
+// `--name=value` in one argument: a value that starts with '-' (a random RelayState can) would
+// otherwise be taken for an option by parseArgs.
+const flag = (name, v) => (v === undefined || v === null || v === false ? [] : v === true ? [`--${name}`] : [`--${name}=${String(v)}`]);
 
 /** sp-request.mjs: { idpSsoUrl, spEntityId, acs, spKey, spCert?, binding?, forceAuthn?, isPassive?, nameIdFormat?, authnContext?, relayState?, unsigned? } */
 export async function spRequest(o) {

@@ -67,6 +67,17 @@ pub fn new_id(kind: IdKind) -> String {
     id
 }
 
+/// `_` and 160 random bits as 40 lowercase hex digits. The leading underscore keeps it an `xs:ID`
+/// (an NCName, SAML core 1.3.4): SAML message IDs and per-app session indexes are such ids.
+pub fn new_xml_id() -> String {
+    let mut bytes = [0u8; 20];
+    rand::rng().fill(&mut bytes);
+    let mut id = String::with_capacity(41);
+    id.push('_');
+    push_hex(&mut id, &bytes);
+    id
+}
+
 /// A random alphanumeric string, for request ids and other non-secret correlation values.
 pub fn random_alphanumeric(len: usize) -> String {
     rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
@@ -103,14 +114,18 @@ impl std::fmt::Debug for Secret {
 pub fn secret_digest(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
+    push_hex(&mut hex, &digest);
     hex
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Appends `bytes` as lowercase hex digits.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+}
 
 #[cfg(test)]
 mod tests {

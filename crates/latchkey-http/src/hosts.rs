@@ -1,15 +1,7 @@
 //! Custom domains: the organisation answers on its public URL and on any configured custom
 //! domain, and refuses every other `Host`. Links and cookies follow the host the browser used
 //! (each host has its own cookies, so its own sessions, as in Okta); links are never built from an
-//! unchecked `Host` header.
-
-use axum::extract::{Request, State};
-use axum::http::header::HOST;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::error::ApiError;
-use crate::state::AppState;
+//! unchecked `Host` header. The check itself is the `route_host` middleware.
 
 tokio::task_local! {
     /// The public base URL (scheme, host, port) of the request being handled.
@@ -23,7 +15,7 @@ pub(crate) fn current_base(default: &str) -> String {
 }
 
 /// Matches `Host` against the configured bases (public URL first, then custom domains).
-fn base_for_host<'a>(bases: impl IntoIterator<Item = &'a String>, host: &str) -> Option<&'a str> {
+pub(crate) fn base_for_host<'a>(bases: impl IntoIterator<Item = &'a String>, host: &str) -> Option<&'a str> {
     bases.into_iter().map(String::as_str).find(|base| {
         let scheme = base.split("://").next().unwrap_or("http");
         latchkey_core::origins::normalise(&format!("{scheme}://{host}")).as_deref()
@@ -31,26 +23,9 @@ fn base_for_host<'a>(bases: impl IntoIterator<Item = &'a String>, host: &str) ->
     })
 }
 
-pub(crate) async fn route_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // Probes and scrapers address the node itself (by IP), not the organisation's public name.
-    let operational = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
-    if req.headers().get_all(HOST).iter().count() > 1 {
-        return ApiError::InvalidParameter { name: "Host", message: "must be sent once".into() }
-            .into_response();
-    }
-    // An absolute-form request target names the host itself and overrides `Host` (RFC 9112 §3.2.2).
-    let host = match req.uri().authority() {
-        Some(authority) => Some(authority.as_str().to_owned()),
-        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned),
-    };
-    let Some(host) = host.filter(|_| !operational) else {
-        return next.run(req).await;
-    };
-    let bases = std::iter::once(&state.config.public_url).chain(&state.config.custom_domains);
-    match base_for_host(bases, &host) {
-        Some(base) => REQUEST_BASE.scope(base.to_owned(), next.run(req)).await,
-        None => ApiError::UnknownHost.into_response(),
-    }
+/// Runs `handling` with `base` as the request's public base URL.
+pub(crate) async fn under_base<F: Future>(base: String, handling: F) -> F::Output {
+    REQUEST_BASE.scope(base, handling).await
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ pub fn router(state: AppState) -> Router {
         // Defence in depth: the code has no panics (lints deny them), but if one ever happens the
         // client still gets the envelope, not a dropped connection.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), hosts::route_host))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::route_host))
         .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state)
 }

@@ -1,16 +1,22 @@
 //! Per-request middleware: the `X-Okta-Request-Id` header on every response, an access log line
 //! (method, route template, status, latency; never query strings, which may carry tokens), and
 //! request metrics labelled by route template. The request id is also available to handlers
-//! (`crate::request_id`) so browser error pages can show it.
+//! (`crate::request_id`) so browser error pages can show it. And the custom-domain check: every
+//! request runs under the public base its `Host` names, or is refused.
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
+use axum::http::header::HOST;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use latchkey_core::ids::random_alphanumeric;
 use tracing::Instrument as _;
+
+use crate::error::ApiError;
+use crate::hosts;
+use crate::state::AppState;
 
 pub(crate) async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -90,5 +96,29 @@ pub(crate) async fn guard(
     match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
         Ok(response) => response,
         Err(_) => axum::response::IntoResponse::into_response(crate::error::ApiError::Timeout),
+    }
+}
+
+/// Custom domains: requests for a `Host` the organisation does not serve are refused (421), and
+/// the rest run under the public base they were addressed to (see `crate::hosts`).
+pub(crate) async fn route_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Probes and scrapers address the node itself (by IP), not the organisation's public name.
+    let operational = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    if req.headers().get_all(HOST).iter().count() > 1 {
+        return ApiError::InvalidParameter { name: "Host", message: "must be sent once".into() }
+            .into_response();
+    }
+    // An absolute-form request target names the host itself and overrides `Host` (RFC 9112 §3.2.2).
+    let host = match req.uri().authority() {
+        Some(authority) => Some(authority.as_str().to_owned()),
+        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned),
+    };
+    let Some(host) = host.filter(|_| !operational) else {
+        return next.run(req).await;
+    };
+    let bases = std::iter::once(&state.config.public_url).chain(&state.config.custom_domains);
+    match hosts::base_for_host(bases, &host) {
+        Some(base) => hosts::under_base(base.to_owned(), next.run(req)).await,
+        None => ApiError::UnknownHost.into_response(),
     }
 }

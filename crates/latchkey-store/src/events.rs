@@ -1,7 +1,7 @@
 //! The system log. An event's full body is stored as JSON; the columns that queries filter on are
 //! stored beside it. `seq` (assigned by the database) orders events as written and is the cursor.
 
-use latchkey_core::events::{Actor, AuditLog, Event, LogField, LogQuery, Target};
+use latchkey_core::events::{Actor, Event, LogField, LogQuery, Target};
 use latchkey_core::store::EventStore;
 use latchkey_core::store::StoreResult;
 use latchkey_core::{StoreError, Timestamp};
@@ -135,15 +135,6 @@ fn insert_sql(rows: usize) -> String {
         sql.push(')');
     }
     sql
-}
-
-/// Each event with its own write (the command line; the server groups its events into commits).
-impl AuditLog for Store {
-    async fn record(&self, event: Event) {
-        if let Err(e) = self.insert_event(&event).await {
-            tracing::error!(error = %e, event_type = %event.event_type, "could not write to the system log");
-        }
-    }
 }
 
 impl EventStore for Store {

@@ -222,13 +222,14 @@ async fn signing_key(command: SigningKeyCommand) -> Result<(), String> {
         }
         _ => None,
     };
-    let keys = latchkey_core::signing_keys::SigningKeys {
+    let audit = CommandLog { store: &store, failed: std::sync::atomic::AtomicBool::new(false) };
+    let keys = latchkey_core::signing_keys::service::SigningKeys {
         store: &store,
         master_key: master_key.as_ref(),
         clock: &SystemClock,
         cache: &latchkey_core::signing_keys::KeyCache::default(),
         offload: &latchkey_http::SpawnBlocking,
-        audit: &store,
+        audit: &audit,
     };
     let done = |kid: Option<String>, refusal: &str| match kid {
         Some(kid) => {
@@ -260,7 +261,29 @@ async fn signing_key(command: SigningKeyCommand) -> Result<(), String> {
             .and_then(|kid| done(kid, "no previous key to retire")),
     };
     store.close().await;
-    result
+    match result {
+        Ok(()) if audit.failed.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err("the change was made, but it could not be written to the system log".to_owned())
+        }
+        other => other,
+    }
+}
+
+/// The system log for a command: each event is written at once, and a failed write makes the
+/// command fail (a key change the log does not show must not look like a success).
+struct CommandLog<'a> {
+    store: &'a Store,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl latchkey_core::events::AuditLog for CommandLog<'_> {
+    async fn record(&self, event: latchkey_core::events::Event) {
+        use latchkey_core::store::EventStore as _;
+        if let Err(e) = self.store.insert_event(&event).await {
+            eprintln!("latchkey: could not write {} to the system log: {e}", event.event_type);
+            self.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 async fn open_store(settings: &config::Settings) -> Result<Store, String> {

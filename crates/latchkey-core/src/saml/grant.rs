@@ -4,12 +4,19 @@
 //! attributes; the caller: which registered ACS, in response to which request); this module only
 //! applies the app's SAML settings to it: Issuer, Audience, Destination and Recipient, the
 //! assertion's lifetime, the authentication context, and which elements are signed.
+//! [`SamlResponse`] is the sign-on service's encoder for SAML: it signs with the organisation's
+//! active key.
 
 use super::response::{Attribute, ResponseParams, build_response};
 use super::{SamlError, SigningKey, new_saml_id};
 use crate::Timestamp;
 use crate::apps::{DEFAULT_ASSERTION_LIFETIME_SECONDS, SamlApp};
-use crate::signon::Grant;
+use crate::error::CoreError;
+use crate::events::AuditLog;
+use crate::offload::Offload;
+use crate::signing_keys::service::SigningKeys;
+use crate::signon::{Grant, GrantEncoder};
+use crate::store::SigningKeyStore;
 
 /// `NotBefore` backdating: node-saml and samlify accept no clock skew by default, so an SP whose
 /// clock runs a little behind ours would refuse a Response valid from "now".
@@ -74,4 +81,27 @@ pub fn encode_grant(
         sign_assertion: true,
     };
     build_response(&params, key)
+}
+
+/// A sign-on's answer as a signed SAML Response to `to`, for [`crate::signon::service::SignOn::sign_on`].
+pub struct SamlResponse<'a, S, O, A> {
+    pub app: SamlApp<'a>,
+    pub to: Recipient<'a>,
+    pub keys: &'a SigningKeys<'a, S, O, A>,
+}
+
+impl<S, O, A> GrantEncoder for SamlResponse<'_, S, O, A>
+where
+    S: SigningKeyStore + Sync,
+    O: Offload + Sync,
+    A: AuditLog + Sync,
+{
+    type Answer = String;
+
+    async fn encode(&self, grant: &Grant) -> Result<String, CoreError> {
+        let keys = self.keys.current().await?;
+        encode_grant(grant, self.app, self.to, self.keys.clock.now(), &keys.active)
+            // Only user data can make a response unbuildable (a character XML cannot carry).
+            .map_err(|e| CoreError::validation("profile", e.to_string()))
+    }
 }

@@ -22,7 +22,6 @@ mod interop_tests;
 pub use crate::signing_keys::{GeneratedKey, SigningKey};
 
 use crate::Timestamp;
-use rand::Rng;
 
 /// SAML 2.0 protocol namespace (`samlp:`). SAML core 3.
 pub const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -94,22 +93,11 @@ pub enum SamlError {
     Compression,
 }
 
-/// A fresh SAML ID: `_` and 160 random bits as 40 lowercase hex digits. The leading underscore keeps
-/// it an `xs:ID` (NCName) (SAML core 1.3.4); 160 bits make collisions, which Shibboleth's replay cache
-/// would reject, practically impossible.
+/// A fresh SAML ID (see [`crate::ids::new_xml_id`]): 160 bits make collisions, which
+/// Shibboleth's replay cache would reject, practically impossible.
 pub fn new_saml_id() -> String {
-    let mut bytes = [0u8; 20];
-    rand::rng().fill(&mut bytes);
-    let mut id = String::with_capacity(41);
-    id.push('_');
-    for byte in bytes {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    id
+    crate::ids::new_xml_id()
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// SAML's `xs:dateTime` rendering: `YYYY-MM-DDThh:mm:ssZ`, UTC, fractions dropped (SAML core
 /// 1.3.3). Sub-second precision is truncated, never rounded up.

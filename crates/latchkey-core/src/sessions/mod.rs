@@ -6,9 +6,7 @@
 //! Ending a session is a database write that every node sees on its next read; an ended session
 //! is kept (with its reason) only until it would have expired, for the system log's sake.
 
-mod service;
-
-pub use service::Sessions;
+pub mod service;
 
 use crate::clock::Timestamp;
 use crate::ids::Secret;

@@ -62,7 +62,7 @@ impl SigningKey {
     /// valid from one day ago, to absorb clock skew at SPs, for `valid_days` days, signed
     /// sha256WithRSAEncryption).
     ///
-    /// Slow (RSA prime generation takes 100 ms to seconds): [`super::SigningKeys`] runs it through
+    /// Slow (RSA prime generation takes 100 ms to seconds): [`super::service::SigningKeys`] runs it through
     /// its [`crate::offload::Offload`] port, off the async runtime.
     pub fn generate(
         common_name: &str,

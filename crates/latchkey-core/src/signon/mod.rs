@@ -1,31 +1,29 @@
 //! Sign-on: one use case for every protocol. Whatever the entry point (a SAML embed link or SSO
-//! URL today; an OIDC `authorize` next), the browser's session is resolved under the session-token
-//! rule ([`crate::sessions::Sessions::browser`]) and this service decides whether the session's user
-//! may use the app: the app is active, the user may still have sessions and is assigned to it,
-//! directly or through a group. It
-//! then fixes what the app is told (the subject and the attributes), records the session's
-//! participant record (what a logout must tell the app later) and writes the audit event. The
-//! answer is a [`Grant`] that a protocol encodes (a SAML Response, an id_token) and nothing else
-//! decides; the encoding runs inside [`SignOn::grant`], before the event is logged.
+//! URL today; an OIDC `authorize` next), a protocol checks its own request, names the app and
+//! hands [`service::SignOn::sign_on`] the browser's cookie and session token with an encoder for its
+//! answer. The service resolves the browser's session under the session-token rule
+//! ([`crate::sessions::service::Sessions::browser`]), checks that the authentication is recent enough,
+//! and decides whether the session's user may use the app: the app is active, the user may still
+//! have sessions and is assigned to it, directly or through a group. It then fixes what the app
+//! is told (the subject and the attributes), records the session's participant record (what a
+//! logout must tell the app later), has the protocol encode the [`Grant`] (a signed SAML
+//! Response; an id_token next) and writes the audit event. The protocol gets one answer back:
+//! granted with its encoded answer, sign-in required, or refused, with the cookie change.
 //!
 //! Invariant: nothing is granted to an inactive app, an unassigned user or a user who may no
 //! longer have sessions, and every grant and every refusal of an assigned check is in the system
 //! log (`user.authentication.sso`).
 
+pub mod service;
 #[cfg(test)]
 mod tests;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apps::{App, AppUser, EvaluatedAttribute};
-use crate::clock::{Clock, Timestamp};
+use crate::apps::{App, EvaluatedAttribute};
+use crate::clock::Timestamp;
 use crate::error::CoreError;
-use crate::events::{Actor, AuditLog, Event, Target};
-use crate::expr::Subject;
-use crate::ids::random_alphanumeric;
-use crate::sessions::{BrowserRequest, BrowserSession, Session, Sessions};
-use crate::store::{AppStore, AuthnStore, GroupStore, PolicyStore, SessionStore, SignOnStore, UserStore};
-use crate::users::User;
+use crate::sessions::{BrowserRequest, BrowserSession, Session};
 
 /// An app a session's user was sent to, and what it was told: the subject and, for a logout, the
 /// per-app session index that names this session to it (SAML's SessionIndex).
@@ -82,136 +80,66 @@ impl Refusal {
 }
 
 /// What a protocol asks of a sign-on to one app.
-#[derive(Debug, Clone, Copy)]
-pub struct GrantRequest<'r> {
+#[derive(Clone, Copy)]
+pub struct SignOnRequest<'r> {
     pub app: &'r App,
+    /// The browser's cookie and session token, under the session-token rule.
+    pub browser: BrowserRequest<'r>,
     /// A subject format the requester asked for (SAML NameIDPolicy), already checked to be one
     /// the app can produce; `None` for the app's own.
     pub subject_format: Option<&'r str>,
-    pub client_ip: Option<&'r str>,
+    pub reauthentication: Reauthentication,
+}
+
+/// How recent the user's authentication must be for a sign-on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reauthentication {
+    /// Any live session will do.
+    NotRequired,
+    /// Only a session token presented with this request (SAML ForceAuthn, on the request itself:
+    /// nothing older than the request can answer it).
+    WithRequest,
+    /// Only an authentication after this instant (a ForceAuthn request that waited for the
+    /// sign-in page).
+    After(Timestamp),
+}
+
+impl Reauthentication {
+    fn met_by(self, session: &Session, browser: &BrowserSession) -> bool {
+        match self {
+            Reauthentication::NotRequired => true,
+            Reauthentication::WithRequest => browser.from_token(),
+            Reauthentication::After(instant) => session.authenticated_at() > instant,
+        }
+    }
+}
+
+/// A protocol's encoding of a grant (a signed SAML Response, an id_token). It runs inside the
+/// sign-on, after the participant record is written and before the success is logged, so the
+/// system log never shows a sign-on whose answer could not be written.
+pub trait GrantEncoder {
+    type Answer;
+    fn encode(&self, grant: &Grant) -> impl Future<Output = Result<Self::Answer, CoreError>> + Send;
+}
+
+/// The outcome of a sign-on.
+#[derive(Debug)]
+pub enum Decision<T> {
+    /// The encoded grant.
+    Granted(T),
+    /// The browser has no session (or none recent enough): the user must sign in first.
+    SignInRequired,
+    Refused(Refusal),
+}
+
+/// A sign-on's answer, and what the browser's cookie must become whatever the decision.
+pub struct SignedOn<T> {
+    pub decision: Decision<T>,
+    pub browser: BrowserSession,
 }
 
 /// Whether the app can be signed on to at all; checked before a browser's session token is spent
-/// on it, and again by [`SignOn::grant`].
+/// on it, and again by the sign-on itself.
 pub fn check_app(app: &App) -> Result<(), Refusal> {
     if app.is_active() { Ok(()) } else { Err(Refusal::AppInactive) }
-}
-
-/// The sign-on use cases, wired to their collaborators.
-pub struct SignOn<'a, S, A> {
-    pub store: &'a S,
-    pub audit: &'a A,
-    pub clock: &'a dyn Clock,
-}
-
-/// A fresh per-app session index: `_` and 40 random characters (an `xs:ID`-safe NCName, SAML core
-/// §1.3.4, and unguessable, so an SP's logout cannot name another user's session).
-fn new_session_index() -> String {
-    format!("_{}", random_alphanumeric(40))
-}
-
-impl<S, A> SignOn<'_, S, A>
-where
-    S: SessionStore + AuthnStore + UserStore + PolicyStore + AppStore + SignOnStore + GroupStore,
-    A: AuditLog,
-{
-    fn sessions(&self) -> Sessions<'_, S, A> {
-        Sessions { store: self.store, clock: self.clock, audit: self.audit }
-    }
-
-    /// The browser's session under the session-token rule (see [`Sessions::browser`]).
-    pub async fn browser(&self, request: &BrowserRequest<'_>) -> Result<BrowserSession, CoreError> {
-        self.sessions().browser(request).await
-    }
-
-    /// Decides whether `user`, signed in with `session`, may use the app. On a grant it records the
-    /// session's participant record, hands the grant to `encode` (the protocol's answer: a signed
-    /// SAML Response, say) and then logs the success, so the system log never shows a sign-on
-    /// whose answer could not be written, and the answer is ready before the log's commit is
-    /// awaited. An assignment refusal is logged as a failure.
-    pub async fn grant<T>(
-        &self,
-        session: &Session,
-        user: &User,
-        request: &GrantRequest<'_>,
-        encode: impl FnOnce(&Grant) -> Result<T, CoreError>,
-    ) -> Result<Result<T, Refusal>, CoreError> {
-        let app = request.app;
-        if let Err(refusal) = check_app(app) {
-            return Ok(Err(refusal));
-        }
-        if !user.may_have_sessions() || session.user_id != user.id {
-            return Ok(Err(Refusal::UserNotActive));
-        }
-        // One read decides the assignment and finds what this session already told the app.
-        let Some(existing) = self.store.find_sso_grant(&app.id, &user.id, &session.id).await? else {
-            self.record(app, user, Err(Refusal::NotAssigned), request.client_ip).await;
-            return Ok(Err(Refusal::NotAssigned));
-        };
-        // The user's groups, when what the app is told depends on them (one read).
-        let groups =
-            if app.sign_on.needs_groups() { self.store.user_group_refs(&user.id).await? } else { Vec::new() };
-        let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
-        let about = Subject { user, group_ids: Some(&group_ids) };
-        let Some(subject) = app.sign_on.subject_for(&about) else {
-            self.record(app, user, Err(Refusal::NoSubject), request.client_ip).await;
-            return Ok(Err(Refusal::NoSubject));
-        };
-        let subject_format = request.subject_format.unwrap_or(app.sign_on.subject_format()).to_owned();
-        let participant = match existing {
-            Some(existing) => existing,
-            None => {
-                let new = Participant {
-                    session_id: session.id.clone(),
-                    app_id: app.id.clone(),
-                    name_id: subject.clone(),
-                    name_id_format: subject_format.clone(),
-                    session_index: new_session_index(),
-                    created: self.clock.now(),
-                };
-                // Another node may have answered the same session at the same moment: the record
-                // kept is the one the app must be told.
-                self.store.add_participant(&new).await?
-            }
-        };
-        let grant = Grant {
-            user_id: user.id.clone(),
-            session_id: session.id.clone(),
-            subject,
-            subject_format,
-            session_index: participant.session_index,
-            authn_instant: session.authenticated_at(),
-            attributes: app.sign_on.attributes_for(&about, &groups),
-        };
-        let answer = encode(&grant)?;
-        self.record(app, user, Ok(()), request.client_ip).await;
-        Ok(Ok(answer))
-    }
-
-    /// The apps the user may use, with the assignment, in dashboard order (Okta's appLinks).
-    pub async fn app_links(&self, user_id: &str) -> Result<Vec<(App, AppUser)>, CoreError> {
-        let mut apps = self.store.list_user_apps(user_id).await?;
-        apps.retain(|(app, _)| app.is_active());
-        Ok(apps)
-    }
-
-    async fn record(&self, app: &App, user: &User, outcome: Result<(), Refusal>, client_ip: Option<&str>) {
-        let (result, reason) = match outcome {
-            Ok(()) => ("SUCCESS", None),
-            Err(refusal) => ("FAILURE", Some(refusal.as_str())),
-        };
-        let mut event = Event::new(
-            "user.authentication.sso",
-            &format!("User single sign on to app {}", app.label),
-            result,
-            Actor::user(&user.id, user.login()),
-            self.clock.now(),
-        )
-        .target(Target::new(&app.id, "AppInstance", &app.label))
-        .client(client_ip);
-        if let Some(reason) = reason {
-            event = event.reason(reason);
-        }
-        self.audit.record(event).await;
-    }
 }

@@ -4,18 +4,20 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
-use super::{Grant, GrantRequest, Participant, Refusal, SignOn};
+use super::service::SignOn;
+use super::{Decision, Grant, GrantEncoder, Participant, Reauthentication, Refusal, SignOnRequest, SignedOn};
 use crate::apps::query::AppQuery;
 use crate::apps::{App, AppStatus, AppUser, SamlSignOn, SignOn as AppSignOn};
 use crate::authn::{SessionToken, StoredTransaction};
 use crate::clock::{Clock, Timestamp};
-use crate::error::StoreError;
+use crate::error::{CoreError, StoreError};
 use crate::events::{AuditLog, Event};
 use crate::groups::query::GroupQuery;
 use crate::groups::{AppGroup, Group, GroupRef, GroupRule, GroupStats, MembershipSource};
 use crate::ids::secret_digest;
 use crate::policy::{PasswordPolicy, PolicyKind, PolicyRow};
-use crate::sessions::{BrowserRequest, CookieChange, EndReason, Session, TokenPrecedence};
+use crate::sessions::service::Sessions;
+use crate::sessions::{BrowserRequest, BrowserSession, CookieChange, EndReason, Session, TokenPrecedence};
 use crate::store::{
     AppStore, AuthnStore, GroupStore, PolicyStore, SessionStore, SignOnStore, StoreResult, UserStore,
 };
@@ -535,17 +537,64 @@ impl Org {
     /// A browser signed in as `user_id`: its `sid` cookie value.
     async fn signed_in(&self, user_id: &str) -> String {
         let token = self.session_token(user_id, &format!("token-of-{user_id}")).await;
-        let browser =
-            self.sign_on().browser(&request(None, Some(&token), TokenPrecedence::Token)).await.unwrap();
+        let browser = self.browser(&request(None, Some(&token), TokenPrecedence::Token)).await.unwrap();
         match browser.cookie {
             CookieChange::Set(secret) => secret.expose().to_owned(),
             _ => panic!("a valid token starts a session"),
         }
     }
 
+    /// The browser's session under the session-token rule, as the sign-on resolves it.
+    async fn browser(&self, request: &BrowserRequest<'_>) -> Result<BrowserSession, CoreError> {
+        Sessions { store: &self.store, clock: &FixedClock, audit: &self.audit }.browser(request).await
+    }
+
+    /// The grant decision alone, for a session already resolved.
     async fn grant(&self, session: &Session, user: &User, app: &App) -> Result<Grant, Refusal> {
-        let request = GrantRequest { app, subject_format: None, client_ip: Some("192.0.2.1") };
-        self.sign_on().grant(session, user, &request, |grant| Ok(grant.clone())).await.unwrap()
+        let request = SignOnRequest {
+            app,
+            browser: request(None, None, TokenPrecedence::Token),
+            subject_format: None,
+            reauthentication: Reauthentication::NotRequired,
+        };
+        self.sign_on().grant(session, user, &request, &GrantItself).await.unwrap()
+    }
+
+    /// A whole sign-on to `app`, the way a protocol asks for one.
+    async fn sign_on_to(
+        &self,
+        app: &App,
+        cookie: Option<&str>,
+        token: Option<&str>,
+        reauthentication: Reauthentication,
+    ) -> SignedOn<Grant> {
+        let request = SignOnRequest {
+            app,
+            browser: request(cookie, token, TokenPrecedence::Token),
+            subject_format: None,
+            reauthentication,
+        };
+        self.sign_on().sign_on(&request, &GrantItself).await.unwrap()
+    }
+}
+
+/// An encoder whose answer is the grant itself.
+struct GrantItself;
+
+impl GrantEncoder for GrantItself {
+    type Answer = Grant;
+    async fn encode(&self, grant: &Grant) -> Result<Grant, CoreError> {
+        Ok(grant.clone())
+    }
+}
+
+/// An encoder that cannot write its answer.
+struct Unwritable;
+
+impl GrantEncoder for Unwritable {
+    type Answer = ();
+    async fn encode(&self, _: &Grant) -> Result<(), CoreError> {
+        Err(CoreError::validation("profile", "a character XML cannot carry"))
     }
 }
 
@@ -567,7 +616,7 @@ fn request<'r>(
 async fn an_assigned_user_gets_a_grant_with_subject_attributes_and_one_participant_record() {
     let org = Org::new().await;
     let cookie = org.signed_in("00ualice").await;
-    let browser = org.sign_on().browser(&request(Some(&cookie), None, TokenPrecedence::Token)).await.unwrap();
+    let browser = org.browser(&request(Some(&cookie), None, TokenPrecedence::Token)).await.unwrap();
     let (session, user) = browser.current.expect("the cookie names a live session");
     assert!(matches!(browser.cookie, CookieChange::Keep));
 
@@ -603,7 +652,7 @@ async fn an_assigned_user_gets_a_grant_with_subject_attributes_and_one_participa
 async fn an_unassigned_user_is_refused_and_the_refusal_is_logged() {
     let org = Org::new().await;
     let cookie = org.signed_in("00ubob").await;
-    let browser = org.sign_on().browser(&request(Some(&cookie), None, TokenPrecedence::Token)).await.unwrap();
+    let browser = org.browser(&request(Some(&cookie), None, TokenPrecedence::Token)).await.unwrap();
     let (session, user) = browser.current.unwrap();
 
     assert_eq!(org.grant(&session, &user, &org.app).await, Err(Refusal::NotAssigned));
@@ -616,13 +665,8 @@ async fn an_unassigned_user_is_refused_and_the_refusal_is_logged() {
 async fn an_inactive_app_is_refused_before_anything_is_recorded() {
     let org = Org::new().await;
     let cookie = org.signed_in("00ualice").await;
-    let (session, user) = org
-        .sign_on()
-        .browser(&request(Some(&cookie), None, TokenPrecedence::Token))
-        .await
-        .unwrap()
-        .current
-        .unwrap();
+    let (session, user) =
+        org.browser(&request(Some(&cookie), None, TokenPrecedence::Token)).await.unwrap().current.unwrap();
     let events_before = org.audit.summary().len();
     let mut inactive = org.app.clone();
     inactive.status = AppStatus::Inactive;
@@ -638,7 +682,7 @@ async fn a_deactivated_user_has_no_session_and_gets_no_grant() {
     let org = Org::new().await;
     // A token issued before Carol was deactivated is worth nothing now.
     let token = org.session_token("00ucarol", "carols-old-token").await;
-    let browser = org.sign_on().browser(&request(None, Some(&token), TokenPrecedence::Token)).await.unwrap();
+    let browser = org.browser(&request(None, Some(&token), TokenPrecedence::Token)).await.unwrap();
     assert!(browser.current.is_none());
     assert!(matches!(browser.cookie, CookieChange::Clear));
     assert_eq!(
@@ -662,8 +706,7 @@ async fn a_deactivated_user_has_no_session_and_gets_no_grant() {
         persistent: false,
     };
     org.store.insert_session(&survivor).await.unwrap();
-    let browser =
-        org.sign_on().browser(&request(Some("carols-cookie"), None, TokenPrecedence::Token)).await.unwrap();
+    let browser = org.browser(&request(Some("carols-cookie"), None, TokenPrecedence::Token)).await.unwrap();
     assert!(browser.current.is_none());
     assert_eq!(
         org.audit.summary().pop().unwrap(),
@@ -678,11 +721,8 @@ async fn a_valid_token_replaces_the_browsers_session_and_the_grant_goes_to_its_u
     let bobs_cookie = org.signed_in("00ubob").await;
     let alices_token = org.session_token("00ualice", "alices-token").await;
 
-    let browser = org
-        .sign_on()
-        .browser(&request(Some(&bobs_cookie), Some(&alices_token), TokenPrecedence::Token))
-        .await
-        .unwrap();
+    let browser =
+        org.browser(&request(Some(&bobs_cookie), Some(&alices_token), TokenPrecedence::Token)).await.unwrap();
     assert!(browser.from_token());
     let (session, user) = browser.current.unwrap();
     assert_eq!(user.id, "00ualice");
@@ -690,8 +730,7 @@ async fn a_valid_token_replaces_the_browsers_session_and_the_grant_goes_to_its_u
     assert_eq!(grant.subject, "alice@example.com");
 
     // Bob's session is over everywhere: his cookie names nothing now.
-    let after =
-        org.sign_on().browser(&request(Some(&bobs_cookie), None, TokenPrecedence::Token)).await.unwrap();
+    let after = org.browser(&request(Some(&bobs_cookie), None, TokenPrecedence::Token)).await.unwrap();
     assert!(after.current.is_none());
     let summary = org.audit.summary();
     let replaced = summary.iter().position(|e| e.2.as_deref() == Some("REPLACED_BY_SESSION_TOKEN")).unwrap();
@@ -706,21 +745,15 @@ async fn an_invalid_token_ends_the_session_and_cookie_precedence_keeps_it() {
     let bobs_token = org.session_token("00ubob", "bobs-token").await;
 
     // Okta Classic: the live session wins and the token is left unused.
-    let kept = org
-        .sign_on()
-        .browser(&request(Some(&cookie), Some(&bobs_token), TokenPrecedence::Cookie))
-        .await
-        .unwrap();
+    let kept =
+        org.browser(&request(Some(&cookie), Some(&bobs_token), TokenPrecedence::Cookie)).await.unwrap();
     assert_eq!(kept.current.unwrap().1.id, "00ualice");
     assert!(matches!(kept.cookie, CookieChange::Keep));
     assert!(org.store.tokens.lock().unwrap().iter().any(|(t, used)| t.user_id == "00ubob" && !used));
 
     // Under the token rule an unknown token ends the session and sends the browser to sign in.
-    let ended = org
-        .sign_on()
-        .browser(&request(Some(&cookie), Some("no-such-token"), TokenPrecedence::Token))
-        .await
-        .unwrap();
+    let ended =
+        org.browser(&request(Some(&cookie), Some("no-such-token"), TokenPrecedence::Token)).await.unwrap();
     assert!(ended.current.is_none());
     assert!(matches!(ended.cookie, CookieChange::Clear));
     assert!(
@@ -748,13 +781,8 @@ async fn a_profile_without_the_subject_attribute_is_refused() {
         .await
         .unwrap();
     let cookie = org.signed_in("00ualice").await;
-    let (session, user) = org
-        .sign_on()
-        .browser(&request(Some(&cookie), None, TokenPrecedence::Token))
-        .await
-        .unwrap()
-        .current
-        .unwrap();
+    let (session, user) =
+        org.browser(&request(Some(&cookie), None, TokenPrecedence::Token)).await.unwrap().current.unwrap();
 
     assert_eq!(org.grant(&session, &user, &by_nickname).await, Err(Refusal::NoSubject));
     assert!(org.store.participants.lock().unwrap().is_empty());
@@ -768,23 +796,74 @@ async fn a_profile_without_the_subject_attribute_is_refused() {
 async fn a_grant_whose_answer_cannot_be_written_logs_no_success() {
     let org = Org::new().await;
     let cookie = org.signed_in("00ualice").await;
-    let (session, user) = org
-        .sign_on()
-        .browser(&request(Some(&cookie), None, TokenPrecedence::Token))
-        .await
-        .unwrap()
-        .current
-        .unwrap();
     let events_before = org.audit.summary().len();
-    let request = GrantRequest { app: &org.app, subject_format: None, client_ip: None };
-    let failed = org
-        .sign_on()
-        .grant(&session, &user, &request, |_| -> Result<(), _> {
-            Err(crate::CoreError::validation("profile", "a character XML cannot carry"))
-        })
-        .await;
+    let request = SignOnRequest {
+        app: &org.app,
+        browser: request(Some(&cookie), None, TokenPrecedence::Token),
+        subject_format: None,
+        reauthentication: Reauthentication::NotRequired,
+    };
+    let failed = org.sign_on().sign_on(&request, &Unwritable).await;
     assert!(failed.is_err());
     assert_eq!(org.audit.summary().len(), events_before, "no sign-on is logged that did not happen");
+}
+
+#[tokio::test]
+async fn one_call_resolves_the_browser_and_decides_the_grant() {
+    let org = Org::new().await;
+    // A shared browser: Bob's cookie, Alice's token. The token wins and Alice is granted.
+    let bobs_cookie = org.signed_in("00ubob").await;
+    let alices_token = org.session_token("00ualice", "alices-token").await;
+    let signed = org
+        .sign_on_to(&org.app, Some(&bobs_cookie), Some(&alices_token), Reauthentication::NotRequired)
+        .await;
+    let Decision::Granted(grant) = signed.decision else { panic!("granted: {:?}", signed.decision) };
+    assert_eq!(grant.user_id, "00ualice");
+    assert!(matches!(signed.browser.cookie, CookieChange::Set(_)), "the browser gets Alice's cookie");
+
+    // No session: sign in first, and nothing about the app is logged.
+    let events_before = org.audit.summary().len();
+    let signed = org.sign_on_to(&org.app, None, None, Reauthentication::NotRequired).await;
+    assert!(matches!(signed.decision, Decision::SignInRequired));
+    assert_eq!(org.audit.summary().len(), events_before);
+
+    // Bob is signed in but not assigned.
+    let bobs_cookie = org.signed_in("00ubob").await;
+    let signed = org.sign_on_to(&org.app, Some(&bobs_cookie), None, Reauthentication::NotRequired).await;
+    assert!(matches!(signed.decision, Decision::Refused(Refusal::NotAssigned)));
+}
+
+#[tokio::test]
+async fn an_inactive_app_spends_no_session_token() {
+    let org = Org::new().await;
+    let mut inactive = org.app.clone();
+    inactive.status = AppStatus::Inactive;
+    let token = org.session_token("00ualice", "alices-token").await;
+    let signed = org.sign_on_to(&inactive, None, Some(&token), Reauthentication::NotRequired).await;
+    assert!(matches!(signed.decision, Decision::Refused(Refusal::AppInactive)));
+    assert!(matches!(signed.browser.cookie, CookieChange::Keep));
+    assert!(org.store.tokens.lock().unwrap().iter().any(|(t, used)| t.user_id == "00ualice" && !used));
+}
+
+#[tokio::test]
+async fn reauthentication_is_met_only_by_a_fresh_sign_in() {
+    let org = Org::new().await;
+    let cookie = org.signed_in("00ualice").await;
+    // ForceAuthn on the request itself: the cookie's session will not do, a token with it does.
+    let signed = org.sign_on_to(&org.app, Some(&cookie), None, Reauthentication::WithRequest).await;
+    assert!(matches!(signed.decision, Decision::SignInRequired));
+    assert!(matches!(signed.browser.cookie, CookieChange::Keep), "the session stays for the sign-in page");
+    let token = org.session_token("00ualice", "fresh-token").await;
+    let signed = org.sign_on_to(&org.app, Some(&cookie), Some(&token), Reauthentication::WithRequest).await;
+    assert!(matches!(signed.decision, Decision::Granted(_)));
+    let CookieChange::Set(fresh) = signed.browser.cookie else { panic!("the token starts a session") };
+
+    // A parked request: only an authentication after it arrived answers it.
+    let signed = org.sign_on_to(&org.app, Some(fresh.expose()), None, Reauthentication::After(NOW)).await;
+    assert!(matches!(signed.decision, Decision::SignInRequired), "signed in at NOW, not after");
+    let before = Timestamp(NOW.millis() - 1);
+    let signed = org.sign_on_to(&org.app, Some(fresh.expose()), None, Reauthentication::After(before)).await;
+    assert!(matches!(signed.decision, Decision::Granted(_)));
 }
 
 #[tokio::test]
@@ -807,13 +886,8 @@ async fn a_user_in_an_assigned_group_gets_a_grant_with_the_groups_the_filter_pas
     }
     org.store.app_groups.lock().unwrap().push(("0oa3".into(), "00gsales".into()));
     let cookie = org.signed_in("00ubob").await;
-    let (session, user) = org
-        .sign_on()
-        .browser(&request(Some(&cookie), None, TokenPrecedence::Token))
-        .await
-        .unwrap()
-        .current
-        .unwrap();
+    let (session, user) =
+        org.browser(&request(Some(&cookie), None, TokenPrecedence::Token)).await.unwrap().current.unwrap();
     assert_eq!(
         org.grant(&session, &user, &by_group).await,
         Err(Refusal::NotAssigned),

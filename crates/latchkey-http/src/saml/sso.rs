@@ -9,9 +9,10 @@
 //! the user. Without a session (or with ForceAuthn) the request is parked in the database and the
 //! browser goes to the sign-in page, which returns to `…/sso/saml?resume=<id>`.
 //!
-//! The path of a sign-on: this module resolves the app and the request, the core's sign-on service
-//! resolves the browser's session and decides the grant, the core's SAML encoder writes the signed
-//! Response, and `web` posts it.
+//! The path of a sign-on: this module resolves the app and checks the request, then makes one
+//! call to the core's sign-on service ([`SignOn::sign_on`](latchkey_core::signon::service::SignOn::sign_on)),
+//! which resolves the browser's session, decides the grant and has the core's SAML encoder write
+//! the signed Response; `web` posts it.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,18 +20,21 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use latchkey_core::CoreError;
 use latchkey_core::apps::SamlApp;
 use latchkey_core::apps::sso::PendingSso;
 use latchkey_core::ids::{Secret, secret_digest};
-use latchkey_core::saml::grant::{Recipient, encode_grant};
+use latchkey_core::saml::grant::{Recipient, SamlResponse};
 use latchkey_core::saml::inbound::{self, AuthnRequest, SamlMessage};
 use latchkey_core::saml::logout::post_binding_value;
 use latchkey_core::saml::response::{self, ErrorResponseParams, status};
 use latchkey_core::saml::{MessageParam, new_saml_id};
 use latchkey_core::sessions::{BrowserRequest, BrowserSession};
-use latchkey_core::signon::{Grant, GrantRequest, Refusal, check_app};
+use latchkey_core::signing_keys::service::SigningKeys;
+use latchkey_core::signon::{
+    Decision, Grant, GrantEncoder, Reauthentication, Refusal, SignOnRequest, SignedOn, check_app,
+};
 use latchkey_core::store::{AppStore, SamlStore};
+use latchkey_core::{CoreError, StoreError};
 
 use super::{RefusedFor, SignatureCheck, refusal};
 use crate::error::ApiError;
@@ -60,54 +64,54 @@ struct Answer<'a> {
     name_id_format: Option<&'a str>,
 }
 
-/// The browser's session under the session-token rule. An empty `sessionToken` on these URLs is
-/// no token (the sign-on goes on with the cookie, if any).
-async fn browser(
+/// The sign-on core's decision for `answer.app`, with the grant encoded by `encoder`. The
+/// browser's session is resolved under the session-token rule: an empty `sessionToken` on these
+/// URLs is no token (the sign-on goes on with the cookie, if any).
+async fn sign_on<E: GrantEncoder>(
     state: &AppState,
     headers: &HeaderMap,
     token: Option<&str>,
     ip: Option<&str>,
-) -> Result<BrowserSession, ApiError> {
+    answer: &Answer<'_>,
+    reauthentication: Reauthentication,
+    encoder: &E,
+) -> Result<SignedOn<E::Answer>, ApiError> {
     let cookie = web::cookie_value(headers, web::cookies::SID);
-    let request = BrowserRequest {
-        cookie: cookie.as_deref(),
-        session_token: token.filter(|t| !t.is_empty()),
-        precedence: state.config.session_token_precedence,
-        persistent: false,
-        client_ip: ip,
+    let request = SignOnRequest {
+        app: answer.app.app,
+        browser: BrowserRequest {
+            cookie: cookie.as_deref(),
+            session_token: token.filter(|t| !t.is_empty()),
+            precedence: state.config.session_token_precedence,
+            persistent: false,
+            client_ip: ip,
+        },
+        subject_format: answer.name_id_format,
+        reauthentication,
     };
-    Ok(state.sessions().browser(&request).await?)
+    Ok(state.sign_on().sign_on(&request, encoder).await?)
 }
 
-/// Everything after the browser has a session: the sign-on core's grant, encoded as a signed
-/// Response and posted to the ACS; a refusal is a page. The cookie change of the session-token
-/// rule goes with either.
-async fn answer(
-    state: &AppState,
-    browser: &BrowserSession,
-    answer: Answer<'_>,
-    ip: Option<&str>,
-) -> Result<Response, ApiError> {
-    let app = answer.app;
-    let Some((session, user)) = &browser.current else {
-        return Ok(with_cookies(state, web::redirect(&web::sign_in_url(state, None)), browser));
-    };
-    let request = GrantRequest { app: app.app, subject_format: answer.name_id_format, client_ip: ip };
-    let keys = state.signing_keys().current().await?;
-    let to = Recipient { acs_url: answer.acs_url, in_response_to: answer.in_response_to };
-    let now = state.clock.now();
-    let encode = |grant: &Grant| {
-        encode_grant(grant, app, to, now, &keys.active).map_err(|e| {
-            // Only user data can make a response unbuildable (a character XML cannot carry).
-            CoreError::validation("profile", e.to_string())
-        })
-    };
-    let xml = match state.sign_on().grant(session, user, &request, encode).await? {
-        Ok(xml) => xml,
-        Err(refused) => return Ok(with_cookies(state, refused_sign_on(state, app, refused), browser)),
-    };
-    let response = saml_post(answer.acs_url, &xml, answer.relay_state);
-    Ok(with_cookies(state, response, browser))
+/// The Response for `answer`, signed with the organisation's active key.
+fn response_to<'a, S, O, A>(
+    answer: &Answer<'a>,
+    keys: &'a SigningKeys<'a, S, O, A>,
+) -> SamlResponse<'a, S, O, A> {
+    SamlResponse {
+        app: answer.app,
+        to: Recipient { acs_url: answer.acs_url, in_response_to: answer.in_response_to },
+        keys,
+    }
+}
+
+/// A granted sign-on posts its Response to the ACS, a refused one is a page; `None` when the
+/// browser must sign in first (each entry point answers that its own way).
+fn decided(state: &AppState, decision: Decision<String>, answer: &Answer<'_>) -> Option<Response> {
+    match decision {
+        Decision::Granted(xml) => Some(saml_post(answer.acs_url, &xml, answer.relay_state)),
+        Decision::Refused(refused) => Some(refused_sign_on(state, answer.app, refused)),
+        Decision::SignInRequired => None,
+    }
 }
 
 /// The page for a sign-on the core refused.
@@ -233,16 +237,6 @@ async fn embed_link_inner(
             Some("the RelayState of this link is longer than 80 bytes"),
         ));
     }
-    let browser = browser(state, headers, query_param(&pairs, "sessionToken"), ip).await?;
-    if browser.current.is_none() {
-        // Back here after sign-in, without the (now used) token.
-        let mut back = app.embed_path();
-        if let Some(relay) = query_param(&pairs, "RelayState").filter(|r| !r.is_empty()) {
-            back.push_str("?RelayState=");
-            back.extend(url::form_urlencoded::byte_serialize(relay.as_bytes()));
-        }
-        return Ok(with_cookies(state, web::redirect(&web::sign_in_url(state, Some(&back))), &browser));
-    }
     let acs = app.settings.sso_acs_url.clone();
     let to = Answer {
         app,
@@ -251,7 +245,21 @@ async fn embed_link_inner(
         relay_state: relay_state.as_deref(),
         name_id_format: None,
     };
-    answer(state, &browser, to, ip).await
+    let keys = state.signing_keys();
+    let token = query_param(&pairs, "sessionToken");
+    let signed =
+        sign_on(state, headers, token, ip, &to, Reauthentication::NotRequired, &response_to(&to, &keys))
+            .await?;
+    let response = decided(state, signed.decision, &to).unwrap_or_else(|| {
+        // Back here after sign-in, without the (now used) token.
+        let mut back = app.embed_path();
+        if let Some(relay) = query_param(&pairs, "RelayState").filter(|r| !r.is_empty()) {
+            back.push_str("?RelayState=");
+            back.extend(url::form_urlencoded::byte_serialize(relay.as_bytes()));
+        }
+        web::redirect(&web::sign_in_url(state, Some(&back)))
+    });
+    Ok(with_cookies(state, response, &signed.browser))
 }
 
 async fn sso_get(
@@ -452,38 +460,42 @@ async fn sp_initiated_inner(
     }
     let force = request.force_authn && app.settings.honor_force_authn;
     let token = inbound.param("sessionToken");
-    let browser = browser(state, headers, token.as_deref(), ip).await?;
-    // A token presented with the request is a fresh authentication, so it satisfies ForceAuthn.
-    let signed_in_enough = browser.current.is_some() && (!force || browser.from_token());
-    if request.is_passive && !signed_in_enough {
-        let response = status_response(state, app, &acs_url, &request.id, status::NO_PASSIVE, relay).await?;
-        return Ok(with_cookies(state, response, &browser));
-    }
-    if signed_in_enough {
-        let to = Answer {
-            app,
-            acs_url: &acs_url,
-            in_response_to: Some(&request.id),
-            relay_state: relay,
-            name_id_format: name_id_format.as_deref(),
-        };
-        return answer(state, &browser, to, ip).await;
-    }
-    let resume = Secret::generate();
-    let pending = PendingSso {
-        id_digest: resume.digest(),
-        app_id: app.id.clone(),
-        request_id: request.id.clone(),
-        acs_url,
-        relay_state,
-        force_authn: force,
-        name_id_format,
-        created: now,
-        expires_at: now.plus_seconds(PENDING_SECS),
+    let to = Answer {
+        app,
+        acs_url: &acs_url,
+        in_response_to: Some(&request.id),
+        relay_state: relay,
+        name_id_format: name_id_format.as_deref(),
     };
-    state.store.put_pending_sso(&pending).await?;
-    let response = web::redirect(&sign_in_for_resume(state, app, resume.expose(), force));
-    Ok(with_cookies(state, response, &browser))
+    // ForceAuthn: only a session token presented with the request is a fresh enough authentication.
+    let reauthentication = if force { Reauthentication::WithRequest } else { Reauthentication::NotRequired };
+    let keys = state.signing_keys();
+    let signed =
+        sign_on(state, headers, token.as_deref(), ip, &to, reauthentication, &response_to(&to, &keys))
+            .await?;
+    let response = match decided(state, signed.decision, &to) {
+        Some(response) => response,
+        None if request.is_passive => {
+            status_response(state, app, &acs_url, &request.id, status::NO_PASSIVE, relay).await?
+        }
+        None => {
+            let resume = Secret::generate();
+            let pending = PendingSso {
+                id_digest: resume.digest(),
+                app_id: app.id.clone(),
+                request_id: request.id.clone(),
+                acs_url: acs_url.clone(),
+                relay_state: relay_state.clone(),
+                force_authn: force,
+                name_id_format: name_id_format.clone(),
+                created: now,
+                expires_at: now.plus_seconds(PENDING_SECS),
+            };
+            state.store.put_pending_sso(&pending).await?;
+            web::redirect(&sign_in_for_resume(state, app, resume.expose(), force))
+        }
+    };
+    Ok(with_cookies(state, response, &signed.browser))
 }
 
 /// A request's signature against the app's policy: a present signature must verify with the
@@ -557,25 +569,6 @@ async fn resume_pending(
     if pending.app_id != app.id {
         return Ok(unknown_app(state, &app.external_key));
     }
-    let browser = browser(state, headers, token, ip).await?;
-    // ForceAuthn: only an authentication after the request arrived answers it.
-    let fresh_enough = browser
-        .current
-        .as_ref()
-        .is_some_and(|(session, _)| !pending.force_authn || session.authenticated_at() > pending.created);
-    if !fresh_enough {
-        let response = web::redirect(&sign_in_for_resume(state, app, resume, pending.force_authn));
-        return Ok(with_cookies(state, response, &browser));
-    }
-    if !state.store.delete_pending_sso(&pending.id_digest).await? {
-        return Ok(refusal(
-            state,
-            RefusedFor::App(&app),
-            BrowserError::ExpiredLink,
-            StatusCode::CONFLICT,
-            None,
-        ));
-    }
     let to = Answer {
         app,
         acs_url: &pending.acs_url,
@@ -583,5 +576,43 @@ async fn resume_pending(
         relay_state: pending.relay_state.as_deref(),
         name_id_format: pending.name_id_format.as_deref(),
     };
-    answer(state, &browser, to, ip).await
+    // ForceAuthn: only an authentication after the request arrived answers it.
+    let reauthentication = if pending.force_authn {
+        Reauthentication::After(pending.created)
+    } else {
+        Reauthentication::NotRequired
+    };
+    let keys = state.signing_keys();
+    let encoder = Resumed { response: response_to(&to, &keys), state, id_digest: &pending.id_digest };
+    match sign_on(state, headers, token, ip, &to, reauthentication, &encoder).await {
+        Ok(signed) => {
+            let response = decided(state, signed.decision, &to).unwrap_or_else(|| {
+                web::redirect(&sign_in_for_resume(state, app, resume, pending.force_authn))
+            });
+            Ok(with_cookies(state, response, &signed.browser))
+        }
+        Err(ApiError::Core(CoreError::Store(StoreError::Conflict(_)))) => {
+            Ok(refusal(state, RefusedFor::App(&app), BrowserError::ExpiredLink, StatusCode::CONFLICT, None))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A parked request's Response: the request is taken (once, on any node) as the grant is encoded,
+/// so two tabs resuming it get one Response; the other gets a `Conflict` (and no success logged).
+struct Resumed<'a, E> {
+    response: E,
+    state: &'a AppState,
+    id_digest: &'a str,
+}
+
+impl<E: GrantEncoder<Answer = String> + Sync> GrantEncoder for Resumed<'_, E> {
+    type Answer = String;
+
+    async fn encode(&self, grant: &Grant) -> Result<String, CoreError> {
+        if !self.state.store.delete_pending_sso(self.id_digest).await? {
+            return Err(StoreError::Conflict("the parked request was already answered".to_owned()).into());
+        }
+        self.response.encode(grant).await
+    }
 }

@@ -313,3 +313,34 @@ async fn a_used_resume_link_is_expired_even_with_a_session() {
     assert_eq!(anonymous.status, StatusCode::BAD_REQUEST);
     assert!(anonymous.posts_nothing());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_request_resumed_twice_at_once_is_answered_once() {
+    let s = setup().await;
+    let key = sp_key();
+    let mut browser = Browser::default();
+    let id = new_saml_id();
+    let parked =
+        browser.get(&s.app, &redirect_url(&s, &authn_request(&s, &id, "", ""), None, &key, false)).await;
+    assert_eq!(parked.status, StatusCode::FOUND, "{}", parked.body);
+    let resume = resume_url(parked.location());
+    // Signed in meanwhile (in another tab, say), then both tabs come back to the request.
+    let token = session_token(&s.app, "alice@example.com").await;
+    browser.get(&s.app, &format!("{}?sessionToken={token}", s.embed)).await;
+    let sid = browser.cookie("sid").unwrap().to_owned();
+    let mut tabs = [Browser::with_cookies(&[("sid", &sid)]), Browser::with_cookies(&[("sid", &sid)])];
+    let [first, second] = &mut tabs;
+    let (a, b) = tokio::join!(first.get(&s.app, &resume), second.get(&s.app, &resume));
+    let posted: Vec<&Page> =
+        [&a, &b].into_iter().filter(|page| page.field("SAMLResponse").is_some()).collect();
+    assert_eq!(posted.len(), 1, "one Response for one request: {} / {}", a.status, b.status);
+    assert!(posted[0].response_xml().contains(&format!("InResponseTo=\"{id}\"")));
+    // Expired (400) when the other tab had already taken it, a conflict (409) when both found it.
+    let other = if a.field("SAMLResponse").is_some() { &b } else { &a };
+    assert!(
+        [StatusCode::BAD_REQUEST, StatusCode::CONFLICT].contains(&other.status) && other.posts_nothing(),
+        "{}: {}",
+        other.status,
+        other.body
+    );
+}
