@@ -76,6 +76,53 @@ pub(crate) fn rsa_public_key_from_cert(cert_der: &[u8]) -> Result<&[u8], DerErro
     }
 }
 
+const TAG_INTEGER: u8 = 0x02;
+
+/// The modulus and public exponent of a PKCS#1 `RSAPublicKey` (RFC 8017 A.1.1), unsigned
+/// big-endian without leading zeros (as a JWK carries them: RFC 7518 §6.3.1).
+pub(crate) fn rsa_public_numbers(rsa_public_key: &[u8]) -> Result<(&[u8], &[u8]), DerError> {
+    let (key, _) = expect(rsa_public_key, TAG_SEQUENCE)?;
+    let (n, rest) = expect(key, TAG_INTEGER)?;
+    let (e, _) = expect(rest, TAG_INTEGER)?;
+    Ok((unsigned(n), unsigned(e)))
+}
+
+/// A DER INTEGER's contents as an unsigned number: without its leading zero bytes (one kept for 0).
+fn unsigned(int: &[u8]) -> &[u8] {
+    let zeros = int.iter().take_while(|&&b| b == 0).count();
+    &int[zeros.min(int.len().saturating_sub(1))..]
+}
+
+/// A PKCS#1 `RSAPublicKey` from its unsigned big-endian modulus and exponent.
+pub(crate) fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn push_len(out: &mut Vec<u8>, len: usize) {
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|&b| b == 0).collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+    }
+    fn integer(out: &mut Vec<u8>, value: &[u8]) {
+        let value = unsigned(value);
+        let pad = value.first().is_none_or(|&b| b & 0x80 != 0);
+        out.push(TAG_INTEGER);
+        push_len(out, value.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(value);
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 8);
+    integer(&mut body, n);
+    integer(&mut body, e);
+    let mut out = vec![TAG_SEQUENCE];
+    push_len(&mut out, body.len());
+    out.extend(body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,8 @@ pub enum IdKind {
     AppLink,
     Group,
     GroupRule,
+    /// An OpenID Connect client secret.
+    ClientSecret,
 }
 
 impl IdKind {
@@ -55,6 +57,7 @@ impl IdKind {
             IdKind::AppLink => "aln",
             IdKind::Group => "00g",
             IdKind::GroupRule => "0pr",
+            IdKind::ClientSecret => "ocs",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod filter;
 pub mod groups;
 pub mod ids;
 pub mod offload;
+pub mod oidc;
 pub mod password;
 pub mod policy;
 pub mod saml;

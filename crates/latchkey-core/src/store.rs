@@ -15,6 +15,7 @@ use crate::error::{CoreError, StoreError};
 use crate::events::{Event, LogQuery};
 use crate::groups::query::GroupQuery;
 use crate::groups::{AppGroup, Group, GroupRef, GroupRule, GroupStats, MembershipSource};
+use crate::oidc::{AuthorizationCode, IssuedToken, Redeemed};
 use crate::origins::TrustedOrigin;
 use crate::policy::{PasswordPolicy, Policies, PolicyKind, PolicyRow};
 use crate::sessions::{EndReason, Session};
@@ -558,6 +559,37 @@ pub trait RateLimitStore: Send + Sync {
     fn hit(&self, bucket: &str, window_start: Timestamp) -> impl Future<Output = StoreResult<i64>> + Send;
 }
 
+/// OAuth state: authorization codes (under their digests), issued tokens, and client assertion
+/// ids against replay.
+pub trait OAuthStore: Send + Sync {
+    fn insert_code(
+        &self,
+        digest: &str,
+        code: &AuthorizationCode,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Spends the code under `digest` in one conditional update, so that across every node one
+    /// request gets [`Redeemed::First`]; later ones get [`Redeemed::Again`] (a replay) until the
+    /// record is purged. An expired code is [`Redeemed::Unknown`].
+    fn redeem_code(&self, digest: &str, now: Timestamp)
+    -> impl Future<Output = StoreResult<Redeemed>> + Send;
+
+    fn insert_token(&self, token: &IssuedToken) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn find_token(&self, id: &str) -> impl Future<Output = StoreResult<Option<IssuedToken>>> + Send;
+
+    /// Revokes every token issued for the code under `digest`; how many.
+    fn revoke_code_tokens(&self, code_digest: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Records a client assertion's `jti` until `expires_at`; `false` when it was already seen.
+    fn remember_assertion(
+        &self,
+        app_id: &str,
+        jti: &str,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
 pub trait HealthStore: Send + Sync {
     /// A round trip to the database.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
@@ -580,6 +612,7 @@ pub trait Storage:
     + SigningKeyStore
     + SessionStore
     + EventStore
+    + OAuthStore
 {
 }
 
@@ -599,5 +632,6 @@ impl<T> Storage for T where
         + SigningKeyStore
         + SessionStore
         + EventStore
+        + OAuthStore
 {
 }

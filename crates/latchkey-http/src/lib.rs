@@ -9,8 +9,8 @@
 //! Layout: the shared modules — [`state`] (the state and the wiring of the core's use cases), `error`,
 //! `extract` (extractors), `middleware`, `request_id`, `hosts`, `hashing`, `audit` and `web` (what every
 //! browser-facing feature shares) — and the feature modules, one per part of the surface: the API routers
-//! (`users`, `apps`, `authn`, `sessions`, `policies`, `factors`, `origins`, `logs`, `health`), `browser`,
-//! `pages`, `saml` and `demo`. A feature module uses the shared ones and never another feature; this file
+//! (`users`, `apps`, `client_secrets`, `authn`, `sessions`, `policies`, `factors`, `origins`, `logs`, `health`), `browser`,
+//! `pages`, `saml`, `oidc` and `demo`. A feature module uses the shared ones and never another feature; this file
 //! composes the features into one router.
 
 mod audit;
@@ -27,11 +27,13 @@ mod web;
 mod apps;
 mod authn;
 mod browser;
+mod client_secrets;
 pub mod demo;
 mod factors;
 mod groups;
 mod health;
 mod logs;
+mod oidc;
 mod origins;
 mod pages;
 mod policies;
@@ -65,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .merge(apps::routes())
         .merge(groups::routes())
         .merge(saml::routes())
+        .merge(oidc::routes())
+        .merge(client_secrets::routes())
         .merge(authn::routes())
         .merge(policies::routes())
         .merge(factors::routes())

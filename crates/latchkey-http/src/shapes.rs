@@ -83,20 +83,18 @@ fn embed_link(state: &AppState, app: &App) -> String {
     state.link(&app.embed_path())
 }
 
-/// The app in Okta's `SamlApplication` shape.
+/// The app in Okta's shape for its sign-on mode (`SamlApplication`, `OpenIdConnectApplication`).
 pub(crate) async fn app(state: &AppState, app: &App) -> Result<Value, CoreError> {
-    let base = state.link(&format!("/api/v1/apps/{}", app.id));
-    let link_name = format!("{}_link", app.name);
+    let link_name = format!("{}_link", app.okta_name());
     let mut visibility = app.visibility.clone();
     visibility.entry("autoSubmitToolbar").or_insert(json!(false));
     visibility.entry("hide").or_insert(json!({"iOS": false, "web": false}));
     visibility.insert("appLinks".into(), json!({ link_name.clone(): true }));
     let kid = state.signing_keys().active_kid().await?;
-    let (lifecycle_name, lifecycle_op) =
-        if app.is_active() { ("deactivate", "deactivate") } else { ("activate", "activate") };
+    let (credentials, settings, links) = protocol_parts(state, app, kid, &link_name);
     Ok(json!({
         "id": app.id,
-        "name": app.name,
+        "name": app.okta_name(),
         "label": app.label,
         "status": app.status.as_str(),
         "created": app.created.to_iso(),
@@ -105,26 +103,55 @@ pub(crate) async fn app(state: &AppState, app: &App) -> Result<Value, CoreError>
         "visibility": visibility,
         "features": [],
         "signOnMode": app.sign_on.mode(),
-        "credentials": {
-            "userNameTemplate": {"template": "${source.login}", "type": "BUILT_IN"},
-            "signing": {"kid": kid},
-        },
-        "settings": {
-            "app": {},
-            "notifications": {"vpn": {"network": {"connection": "DISABLED"}, "message": null, "helpUrl": null}},
-            "signOn": match &app.sign_on {
-                SignOn::Saml2(saml) => saml.to_api_json(),
-            },
-        },
-        "_links": {
-            "appLinks": [{"name": link_name, "href": embed_link(state, app), "type": "text/html"}],
-            "metadata": {"href": format!("{base}/sso/saml/metadata"), "type": "application/xml"},
-            "users": {"href": format!("{base}/users")},
-            lifecycle_name: {"href": format!("{base}/lifecycle/{lifecycle_op}")},
-            "groups": {"href": format!("{base}/groups")},
-            "logo": [],
-        },
+        "credentials": credentials,
+        "settings": settings,
+        "_links": links,
     }))
+}
+
+/// `credentials`, `settings` and `_links` for the app's sign-on mode.
+fn protocol_parts(
+    state: &AppState,
+    app: &App,
+    kid: Option<String>,
+    link_name: &str,
+) -> (Value, Value, Value) {
+    let base = state.link(&format!("/api/v1/apps/{}", app.id));
+    let (lifecycle_name, lifecycle_op) =
+        if app.is_active() { ("deactivate", "deactivate") } else { ("activate", "activate") };
+    let mut credentials = json!({
+        "userNameTemplate": {"template": "${source.login}", "type": "BUILT_IN"},
+        "signing": {"kid": kid},
+    });
+    let mut settings = json!({
+        "app": {},
+        "notifications": {"vpn": {"network": {"connection": "DISABLED"}, "message": null, "helpUrl": null}},
+    });
+    let mut links = json!({
+        "appLinks": [{"name": link_name, "href": embed_link(state, app), "type": "text/html"}],
+        "users": {"href": format!("{base}/users")},
+        lifecycle_name: {"href": format!("{base}/lifecycle/{lifecycle_op}")},
+        "groups": {"href": format!("{base}/groups")},
+        "logo": [],
+    });
+    match &app.sign_on {
+        SignOn::Saml2(saml) => {
+            settings["signOn"] = saml.to_api_json();
+            links["metadata"] =
+                json!({"href": format!("{base}/sso/saml/metadata"), "type": "application/xml"});
+        }
+        SignOn::Oidc(oidc) => {
+            credentials["oauthClient"] = json!({
+                "autoKeyRotation": true,
+                "client_id": app.id,
+                "token_endpoint_auth_method": oidc.token_endpoint_auth_method.as_str(),
+                "pkce_required": oidc.pkce_required,
+            });
+            settings["oauthClient"] = oidc.settings_json();
+            links["clientSecrets"] = json!({"href": format!("{base}/credentials/secrets")});
+        }
+    }
+    (credentials, settings, links)
 }
 
 /// The Group object. `stats` adds `_embedded.stats` (`expand=stats`; Okta's SDKs spell its last

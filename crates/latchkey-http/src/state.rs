@@ -10,6 +10,7 @@ use latchkey_core::authn::machine::{Authn, AuthnLimits, AuthnOptions, AuthnView,
 use latchkey_core::crypto::MasterKey;
 use latchkey_core::events::{AuditLog as _, Event};
 use latchkey_core::groups::service::Groups;
+use latchkey_core::oidc::service::OAuth;
 use latchkey_core::policy::Policies;
 use latchkey_core::sessions::TokenPrecedence;
 use latchkey_core::sessions::service::Sessions;
@@ -167,6 +168,22 @@ impl AppState {
             cache: &self.signing_key_cache,
             offload: &SpawnBlocking,
             audit: &self.audit,
+        }
+    }
+
+    /// The OAuth use cases for a request that came to `org_url`, signing with `keys`.
+    pub(crate) fn oauth<'a>(
+        &'a self,
+        keys: &'a SigningKeys<'a, Store, SpawnBlocking, EventLog>,
+        org_url: &'a str,
+    ) -> OAuth<'a, Store, SpawnBlocking, EventLog> {
+        OAuth {
+            store: &self.store,
+            keys,
+            clock: self.clock.as_ref(),
+            audit: &self.audit,
+            org_url,
+            org_id: &self.config.org_id,
         }
     }
 

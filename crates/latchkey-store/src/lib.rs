@@ -18,6 +18,7 @@ mod groups;
 mod inline;
 mod migrate;
 mod node_cache;
+mod oauth;
 mod origins;
 mod rows;
 mod session_cache;

@@ -81,6 +81,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_group_cache.sql"),
         postgres: include_str!("../migrations/postgres/0011_group_cache.sql"),
     },
+    Migration {
+        version: 12,
+        name: "oauth",
+        sqlite: include_str!("../migrations/sqlite/0012_oauth.sql"),
+        postgres: include_str!("../migrations/postgres/0012_oauth.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

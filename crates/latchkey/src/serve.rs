@@ -95,6 +95,9 @@ async fn purge_expired(store: latchkey_store::Store) {
         if let Err(e) = latchkey_core::store::SamlStore::purge_saml(&store, now).await {
             tracing::warn!(error = %e, "purging expired SAML state failed");
         }
+        if let Err(e) = store.purge_oauth(now).await {
+            tracing::warn!(error = %e, "purging expired OAuth state failed");
+        }
         match latchkey_core::store::AuthnStore::purge_expired(&store, now).await {
             Ok(removed) => tracing::debug!(removed, "purged expired authentication state"),
             Err(e) => tracing::warn!(error = %e, "purging expired authentication state failed"),

@@ -7,6 +7,7 @@
 //! rest with a named field instead of dropping it. Only users assigned to an app ever get an
 //! assertion for it.
 
+pub mod oidc;
 pub mod query;
 pub mod sso;
 
@@ -17,6 +18,7 @@ use crate::clock::Timestamp;
 use crate::error::{CoreError, FieldError};
 use crate::expr::{Expression, Subject};
 use crate::groups::GroupRef;
+pub use oidc::{OIDC_APP_NAME, OPENID_CONNECT, OidcSignOn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppStatus {
@@ -65,6 +67,9 @@ pub struct App {
 /// Okta's `signOnMode` of a SAML 2.0 app.
 pub const SAML_2_0: &str = "SAML_2_0";
 
+/// What a participant record names an OpenID Connect subject's format (the `sub` claim, RFC 7519 §4.1.2).
+pub const OIDC_SUBJECT_FORMAT: &str = "urn:ietf:params:oauth:jwt-claim:sub";
+
 /// How an app signs its users on: Okta's `signOnMode`, with that mode's `settings.signOn`. Every
 /// protocol takes its settings from here; the sign-on decisions (may this user use the app, with
 /// which subject and attributes) are the same for all (`crate::signon`).
@@ -72,6 +77,8 @@ pub const SAML_2_0: &str = "SAML_2_0";
 pub enum SignOn {
     /// `SAML_2_0`
     Saml2(SamlSignOn),
+    /// `OPENID_CONNECT`
+    Oidc(OidcSignOn),
 }
 
 impl SignOn {
@@ -79,14 +86,16 @@ impl SignOn {
     pub fn mode(&self) -> &'static str {
         match self {
             SignOn::Saml2(_) => SAML_2_0,
+            SignOn::Oidc(_) => OPENID_CONNECT,
         }
     }
 
-    /// Parses `settings.signOn` as an admin sent it for `mode`.
+    /// Parses a SAML app's `settings.signOn` as an admin sent it (an OpenID Connect app's settings
+    /// are read by [`OidcSignOn::from_api`]).
     pub fn from_json(mode: &str, settings: &Value) -> Result<Self, CoreError> {
         match mode {
             SAML_2_0 => Ok(SignOn::Saml2(SamlSignOn::from_json(settings)?)),
-            _ => Err(CoreError::validation("signOnMode", "only SAML_2_0 apps are supported")),
+            _ => Err(CoreError::validation("signOnMode", "must be SAML_2_0 or OPENID_CONNECT")),
         }
     }
 
@@ -94,6 +103,7 @@ impl SignOn {
     pub fn from_stored(mode: &str, settings: &str) -> Result<Self, String> {
         match mode {
             SAML_2_0 => serde_json::from_str(settings).map(SignOn::Saml2).map_err(|e| e.to_string()),
+            OPENID_CONNECT => serde_json::from_str(settings).map(SignOn::Oidc).map_err(|e| e.to_string()),
             other => Err(format!("unknown sign-on mode {other:?}")),
         }
     }
@@ -102,14 +112,16 @@ impl SignOn {
     pub fn settings_json(&self) -> Result<String, serde_json::Error> {
         match self {
             SignOn::Saml2(saml) => serde_json::to_string(saml),
+            SignOn::Oidc(oidc) => serde_json::to_string(oidc),
         }
     }
 
-    /// The subject a protocol names the user by (a SAML NameID from the app's template), if the
-    /// user's profile yields one.
+    /// The subject a protocol names the user by (a SAML NameID from the app's template; an OpenID
+    /// Connect `sub`, the user id, as Okta's), if the user's profile yields one.
     pub fn subject_for(&self, subject: &Subject<'_>) -> Option<String> {
         match self {
             SignOn::Saml2(saml) => saml.name_id_for(subject),
+            SignOn::Oidc(_) => Some(subject.user.id.clone()),
         }
     }
 
@@ -118,6 +130,8 @@ impl SignOn {
     pub fn needs_groups(&self) -> bool {
         match self {
             SignOn::Saml2(saml) => saml.needs_groups(),
+            // Claims are made when tokens are issued, from the user as they are then.
+            SignOn::Oidc(_) => false,
         }
     }
 
@@ -125,6 +139,7 @@ impl SignOn {
     pub fn subject_format(&self) -> &str {
         match self {
             SignOn::Saml2(saml) => &saml.subject_name_id_format,
+            SignOn::Oidc(_) => OIDC_SUBJECT_FORMAT,
         }
     }
 
@@ -132,6 +147,7 @@ impl SignOn {
     pub fn attributes_for(&self, subject: &Subject<'_>, groups: &[GroupRef]) -> Vec<EvaluatedAttribute> {
         match self {
             SignOn::Saml2(saml) => saml.attributes_for(subject, groups),
+            SignOn::Oidc(_) => Vec::new(),
         }
     }
 }
@@ -145,12 +161,30 @@ impl App {
     pub fn saml(&self) -> Option<SamlApp<'_>> {
         match &self.sign_on {
             SignOn::Saml2(settings) => Some(SamlApp { app: self, settings }),
+            SignOn::Oidc(_) => None,
+        }
+    }
+
+    /// The app's OpenID Connect settings, if it is an OpenID Connect app.
+    pub fn oidc(&self) -> Option<&OidcSignOn> {
+        match &self.sign_on {
+            SignOn::Oidc(settings) => Some(settings),
+            SignOn::Saml2(_) => None,
+        }
+    }
+
+    /// Okta's `name`: generated per SAML app, `oidc_client` for every OpenID Connect app. (The
+    /// store keeps `name` unique, so an OpenID Connect app's stored name is `oidc_client_{id}`.)
+    pub fn okta_name(&self) -> &str {
+        match &self.sign_on {
+            SignOn::Saml2(_) => &self.name,
+            SignOn::Oidc(_) => OIDC_APP_NAME,
         }
     }
 
     /// The embed link's path (Okta: `/home/{appName}/{appId}/{linkId}`), which starts a sign-on.
     pub fn embed_path(&self) -> String {
-        format!("/home/{}/{}/{}", self.name, self.id, self.link_id)
+        format!("/home/{}/{}/{}", self.okta_name(), self.id, self.link_id)
     }
 }
 
@@ -485,10 +519,11 @@ fn compiled_regex(pattern: &str) -> Result<regex::Regex, String> {
     {
         return Ok(regex.clone());
     }
-    let regex = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(1 << 20)
-        .nest_limit(64)
-        .build()
+    let build = |text: &str| regex::RegexBuilder::new(text).size_limit(1 << 20).nest_limit(64).build();
+    // The pattern must stand on its own before it is anchored: `a)|(?:b` compiles only inside
+    // the wrapper, where it would match prefixes and suffixes (Okta's whole-name match refuses it).
+    build(pattern).map_err(|e| format!("filterValue is not a regular expression Latchkey can use: {e}"))?;
+    let regex = build(&format!("^(?:{pattern})$"))
         .map_err(|e| format!("filterValue is not a regular expression Latchkey can use: {e}"))?;
     if let Ok(mut cache) = CACHE.lock() {
         if cache.len() >= MAX_CACHED {
@@ -869,6 +904,16 @@ mod tests {
         assert!(!is_endpoint_url("https://user@sp.example.com/acs"));
         assert!(!is_endpoint_url("javascript:alert(1)"));
         assert!(!is_endpoint_url("https://sp.example.com/a#frag"));
+    }
+
+    #[test]
+    fn a_regex_group_filter_matches_whole_names_and_cannot_break_out_of_its_anchors() {
+        let filter = GroupFilter::new("REGEX", "Eng.*").unwrap();
+        assert!(filter.matches("Engineering") && !filter.matches("Staff Engineering"));
+        for escape in ["Eng)|(?:zzz", "zzz)|(?:.*team", ".*)|(?:zzz"] {
+            let refused = GroupFilter::new("REGEX", escape).unwrap_err();
+            assert!(!refused.contains("^(?:"), "the message shows the admin's pattern: {refused}");
+        }
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Grant {
     pub session_index: String,
     /// When the user last proved who they are in this session (SAML `AuthnInstant`).
     pub authn_instant: Timestamp,
+    /// How the user authenticated in this session (RFC 8176 values: `pwd`, `otp`, `mfa`).
+    pub amr: Vec<String>,
     pub attributes: Vec<EvaluatedAttribute>,
 }
 

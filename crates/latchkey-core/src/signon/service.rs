@@ -112,6 +112,7 @@ where
             subject_format,
             session_index: participant.session_index,
             authn_instant: session.authenticated_at(),
+            amr: session.amr.clone(),
             attributes: app.sign_on.attributes_for(&about, &groups),
         };
         let answer = encoder.encode(&grant).await?;

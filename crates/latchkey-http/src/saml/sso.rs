@@ -217,9 +217,21 @@ async fn embed_link_inner(
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let found = match state.store.find_app(app_id).await? {
-        Some(app) if app.id == app_id && app.name == app_name && app.link_id == link_id => app,
+        Some(app) if app.id == app_id && app.okta_name() == app_name && app.link_id == link_id => app,
         _ => return Ok(unknown_app(state, app_id)),
     };
+    // An OpenID Connect app's tile starts a sign-in at the app (OpenID Connect Core §4,
+    // third-party initiated login); the app then sends the browser to `authorize`.
+    if let Some(oidc) = found.oidc() {
+        return Ok(match (&oidc.client.initiate_login_uri, found.is_active()) {
+            (Some(uri), true) => {
+                let separator = if uri.contains('?') { '&' } else { '?' };
+                let issuer: String = url::form_urlencoded::byte_serialize(state.base().as_bytes()).collect();
+                web::redirect(&format!("{uri}{separator}iss={issuer}"))
+            }
+            _ => unknown_app(state, app_id),
+        });
+    }
     let Some(app) = found.saml() else { return Ok(unknown_app(state, app_id)) };
     if let Some(refused) = usable(state, app) {
         return Ok(refused);

@@ -28,6 +28,34 @@ pub(crate) fn auto_post(action: &str, fields: &[(&str, &str)]) -> Response {
     response
 }
 
+/// Okta's `okta_post_message` answer: a page that hands `fields` to the window that opened it (a
+/// popup) or holds it (a hidden iframe), addressed to `target_origin` only, so no other origin can
+/// read a code or a token. The data is JSON in a script, with `<` escaped so that no value can
+/// end the script element.
+pub(crate) fn post_message(target_origin: &str, fields: &[(&str, &str)]) -> Response {
+    let nonce = latchkey_core::ids::random_alphanumeric(24);
+    let data: serde_json::Map<String, serde_json::Value> =
+        fields.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned()))).collect();
+    let json = |value: serde_json::Value| value.to_string().replace('<', "\\u003c");
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Continue</title></head>\n<body>\n\
+         <script nonce=\"{nonce}\">(window.opener || window.parent).postMessage({data}, {origin});</script>\n</body></html>\n",
+        data = json(serde_json::Value::Object(data)),
+        origin = json(serde_json::Value::String(target_origin.to_owned())),
+    );
+    let csp = format!("default-src 'none'; script-src 'nonce-{nonce}'; base-uri 'none'");
+    let mut response = (StatusCode::OK, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    response
+}
+
 fn form_html(action: &str, fields: &[(&str, &str)], nonce: Option<&str>) -> String {
     let mut html = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Continue</title></head>\n<body>\n",
@@ -83,7 +111,7 @@ fn html_attr(out: &mut String, value: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{form_html, html_attr};
+    use super::{form_html, html_attr, post_message};
 
     #[test]
     fn attribute_escaping_keeps_every_other_character() {
@@ -93,6 +121,15 @@ mod tests {
         let mut plain = String::new();
         html_attr(&mut plain, "PD94bWwg+/=");
         assert_eq!(plain, "PD94bWwg+/=");
+    }
+
+    #[tokio::test]
+    async fn a_posted_message_cannot_end_its_script_and_names_its_origin() {
+        let response = post_message("https://app.test", &[("state", "</script><script>alert(1)</script>")]);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert_eq!(html.matches("</script>").count(), 1, "{html}");
+        assert!(html.contains(r#"postMessage({"state":"\u003c/script>\u003cscript>alert(1)\u003c/script>"}, "https://app.test")"#), "{html}");
     }
 
     #[test]

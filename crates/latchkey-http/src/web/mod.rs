@@ -18,7 +18,7 @@ mod templates;
 
 pub use templates::Pages;
 
-pub(crate) use auto_post::auto_post;
+pub(crate) use auto_post::{auto_post, post_message};
 pub(crate) use cookies::{browser_session, browser_session_id, cookie_value};
 pub(crate) use forms::Form;
 pub(crate) use page::{BrowserError, Ui, error_page, error_page_with_detail, redirect, see_other};

@@ -140,6 +140,8 @@ pub(crate) enum BrowserError {
     UnknownApp,
     NotAssigned,
     InvalidSamlRequest,
+    /// An OAuth authorization request from an unknown client or for an unregistered redirect URI.
+    InvalidOAuthRequest,
     /// An app that an administrator turned off.
     AppUnavailable,
     /// A logout message from an app that cannot be accepted.
@@ -161,6 +163,7 @@ impl BrowserError {
             BrowserError::UnknownApp => "no active app matches the URL",
             BrowserError::NotAssigned => "the user is not assigned to the app",
             BrowserError::InvalidSamlRequest => "invalid SAML request",
+            BrowserError::InvalidOAuthRequest => "invalid OAuth authorization request",
             BrowserError::AppUnavailable => "the app is inactive",
             BrowserError::InvalidLogoutRequest => "invalid logout message",
             BrowserError::BadRedirect => "the redirect target is missing or not trusted",
@@ -177,7 +180,10 @@ impl BrowserError {
             BrowserError::ExpiredLink => ("error.expired_link.title", "error.expired_link.message"),
             BrowserError::UnknownApp => ("error.unknown_app.title", "error.unknown_app.message"),
             BrowserError::NotAssigned => ("error.not_assigned.title", "error.not_assigned.message"),
-            BrowserError::InvalidSamlRequest => ("error.invalid_saml.title", "error.invalid_saml.message"),
+            // The same words: an app sent a sign-in request that cannot be accepted.
+            BrowserError::InvalidSamlRequest | BrowserError::InvalidOAuthRequest => {
+                ("error.invalid_saml.title", "error.invalid_saml.message")
+            }
             BrowserError::AppUnavailable => ("error.app_unavailable.title", "error.app_unavailable.message"),
             BrowserError::InvalidLogoutRequest => {
                 ("error.invalid_logout.title", "error.invalid_logout.message")

@@ -14,6 +14,7 @@ mod errors;
 mod groups;
 mod hosts;
 mod logs;
+mod oidc;
 mod origins;
 mod pages;
 mod saml;

@@ -1170,3 +1170,77 @@ pub async fn apps_assigned_to_groups_reach_their_members(store: &Store) {
     );
     assert_eq!(store.find_sso_grant("0oag", "00uin", "102s").await.unwrap(), None);
 }
+
+fn code_for(app_id: &str, expires_at: i64) -> latchkey_core::oidc::AuthorizationCode {
+    latchkey_core::oidc::AuthorizationCode {
+        app_id: app_id.to_owned(),
+        server: latchkey_core::oidc::Server::Org,
+        user_id: "00uoauth".to_owned(),
+        session_id: "102oauth".to_owned(),
+        redirect_uri: "https://rp.example.com/cb".to_owned(),
+        scopes: vec!["openid".to_owned()],
+        nonce: Some("n".to_owned()),
+        code_challenge: None,
+        auth_time: Timestamp(1_000),
+        amr: vec!["pwd".to_owned()],
+        expires_at: Timestamp(expires_at),
+    }
+}
+
+pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store) {
+    use latchkey_core::oidc::{IssuedToken, Redeemed, TokenKind};
+    use latchkey_core::store::OAuthStore;
+    store.insert_user(&user("00uoauth", "oauth@example.com")).await.unwrap();
+    store.insert_app(&saml_app("0oaoauth", "oauth_app", "OAuth")).await.unwrap();
+    let code = code_for("0oaoauth", 60_000);
+    store.insert_code("digest-1", &code).await.unwrap();
+    // Eight requests present the same code at once: exactly one spends it.
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.redeem_code("digest-1", Timestamp(1_000)).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for attempt in attempts {
+        outcomes.push(attempt.await.unwrap());
+    }
+    let first = outcomes.iter().filter(|o| matches!(o, Redeemed::First(_))).count();
+    let again = outcomes.iter().filter(|o| matches!(o, Redeemed::Again(_))).count();
+    assert_eq!((first, again), (1, 7), "{outcomes:?}");
+    assert!(
+        matches!(store.redeem_code("digest-1", Timestamp(2_000)).await.unwrap(), Redeemed::Again(c) if c == code)
+    );
+    assert_eq!(store.redeem_code("unknown", Timestamp(1_000)).await.unwrap(), Redeemed::Unknown);
+    store.insert_code("digest-2", &code_for("0oaoauth", 5_000)).await.unwrap();
+    assert_eq!(store.redeem_code("digest-2", Timestamp(5_000)).await.unwrap(), Redeemed::Unknown, "expired");
+
+    let token = IssuedToken {
+        id: "AT.1".to_owned(),
+        kind: TokenKind::Access,
+        app_id: "0oaoauth".to_owned(),
+        user_id: Some("00uoauth".to_owned()),
+        session_id: Some("102oauth".to_owned()),
+        code_digest: Some("digest-1".to_owned()),
+        scopes: vec!["openid".to_owned(), "email".to_owned()],
+        expires_at: Timestamp(3_600_000),
+        revoked: false,
+    };
+    store.insert_token(&token).await.unwrap();
+    assert_eq!(store.find_token("AT.1").await.unwrap().as_ref(), Some(&token));
+    assert_eq!(store.revoke_code_tokens("digest-1").await.unwrap(), 1);
+    assert!(store.find_token("AT.1").await.unwrap().unwrap().revoked);
+    assert_eq!(store.revoke_code_tokens("digest-1").await.unwrap(), 0, "already revoked");
+
+    assert!(store.remember_assertion("0oaoauth", "jti-1", Timestamp(60_000)).await.unwrap());
+    assert!(!store.remember_assertion("0oaoauth", "jti-1", Timestamp(60_000)).await.unwrap(), "a replay");
+
+    // Purged once expired (a spent code is kept an hour longer to recognise replays).
+    store.purge_oauth(Timestamp(3_600_000 + 60_000 + 1)).await.unwrap();
+    assert!(store.find_token("AT.1").await.unwrap().is_none());
+    assert_eq!(store.redeem_code("digest-1", Timestamp(1_000)).await.unwrap(), Redeemed::Unknown);
+    // Deleting the app takes its codes and tokens with it.
+    store.insert_code("digest-3", &code_for("0oaoauth", 60_000)).await.unwrap();
+    assert!(store.delete_app("0oaoauth").await.unwrap());
+    assert_eq!(store.redeem_code("digest-3", Timestamp(1_000)).await.unwrap(), Redeemed::Unknown);
+}

@@ -75,6 +75,7 @@ conformance!(
     rules_are_stored_and_replaced,
     apps_assigned_to_groups_reach_their_members,
     a_users_groups_follow_memberships_and_renames,
+    oauth_codes_are_spent_once_and_replays_are_told_apart,
 );
 
 /// Connections are pinged only after idling (not before every use): one the server cut while idle

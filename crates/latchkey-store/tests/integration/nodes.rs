@@ -386,3 +386,32 @@ async fn an_assignment_removed_on_one_node_is_refused_by_the_others_at_once() {
     check(&db.store, &second, Behind::Postgres(&admin)).await;
     close_nodes(db, second, admin).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_code_presented_on_two_nodes_at_once_is_redeemed_once() {
+    use latchkey_core::oidc::{AuthorizationCode, Redeemed, Server};
+    use latchkey_core::store::OAuthStore;
+    let Some((db, second, admin)) = two_nodes().await else { return };
+    db.store.insert_app(&saml_app("0oanodes", "nodes_app", "Nodes")).await.unwrap();
+    for round in 0..20 {
+        let code = AuthorizationCode {
+            app_id: "0oanodes".into(),
+            server: Server::Default,
+            user_id: "00una".into(),
+            session_id: "20a1".into(),
+            redirect_uri: "https://rp.example.com/cb".into(),
+            scopes: vec!["openid".into()],
+            nonce: None,
+            code_challenge: None,
+            auth_time: NOW,
+            amr: vec!["pwd".into()],
+            expires_at: Timestamp(NOW.millis() + 60_000),
+        };
+        let digest = format!("code-{round}");
+        db.store.insert_code(&digest, &code).await.unwrap();
+        let (a, b) = tokio::join!(db.store.redeem_code(&digest, NOW), second.redeem_code(&digest, NOW));
+        let firsts = [a.unwrap(), b.unwrap()].iter().filter(|r| matches!(r, Redeemed::First(_))).count();
+        assert_eq!(firsts, 1, "round {round}: one node spends the code, the other sees a replay");
+    }
+    close_nodes(db, second, admin).await;
+}

@@ -1,0 +1,458 @@
+//! The OAuth use cases over the stores: issuing a code for a sign-on grant, client
+//! authentication, the code-for-tokens exchange, and userinfo.
+
+use serde_json::{Map, Value, json};
+
+use super::authorize::{AuthorizeRequest, pkce_matches};
+use super::jwt;
+use super::{
+    AuthorizationCode, CODE_LIFETIME_SECS, ErrorCode, IssuedToken, OAuthError, Redeemed, Server,
+    TOKEN_LIFETIME_SECS, TokenKind,
+};
+use crate::apps::oidc::ClientAuthMethod;
+use crate::apps::{App, OidcSignOn};
+use crate::clock::{Clock, Timestamp};
+use crate::error::CoreError;
+use crate::events::{Actor, AuditLog, Event, Target};
+use crate::ids::{Secret, random_alphanumeric, secret_digest};
+use crate::offload::Offload;
+use crate::signing_keys::service::SigningKeys;
+use crate::signon::{Grant, GrantEncoder};
+use crate::store::{GroupStore, OAuthStore, SigningKeyStore, UserStore};
+use crate::users::User;
+
+/// The sign-on core's encoder for the code flow: the grant becomes a one-time authorization code.
+pub struct CodeIssuer<'a, S> {
+    pub store: &'a S,
+    pub clock: &'a dyn Clock,
+    pub app: &'a App,
+    pub request: &'a AuthorizeRequest,
+}
+
+impl<S: OAuthStore> GrantEncoder for CodeIssuer<'_, S> {
+    type Answer = String;
+
+    async fn encode(&self, grant: &Grant) -> Result<String, CoreError> {
+        let code = Secret::generate();
+        let record = AuthorizationCode {
+            app_id: self.app.id.clone(),
+            server: self.request.server,
+            user_id: grant.user_id.clone(),
+            session_id: grant.session_id.clone(),
+            redirect_uri: self.request.redirect_uri.clone(),
+            scopes: self.request.scopes.clone(),
+            nonce: self.request.nonce.clone(),
+            code_challenge: self.request.code_challenge.clone(),
+            auth_time: grant.authn_instant,
+            amr: grant.amr.clone(),
+            expires_at: self.clock.now().plus_seconds(CODE_LIFETIME_SECS),
+        };
+        self.store.insert_code(&code.digest(), &record).await?;
+        Ok(code.expose().to_owned())
+    }
+}
+
+/// How a client presented itself at the token endpoint.
+#[derive(Debug, Clone)]
+pub enum ClientCredentials {
+    /// HTTP Basic (RFC 6749 §2.3.1).
+    Basic { client_id: String, secret: String },
+    /// `client_id` and `client_secret` in the form.
+    Post { client_id: String, secret: String },
+    /// `client_id` only: a public client.
+    Public { client_id: String },
+    /// `client_assertion` (RFC 7523 §2.2); the client id is the assertion's `sub`.
+    Assertion { client_id: String, assertion: String },
+}
+
+impl ClientCredentials {
+    pub fn client_id(&self) -> &str {
+        match self {
+            ClientCredentials::Basic { client_id, .. }
+            | ClientCredentials::Post { client_id, .. }
+            | ClientCredentials::Public { client_id }
+            | ClientCredentials::Assertion { client_id, .. } => client_id,
+        }
+    }
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokens {
+    pub access_token: String,
+    pub id_token: Option<String>,
+    pub scope: String,
+    pub expires_in: i64,
+}
+
+/// The OAuth use cases, wired to their collaborators. `org_url` is the URL the request came to
+/// (a custom domain has its own issuer).
+pub struct OAuth<'a, S, O, A> {
+    pub store: &'a S,
+    pub keys: &'a SigningKeys<'a, S, O, A>,
+    pub clock: &'a dyn Clock,
+    pub audit: &'a A,
+    pub org_url: &'a str,
+    /// Okta's `idp` claim: the org's id.
+    pub org_id: &'a str,
+}
+
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, description)
+}
+
+fn invalid_client() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClient, "Client authentication failed.")
+}
+
+impl<S, O, A> OAuth<'_, S, O, A>
+where
+    S: OAuthStore + UserStore + GroupStore + SigningKeyStore,
+    O: Offload,
+    A: AuditLog,
+{
+    /// Checks that `presented` authenticates `app` as its registered method says (RFC 6749 §2.3;
+    /// RFC 7523 §3 for assertions). Any failure is the same `invalid_client`.
+    pub async fn authenticate_client(
+        &self,
+        server: Server,
+        app: &App,
+        presented: &ClientCredentials,
+    ) -> Result<(), OAuthError> {
+        let Some(oidc) = app.oidc() else { return Err(invalid_client()) };
+        if !app.is_active() {
+            return Err(invalid_client());
+        }
+        let method = oidc.token_endpoint_auth_method;
+        let ok = match (method, presented) {
+            (ClientAuthMethod::ClientSecretBasic, ClientCredentials::Basic { secret, .. })
+            | (ClientAuthMethod::ClientSecretPost, ClientCredentials::Post { secret, .. }) => {
+                oidc.secret_matches(secret)
+            }
+            (ClientAuthMethod::None, ClientCredentials::Public { .. }) => true,
+            (ClientAuthMethod::PrivateKeyJwt, ClientCredentials::Assertion { assertion, .. }) => {
+                self.client_assertion_valid(server, app, oidc, assertion).await
+            }
+            _ => false,
+        };
+        if ok { Ok(()) } else { Err(invalid_client()) }
+    }
+
+    /// RFC 7523 §3: `iss` and `sub` are the client, `aud` names our token endpoint, not expired,
+    /// signed by one of the client's registered RSA keys, and its `jti` unseen.
+    async fn client_assertion_valid(
+        &self,
+        server: Server,
+        app: &App,
+        oidc: &OidcSignOn,
+        assertion: &str,
+    ) -> bool {
+        let Ok((header, claims, signature)) = jwt::split(assertion) else { return false };
+        if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+            return false;
+        }
+        let kid = header.get("kid").and_then(Value::as_str);
+        let keys = oidc.client.jwks.as_ref().and_then(|j| j.get("keys")).and_then(Value::as_array);
+        let verified = keys.into_iter().flatten().any(|jwk| {
+            let kid_matches = kid.is_none_or(|kid| jwk.get("kid").and_then(Value::as_str) == Some(kid));
+            kid_matches
+                && jwt::rsa_public_key_of_jwk(jwk)
+                    .is_some_and(|der| jwt::verify_rs256(&der, assertion, &signature).is_ok())
+        });
+        if !verified {
+            return false;
+        }
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        let token_url = format!("{}{}/token", self.org_url, server.endpoint_base());
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => *aud == token_url,
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(token_url.as_str())),
+            _ => false,
+        };
+        let now = self.clock.now().epoch_seconds();
+        let exp = claims.get("exp").and_then(Value::as_i64);
+        let fresh = exp.is_some_and(|exp| exp > now && exp <= now + 3600);
+        let Some(jti) = text("jti") else { return false };
+        if text("iss") != Some(app.id.as_str())
+            || text("sub") != Some(app.id.as_str())
+            || !audience_ok
+            || !fresh
+        {
+            return false;
+        }
+        let expires = Timestamp::from_millis(exp.unwrap_or(now).saturating_mul(1000));
+        self.store.remember_assertion(&app.id, jti, expires).await.unwrap_or(false)
+    }
+
+    /// The `authorization_code` grant (RFC 6749 §4.1.3): the code is spent once; a second
+    /// presentation revokes what the first issued. The client was authenticated before.
+    pub async fn redeem_code(
+        &self,
+        app: &App,
+        server: Server,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_verifier: Option<&str>,
+    ) -> Result<Tokens, OAuthError> {
+        let Some(oidc) = app.oidc() else { return Err(invalid_client()) };
+        if !oidc.allows_grant("authorization_code") {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "The client is not authorized to use the provided grant type.",
+            ));
+        }
+        let digest = secret_digest(code);
+        let now = self.clock.now();
+        let redeemed = self.store.redeem_code(&digest, now).await.map_err(server_error)?;
+        let record = match redeemed {
+            Redeemed::First(record) => record,
+            Redeemed::Again(record) => {
+                let revoked = self.store.revoke_code_tokens(&digest).await.map_err(server_error)?;
+                self.log_refusal(
+                    app,
+                    Some(&record.user_id),
+                    "code replayed; the tokens it issued were revoked",
+                )
+                .await;
+                tracing::warn!(app = %app.id, revoked, "an authorization code was presented twice");
+                return Err(invalid_grant("The authorization code is invalid or has expired."));
+            }
+            Redeemed::Unknown => {
+                return Err(invalid_grant("The authorization code is invalid or has expired."));
+            }
+        };
+        // A code answers the client it was issued to, at the server that issued it.
+        if record.app_id != app.id || record.server != server {
+            return Err(invalid_grant("The authorization code is invalid or has expired."));
+        }
+        if redirect_uri != Some(record.redirect_uri.as_str()) {
+            return Err(invalid_grant(
+                "The 'redirect_uri' does not match the redirection URI used in the authorization request.",
+            ));
+        }
+        match (&record.code_challenge, code_verifier) {
+            (Some(challenge), Some(verifier)) if pkce_matches(challenge, verifier) => {}
+            (Some(_), _) => return Err(invalid_grant("PKCE verification failed.")),
+            (None, Some(_)) => {
+                return Err(invalid_grant(
+                    "PKCE verification failed: the authorization request had no code_challenge.",
+                ));
+            }
+            (None, None) => {}
+        }
+        let user = self.active_user(&record.user_id).await?;
+        let tokens = self.issue(app, &user, &record, Some(&digest)).await?;
+        self.log_issue(app, &user).await;
+        Ok(tokens)
+    }
+
+    async fn active_user(&self, user_id: &str) -> Result<User, OAuthError> {
+        match self.store.find_user(user_id).await.map_err(server_error)? {
+            Some(user) if user.id == user_id && user.may_have_sessions() => Ok(user),
+            _ => Err(invalid_grant("The user is not active.")),
+        }
+    }
+
+    /// Signs the access token and, for `openid`, the id_token, and records the access token.
+    async fn issue(
+        &self,
+        app: &App,
+        user: &User,
+        record: &AuthorizationCode,
+        code_digest: Option<&str>,
+    ) -> Result<Tokens, OAuthError> {
+        let keys = self.keys.current().await.map_err(server_error)?;
+        let now = self.clock.now();
+        let issuer = record.server.issuer(self.org_url);
+        let expires = now.plus_seconds(TOKEN_LIFETIME_SECS);
+        let jti = format!("AT.{}", random_alphanumeric(43));
+        let mut access = Map::new();
+        access.insert("ver".into(), json!(1));
+        access.insert("jti".into(), json!(jti));
+        access.insert("iss".into(), json!(issuer));
+        access.insert("aud".into(), json!(record.server.access_token_audience(self.org_url)));
+        access.insert("iat".into(), json!(now.epoch_seconds()));
+        access.insert("exp".into(), json!(expires.epoch_seconds()));
+        access.insert("cid".into(), json!(app.id));
+        access.insert("uid".into(), json!(user.id));
+        access.insert("scp".into(), json!(record.scopes));
+        access.insert("auth_time".into(), json!(record.auth_time.epoch_seconds()));
+        access.insert("sub".into(), json!(user.login()));
+        let access_token = jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?;
+        let id_token = if record.scopes.iter().any(|s| s == "openid") {
+            let mut claims = self.user_claims(user, &record.scopes).await?;
+            claims.insert("sub".into(), json!(user.id));
+            claims.insert("ver".into(), json!(1));
+            claims.insert("iss".into(), json!(issuer));
+            claims.insert("aud".into(), json!(app.id));
+            claims.insert("iat".into(), json!(now.epoch_seconds()));
+            claims.insert("exp".into(), json!(expires.epoch_seconds()));
+            claims.insert("jti".into(), json!(format!("ID.{}", random_alphanumeric(43))));
+            claims.insert("amr".into(), json!(record.amr));
+            claims.insert("idp".into(), json!(self.org_id));
+            claims.insert("sid".into(), json!(record.session_id));
+            claims.insert("auth_time".into(), json!(record.auth_time.epoch_seconds()));
+            claims.insert("at_hash".into(), json!(half_hash(&access_token)));
+            if let Some(nonce) = &record.nonce {
+                claims.insert("nonce".into(), json!(nonce));
+            }
+            Some(jwt::sign(&claims, &keys.active, None).map_err(|_| server_failure())?)
+        } else {
+            None
+        };
+        let issued = IssuedToken {
+            id: jti,
+            kind: TokenKind::Access,
+            app_id: app.id.clone(),
+            user_id: Some(user.id.clone()),
+            session_id: Some(record.session_id.clone()),
+            code_digest: code_digest.map(str::to_owned),
+            scopes: record.scopes.clone(),
+            expires_at: expires,
+            revoked: false,
+        };
+        self.store.insert_token(&issued).await.map_err(server_error)?;
+        Ok(Tokens { access_token, id_token, scope: record.scopes.join(" "), expires_in: TOKEN_LIFETIME_SECS })
+    }
+
+    /// The claims the scopes grant (OpenID Connect Core §5.4), from the user's profile now.
+    async fn user_claims(&self, user: &User, scopes: &[String]) -> Result<Map<String, Value>, OAuthError> {
+        let has = |scope: &str| scopes.iter().any(|s| s == scope);
+        let profile = &user.profile;
+        let text = |name: &str| profile.get(name).filter(|v| !v.is_empty()).map(|v| json!(v));
+        let mut claims = Map::new();
+        let mut put = |name: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                claims.insert(name.to_owned(), value);
+            }
+        };
+        if has("profile") {
+            let full = [profile.get("firstName"), profile.get("lastName")]
+                .into_iter()
+                .flatten()
+                .filter(|v| !v.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            put("name", (!full.is_empty()).then(|| json!(full)));
+            put("given_name", text("firstName"));
+            put("family_name", text("lastName"));
+            put("middle_name", text("middleName"));
+            put("nickname", text("nickName"));
+            put("preferred_username", Some(json!(user.login())));
+            put("profile", text("profileUrl"));
+            put("locale", text("locale"));
+            put("zoneinfo", text("timezone"));
+            put("updated_at", Some(json!(user.last_updated.epoch_seconds())));
+        } else {
+            put("preferred_username", Some(json!(user.login())));
+        }
+        if has("email") {
+            put("email", text("email"));
+            put("email_verified", profile.get("email").map(|_| json!(true)));
+        }
+        if has("phone") {
+            put("phone_number", text("mobilePhone").or_else(|| text("primaryPhone")));
+        }
+        if has("address") {
+            let mut address = Map::new();
+            for (claim, field) in [
+                ("street_address", "streetAddress"),
+                ("locality", "city"),
+                ("region", "state"),
+                ("postal_code", "zipCode"),
+                ("country", "countryCode"),
+            ] {
+                if let Some(value) = profile.get(field).filter(|v| !v.is_empty()) {
+                    address.insert(claim.into(), json!(value));
+                }
+            }
+            if !address.is_empty() {
+                claims.insert("address".into(), Value::Object(address));
+            }
+        }
+        if has("groups") {
+            let groups = self.store.user_group_refs(&user.id).await.map_err(server_error)?;
+            let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            claims.insert("groups".into(), json!(names));
+        }
+        Ok(claims)
+    }
+
+    /// `userinfo` (OpenID Connect Core §5.3): the claims of the access token's user for its scopes,
+    /// if the token is one of ours for `server`, live, not revoked, and its user active.
+    pub async fn userinfo(
+        &self,
+        server: Server,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, OAuthError> {
+        let invalid = || OAuthError::new(ErrorCode::InvalidToken, "The access token is invalid.");
+        let keys = self.keys.current().await.map_err(server_error)?;
+        let claims = jwt::verify(access_token, &keys).map_err(|_| invalid())?;
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        if text("iss") != Some(server.issuer(self.org_url).as_str()) {
+            return Err(invalid());
+        }
+        let now = self.clock.now();
+        if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now.epoch_seconds()) {
+            return Err(invalid());
+        }
+        let jti = text("jti").ok_or_else(invalid)?;
+        let issued = self.store.find_token(jti).await.map_err(server_error)?.ok_or_else(invalid)?;
+        if issued.revoked || issued.kind != TokenKind::Access || !issued.scopes.iter().any(|s| s == "openid")
+        {
+            return Err(invalid());
+        }
+        let user_id = issued.user_id.as_deref().ok_or_else(invalid)?;
+        let user = self.active_user(user_id).await.map_err(|_| invalid())?;
+        let mut claims = self.user_claims(&user, &issued.scopes).await?;
+        claims.insert("sub".into(), json!(user.id));
+        Ok(claims)
+    }
+
+    async fn log_issue(&self, app: &App, user: &User) {
+        let event = Event::new(
+            "app.oauth2.as.token.grant",
+            "OAuth2 authorization code exchanged for tokens",
+            "SUCCESS",
+            Actor::user(&user.id, user.login()),
+            self.clock.now(),
+        )
+        .target(Target::new(&app.id, "AppInstance", &app.label));
+        self.audit.record(event).await;
+    }
+
+    async fn log_refusal(&self, app: &App, user_id: Option<&str>, reason: &str) {
+        let actor = match user_id {
+            Some(id) => Actor::user(id, id),
+            None => Actor::system(),
+        };
+        let event = Event::new(
+            "app.oauth2.as.token.grant",
+            "OAuth2 token request refused",
+            "FAILURE",
+            actor,
+            self.clock.now(),
+        )
+        .target(Target::new(&app.id, "AppInstance", &app.label))
+        .reason(reason);
+        self.audit.record(event).await;
+    }
+}
+
+/// OpenID Connect Core §3.1.3.6 `at_hash`: base64url of the left half of the token's SHA-256.
+fn half_hash(token: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+fn server_failure() -> OAuthError {
+    OAuthError::new(ErrorCode::ServerError, "The server could not issue the tokens.")
+}
+
+fn server_error(error: impl Into<CoreError>) -> OAuthError {
+    let error: CoreError = error.into();
+    tracing::error!(%error, "OAuth request failed");
+    server_failure()
+}

@@ -1,0 +1,479 @@
+//! OpenID Connect at Okta's URLs: OIDC apps in the apps API with their client secrets, discovery
+//! and keys for both authorization servers, `authorize` under the session-token rule (RFC 6749
+//! §4.1, PKCE RFC 7636), the token endpoint (RFC 6749 §4.1.3, §5.2) and userinfo (OpenID Connect
+//! Core §5.3). Independent relying parties check the same flows end to end (`e2e/node/oidc.test.mjs`).
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::browser::Browser;
+use crate::support::{App, BASE, Reply, app_realtime};
+
+const PASSWORD: &str = "Correct-Horse-9";
+const REDIRECT: &str = "https://rp.example.com/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+struct Rp {
+    app: App,
+    client_id: String,
+    secret: String,
+    alice: String,
+}
+
+fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn oidc_app_body(extra_settings: Value) -> Value {
+    let mut settings = json!({
+        "redirect_uris": [REDIRECT],
+        "post_logout_redirect_uris": ["https://rp.example.com/"],
+        "response_types": ["code"],
+        "grant_types": ["authorization_code"],
+        "application_type": "web",
+    });
+    if let (Some(s), Some(e)) = (settings.as_object_mut(), extra_settings.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({
+        "name": "oidc_client",
+        "label": "Reports RP",
+        "signOnMode": "OPENID_CONNECT",
+        "credentials": {"oauthClient": {"token_endpoint_auth_method": "client_secret_basic"}},
+        "settings": {"oauthClient": settings},
+    })
+}
+
+async fn setup() -> Rp {
+    let app = app_realtime(|_| {}).await;
+    let created = app.call(Method::POST, "/api/v1/apps", oidc_app_body(json!({}))).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let client_id = created.body["id"].as_str().unwrap().to_owned();
+    let secret = created.body["credentials"]["oauthClient"]["client_secret"].as_str().unwrap().to_owned();
+    let alice = app.create_ok("alice@example.com").await;
+    let assigned =
+        app.call(Method::POST, &format!("/api/v1/apps/{client_id}/users"), json!({"id": alice})).await;
+    assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.body);
+    Rp { app, client_id, secret, alice }
+}
+
+async fn session_token(app: &App, login: &str) -> String {
+    let reply = app.public("/api/v1/authn", json!({"username": login, "password": PASSWORD})).await;
+    reply.body["sessionToken"].as_str().unwrap_or_else(|| panic!("{}", reply.body)).to_owned()
+}
+
+fn authorize_url(rp: &Rp, extra: &str) -> String {
+    format!(
+        "/oauth2/v1/authorize?client_id={}&redirect_uri={}&response_type=code&scope=openid%20profile%20email\
+         &state=st-1&nonce=n-1&code_challenge={}&code_challenge_method=S256{extra}",
+        rp.client_id,
+        url_encode(REDIRECT),
+        challenge(VERIFIER),
+    )
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The query parameters of a redirect to the relying party.
+fn callback_params(location: &str) -> Vec<(String, String)> {
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+async fn code_for(rp: &Rp, browser: &mut Browser, login: &str) -> String {
+    let token = session_token(&rp.app, login).await;
+    let page = browser.get(&rp.app, &authorize_url(rp, &format!("&sessionToken={token}"))).await;
+    assert_eq!(page.status, StatusCode::FOUND, "{}", page.body);
+    let params = callback_params(page.location());
+    assert_eq!(param(&params, "state"), Some("st-1"));
+    param(&params, "code").unwrap_or_else(|| panic!("{params:?}")).to_owned()
+}
+
+async fn token_request(rp: &Rp, auth: Option<(&str, &str)>, form: &[(&str, &str)]) -> Reply {
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri("/oauth2/v1/token")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some((id, secret)) = auth {
+        request =
+            request.header("authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
+    }
+    send(&rp.app, request.body(Body::from(body)).unwrap()).await
+}
+
+async fn send(app: &App, request: Request<Body>) -> Reply {
+    use tower::ServiceExt as _;
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply { status, headers, body }
+}
+
+async fn redeem(rp: &Rp, code: &str) -> Reply {
+    token_request(
+        rp,
+        Some((&rp.client_id, &rp.secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
+/// The claims of a JWT, after checking its RS256 signature against the published JWKS.
+async fn verified_claims(app: &App, token: &str) -> Value {
+    let jwks = app.call(Method::GET, "/oauth2/v1/keys", Value::Null).await;
+    let (header, claims, signature) = latchkey_core::oidc::jwt::split(token).unwrap();
+    let kid = header["kid"].as_str().unwrap();
+    let jwk = jwks.body["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("kid published");
+    let der = latchkey_core::oidc::jwt::rsa_public_key_of_jwk(jwk).unwrap();
+    latchkey_core::oidc::jwt::verify_rs256(&der, token, &signature).expect("signature verifies");
+    Value::Object(claims)
+}
+
+async fn userinfo(app: &App, access_token: &str) -> Reply {
+    let request = Request::builder()
+        .uri("/oauth2/v1/userinfo")
+        .header("authorization", format!("Bearer {access_token}"))
+        .body(Body::empty())
+        .unwrap();
+    send(app, request).await
+}
+
+#[tokio::test]
+async fn an_oidc_app_is_created_in_oktas_shape_and_its_secret_is_shown_once() {
+    let rp = setup().await;
+    let read = rp.app.call(Method::GET, &format!("/api/v1/apps/{}", rp.client_id), Value::Null).await;
+    assert_eq!(read.body["name"], "oidc_client");
+    assert_eq!(read.body["signOnMode"], "OPENID_CONNECT");
+    assert_eq!(read.body["credentials"]["oauthClient"]["client_id"], rp.client_id.as_str());
+    assert_eq!(read.body["credentials"]["oauthClient"]["token_endpoint_auth_method"], "client_secret_basic");
+    assert!(read.body["credentials"]["oauthClient"].get("client_secret").is_none(), "never read back");
+    assert_eq!(read.body["settings"]["oauthClient"]["redirect_uris"], json!([REDIRECT]));
+    assert_eq!(read.body["settings"]["oauthClient"]["application_type"], "web");
+    assert!(rp.secret.len() >= 40);
+    // Stored as a digest: the secret appears nowhere in the database row.
+    let apps = rp.app.call(Method::GET, "/api/v1/apps", Value::Null).await;
+    assert!(!apps.body.to_string().contains(&rp.secret));
+
+    // A second secret, shown once; the first cannot be deleted while active.
+    let secrets_url = format!("/api/v1/apps/{}/credentials/secrets", rp.client_id);
+    let added = rp.app.call(Method::POST, &secrets_url, Value::Null).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let second = added.body["client_secret"].as_str().unwrap().to_owned();
+    let listed = rp.app.call(Method::GET, &secrets_url, Value::Null).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 2);
+    assert!(!listed.body.to_string().contains(&second));
+    let first_id = listed.body[0]["id"].as_str().unwrap().to_owned();
+    let third = rp.app.call(Method::POST, &secrets_url, Value::Null).await;
+    assert_eq!(third.status, StatusCode::BAD_REQUEST, "at most two");
+    let delete_active = rp.app.call(Method::DELETE, &format!("{secrets_url}/{first_id}"), Value::Null).await;
+    assert_eq!(delete_active.status, StatusCode::BAD_REQUEST);
+    let deactivated = rp
+        .app
+        .call(Method::POST, &format!("{secrets_url}/{first_id}/lifecycle/deactivate"), Value::Null)
+        .await;
+    assert_eq!(deactivated.body["status"], "INACTIVE", "{}", deactivated.body);
+
+    // The deactivated secret no longer authenticates; the new one does.
+    let mut browser = Browser::default();
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let old = token_request(&rp, Some((&rp.client_id, &rp.secret)), &form).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED, "{}", old.body);
+    assert_eq!(old.body["error"], "invalid_client");
+    assert!(old.headers.get("www-authenticate").is_some());
+    let new = token_request(&rp, Some((&rp.client_id, &second)), &form).await;
+    assert_eq!(new.status, StatusCode::OK, "{}", new.body);
+}
+
+#[tokio::test]
+async fn bad_oidc_app_settings_are_refused_by_name() {
+    let app = app_realtime(|_| {}).await;
+    for (settings, field) in [
+        (json!({"redirect_uris": ["http://rp.example.com/cb"]}), "settings.oauthClient.redirect_uris"),
+        (json!({"redirect_uris": ["https://rp.example.com/cb#frag"]}), "settings.oauthClient.redirect_uris"),
+        (json!({"grant_types": ["password"]}), "settings.oauthClient.grant_types"),
+        (json!({"response_types": ["code", "token"]}), "settings.oauthClient.response_types"),
+        (json!({"consent_method": "REQUIRED"}), "settings.oauthClient.consent_method"),
+    ] {
+        let reply = app.call(Method::POST, "/api/v1/apps", oidc_app_body(settings.clone())).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{settings}: {}", reply.body);
+        assert!(reply.causes().iter().any(|c| c.starts_with(field)), "{settings}: {:?}", reply.causes());
+    }
+    let mut spa = oidc_app_body(json!({"application_type": "browser"}));
+    spa["credentials"]["oauthClient"]["token_endpoint_auth_method"] = json!("client_secret_basic");
+    let reply = app.call(Method::POST, "/api/v1/apps", spa).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "a browser app is a public client");
+}
+
+#[tokio::test]
+async fn discovery_and_keys_for_both_servers() {
+    let rp = setup().await;
+    let org = rp.app.call(Method::GET, "/.well-known/openid-configuration", Value::Null).await;
+    assert_eq!(org.status, StatusCode::OK);
+    assert_eq!(org.body["issuer"], BASE);
+    assert_eq!(org.body["authorization_endpoint"], format!("{BASE}/oauth2/v1/authorize"));
+    assert_eq!(org.body["code_challenge_methods_supported"], json!(["S256"]));
+    let custom =
+        rp.app.call(Method::GET, "/oauth2/default/.well-known/openid-configuration", Value::Null).await;
+    assert_eq!(custom.body["issuer"], format!("{BASE}/oauth2/default"));
+    assert_eq!(custom.body["jwks_uri"], format!("{BASE}/oauth2/default/v1/keys"));
+    let metadata =
+        rp.app.call(Method::GET, "/oauth2/default/.well-known/oauth-authorization-server", Value::Null).await;
+    assert_eq!(metadata.body["issuer"], format!("{BASE}/oauth2/default"));
+    assert!(metadata.body.get("userinfo_endpoint").is_none());
+    let keys = rp.app.call(Method::GET, "/oauth2/v1/keys", Value::Null).await;
+    let key = &keys.body["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["alg"].as_str(), key["e"].as_str()),
+        (Some("RSA"), Some("RS256"), Some("AQAB"))
+    );
+    let listed = rp
+        .app
+        .call(Method::GET, &format!("/api/v1/apps/{}/credentials/keys", rp.client_id), Value::Null)
+        .await;
+    assert_eq!(listed.body[0]["kid"], key["kid"], "the SAML and OIDC keys are the same keys");
+}
+
+#[tokio::test]
+async fn the_code_flow_with_a_session_token_and_pkce_issues_signed_tokens() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    assert!(browser.cookie("sid").is_some(), "the token became a session");
+    let tokens = redeem(&rp, &code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+    assert_eq!(tokens.body["token_type"], "Bearer");
+    assert_eq!(tokens.body["scope"], "openid profile email");
+    assert_eq!(tokens.headers.get("cache-control").unwrap(), "no-store");
+    let id = verified_claims(&rp.app, tokens.body["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["sub"], rp.alice.as_str());
+    assert_eq!(id["aud"], rp.client_id.as_str());
+    assert_eq!(id["iss"], BASE);
+    assert_eq!(id["nonce"], "n-1");
+    assert_eq!(id["email"], "alice@example.com");
+    assert_eq!(id["preferred_username"], "alice@example.com");
+    assert_eq!(id["amr"], json!(["pwd"]));
+    assert!(id["sid"].as_str().is_some_and(|s| s.starts_with("102")));
+    assert!(id["auth_time"].as_i64().unwrap() <= id["iat"].as_i64().unwrap());
+    let access = verified_claims(&rp.app, tokens.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(access["cid"], rp.client_id.as_str());
+    assert_eq!(access["uid"], rp.alice.as_str());
+    assert_eq!(access["scp"], json!(["openid", "profile", "email"]));
+    let info = userinfo(&rp.app, tokens.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+    assert_eq!(info.body["sub"], rp.alice.as_str());
+    assert_eq!(info.body["email"], "alice@example.com");
+    assert_eq!(info.body["name"], "Test User");
+
+    // The same browser goes on without a token: its session answers.
+    let again = browser.get(&rp.app, &authorize_url(&rp, "")).await;
+    assert_eq!(again.status, StatusCode::FOUND);
+    assert!(param(&callback_params(again.location()), "code").is_some());
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused_and_revokes_what_it_issued() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    let first = redeem(&rp, &code).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let access = first.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(&rp.app, &access).await.status, StatusCode::OK);
+    let second = redeem(&rp, &code).await;
+    assert_eq!(second.status, StatusCode::BAD_REQUEST);
+    assert_eq!(second.body["error"], "invalid_grant");
+    let after = userinfo(&rp.app, &access).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "the first exchange's token is revoked");
+    assert!(after.headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+}
+
+#[tokio::test]
+async fn token_requests_that_do_not_match_the_code_are_refused_and_spend_it() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    let cases: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "wrong verifier",
+            &[
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", "x-wrong-verifier-wrong-verifier-wrong-verifier"),
+            ],
+        ),
+        (
+            "other redirect_uri",
+            &[("redirect_uri", "https://rp.example.com/other"), ("code_verifier", VERIFIER)],
+        ),
+        ("no verifier", &[("redirect_uri", REDIRECT)]),
+    ];
+    for (case, extra) in cases {
+        let code = code_for(&rp, &mut browser, "alice@example.com").await;
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code.as_str())];
+        form.extend_from_slice(extra);
+        let reply = token_request(&rp, Some((&rp.client_id, &rp.secret)), &form).await;
+        assert_eq!(
+            (reply.status, reply.body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+            "{case}"
+        );
+        assert_eq!(
+            redeem(&rp, &code).await.status,
+            StatusCode::BAD_REQUEST,
+            "{case}: a refused code is spent"
+        );
+    }
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let bad_secret = token_request(&rp, Some((&rp.client_id, "not-the-secret")), &form).await;
+    assert_eq!(bad_secret.status, StatusCode::UNAUTHORIZED);
+    let other_server = send(
+        &rp.app,
+        Request::builder()
+            .method(Method::POST)
+            .uri("/oauth2/default/v1/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "authorization",
+                format!("Basic {}", STANDARD.encode(format!("{}:{}", rp.client_id, rp.secret))),
+            )
+            .body(Body::from(
+                url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish(),
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(other_server.body["error"], "invalid_grant", "a code answers only the server that issued it");
+    let json_body = send(
+        &rp.app,
+        Request::builder()
+            .method(Method::POST)
+            .uri("/oauth2/v1/token")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (json_body.status, json_body.body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let repeated =
+        token_request(&rp, None, &[("grant_type", "authorization_code"), ("grant_type", "refresh_token")])
+            .await;
+    assert_eq!(repeated.body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn authorize_refuses_unknown_clients_and_redirect_uris_with_a_page() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    for url in [
+        "/oauth2/v1/authorize?client_id=0oanope&redirect_uri=https%3A%2F%2Fevil.example%2F&response_type=code&scope=openid".to_owned(),
+        authorize_url(&rp, "").replace(&url_encode(REDIRECT), &url_encode("https://evil.example/cb")),
+    ] {
+        let page = browser.get(&rp.app, &url).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{url}");
+        assert!(page.location.is_none(), "never a redirect to an unchecked URI");
+        assert!(page.body.contains("<html"), "a page");
+    }
+    // Once the redirect URI is known, errors go back to it with the state.
+    let page = browser.get(&rp.app, &authorize_url(&rp, "").replace("S256", "plain")).await;
+    let params = callback_params(page.location());
+    assert_eq!(param(&params, "error"), Some("invalid_request"));
+    assert_eq!(param(&params, "state"), Some("st-1"));
+    let page = browser.get(&rp.app, &authorize_url(&rp, "&prompt=none")).await;
+    assert_eq!(param(&callback_params(page.location()), "error"), Some("login_required"));
+    let page =
+        browser.get(&rp.app, &authorize_url(&rp, "").replace("openid%20profile", "openid%20payroll")).await;
+    assert_eq!(param(&callback_params(page.location()), "error"), Some("invalid_scope"));
+}
+
+#[tokio::test]
+async fn without_a_session_the_sign_in_page_comes_first_and_returns_to_authorize() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    let page = browser.get(&rp.app, &authorize_url(&rp, "")).await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    assert!(page.location().contains("/login/login.htm?fromURI="), "{}", page.location());
+    let from = page.location().split("fromURI=").nth(1).unwrap();
+    let back = url::form_urlencoded::parse(format!("x={from}").as_bytes()).next().unwrap().1.into_owned();
+    assert!(back.starts_with("/oauth2/v1/authorize?"), "{back}");
+    let signed_in =
+        browser.sign_in(&rp.app, &format!("?fromURI={from}"), "alice@example.com", PASSWORD, &[]).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+    let answer =
+        browser.get(&rp.app, signed_in.location().strip_prefix(BASE).unwrap_or(signed_in.location())).await;
+    assert!(param(&callback_params(answer.location()), "code").is_some(), "{}", answer.location());
+}
+
+#[tokio::test]
+async fn on_a_shared_browser_the_second_persons_token_wins_and_the_unassigned_are_refused() {
+    let rp = setup().await;
+    let bob = rp.app.create_ok("bob@example.com").await;
+    rp.app.call(Method::POST, &format!("/api/v1/apps/{}/users", rp.client_id), json!({"id": bob})).await;
+    let mut browser = Browser::default();
+    let alice_code = code_for(&rp, &mut browser, "alice@example.com").await;
+    let bob_code = code_for(&rp, &mut browser, "bob@example.com").await;
+    let alice_tokens = redeem(&rp, &alice_code).await;
+    let bob_tokens = redeem(&rp, &bob_code).await;
+    let bob_id = verified_claims(&rp.app, bob_tokens.body["id_token"].as_str().unwrap()).await;
+    let alice_id = verified_claims(&rp.app, alice_tokens.body["id_token"].as_str().unwrap()).await;
+    assert_eq!(bob_id["sub"], bob.as_str(), "the second person arrives as themselves");
+    assert_ne!(bob_id["sid"], alice_id["sid"], "a new session");
+
+    let carol = rp.app.create_ok("carol@example.com").await;
+    let token = session_token(&rp.app, "carol@example.com").await;
+    let page = browser.get(&rp.app, &authorize_url(&rp, &format!("&sessionToken={token}"))).await;
+    let params = callback_params(page.location());
+    assert_eq!(param(&params, "error"), Some("access_denied"), "{carol} is not assigned");
+    assert_eq!(param(&params, "error_description"), Some("User is not assigned to the client application."));
+}
+
+#[tokio::test]
+async fn form_post_and_post_message_answer_only_the_redirect_uri() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    let token = session_token(&rp.app, "alice@example.com").await;
+    let page = browser
+        .get(&rp.app, &authorize_url(&rp, &format!("&sessionToken={token}&response_mode=form_post")))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.form_action().as_deref(), Some(REDIRECT));
+    assert!(page.field("code").is_some() && page.field("state").as_deref() == Some("st-1"));
+    let page = browser.get(&rp.app, &authorize_url(&rp, "&response_mode=okta_post_message")).await;
+    assert!(page.body.contains("postMessage({\"code\":"), "{}", page.body);
+    assert!(
+        page.body.contains(", \"https://rp.example.com\")"),
+        "addressed to the redirect URI's origin only"
+    );
+}

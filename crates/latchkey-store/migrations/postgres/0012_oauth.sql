@@ -1,0 +1,31 @@
+-- OAuth 2.0 / OpenID Connect state: authorization codes (under the digest of the code; kept after
+-- use until purged, so that a replay is recognised), issued tokens (access token `jti`s and
+-- refresh token digests) for introspection and revocation, and client assertion ids against replay.
+CREATE TABLE oauth_codes (
+    digest     TEXT PRIMARY KEY,
+    app_id     TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    code       TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT
+);
+
+CREATE TABLE oauth_tokens (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    app_id      TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    user_id     TEXT REFERENCES users (id) ON DELETE CASCADE,
+    session_id  TEXT,
+    code_digest TEXT,
+    scopes      TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    revoked     BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX oauth_tokens_code ON oauth_tokens (code_digest);
+CREATE INDEX oauth_tokens_user ON oauth_tokens (user_id);
+
+CREATE TABLE oauth_assertions (
+    app_id     TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (app_id, jti)
+);

@@ -1,0 +1,160 @@
+//! OAuth state: authorization codes, issued tokens and client assertion ids.
+//!
+//! A code is spent by one conditional update (`used_at IS NULL`), so two nodes presented the same
+//! code cannot both redeem it; the spent row stays until it is purged, which is how a replay is
+//! told from an unknown code.
+
+use latchkey_core::oidc::{AuthorizationCode, IssuedToken, Redeemed, TokenKind};
+use latchkey_core::store::{OAuthStore, StoreResult};
+use latchkey_core::{StoreError, Timestamp};
+
+use crate::{Store, map_err, on_pool};
+
+/// How long a spent or expired code is kept to recognise a replay.
+const SPENT_CODE_KEPT_MILLIS: i64 = 3600 * 1000;
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+type TokenRow = (String, String, String, Option<String>, Option<String>, Option<String>, String, i64, i64);
+
+impl OAuthStore for Store {
+    async fn insert_code(&self, digest: &str, code: &AuthorizationCode) -> StoreResult<()> {
+        let text = serde_json::to_string(code).map_err(corrupt)?;
+        on_pool!(self, write, |pool| {
+            sqlx::query("INSERT INTO oauth_codes (digest, app_id, code, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(digest)
+                .bind(&code.app_id)
+                .bind(&text)
+                .bind(code.expires_at.millis())
+                .execute(pool)
+                .await
+                .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn redeem_code(&self, digest: &str, now: Timestamp) -> StoreResult<Redeemed> {
+        let spent: Option<(String,)> = on_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "UPDATE oauth_codes SET used_at = $2 WHERE digest = $1 AND used_at IS NULL AND expires_at > $2 \
+                 RETURNING code",
+            )
+            .bind(digest)
+            .bind(now.millis())
+            .fetch_optional(pool)
+            .await
+            .map_err(map_err)?
+        });
+        if let Some((text,)) = spent {
+            return Ok(Redeemed::First(serde_json::from_str(&text).map_err(corrupt)?));
+        }
+        let found: Option<(String, Option<i64>)> = on_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT code, used_at FROM oauth_codes WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(pool)
+                .await
+                .map_err(map_err)?
+        });
+        Ok(match found {
+            Some((text, Some(_))) => Redeemed::Again(serde_json::from_str(&text).map_err(corrupt)?),
+            _ => Redeemed::Unknown,
+        })
+    }
+
+    async fn insert_token(&self, token: &IssuedToken) -> StoreResult<()> {
+        let scopes = serde_json::to_string(&token.scopes).map_err(corrupt)?;
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO oauth_tokens (id, kind, app_id, user_id, session_id, code_digest, scopes, expires_at, revoked) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&token.id)
+            .bind(token.kind.as_str())
+            .bind(&token.app_id)
+            .bind(&token.user_id)
+            .bind(&token.session_id)
+            .bind(&token.code_digest)
+            .bind(&scopes)
+            .bind(token.expires_at.millis())
+            .bind(i64::from(token.revoked))
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn find_token(&self, id: &str) -> StoreResult<Option<IssuedToken>> {
+        let row: Option<TokenRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT id, kind, app_id, user_id, session_id, code_digest, scopes, expires_at, revoked \
+                 FROM oauth_tokens WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(map_err)?
+        });
+        row.map(|(id, kind, app_id, user_id, session_id, code_digest, scopes, expires_at, revoked)| {
+            Ok(IssuedToken {
+                id,
+                kind: TokenKind::parse(&kind).ok_or_else(|| corrupt(format!("token kind {kind:?}")))?,
+                app_id,
+                user_id,
+                session_id,
+                code_digest,
+                scopes: serde_json::from_str(&scopes).map_err(corrupt)?,
+                expires_at: Timestamp(expires_at),
+                revoked: revoked != 0,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_code_tokens(&self, code_digest: &str) -> StoreResult<u64> {
+        Ok(on_pool!(self, write, |pool| {
+            sqlx::query("UPDATE oauth_tokens SET revoked = 1 WHERE code_digest = $1 AND revoked = 0")
+                .bind(code_digest)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        }))
+    }
+
+    async fn remember_assertion(&self, app_id: &str, jti: &str, expires_at: Timestamp) -> StoreResult<bool> {
+        let inserted = on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO oauth_assertions (app_id, jti, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (app_id, jti) DO NOTHING",
+            )
+            .bind(app_id)
+            .bind(jti)
+            .bind(expires_at.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+}
+
+impl Store {
+    /// Drops spent and expired OAuth state (a spent code is kept an hour to recognise replays).
+    pub async fn purge_oauth(&self, now: Timestamp) -> StoreResult<u64> {
+        let spent = Timestamp(now.millis() - SPENT_CODE_KEPT_MILLIS);
+        Ok(self
+            .delete_expired(
+                &[
+                    "DELETE FROM oauth_tokens WHERE expires_at <= $1",
+                    "DELETE FROM oauth_assertions WHERE expires_at <= $1",
+                ],
+                now,
+            )
+            .await?
+            + self.delete_expired(&["DELETE FROM oauth_codes WHERE expires_at <= $1"], spent).await?)
+    }
+}
