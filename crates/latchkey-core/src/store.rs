@@ -578,8 +578,16 @@ pub trait OAuthStore: Send + Sync {
 
     fn find_token(&self, id: &str) -> impl Future<Output = StoreResult<Option<IssuedToken>>> + Send;
 
-    /// Revokes every token issued for the code under `digest`; how many.
-    fn revoke_code_tokens(&self, code_digest: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Marks a live refresh token as exchanged for its successor, in one conditional update:
+    /// `false` when it was already rotated, revoked or expired (a reuse, or a race another
+    /// request won).
+    fn mark_rotated(&self, id: &str, now: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Revokes one token; `false` when it was revoked already or unknown.
+    fn revoke_token(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Revokes every token of a family (the tokens one code or one grant issued); how many.
+    fn revoke_family(&self, family: &str) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Records a client assertion's `jti` until `expires_at`; `false` when it was already seen.
     fn remember_assertion(

@@ -65,6 +65,19 @@ pub(crate) fn routes() -> Router<AppState> {
                 axum::routing::post(move |state, headers, body| token(server, state, headers, body)),
             )
             .route(
+                &format!("{base}/introspect"),
+                axum::routing::post(move |state, headers, body| introspect(server, state, headers, body)),
+            )
+            .route(
+                &format!("{base}/revoke"),
+                axum::routing::post(move |state, headers, body| revoke(server, state, headers, body)),
+            )
+            .route(
+                &format!("{base}/logout"),
+                get(move |state, ip, headers, uri| logout_get(server, state, ip, headers, uri))
+                    .post(move |state, ip, headers, body| logout_post(server, state, ip, headers, body)),
+            )
+            .route(
                 &format!("{base}/userinfo"),
                 get(move |state, headers| userinfo(server, state, headers, Bytes::new()))
                     .post(move |state, headers, body| userinfo(server, state, headers, body)),
@@ -83,9 +96,16 @@ fn discovery_document(state: &AppState, server: Server, openid: bool) -> Respons
         "token_endpoint": endpoint("token"),
         "userinfo_endpoint": endpoint("userinfo"),
         "jwks_uri": endpoint("keys"),
+        "introspection_endpoint": endpoint("introspect"),
+        "revocation_endpoint": endpoint("revoke"),
+        "end_session_endpoint": endpoint("logout"),
+        "introspection_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "response_types_supported": ["code", "id_token", "token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post", "okta_post_message"],
-        "grant_types_supported": ["authorization_code", "implicit"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": STANDARD_SCOPES,
@@ -104,6 +124,7 @@ fn discovery_document(state: &AppState, server: Server, openid: bool) -> Respons
     });
     if !openid && let Some(object) = document.as_object_mut() {
         object.remove("userinfo_endpoint");
+        object.remove("end_session_endpoint");
         object.remove("subject_types_supported");
         object.remove("id_token_signing_alg_values_supported");
         object.remove("claims_supported");
@@ -483,6 +504,32 @@ async fn token(server: Server, State(state): State<AppState>, headers: HeaderMap
     }
 }
 
+/// The client a request at the token, introspection or revocation endpoint comes from,
+/// authenticated as the app registered (RFC 6749 §2.3).
+async fn authenticated_client(
+    server: Server,
+    state: &AppState,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+    oauth: &OAuth<'_, Store, SpawnBlocking, EventLog>,
+) -> Result<App, OAuthError> {
+    let presented = client_credentials(headers, pairs)?;
+    let invalid_client = || OAuthError::new(ErrorCode::InvalidClient, "Client authentication failed.");
+    let app = match state.store.find_app(presented.client_id()).await {
+        Ok(Some(app)) if app.id == presented.client_id() && app.oidc().is_some() => app,
+        Ok(_) => return Err(invalid_client()),
+        Err(e) => {
+            tracing::error!(error = %e, "finding an OAuth client failed");
+            return Err(OAuthError::new(ErrorCode::ServerError, "The server could not answer the request."));
+        }
+    };
+    if let Err(error) = oauth.authenticate_client(server, &app, &presented).await {
+        tracing::warn!(app = %app.id, "client authentication failed");
+        return Err(error);
+    }
+    Ok(app)
+}
+
 async fn token_inner(
     server: Server,
     state: &AppState,
@@ -492,23 +539,10 @@ async fn token_inner(
     let pairs = form(headers, body)?;
     let grant_type = param(&pairs, "grant_type")
         .ok_or_else(|| invalid_request("The 'grant_type' parameter is missing."))?;
-    let presented = client_credentials(headers, &pairs)?;
-    let invalid_client = || OAuthError::new(ErrorCode::InvalidClient, "Client authentication failed.");
-    let app = match state.store.find_app(presented.client_id()).await {
-        Ok(Some(app)) if app.id == presented.client_id() && app.oidc().is_some() => app,
-        Ok(_) => return Err(invalid_client()),
-        Err(e) => {
-            tracing::error!(error = %e, "token request failed");
-            return Err(OAuthError::new(ErrorCode::ServerError, "The server could not issue the tokens."));
-        }
-    };
     let base = state.base();
     let keys = state.signing_keys();
     let oauth = oauth(state, &keys, &base);
-    if let Err(error) = oauth.authenticate_client(server, &app, &presented).await {
-        tracing::warn!(app = %app.id, "client authentication failed at the token endpoint");
-        return Err(error);
-    }
+    let app = authenticated_client(server, state, headers, &pairs, &oauth).await?;
     let tokens = match grant_type {
         "authorization_code" => {
             let code =
@@ -530,7 +564,18 @@ async fn token_inner(
                 }
             }
         }
-        "refresh_token" | "client_credentials" | "implicit" | "password" => {
+        "refresh_token" => {
+            let token = param(&pairs, "refresh_token")
+                .ok_or_else(|| invalid_request("The 'refresh_token' parameter is missing."))?;
+            match oauth.refresh(&app, server, token, param(&pairs, "scope")).await {
+                Ok(tokens) => tokens,
+                Err(error) => {
+                    tracing::warn!(app = %app.id, error = error.code.as_str(), "refresh token refused");
+                    return Err(error);
+                }
+            }
+        }
+        "client_credentials" | "implicit" | "password" => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "The grant type is not supported by this authorization server yet.",
@@ -546,13 +591,161 @@ async fn token_inner(
         "access_token": tokens.access_token,
         "scope": tokens.scope,
     });
-    if let (Some(id_token), Some(object)) = (&tokens.id_token, body.as_object_mut()) {
-        object.insert("id_token".into(), json!(id_token));
+    if let Some(object) = body.as_object_mut() {
+        if let Some(id_token) = &tokens.id_token {
+            object.insert("id_token".into(), json!(id_token));
+        }
+        if let Some(refresh_token) = &tokens.refresh_token {
+            object.insert("refresh_token".into(), json!(refresh_token));
+        }
     }
     let mut response = Json(body).into_response();
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// `POST …/introspect` (RFC 7662).
+async fn introspect(
+    server: Server,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = async {
+        let pairs = form(&headers, &body)?;
+        let token =
+            param(&pairs, "token").ok_or_else(|| invalid_request("The 'token' parameter is missing."))?;
+        let base = state.base();
+        let keys = state.signing_keys();
+        let oauth = oauth(&state, &keys, &base);
+        let app = authenticated_client(server, &state, &headers, &pairs, &oauth).await?;
+        oauth.introspect(&app, server, token).await
+    };
+    match answer.await {
+        Ok(body) => no_store(Json(Value::Object(body)).into_response()),
+        Err(error) => oauth_error(&error),
+    }
+}
+
+/// `POST …/revoke` (RFC 7009): 200 whether or not the token was known (§2.2).
+async fn revoke(server: Server, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let answer = async {
+        let pairs = form(&headers, &body)?;
+        let token =
+            param(&pairs, "token").ok_or_else(|| invalid_request("The 'token' parameter is missing."))?;
+        let base = state.base();
+        let keys = state.signing_keys();
+        let oauth = oauth(&state, &keys, &base);
+        let app = authenticated_client(server, &state, &headers, &pairs, &oauth).await?;
+        oauth.revoke(&app, server, token).await
+    };
+    match answer.await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(error) => oauth_error(&error),
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn logout_get(
+    server: Server,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    logout(server, &state, ip.as_deref(), &headers, &params).await
+}
+
+async fn logout_post(
+    server: Server,
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    logout(server, &state, ip.as_deref(), &headers, &params).await
+}
+
+/// `…/logout` (OpenID Connect RP-Initiated Logout 1.0): ends the browser's session and goes to a
+/// post-logout redirect URI registered by the client the `id_token_hint` names (with `state`),
+/// else to the sign-in page. A hint that is not ours, or a URI the client did not register, is an
+/// error page: never a redirect to an unchecked URI.
+async fn logout(
+    server: Server,
+    state: &AppState,
+    ip: Option<&str>,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Response {
+    let wanted = param(params, "post_logout_redirect_uri");
+    let hint = param(params, "id_token_hint");
+    let base = state.base();
+    let keys = state.signing_keys();
+    let oauth = oauth(state, &keys, &base);
+    let target = match (hint, wanted) {
+        (None, Some(_)) => {
+            return bad_request_page(state, headers, "a post_logout_redirect_uri needs an id_token_hint");
+        }
+        (None, None) => None,
+        (Some(hint), wanted) => {
+            let client_id = match oauth.logout_hint(server, hint).await {
+                Ok((client_id, _sid)) => client_id,
+                Err(error) => return bad_request_page(state, headers, &error.description),
+            };
+            match (wanted, state.store.find_app(&client_id).await) {
+                (None, _) => None,
+                (Some(uri), Ok(Some(app))) if app.id == client_id => {
+                    match app.oidc().and_then(|oidc| oidc.post_logout_redirect_uri(uri)) {
+                        Some(registered) => Some(registered.to_owned()),
+                        None => {
+                            return bad_request_page(
+                                state,
+                                headers,
+                                "the post_logout_redirect_uri is not registered for this client",
+                            );
+                        }
+                    }
+                }
+                (Some(_), Ok(_)) => {
+                    return bad_request_page(state, headers, "the id_token_hint names no client");
+                }
+                (Some(_), Err(e)) => return ApiError::from(e).into_page(state, headers),
+            }
+        }
+    };
+    match web::browser_session(state, headers).await {
+        Ok(Some((session, _, _))) => {
+            let ended =
+                state.sessions().end(&session, latchkey_core::sessions::EndReason::Logout, None, ip).await;
+            if let Err(e) = ended {
+                return ApiError::from(e).into_page(state, headers);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return ApiError::from(e).into_page(state, headers),
+    }
+    let to = match target {
+        Some(uri) => match param(params, "state") {
+            Some(client_state) => {
+                let separator = if uri.contains('?') { '&' } else { '?' };
+                let encoded: String = url::form_urlencoded::byte_serialize(client_state.as_bytes()).collect();
+                format!("{uri}{separator}state={encoded}")
+            }
+            None => uri,
+        },
+        None => web::sign_in_url(state, None),
+    };
+    let mut response = web::redirect(&to);
+    web::cookies::clear_session_cookie(state, &mut response);
+    response
 }
 
 /// `GET|POST …/userinfo` (OpenID Connect Core §5.3) with a Bearer access token (RFC 6750 §2.1,

@@ -4,9 +4,11 @@
 //! code cannot both redeem it; the spent row stays until it is purged, which is how a replay is
 //! told from an unknown code.
 
-use latchkey_core::oidc::{AuthorizationCode, IssuedToken, Redeemed, TokenKind};
+use latchkey_core::oidc::{AuthorizationCode, IssuedToken, Redeemed, Server, TokenKind};
 use latchkey_core::store::{OAuthStore, StoreResult};
 use latchkey_core::{StoreError, Timestamp};
+
+use sqlx::AssertSqlSafe;
 
 use crate::{Store, map_err, on_pool};
 
@@ -17,7 +19,55 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-type TokenRow = (String, String, String, Option<String>, Option<String>, Option<String>, String, i64, i64);
+const TOKEN_COLUMNS: &str = "id, kind, app_id, server, user_id, session_id, family, scopes, issued_at, auth_time, expires_at, rotated_at, revoked";
+type TokenRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    i64,
+);
+
+fn token_from_row(row: TokenRow) -> StoreResult<IssuedToken> {
+    let (
+        id,
+        kind,
+        app_id,
+        server,
+        user_id,
+        session_id,
+        family,
+        scopes,
+        issued_at,
+        auth_time,
+        expires_at,
+        rotated_at,
+        revoked,
+    ) = row;
+    Ok(IssuedToken {
+        id,
+        kind: TokenKind::parse(&kind).ok_or_else(|| corrupt(format!("token kind {kind:?}")))?,
+        app_id,
+        server: Server::parse(&server).ok_or_else(|| corrupt(format!("server {server:?}")))?,
+        user_id,
+        session_id,
+        family,
+        scopes: serde_json::from_str(&scopes).map_err(corrupt)?,
+        issued_at: Timestamp(issued_at),
+        auth_time: auth_time.map(Timestamp),
+        expires_at: Timestamp(expires_at),
+        rotated_at: rotated_at.map(Timestamp),
+        revoked: revoked != 0,
+    })
+}
 
 impl OAuthStore for Store {
     async fn insert_code(&self, digest: &str, code: &AuthorizationCode) -> StoreResult<()> {
@@ -65,58 +115,71 @@ impl OAuthStore for Store {
 
     async fn insert_token(&self, token: &IssuedToken) -> StoreResult<()> {
         let scopes = serde_json::to_string(&token.scopes).map_err(corrupt)?;
+        let sql = format!(
+            "INSERT INTO oauth_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
         on_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO oauth_tokens (id, kind, app_id, user_id, session_id, code_digest, scopes, expires_at, revoked) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&token.id)
-            .bind(token.kind.as_str())
-            .bind(&token.app_id)
-            .bind(&token.user_id)
-            .bind(&token.session_id)
-            .bind(&token.code_digest)
-            .bind(&scopes)
-            .bind(token.expires_at.millis())
-            .bind(i64::from(token.revoked))
-            .execute(pool)
-            .await
-            .map_err(map_err)?;
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(&token.id)
+                .bind(token.kind.as_str())
+                .bind(&token.app_id)
+                .bind(token.server.as_str())
+                .bind(&token.user_id)
+                .bind(&token.session_id)
+                .bind(&token.family)
+                .bind(&scopes)
+                .bind(token.issued_at.millis())
+                .bind(token.auth_time.map(Timestamp::millis))
+                .bind(token.expires_at.millis())
+                .bind(token.rotated_at.map(Timestamp::millis))
+                .bind(i64::from(token.revoked))
+                .execute(pool)
+                .await
+                .map_err(map_err)?;
         });
         Ok(())
     }
 
     async fn find_token(&self, id: &str) -> StoreResult<Option<IssuedToken>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE id = $1");
         let row: Option<TokenRow> = on_pool!(self, read, |pool| {
-            sqlx::query_as(
-                "SELECT id, kind, app_id, user_id, session_id, code_digest, scopes, expires_at, revoked \
-                 FROM oauth_tokens WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(map_err)?
+            sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await.map_err(map_err)?
         });
-        row.map(|(id, kind, app_id, user_id, session_id, code_digest, scopes, expires_at, revoked)| {
-            Ok(IssuedToken {
-                id,
-                kind: TokenKind::parse(&kind).ok_or_else(|| corrupt(format!("token kind {kind:?}")))?,
-                app_id,
-                user_id,
-                session_id,
-                code_digest,
-                scopes: serde_json::from_str(&scopes).map_err(corrupt)?,
-                expires_at: Timestamp(expires_at),
-                revoked: revoked != 0,
-            })
-        })
-        .transpose()
+        row.map(token_from_row).transpose()
     }
 
-    async fn revoke_code_tokens(&self, code_digest: &str) -> StoreResult<u64> {
+    async fn mark_rotated(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        let updated = on_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE oauth_tokens SET rotated_at = $2 \
+                 WHERE id = $1 AND rotated_at IS NULL AND revoked = 0 AND expires_at > $2",
+            )
+            .bind(id)
+            .bind(now.millis())
+            .execute(pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
+    async fn revoke_token(&self, id: &str) -> StoreResult<bool> {
+        let updated = on_pool!(self, write, |pool| {
+            sqlx::query("UPDATE oauth_tokens SET revoked = 1 WHERE id = $1 AND revoked = 0")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
+    async fn revoke_family(&self, family: &str) -> StoreResult<u64> {
         Ok(on_pool!(self, write, |pool| {
-            sqlx::query("UPDATE oauth_tokens SET revoked = 1 WHERE code_digest = $1 AND revoked = 0")
-                .bind(code_digest)
+            sqlx::query("UPDATE oauth_tokens SET revoked = 1 WHERE family = $1 AND revoked = 0")
+                .bind(family)
                 .execute(pool)
                 .await
                 .map_err(map_err)?

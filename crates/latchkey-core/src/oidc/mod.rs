@@ -35,6 +35,21 @@ pub enum Server {
 pub const DEFAULT_AUDIENCE: &str = "api://default";
 
 impl Server {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Server::Org => "org",
+            Server::Default => "default",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "org" => Some(Server::Org),
+            "default" => Some(Server::Default),
+            _ => None,
+        }
+    }
+
     /// The issuer for an org reached at `org_url` (no trailing slash).
     pub fn issuer(self, org_url: &str) -> String {
         match self {
@@ -73,6 +88,9 @@ pub const STANDARD_SCOPES: &[&str] =
 pub const CODE_LIFETIME_SECS: i64 = 60;
 /// How long access and id tokens live (Okta's default: one hour).
 pub const TOKEN_LIFETIME_SECS: i64 = 3600;
+/// How long a refresh token lives unused (Okta's default policy: 7 days idle; each rotation
+/// starts a new one).
+pub const REFRESH_IDLE_SECS: i64 = 7 * 24 * 3600;
 
 /// An OAuth error code (RFC 6749 §4.1.2.1, §5.2; OpenID Connect Core §3.1.2.6; RFC 6750 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,20 +158,35 @@ pub struct AuthorizationCode {
     pub expires_at: Timestamp,
 }
 
-/// An issued token as stored, for introspection and revocation: the JWT's `jti` (access tokens)
-/// or the refresh token's digest.
+/// An issued token as stored, for introspection, refresh and revocation: an access token under
+/// its JWT `jti`, a refresh token under the digest of its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     pub id: String,
     pub kind: TokenKind,
     pub app_id: String,
+    pub server: Server,
+    /// `None` for a client's own token (client credentials).
     pub user_id: Option<String>,
     pub session_id: Option<String>,
-    /// The digest of the code the token was issued for (a replayed code revokes these).
-    pub code_digest: Option<String>,
+    /// The grant the token descends from: the digest of its code, or a client credentials
+    /// request's id. A replayed code or a reused refresh token revokes the whole family.
+    pub family: String,
     pub scopes: Vec<String>,
+    pub issued_at: Timestamp,
+    /// When the user authenticated for the grant (carried into refreshed id_tokens).
+    pub auth_time: Option<Timestamp>,
     pub expires_at: Timestamp,
+    /// A refresh token exchanged for its successor, and when.
+    pub rotated_at: Option<Timestamp>,
     pub revoked: bool,
+}
+
+impl IssuedToken {
+    /// Whether the token may still be used at `now` (not revoked, not expired).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        !self.revoked && self.expires_at > now
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

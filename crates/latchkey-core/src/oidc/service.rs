@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 use super::authorize::{AuthorizeRequest, pkce_matches};
 use super::jwt;
 use super::{
-    AuthorizationCode, CODE_LIFETIME_SECS, ErrorCode, IssuedToken, OAuthError, Redeemed, Server,
-    TOKEN_LIFETIME_SECS, TokenKind,
+    AuthorizationCode, CODE_LIFETIME_SECS, ErrorCode, IssuedToken, OAuthError, REFRESH_IDLE_SECS, Redeemed,
+    Server, TOKEN_LIFETIME_SECS, TokenKind,
 };
 use crate::apps::oidc::ClientAuthMethod;
 use crate::apps::{App, OidcSignOn};
@@ -81,8 +81,42 @@ impl ClientCredentials {
 pub struct Tokens {
     pub access_token: String,
     pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
     pub scope: String,
     pub expires_in: i64,
+}
+
+/// What tokens are issued for: one grant, as the code or the refresh token carried it.
+struct TokenGrant {
+    server: Server,
+    family: String,
+    session_id: Option<String>,
+    scopes: Vec<String>,
+    nonce: Option<String>,
+    auth_time: Timestamp,
+    amr: Vec<String>,
+}
+
+/// Whether an issue makes a refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NewRefresh {
+    /// A new one when `offline_access` was granted (a code exchange).
+    New,
+    /// A new one, replacing the rotated token.
+    Rotated,
+    /// None: the client keeps its (static) refresh token.
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Issue {
+    refresh_token: NewRefresh,
+}
+
+impl Issue {
+    fn all() -> Self {
+        Issue { refresh_token: NewRefresh::New }
+    }
 }
 
 /// The OAuth use cases, wired to their collaborators. `org_url` is the URL the request came to
@@ -99,6 +133,17 @@ pub struct OAuth<'a, S, O, A> {
 
 fn invalid_grant(description: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, description)
+}
+
+fn invalid_request(description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, description)
+}
+
+fn unauthorized_grant() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::UnauthorizedClient,
+        "The client is not authorized to use the provided grant type.",
+    )
 }
 
 fn invalid_client() -> OAuthError {
@@ -196,10 +241,7 @@ where
     ) -> Result<Tokens, OAuthError> {
         let Some(oidc) = app.oidc() else { return Err(invalid_client()) };
         if !oidc.allows_grant("authorization_code") {
-            return Err(OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                "The client is not authorized to use the provided grant type.",
-            ));
+            return Err(unauthorized_grant());
         }
         let digest = secret_digest(code);
         let now = self.clock.now();
@@ -207,7 +249,7 @@ where
         let record = match redeemed {
             Redeemed::First(record) => record,
             Redeemed::Again(record) => {
-                let revoked = self.store.revoke_code_tokens(&digest).await.map_err(server_error)?;
+                let revoked = self.store.revoke_family(&digest).await.map_err(server_error)?;
                 self.log_refusal(
                     app,
                     Some(&record.user_id),
@@ -241,8 +283,104 @@ where
             (None, None) => {}
         }
         let user = self.active_user(&record.user_id).await?;
-        let tokens = self.issue(app, &user, &record, Some(&digest)).await?;
-        self.log_issue(app, &user).await;
+        let grant = TokenGrant {
+            server,
+            family: digest,
+            session_id: Some(record.session_id.clone()),
+            scopes: record.scopes.clone(),
+            nonce: record.nonce.clone(),
+            auth_time: record.auth_time,
+            amr: record.amr.clone(),
+        };
+        let tokens = self.issue(app, &user, &grant, Issue::all()).await?;
+        self.log_issue(app, &user, "authorization_code").await;
+        Ok(tokens)
+    }
+
+    /// The `refresh_token` grant (RFC 6749 §6): a live refresh token of this client and server,
+    /// whose user is still active and has not changed their password since. With rotation, the
+    /// token is exchanged for a new one in one conditional update; a rotated token presented
+    /// again after the app's leeway is a reuse (OAuth 2.0 Security BCP §4.14.2) and revokes its
+    /// whole family. `scope` may only narrow the original grant.
+    pub async fn refresh(
+        &self,
+        app: &App,
+        server: Server,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<Tokens, OAuthError> {
+        let Some(oidc) = app.oidc() else { return Err(invalid_client()) };
+        if !oidc.allows_grant("refresh_token") {
+            return Err(unauthorized_grant());
+        }
+        let invalid = || invalid_grant("The refresh token is invalid or expired.");
+        let now = self.clock.now();
+        let id = secret_digest(refresh_token);
+        let stored = self.store.find_token(&id).await.map_err(server_error)?.ok_or_else(invalid)?;
+        if stored.kind != TokenKind::Refresh || stored.app_id != app.id || stored.server != server {
+            return Err(invalid());
+        }
+        let rotation = oidc.client.refresh_token.as_ref();
+        let rotates = rotation.is_none_or(|r| r.rotation_type == "ROTATE");
+        let leeway = i64::from(rotation.map_or(30, |r| r.leeway));
+        if let Some(rotated_at) = stored.rotated_at {
+            let within_leeway = now.millis() - rotated_at.millis() <= leeway * 1000;
+            if !within_leeway && !stored.revoked {
+                let revoked = self.store.revoke_family(&stored.family).await.map_err(server_error)?;
+                tracing::warn!(app = %app.id, revoked, "a rotated refresh token was used again; its family is revoked");
+                self.log_refusal(
+                    app,
+                    stored.user_id.as_deref(),
+                    "refresh token reused; its family was revoked",
+                )
+                .await;
+                return Err(invalid());
+            }
+        }
+        if !stored.is_live(now) {
+            return Err(invalid());
+        }
+        let user_id = stored.user_id.as_deref().ok_or_else(invalid)?;
+        let user = self.active_user(user_id).await?;
+        if user.password_changed.is_some_and(|changed| changed > stored.issued_at) {
+            return Err(invalid_grant("The refresh token is invalid or expired."));
+        }
+        let scopes = match scope {
+            None => stored.scopes.clone(),
+            Some(text) => {
+                let asked: Vec<String> =
+                    text.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                if asked.iter().any(|s| !stored.scopes.contains(s)) {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        "The requested scope is not a subset of the original grant.",
+                    ));
+                }
+                asked
+            }
+        };
+        // Rotation: one request wins the token; within the leeway a retry gets a token too.
+        if rotates
+            && stored.rotated_at.is_none()
+            && !self.store.mark_rotated(&id, now).await.map_err(server_error)?
+        {
+            return Err(invalid());
+        }
+        let grant = TokenGrant {
+            server,
+            family: stored.family.clone(),
+            session_id: stored.session_id.clone(),
+            scopes,
+            nonce: None,
+            auth_time: stored.auth_time.unwrap_or(stored.issued_at),
+            amr: Vec::new(),
+        };
+        let issue = Issue { refresh_token: if rotates { NewRefresh::Rotated } else { NewRefresh::Keep } };
+        let mut tokens = self.issue(app, &user, &grant, issue).await?;
+        if !rotates {
+            tokens.refresh_token = Some(refresh_token.to_owned());
+        }
+        self.log_issue(app, &user, "refresh_token").await;
         Ok(tokens)
     }
 
@@ -253,34 +391,35 @@ where
         }
     }
 
-    /// Signs the access token and, for `openid`, the id_token, and records the access token.
+    /// Signs the access token and, for `openid`, the id_token; with `offline_access` (and the
+    /// grant type allowed) a refresh token; records what it issued.
     async fn issue(
         &self,
         app: &App,
         user: &User,
-        record: &AuthorizationCode,
-        code_digest: Option<&str>,
+        grant: &TokenGrant,
+        issue: Issue,
     ) -> Result<Tokens, OAuthError> {
         let keys = self.keys.current().await.map_err(server_error)?;
         let now = self.clock.now();
-        let issuer = record.server.issuer(self.org_url);
+        let issuer = grant.server.issuer(self.org_url);
         let expires = now.plus_seconds(TOKEN_LIFETIME_SECS);
         let jti = format!("AT.{}", random_alphanumeric(43));
         let mut access = Map::new();
         access.insert("ver".into(), json!(1));
         access.insert("jti".into(), json!(jti));
         access.insert("iss".into(), json!(issuer));
-        access.insert("aud".into(), json!(record.server.access_token_audience(self.org_url)));
+        access.insert("aud".into(), json!(grant.server.access_token_audience(self.org_url)));
         access.insert("iat".into(), json!(now.epoch_seconds()));
         access.insert("exp".into(), json!(expires.epoch_seconds()));
         access.insert("cid".into(), json!(app.id));
         access.insert("uid".into(), json!(user.id));
-        access.insert("scp".into(), json!(record.scopes));
-        access.insert("auth_time".into(), json!(record.auth_time.epoch_seconds()));
+        access.insert("scp".into(), json!(grant.scopes));
+        access.insert("auth_time".into(), json!(grant.auth_time.epoch_seconds()));
         access.insert("sub".into(), json!(user.login()));
         let access_token = jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?;
-        let id_token = if record.scopes.iter().any(|s| s == "openid") {
-            let mut claims = self.user_claims(user, &record.scopes).await?;
+        let id_token = if grant.scopes.iter().any(|s| s == "openid") {
+            let mut claims = self.user_claims(user, &grant.scopes).await?;
             claims.insert("sub".into(), json!(user.id));
             claims.insert("ver".into(), json!(1));
             claims.insert("iss".into(), json!(issuer));
@@ -288,31 +427,173 @@ where
             claims.insert("iat".into(), json!(now.epoch_seconds()));
             claims.insert("exp".into(), json!(expires.epoch_seconds()));
             claims.insert("jti".into(), json!(format!("ID.{}", random_alphanumeric(43))));
-            claims.insert("amr".into(), json!(record.amr));
+            if !grant.amr.is_empty() {
+                claims.insert("amr".into(), json!(grant.amr));
+            }
             claims.insert("idp".into(), json!(self.org_id));
-            claims.insert("sid".into(), json!(record.session_id));
-            claims.insert("auth_time".into(), json!(record.auth_time.epoch_seconds()));
+            if let Some(sid) = &grant.session_id {
+                claims.insert("sid".into(), json!(sid));
+            }
+            claims.insert("auth_time".into(), json!(grant.auth_time.epoch_seconds()));
             claims.insert("at_hash".into(), json!(half_hash(&access_token)));
-            if let Some(nonce) = &record.nonce {
+            if let Some(nonce) = &grant.nonce {
                 claims.insert("nonce".into(), json!(nonce));
             }
             Some(jwt::sign(&claims, &keys.active, None).map_err(|_| server_failure())?)
         } else {
             None
         };
-        let issued = IssuedToken {
-            id: jti,
-            kind: TokenKind::Access,
+        let record = |id: String, kind: TokenKind, expires_at: Timestamp| IssuedToken {
+            id,
+            kind,
             app_id: app.id.clone(),
+            server: grant.server,
             user_id: Some(user.id.clone()),
-            session_id: Some(record.session_id.clone()),
-            code_digest: code_digest.map(str::to_owned),
-            scopes: record.scopes.clone(),
-            expires_at: expires,
+            session_id: grant.session_id.clone(),
+            family: grant.family.clone(),
+            scopes: grant.scopes.clone(),
+            issued_at: now,
+            auth_time: Some(grant.auth_time),
+            expires_at,
+            rotated_at: None,
             revoked: false,
         };
-        self.store.insert_token(&issued).await.map_err(server_error)?;
-        Ok(Tokens { access_token, id_token, scope: record.scopes.join(" "), expires_in: TOKEN_LIFETIME_SECS })
+        self.store.insert_token(&record(jti, TokenKind::Access, expires)).await.map_err(server_error)?;
+        let wants_refresh = grant.scopes.iter().any(|s| s == "offline_access")
+            && app.oidc().is_some_and(|o| o.allows_grant("refresh_token"));
+        let refresh_token = if wants_refresh && issue.refresh_token != NewRefresh::Keep {
+            let secret = Secret::generate();
+            let stored = record(secret.digest(), TokenKind::Refresh, now.plus_seconds(REFRESH_IDLE_SECS));
+            self.store.insert_token(&stored).await.map_err(server_error)?;
+            Some(secret.expose().to_owned())
+        } else {
+            None
+        };
+        Ok(Tokens {
+            access_token,
+            id_token,
+            refresh_token,
+            scope: grant.scopes.join(" "),
+            expires_in: TOKEN_LIFETIME_SECS,
+        })
+    }
+
+    /// Token introspection (RFC 7662 §2.2) for the client `app`: `active` only for a live token
+    /// of this client and server whose user is still active; nothing else about other tokens.
+    pub async fn introspect(
+        &self,
+        app: &App,
+        server: Server,
+        token: &str,
+    ) -> Result<Map<String, Value>, OAuthError> {
+        let inactive = || {
+            let mut answer = Map::new();
+            answer.insert("active".into(), json!(false));
+            answer
+        };
+        let now = self.clock.now();
+        let Some((stored, claims)) = self.find_presented(server, token).await? else { return Ok(inactive()) };
+        if stored.app_id != app.id
+            || !stored.is_live(now)
+            || (stored.kind == TokenKind::Refresh && stored.rotated_at.is_some())
+        {
+            return Ok(inactive());
+        }
+        let user = match &stored.user_id {
+            Some(id) => match self.active_user(id).await {
+                Ok(user) if user.password_changed.is_none_or(|changed| changed <= stored.issued_at) => {
+                    Some(user)
+                }
+                _ => return Ok(inactive()),
+            },
+            None => None,
+        };
+        let mut answer = Map::new();
+        answer.insert("active".into(), json!(true));
+        answer.insert("scope".into(), json!(stored.scopes.join(" ")));
+        answer.insert("client_id".into(), json!(app.id));
+        answer.insert(
+            "token_type".into(),
+            json!(match stored.kind {
+                TokenKind::Access => "Bearer",
+                TokenKind::Refresh => "refresh_token",
+            }),
+        );
+        answer.insert("exp".into(), json!(stored.expires_at.epoch_seconds()));
+        answer.insert("iat".into(), json!(stored.issued_at.epoch_seconds()));
+        answer.insert("iss".into(), json!(server.issuer(self.org_url)));
+        if let Some(user) = &user {
+            answer.insert("username".into(), json!(user.login()));
+            answer.insert("sub".into(), json!(user.login()));
+            answer.insert("uid".into(), json!(user.id));
+        }
+        if let Some(claims) = claims {
+            for name in ["aud", "jti"] {
+                if let Some(value) = claims.get(name) {
+                    answer.insert(name.into(), value.clone());
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Token revocation (RFC 7009 §2.1) by the client `app`: a refresh token takes its family
+    /// (the access tokens of the same grant) with it. An unknown token, or another client's, is
+    /// answered the same (§2.2: nothing to say about it).
+    pub async fn revoke(&self, app: &App, server: Server, token: &str) -> Result<(), OAuthError> {
+        let Some((stored, _)) = self.find_presented(server, token).await? else { return Ok(()) };
+        if stored.app_id != app.id {
+            return Ok(());
+        }
+        let revoked = match stored.kind {
+            TokenKind::Refresh => self.store.revoke_family(&stored.family).await.map_err(server_error)?,
+            TokenKind::Access => u64::from(self.store.revoke_token(&stored.id).await.map_err(server_error)?),
+        };
+        tracing::info!(app = %app.id, kind = stored.kind.as_str(), revoked, "token revoked by its client");
+        Ok(())
+    }
+
+    /// A token as presented: an access token (a JWT we signed for `server`, found by `jti`) or a
+    /// refresh token (found by its digest). `None` when it is neither.
+    async fn find_presented(
+        &self,
+        server: Server,
+        token: &str,
+    ) -> Result<Option<(IssuedToken, Option<Map<String, Value>>)>, OAuthError> {
+        if token.contains('.') {
+            let keys = self.keys.current().await.map_err(server_error)?;
+            let Ok(claims) = jwt::verify(token, &keys) else { return Ok(None) };
+            if claims.get("iss").and_then(Value::as_str) != Some(server.issuer(self.org_url).as_str()) {
+                return Ok(None);
+            }
+            let Some(jti) = claims.get("jti").and_then(Value::as_str) else { return Ok(None) };
+            let stored = self.store.find_token(jti).await.map_err(server_error)?;
+            return Ok(stored
+                .filter(|t| t.kind == TokenKind::Access && t.server == server)
+                .map(|t| (t, Some(claims))));
+        }
+        let stored = self.store.find_token(&secret_digest(token)).await.map_err(server_error)?;
+        Ok(stored.filter(|t| t.kind == TokenKind::Refresh && t.server == server).map(|t| (t, None)))
+    }
+
+    /// An RP-initiated logout's `id_token_hint` (OpenID Connect RP-Initiated Logout 1.0 §2): an
+    /// id_token we signed for `server` (expired ones too: a user may sign out long after), whose
+    /// audience is the client that asks. Returns the client id and the session id it names.
+    pub async fn logout_hint(
+        &self,
+        server: Server,
+        id_token_hint: &str,
+    ) -> Result<(String, Option<String>), OAuthError> {
+        let invalid =
+            || invalid_request("The 'id_token_hint' is not a valid ID token of this authorization server.");
+        let keys = self.keys.current().await.map_err(server_error)?;
+        let claims = jwt::verify(id_token_hint, &keys).map_err(|_| invalid())?;
+        if claims.get("iss").and_then(Value::as_str) != Some(server.issuer(self.org_url).as_str()) {
+            return Err(invalid());
+        }
+        let client = claims.get("aud").and_then(Value::as_str).ok_or_else(invalid)?;
+        let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
+        Ok((client.to_owned(), sid))
     }
 
     /// The claims the scopes grant (OpenID Connect Core §5.4), from the user's profile now.
@@ -409,10 +690,10 @@ where
         Ok(claims)
     }
 
-    async fn log_issue(&self, app: &App, user: &User) {
+    async fn log_issue(&self, app: &App, user: &User, grant_type: &str) {
         let event = Event::new(
             "app.oauth2.as.token.grant",
-            "OAuth2 authorization code exchanged for tokens",
+            &format!("OAuth2 tokens issued ({grant_type})"),
             "SUCCESS",
             Actor::user(&user.id, user.login()),
             self.clock.now(),

@@ -477,3 +477,271 @@ async fn form_post_and_post_message_answer_only_the_redirect_uri() {
         "addressed to the redirect URI's origin only"
     );
 }
+
+/// An app allowed to refresh, with `rotation` ("ROTATE" or "STATIC").
+async fn refreshing_rp(rotation: &str) -> Rp {
+    let app = app_realtime(|_| {}).await;
+    let body = oidc_app_body(json!({
+        "grant_types": ["authorization_code", "refresh_token"],
+        "refresh_token": {"rotation_type": rotation, "leeway": 0},
+    }));
+    let created = app.call(Method::POST, "/api/v1/apps", body).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let client_id = created.body["id"].as_str().unwrap().to_owned();
+    let secret = created.body["credentials"]["oauthClient"]["client_secret"].as_str().unwrap().to_owned();
+    let alice = app.create_ok("alice@example.com").await;
+    app.call(Method::POST, &format!("/api/v1/apps/{client_id}/users"), json!({"id": alice})).await;
+    Rp { app, client_id, secret, alice }
+}
+
+async fn offline_tokens(rp: &Rp) -> Reply {
+    let mut browser = Browser::default();
+    let token = session_token(&rp.app, "alice@example.com").await;
+    let url = authorize_url(rp, &format!("&sessionToken={token}"))
+        .replace("scope=openid%20profile%20email", "scope=openid%20email%20offline_access");
+    let page = browser.get(&rp.app, &url).await;
+    let code = param(&callback_params(page.location()), "code").unwrap().to_owned();
+    let tokens = redeem(rp, &code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+    tokens
+}
+
+async fn client_post(rp: &Rp, path: &str, form: &[(&str, &str)]) -> Reply {
+    client_post_as(&rp.app, (&rp.client_id, &rp.secret), path, form).await
+}
+
+async fn client_post_as(app: &App, (id, secret): (&str, &str), path: &str, form: &[(&str, &str)]) -> Reply {
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))))
+        .body(Body::from(body))
+        .unwrap();
+    send(app, request).await
+}
+
+async fn refresh(rp: &Rp, token: &str) -> Reply {
+    client_post(rp, "/oauth2/v1/token", &[("grant_type", "refresh_token"), ("refresh_token", token)]).await
+}
+
+async fn introspect(rp: &Rp, token: &str) -> Value {
+    let reply = client_post(rp, "/oauth2/v1/introspect", &[("token", token)]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
+    let rp = refreshing_rp("ROTATE").await;
+    let tokens = offline_tokens(&rp).await;
+    let first =
+        tokens.body["refresh_token"].as_str().expect("offline_access gives a refresh token").to_owned();
+    assert_eq!(introspect(&rp, &first).await["active"], true);
+    let rotated = refresh(&rp, &first).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let second = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "rotated");
+    let id = verified_claims(&rp.app, rotated.body["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["sub"], rp.alice.as_str());
+    assert_eq!(introspect(&rp, &first).await["active"], false, "the rotated token is spent");
+    let narrowed = client_post(
+        &rp,
+        "/oauth2/v1/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", &second), ("scope", "openid payroll")],
+    )
+    .await;
+    assert_eq!(narrowed.body["error"], "invalid_scope");
+
+    // The first token again (leeway 0): a reuse. The whole family goes, the live one included.
+    rp.app.clock.advance_secs(1);
+    let reused = refresh(&rp, &first).await;
+    assert_eq!(reused.body["error"], "invalid_grant");
+    assert_eq!(refresh(&rp, &second).await.body["error"], "invalid_grant", "the family is revoked");
+    let access = rotated.body["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&rp, access).await["active"], false);
+    assert_eq!(userinfo(&rp.app, access).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn static_refresh_tokens_stay_and_end_with_their_user() {
+    let rp = refreshing_rp("STATIC").await;
+    let tokens = offline_tokens(&rp).await;
+    let token = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    let again = refresh(&rp, &token).await;
+    assert_eq!(again.body["refresh_token"], token.as_str(), "a static token is kept");
+    let access = again.body["access_token"].as_str().unwrap().to_owned();
+    let active = introspect(&rp, &access).await;
+    assert_eq!(
+        (active["active"].as_bool(), active["client_id"].as_str()),
+        (Some(true), Some(rp.client_id.as_str()))
+    );
+    assert_eq!(active["uid"], rp.alice.as_str());
+    assert_eq!(active["token_type"], "Bearer");
+
+    // A password reset ends the refresh token; so does deactivation (for access tokens too).
+    rp.app.clock.advance_secs(1);
+    let reset = rp
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/lifecycle/expire_password?tempPassword=true", rp.alice),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
+    assert_eq!(
+        refresh(&rp, &token).await.body["error"],
+        "invalid_grant",
+        "the password changed after the token"
+    );
+    assert_eq!(introspect(&rp, &token).await["active"], false);
+    rp.app.call(Method::POST, &format!("/api/v1/users/{}/lifecycle/deactivate", rp.alice), Value::Null).await;
+    assert_eq!(introspect(&rp, &access).await["active"], false, "the user is no longer active");
+}
+
+#[tokio::test]
+async fn revocation_and_introspection_answer_only_the_tokens_own_client() {
+    let rp = refreshing_rp("ROTATE").await;
+    let tokens = offline_tokens(&rp).await;
+    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    // Another client of the same org sees nothing of these tokens and cannot revoke them.
+    let other = rp.app.call(Method::POST, "/api/v1/apps", oidc_app_body(json!({}))).await;
+    let other_id = other.body["id"].as_str().unwrap();
+    let other_secret = other.body["credentials"]["oauthClient"]["client_secret"].as_str().unwrap();
+    let as_other = (other_id, other_secret);
+    let seen = client_post_as(&rp.app, as_other, "/oauth2/v1/introspect", &[("token", &access)]).await;
+    assert_eq!(seen.body, json!({"active": false}));
+    let revoke = client_post_as(&rp.app, as_other, "/oauth2/v1/revoke", &[("token", &refresh_token)]).await;
+    assert_eq!(revoke.status, StatusCode::OK);
+    assert_eq!(introspect(&rp, &refresh_token).await["active"], true, "not revoked by another client");
+    assert_eq!(introspect(&rp, "not-a-token").await, json!({"active": false}));
+    assert_eq!(introspect(&rp, "a.b.c").await, json!({"active": false}));
+
+    let revoked = client_post(&rp, "/oauth2/v1/revoke", &[("token", &refresh_token)]).await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert_eq!(introspect(&rp, &refresh_token).await["active"], false);
+    assert_eq!(introspect(&rp, &access).await["active"], false, "the grant's access token goes with it");
+    let unauthenticated = send(
+        &rp.app,
+        Request::builder()
+            .method(Method::POST)
+            .uri("/oauth2/v1/introspect")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={access}&client_id={}", rp.client_id)))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED, "a confidential client must authenticate");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_returns_only_to_a_registered_uri() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    let id_token = redeem(&rp, &code).await.body["id_token"].as_str().unwrap().to_owned();
+    let unregistered = browser
+        .get(
+            &rp.app,
+            &format!(
+                "/oauth2/v1/logout?id_token_hint={id_token}&post_logout_redirect_uri={}",
+                url_encode("https://evil.example/")
+            ),
+        )
+        .await;
+    assert_eq!(unregistered.status, StatusCode::BAD_REQUEST);
+    assert!(unregistered.location.is_none());
+    let page = browser
+        .get(
+            &rp.app,
+            &format!(
+                "/oauth2/v1/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye",
+                url_encode("https://rp.example.com/")
+            ),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    assert_eq!(page.location(), "https://rp.example.com/?state=bye");
+    let after = browser.get(&rp.app, &authorize_url(&rp, "&prompt=none")).await;
+    assert_eq!(
+        param(&callback_params(after.location()), "error"),
+        Some("login_required"),
+        "the session ended"
+    );
+    let forged = browser.get(&rp.app, &format!("/oauth2/v1/logout?id_token_hint={}x&post_logout_redirect_uri=https%3A%2F%2Frp.example.com%2F", &id_token[..id_token.len() - 1])).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "a hint that does not verify");
+}
+
+#[tokio::test]
+async fn private_key_jwt_clients_authenticate_with_a_signed_assertion_used_once() {
+    use latchkey_core::saml::SigningKey;
+    let app = app_realtime(|_| {}).await;
+    let key = SigningKey::generate("rp.example.com", 30).unwrap().0;
+    let jwk = latchkey_core::oidc::jwt::jwk(&key);
+    let mut body = oidc_app_body(json!({"jwks": {"keys": [jwk]}}));
+    body["credentials"]["oauthClient"]["token_endpoint_auth_method"] = json!("private_key_jwt");
+    let created = app.call(Method::POST, "/api/v1/apps", body).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert!(
+        created.body["credentials"]["oauthClient"].get("client_secret").is_none(),
+        "no secret for a key client"
+    );
+    let client_id = created.body["id"].as_str().unwrap().to_owned();
+    let alice = app.create_ok("alice@example.com").await;
+    app.call(Method::POST, &format!("/api/v1/apps/{client_id}/users"), json!({"id": alice})).await;
+    let rp = Rp { app, client_id: client_id.clone(), secret: String::new(), alice };
+    let now = latchkey_core::Clock::now(&latchkey_core::SystemClock).epoch_seconds();
+    let assertion = |jti: &str, aud: &str| {
+        let claims =
+            json!({"iss": client_id, "sub": client_id, "aud": aud, "jti": jti, "exp": now + 60, "iat": now});
+        latchkey_core::oidc::jwt::sign(claims.as_object().unwrap(), &key, None).unwrap()
+    };
+    let token_url = format!("{BASE}/oauth2/v1/token");
+    let mut browser = Browser::default();
+    let exchange = |code: String, assertion: String| {
+        let rp = &rp;
+        async move {
+            token_request(
+                rp,
+                None,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", &assertion),
+                ],
+            )
+            .await
+        }
+    };
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    let ok = exchange(code, assertion("jti-1", &token_url)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    assert_eq!(
+        exchange(code, assertion("jti-1", &token_url)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a replayed assertion"
+    );
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    assert_eq!(
+        exchange(code, assertion("jti-2", "https://elsewhere.example/token")).await.status,
+        StatusCode::UNAUTHORIZED,
+        "another audience"
+    );
+    let stranger = SigningKey::generate("evil.example", 30).unwrap().0;
+    let claims =
+        json!({"iss": rp.client_id, "sub": rp.client_id, "aud": token_url, "jti": "jti-3", "exp": now + 60});
+    let forged = latchkey_core::oidc::jwt::sign(claims.as_object().unwrap(), &stranger, None).unwrap();
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    assert_eq!(
+        exchange(code, forged).await.status,
+        StatusCode::UNAUTHORIZED,
+        "signed by a key the client did not register"
+    );
+}

@@ -15,12 +15,19 @@ CREATE TABLE oauth_tokens (
     app_id      TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
     user_id     TEXT REFERENCES users (id) ON DELETE CASCADE,
     session_id  TEXT,
-    code_digest TEXT,
+    -- The grant a token descends from (the digest of its code, or a client credentials
+    -- request's id): a replayed code or a reused refresh token revokes the whole family.
+    family      TEXT NOT NULL,
+    server      TEXT NOT NULL,
     scopes      TEXT NOT NULL,
+    issued_at   BIGINT NOT NULL,
+    auth_time   BIGINT,
     expires_at  BIGINT NOT NULL,
+    -- A rotated refresh token: when it was exchanged for its successor.
+    rotated_at  BIGINT,
     revoked     BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX oauth_tokens_code ON oauth_tokens (code_digest);
+CREATE INDEX oauth_tokens_family ON oauth_tokens (family);
 CREATE INDEX oauth_tokens_user ON oauth_tokens (user_id);
 
 CREATE TABLE oauth_assertions (

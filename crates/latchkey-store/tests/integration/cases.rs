@@ -1219,18 +1219,29 @@ pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store
         id: "AT.1".to_owned(),
         kind: TokenKind::Access,
         app_id: "0oaoauth".to_owned(),
+        server: latchkey_core::oidc::Server::Default,
         user_id: Some("00uoauth".to_owned()),
         session_id: Some("102oauth".to_owned()),
-        code_digest: Some("digest-1".to_owned()),
+        family: "digest-1".to_owned(),
         scopes: vec!["openid".to_owned(), "email".to_owned()],
+        issued_at: Timestamp(1_000),
+        auth_time: Some(Timestamp(900)),
         expires_at: Timestamp(3_600_000),
+        rotated_at: None,
         revoked: false,
     };
     store.insert_token(&token).await.unwrap();
+    let refresh = IssuedToken { id: "RT.1".to_owned(), kind: TokenKind::Refresh, ..token.clone() };
+    store.insert_token(&refresh).await.unwrap();
     assert_eq!(store.find_token("AT.1").await.unwrap().as_ref(), Some(&token));
-    assert_eq!(store.revoke_code_tokens("digest-1").await.unwrap(), 1);
+    // A refresh token rotates once; a second rotation (a reuse, or a lost race) is refused.
+    assert!(store.mark_rotated("RT.1", Timestamp(2_000)).await.unwrap());
+    assert!(!store.mark_rotated("RT.1", Timestamp(2_001)).await.unwrap());
+    assert_eq!(store.find_token("RT.1").await.unwrap().unwrap().rotated_at, Some(Timestamp(2_000)));
+    assert_eq!(store.revoke_family("digest-1").await.unwrap(), 2, "the code's whole family");
     assert!(store.find_token("AT.1").await.unwrap().unwrap().revoked);
-    assert_eq!(store.revoke_code_tokens("digest-1").await.unwrap(), 0, "already revoked");
+    assert_eq!(store.revoke_family("digest-1").await.unwrap(), 0, "already revoked");
+    assert!(!store.revoke_token("AT.1").await.unwrap());
 
     assert!(store.remember_assertion("0oaoauth", "jti-1", Timestamp(60_000)).await.unwrap());
     assert!(!store.remember_assertion("0oaoauth", "jti-1", Timestamp(60_000)).await.unwrap(), "a replay");
