@@ -19,7 +19,7 @@ use axum::routing::get;
 use base64::Engine;
 use latchkey_core::apps::App;
 use latchkey_core::oidc::authorize::{self, AuthorizeRequest, Prompt, Refused, ResponseMode};
-use latchkey_core::oidc::service::{ClientCredentials, CodeIssuer, OAuth};
+use latchkey_core::oidc::service::{ClientCredentials, CodeIssuer, ImplicitIssuer, OAuth};
 use latchkey_core::oidc::{ErrorCode, OAuthError, STANDARD_SCOPES, Server, jwt};
 use latchkey_core::sessions::BrowserRequest;
 use latchkey_core::signon::{Decision, Reauthentication, Refusal, SignOnRequest};
@@ -105,7 +105,7 @@ fn discovery_document(state: &AppState, server: Server, openid: bool) -> Respons
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "response_types_supported": ["code", "id_token", "token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post", "okta_post_message"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "implicit", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": STANDARD_SCOPES,
@@ -224,15 +224,6 @@ async fn authorize_inner(
             return Ok(answer(&redirect_uri, mode, &error_fields(&error, client_state.as_deref())));
         }
     };
-    if !request.wants_code() {
-        return Ok(answer_error(
-            &request,
-            &OAuthError::new(
-                ErrorCode::UnsupportedResponseType,
-                "The implicit flow is not available yet; use response_type=code.",
-            ),
-        ));
-    }
     let now = state.clock.now();
     let login_after =
         params.iter().find(|(k, _)| k == LOGIN_AFTER).and_then(|(_, v)| v.parse::<i64>().ok()).map(
@@ -252,36 +243,68 @@ async fn authorize_inner(
         subject_format: None,
         reauthentication,
     };
-    let issuer =
-        CodeIssuer { store: &state.store, clock: state.clock.as_ref(), app: &app, request: &request };
-    let signed = state.sign_on().sign_on(&sign_on, &issuer).await?;
-    let mut response = match signed.decision {
-        Decision::Granted(code) => {
-            let mut fields = vec![("code", code.as_str())];
-            if let Some(client_state) = &request.state {
-                fields.push(("state", client_state));
-            }
-            answer(&request.redirect_uri, request.response_mode, &fields)
-        }
-        Decision::Refused(refusal) => answer_error(&request, &refused(&app, refusal)),
-        Decision::SignInRequired if request.prompt == Prompt::None => answer_error(
-            &request,
-            &OAuthError::new(
-                ErrorCode::LoginRequired,
-                "The client specified not to prompt, but the user is not logged in.",
-            ),
-        ),
-        Decision::SignInRequired => {
-            let back = return_url(
-                server,
-                &params,
-                request.prompt == Prompt::Login || request.max_age == Some(0),
-                now,
+    let sign_in_required = || {
+        if request.prompt == Prompt::None {
+            return answer_error(
+                &request,
+                &OAuthError::new(
+                    ErrorCode::LoginRequired,
+                    "The client specified not to prompt, but the user is not logged in.",
+                ),
             );
-            web::redirect(&web::sign_in_url(state, Some(&back)))
         }
+        let fresh = request.prompt == Prompt::Login || request.max_age == Some(0);
+        web::redirect(&web::sign_in_url(state, Some(&return_url(server, &params, fresh, now))))
     };
-    web::cookies::apply(state, &mut response, &signed.browser);
+    let (mut response, browser) = if request.wants_code() {
+        let issuer =
+            CodeIssuer { store: &state.store, clock: state.clock.as_ref(), app: &app, request: &request };
+        let signed = state.sign_on().sign_on(&sign_on, &issuer).await?;
+        let response = match signed.decision {
+            Decision::Granted(code) => {
+                let mut fields = vec![("code", code.as_str())];
+                if let Some(client_state) = &request.state {
+                    fields.push(("state", client_state));
+                }
+                answer(&request.redirect_uri, request.response_mode, &fields)
+            }
+            Decision::Refused(refusal) => answer_error(&request, &refused(&app, refusal)),
+            Decision::SignInRequired => sign_in_required(),
+        };
+        (response, signed.browser)
+    } else {
+        let base = state.base();
+        let keys = state.signing_keys();
+        let oauth = oauth(state, &keys, &base);
+        let issuer = ImplicitIssuer { oauth: &oauth, app: &app, request: &request };
+        let signed = state.sign_on().sign_on(&sign_on, &issuer).await?;
+        let response = match signed.decision {
+            Decision::Granted(Ok(tokens)) => {
+                let expires_in = tokens.expires_in.to_string();
+                let mut fields: Vec<(&str, &str)> = Vec::new();
+                if request.response_types.iter().any(|t| t == "token") {
+                    fields.extend([
+                        ("access_token", tokens.access_token.as_str()),
+                        ("token_type", "Bearer"),
+                        ("expires_in", expires_in.as_str()),
+                        ("scope", tokens.scope.as_str()),
+                    ]);
+                }
+                if let Some(id_token) = &tokens.id_token {
+                    fields.push(("id_token", id_token));
+                }
+                if let Some(client_state) = &request.state {
+                    fields.push(("state", client_state));
+                }
+                answer(&request.redirect_uri, request.response_mode, &fields)
+            }
+            Decision::Granted(Err(error)) => answer_error(&request, &error),
+            Decision::Refused(refusal) => answer_error(&request, &refused(&app, refusal)),
+            Decision::SignInRequired => sign_in_required(),
+        };
+        (response, signed.browser)
+    };
+    web::cookies::apply(state, &mut response, &browser);
     Ok(response)
 }
 

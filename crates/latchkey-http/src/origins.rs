@@ -1,7 +1,8 @@
 //! `/api/v1/trustedOrigins*` (Okta's Trusted Origins API) and the CORS policy it drives.
 //!
-//! CORS applies only to the endpoints Okta makes callable cross-origin with cookies:
-//! `/api/v1/authn*`, `/api/v1/sessions/me*` and `/api/v1/users/me*`. A browser request to them
+//! CORS applies only to the endpoints Okta makes callable cross-origin: `/api/v1/authn*`,
+//! `/api/v1/sessions/me*`, `/api/v1/users/me*` and the OAuth endpoints single-page apps call
+//! (discovery, `keys`, `token`, `userinfo`, `introspect`, `revoke`). A browser request to them
 //! from an origin that is neither the IdP's own nor an active trusted origin with scope CORS is
 //! refused outright (so a hostile page cannot even trigger a sign-in); allowed origins get
 //! `Access-Control-Allow-Origin: <origin>` with credentials, never `*`.
@@ -46,6 +47,15 @@ fn is_cors_path(path: &str) -> bool {
     path.starts_with("/api/v1/authn")
         || path.starts_with("/api/v1/sessions/me")
         || path.starts_with("/api/v1/users/me")
+        || is_oauth_api_path(path)
+}
+
+/// The OAuth endpoints a single-page app calls with `fetch` (discovery, keys, token, userinfo,
+/// introspect, revoke), not the ones a browser navigates to (`authorize` and `logout`, which take
+/// form posts from any relying party).
+fn is_oauth_api_path(path: &str) -> bool {
+    let oauth = path.starts_with("/oauth2/") || path.starts_with("/.well-known/");
+    oauth && !path.ends_with("/authorize") && !path.ends_with("/logout")
 }
 
 pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -111,11 +111,58 @@ enum NewRefresh {
 #[derive(Debug, Clone, Copy)]
 struct Issue {
     refresh_token: NewRefresh,
+    /// `false` for an implicit `response_type=id_token`: no access token, so no `at_hash`.
+    access_token: bool,
 }
 
 impl Issue {
     fn all() -> Self {
-        Issue { refresh_token: NewRefresh::New }
+        Issue { refresh_token: NewRefresh::New, access_token: true }
+    }
+}
+
+/// The sign-on core's encoder for the implicit flow (OpenID Connect Core §3.2): the grant becomes
+/// tokens at once, returned in the redirect's fragment (or a form post). Only for apps that allow
+/// the `implicit` grant type; never a refresh token.
+pub struct ImplicitIssuer<'a, S, O, A> {
+    pub oauth: &'a OAuth<'a, S, O, A>,
+    pub app: &'a App,
+    pub request: &'a AuthorizeRequest,
+}
+
+impl<S, O, A> GrantEncoder for ImplicitIssuer<'_, S, O, A>
+where
+    S: OAuthStore + UserStore + GroupStore + SigningKeyStore,
+    O: Offload,
+    A: AuditLog,
+{
+    type Answer = Result<Tokens, OAuthError>;
+
+    async fn encode(&self, grant: &Grant) -> Result<Self::Answer, CoreError> {
+        let user = match self.oauth.active_user(&grant.user_id).await {
+            Ok(user) => user,
+            Err(error) => return Ok(Err(error)),
+        };
+        let wants = |t: &str| self.request.response_types.iter().any(|r| r == t);
+        let token_grant = TokenGrant {
+            server: self.request.server,
+            family: format!("implicit.{}", random_alphanumeric(32)),
+            session_id: Some(grant.session_id.clone()),
+            scopes: self.request.scopes.clone(),
+            nonce: self.request.nonce.clone(),
+            auth_time: grant.authn_instant,
+            amr: grant.amr.clone(),
+        };
+        let issue = Issue { refresh_token: NewRefresh::Keep, access_token: wants("token") };
+        let mut tokens = match self.oauth.issue(self.app, &user, &token_grant, issue).await {
+            Ok(tokens) => tokens,
+            Err(error) => return Ok(Err(error)),
+        };
+        if !wants("id_token") {
+            tokens.id_token = None;
+        }
+        self.oauth.log_issue(self.app, &user, "implicit").await;
+        Ok(Ok(tokens))
     }
 }
 
@@ -375,7 +422,10 @@ where
             auth_time: stored.auth_time.unwrap_or(stored.issued_at),
             amr: Vec::new(),
         };
-        let issue = Issue { refresh_token: if rotates { NewRefresh::Rotated } else { NewRefresh::Keep } };
+        let issue = Issue {
+            refresh_token: if rotates { NewRefresh::Rotated } else { NewRefresh::Keep },
+            access_token: true,
+        };
         let mut tokens = self.issue(app, &user, &grant, issue).await?;
         if !rotates {
             tokens.refresh_token = Some(refresh_token.to_owned());
@@ -417,7 +467,11 @@ where
         access.insert("scp".into(), json!(grant.scopes));
         access.insert("auth_time".into(), json!(grant.auth_time.epoch_seconds()));
         access.insert("sub".into(), json!(user.login()));
-        let access_token = jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?;
+        let access_token = if issue.access_token {
+            jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?
+        } else {
+            String::new()
+        };
         let id_token = if grant.scopes.iter().any(|s| s == "openid") {
             let mut claims = self.user_claims(user, &grant.scopes).await?;
             claims.insert("sub".into(), json!(user.id));
@@ -435,7 +489,9 @@ where
                 claims.insert("sid".into(), json!(sid));
             }
             claims.insert("auth_time".into(), json!(grant.auth_time.epoch_seconds()));
-            claims.insert("at_hash".into(), json!(half_hash(&access_token)));
+            if issue.access_token {
+                claims.insert("at_hash".into(), json!(half_hash(&access_token)));
+            }
             if let Some(nonce) = &grant.nonce {
                 claims.insert("nonce".into(), json!(nonce));
             }
@@ -458,7 +514,9 @@ where
             rotated_at: None,
             revoked: false,
         };
-        self.store.insert_token(&record(jti, TokenKind::Access, expires)).await.map_err(server_error)?;
+        if issue.access_token {
+            self.store.insert_token(&record(jti, TokenKind::Access, expires)).await.map_err(server_error)?;
+        }
         let wants_refresh = grant.scopes.iter().any(|s| s == "offline_access")
             && app.oidc().is_some_and(|o| o.allows_grant("refresh_token"));
         let refresh_token = if wants_refresh && issue.refresh_token != NewRefresh::Keep {

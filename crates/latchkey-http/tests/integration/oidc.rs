@@ -745,3 +745,57 @@ async fn private_key_jwt_clients_authenticate_with_a_signed_assertion_used_once(
         "signed by a key the client did not register"
     );
 }
+
+#[tokio::test]
+async fn the_implicit_flow_answers_in_the_fragment_only_for_apps_that_allow_it() {
+    let app = app_realtime(|_| {}).await;
+    let mut body = oidc_app_body(
+        json!({"grant_types": ["implicit"], "response_types": ["id_token", "token"], "application_type": "browser"}),
+    );
+    body["credentials"]["oauthClient"]["token_endpoint_auth_method"] = json!("none");
+    let created = app.call(Method::POST, "/api/v1/apps", body).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let client_id = created.body["id"].as_str().unwrap().to_owned();
+    let alice = app.create_ok("alice@example.com").await;
+    app.call(Method::POST, &format!("/api/v1/apps/{client_id}/users"), json!({"id": alice})).await;
+    let token = session_token(&app, "alice@example.com").await;
+    let url = |response_type: &str, extra: &str| {
+        format!(
+            "/oauth2/v1/authorize?client_id={client_id}&redirect_uri={}&response_type={response_type}&scope=openid%20email&state=s&nonce=n-9{extra}",
+            url_encode(REDIRECT)
+        )
+    };
+    let mut browser = Browser::default();
+    let page = browser.get(&app, &url("id_token%20token", &format!("&sessionToken={token}"))).await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    let (base, fragment) = page.location().split_once('#').expect("a fragment");
+    assert_eq!(base, REDIRECT);
+    let fields: Vec<(String, String)> =
+        url::form_urlencoded::parse(fragment.as_bytes()).into_owned().collect();
+    assert_eq!(param(&fields, "token_type"), Some("Bearer"));
+    assert_eq!(param(&fields, "state"), Some("s"));
+    let access = param(&fields, "access_token").unwrap();
+    let id = verified_claims(&app, param(&fields, "id_token").unwrap()).await;
+    assert_eq!(id["nonce"], "n-9");
+    assert_eq!(id["sub"], alice.as_str());
+    assert_eq!(id["at_hash"], URL_SAFE_NO_PAD.encode(&Sha256::digest(access.as_bytes())[..16]));
+    assert_eq!(userinfo(&app, access).await.body["email"], "alice@example.com");
+
+    let only_id = browser.get(&app, &url("id_token", "")).await;
+    let fragment = only_id.location().split_once('#').unwrap().1;
+    let fields: Vec<(String, String)> =
+        url::form_urlencoded::parse(fragment.as_bytes()).into_owned().collect();
+    assert!(param(&fields, "access_token").is_none());
+    let id = verified_claims(&app, param(&fields, "id_token").unwrap()).await;
+    assert!(id.get("at_hash").is_none(), "no access token, no at_hash");
+    let no_nonce = browser.get(&app, &url("id_token", "").replace("&nonce=n-9", "")).await;
+    assert!(no_nonce.location().contains("error=invalid_request"), "{}", no_nonce.location());
+    let in_query = browser.get(&app, &url("token", "&response_mode=query")).await;
+    assert!(
+        in_query.location().contains("#error=invalid_request"),
+        "tokens never go in a query: {}",
+        in_query.location()
+    );
+    let code = browser.get(&app, &url("code", "")).await;
+    assert!(code.location().contains("error=unauthorized_client"), "{}", code.location());
+}
