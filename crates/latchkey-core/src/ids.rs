@@ -36,6 +36,10 @@ pub enum IdKind {
     GroupRule,
     /// An OpenID Connect client secret.
     ClientSecret,
+    /// A custom scope of an authorization server.
+    OAuthScope,
+    /// A custom claim of an authorization server.
+    OAuthClaim,
 }
 
 impl IdKind {
@@ -58,6 +62,8 @@ impl IdKind {
             IdKind::Group => "00g",
             IdKind::GroupRule => "0pr",
             IdKind::ClientSecret => "ocs",
+            IdKind::OAuthScope => "scp",
+            IdKind::OAuthClaim => "ocl",
         }
     }
 }

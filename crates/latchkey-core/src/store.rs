@@ -15,6 +15,7 @@ use crate::error::{CoreError, StoreError};
 use crate::events::{Event, LogQuery};
 use crate::groups::query::GroupQuery;
 use crate::groups::{AppGroup, Group, GroupRef, GroupRule, GroupStats, MembershipSource};
+use crate::oidc::custom::{CustomClaim, CustomScope};
 use crate::oidc::{AuthorizationCode, IssuedToken, Redeemed};
 use crate::origins::TrustedOrigin;
 use crate::policy::{PasswordPolicy, Policies, PolicyKind, PolicyRow};
@@ -588,6 +589,22 @@ pub trait OAuthStore: Send + Sync {
 
     /// Revokes every token of a family (the tokens one code or one grant issued); how many.
     fn revoke_family(&self, family: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// The default server's custom scopes, by name.
+    fn list_custom_scopes(&self) -> impl Future<Output = StoreResult<Vec<CustomScope>>> + Send;
+
+    /// Inserts or replaces (by id) a custom scope. `Conflict` when another has its name.
+    fn put_custom_scope(&self, scope: &CustomScope) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn delete_custom_scope(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The default server's custom claims, by name.
+    fn list_custom_claims(&self) -> impl Future<Output = StoreResult<Vec<CustomClaim>>> + Send;
+
+    /// Inserts or replaces (by id) a custom claim. `Conflict` when another has its name.
+    fn put_custom_claim(&self, claim: &CustomClaim) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn delete_custom_claim(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Records a client assertion's `jti` until `expires_at`; `false` when it was already seen.
     fn remember_assertion(

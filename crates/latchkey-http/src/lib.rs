@@ -9,7 +9,7 @@
 //! Layout: the shared modules — [`state`] (the state and the wiring of the core's use cases), `error`,
 //! `extract` (extractors), `middleware`, `request_id`, `hosts`, `hashing`, `audit` and `web` (what every
 //! browser-facing feature shares) — and the feature modules, one per part of the surface: the API routers
-//! (`users`, `apps`, `client_secrets`, `authn`, `sessions`, `policies`, `factors`, `origins`, `logs`, `health`), `browser`,
+//! (`users`, `apps`, `client_secrets`, `authorization_servers`, `authn`, `sessions`, `policies`, `factors`, `origins`, `logs`, `health`), `browser`,
 //! `pages`, `saml`, `oidc` and `demo`. A feature module uses the shared ones and never another feature; this file
 //! composes the features into one router.
 
@@ -26,6 +26,7 @@ mod web;
 
 mod apps;
 mod authn;
+mod authorization_servers;
 mod browser;
 mod client_secrets;
 pub mod demo;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(saml::routes())
         .merge(oidc::routes())
         .merge(client_secrets::routes())
+        .merge(authorization_servers::routes())
         .merge(authn::routes())
         .merge(policies::routes())
         .merge(factors::routes())

@@ -23,7 +23,7 @@ use latchkey_core::oidc::service::{ClientCredentials, CodeIssuer, ImplicitIssuer
 use latchkey_core::oidc::{ErrorCode, OAuthError, STANDARD_SCOPES, Server, jwt};
 use latchkey_core::sessions::BrowserRequest;
 use latchkey_core::signon::{Decision, Reauthentication, Refusal, SignOnRequest};
-use latchkey_core::store::AppStore;
+use latchkey_core::store::{AppStore, OAuthStore};
 use latchkey_core::{Timestamp, origins};
 use serde_json::{Value, json};
 
@@ -45,50 +45,66 @@ pub(crate) fn routes() -> Router<AppState> {
             Server::Org => String::new(),
             Server::Default => "/oauth2/default".to_owned(),
         };
-        router = router
-            .route(
-                &format!("{discovery}/.well-known/openid-configuration"),
-                get(move |state: State<AppState>| async move { discovery_document(&state, server, true) }),
-            )
-            .route(
-                &format!("{discovery}/.well-known/oauth-authorization-server"),
-                get(move |state: State<AppState>| async move { discovery_document(&state, server, false) }),
-            )
-            .route(&format!("{base}/keys"), get(keys))
-            .route(
-                &format!("{base}/authorize"),
-                get(move |state, ip, headers, uri| authorize_get(server, state, ip, headers, uri))
-                    .post(move |state, ip, headers, body| authorize_post(server, state, ip, headers, body)),
-            )
-            .route(
-                &format!("{base}/token"),
-                axum::routing::post(move |state, headers, body| token(server, state, headers, body)),
-            )
-            .route(
-                &format!("{base}/introspect"),
-                axum::routing::post(move |state, headers, body| introspect(server, state, headers, body)),
-            )
-            .route(
-                &format!("{base}/revoke"),
-                axum::routing::post(move |state, headers, body| revoke(server, state, headers, body)),
-            )
-            .route(
-                &format!("{base}/logout"),
-                get(move |state, ip, headers, uri| logout_get(server, state, ip, headers, uri))
-                    .post(move |state, ip, headers, body| logout_post(server, state, ip, headers, body)),
-            )
-            .route(
-                &format!("{base}/userinfo"),
-                get(move |state, headers| userinfo(server, state, headers, Bytes::new()))
-                    .post(move |state, headers, body| userinfo(server, state, headers, body)),
-            );
+        router =
+            router
+                .route(
+                    &format!("{discovery}/.well-known/openid-configuration"),
+                    get(move |state: State<AppState>| async move {
+                        discovery_document(&state, server, true).await
+                    }),
+                )
+                .route(
+                    &format!("{discovery}/.well-known/oauth-authorization-server"),
+                    get(move |state: State<AppState>| async move {
+                        discovery_document(&state, server, false).await
+                    }),
+                )
+                .route(&format!("{base}/keys"), get(keys))
+                .route(
+                    &format!("{base}/authorize"),
+                    get(move |state, ip, headers, uri| authorize_get(server, state, ip, headers, uri)).post(
+                        move |state, ip, headers, body| authorize_post(server, state, ip, headers, body),
+                    ),
+                )
+                .route(
+                    &format!("{base}/token"),
+                    axum::routing::post(move |state, headers, body| token(server, state, headers, body)),
+                )
+                .route(
+                    &format!("{base}/introspect"),
+                    axum::routing::post(move |state, headers, body| introspect(server, state, headers, body)),
+                )
+                .route(
+                    &format!("{base}/revoke"),
+                    axum::routing::post(move |state, headers, body| revoke(server, state, headers, body)),
+                )
+                .route(
+                    &format!("{base}/logout"),
+                    get(move |state, ip, headers, uri| logout_get(server, state, ip, headers, uri))
+                        .post(move |state, ip, headers, body| logout_post(server, state, ip, headers, body)),
+                )
+                .route(
+                    &format!("{base}/userinfo"),
+                    get(move |state, headers| userinfo(server, state, headers, Bytes::new()))
+                        .post(move |state, headers, body| userinfo(server, state, headers, body)),
+                );
     }
     router
 }
 
 /// Discovery (OpenID Connect Discovery 1.0 §3; RFC 8414 §2): only what is served.
-fn discovery_document(state: &AppState, server: Server, openid: bool) -> Response {
+async fn discovery_document(state: &AppState, server: Server, openid: bool) -> Response {
     let base = state.base();
+    let mut scopes: Vec<String> = STANDARD_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let mut grant_types = vec!["authorization_code", "implicit", "refresh_token"];
+    if server == Server::Default {
+        match state.store.list_custom_scopes().await {
+            Ok(custom) => scopes
+                .extend(custom.into_iter().filter(|s| s.metadata_publish == "ALL_CLIENTS").map(|s| s.name)),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+        grant_types.push("client_credentials");
+    }
     let endpoint = |name: &str| format!("{base}{}/{name}", server.endpoint_base());
     let mut document = json!({
         "issuer": server.issuer(&base),
@@ -105,10 +121,10 @@ fn discovery_document(state: &AppState, server: Server, openid: bool) -> Respons
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "response_types_supported": ["code", "id_token", "token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post", "okta_post_message"],
-        "grant_types_supported": ["authorization_code", "implicit", "refresh_token"],
+        "grant_types_supported": grant_types,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "scopes_supported": STANDARD_SCOPES,
+        "scopes_supported": scopes,
         "token_endpoint_auth_methods_supported":
             ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
@@ -217,7 +233,11 @@ async fn authorize_inner(
             "the client_id names an app that is not an OpenID Connect app",
         ));
     };
-    let request = match authorize::check(server, client_id, oidc, &params) {
+    let custom_scopes: Vec<String> = match server {
+        Server::Default => state.store.list_custom_scopes().await?.into_iter().map(|s| s.name).collect(),
+        Server::Org => Vec::new(),
+    };
+    let request = match authorize::check(server, client_id, oidc, &custom_scopes, &params) {
         Ok(request) => request,
         Err(Refused::Page(detail)) => return Ok(bad_request_page(state, headers, &detail)),
         Err(Refused::Redirect { redirect_uri, mode, state: client_state, error }) => {
@@ -598,7 +618,14 @@ async fn token_inner(
                 }
             }
         }
-        "client_credentials" | "implicit" | "password" => {
+        "client_credentials" => match oauth.client_credentials(&app, server, param(&pairs, "scope")).await {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                tracing::warn!(app = %app.id, error = error.code.as_str(), "client credentials refused");
+                return Err(error);
+            }
+        },
+        "implicit" | "password" => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "The grant type is not supported by this authorization server yet.",

@@ -4,6 +4,7 @@
 //! code cannot both redeem it; the spent row stays until it is purged, which is how a replay is
 //! told from an unknown code.
 
+use latchkey_core::oidc::custom::{CustomClaim, CustomScope};
 use latchkey_core::oidc::{AuthorizationCode, IssuedToken, Redeemed, Server, TokenKind};
 use latchkey_core::store::{OAuthStore, StoreResult};
 use latchkey_core::{StoreError, Timestamp};
@@ -187,6 +188,30 @@ impl OAuthStore for Store {
         }))
     }
 
+    async fn list_custom_scopes(&self) -> StoreResult<Vec<CustomScope>> {
+        self.list_server_objects(SCOPE).await
+    }
+
+    async fn put_custom_scope(&self, scope: &CustomScope) -> StoreResult<()> {
+        self.put_server_object(SCOPE, &scope.id, &scope.name, scope).await
+    }
+
+    async fn delete_custom_scope(&self, id: &str) -> StoreResult<bool> {
+        self.delete_server_object(SCOPE, id).await
+    }
+
+    async fn list_custom_claims(&self) -> StoreResult<Vec<CustomClaim>> {
+        self.list_server_objects(CLAIM).await
+    }
+
+    async fn put_custom_claim(&self, claim: &CustomClaim) -> StoreResult<()> {
+        self.put_server_object(CLAIM, &claim.id, &claim.name, claim).await
+    }
+
+    async fn delete_custom_claim(&self, id: &str) -> StoreResult<bool> {
+        self.delete_server_object(CLAIM, id).await
+    }
+
     async fn remember_assertion(&self, app_id: &str, jti: &str, expires_at: Timestamp) -> StoreResult<bool> {
         let inserted = on_pool!(self, write, |pool| {
             sqlx::query(
@@ -205,7 +230,59 @@ impl OAuthStore for Store {
     }
 }
 
+const SCOPE: &str = "scope";
+const CLAIM: &str = "claim";
+
 impl Store {
+    async fn list_server_objects<T: serde::de::DeserializeOwned>(&self, kind: &str) -> StoreResult<Vec<T>> {
+        let rows: Vec<(String,)> = on_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT body FROM oauth_server_objects WHERE kind = $1 ORDER BY name")
+                .bind(kind)
+                .fetch_all(pool)
+                .await
+                .map_err(map_err)?
+        });
+        rows.iter().map(|(body,)| serde_json::from_str(body).map_err(corrupt)).collect()
+    }
+
+    /// Inserts or replaces by id; a name taken by another object is a `Conflict`.
+    async fn put_server_object<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        name: &str,
+        object: &T,
+    ) -> StoreResult<()> {
+        let body = serde_json::to_string(object).map_err(corrupt)?;
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO oauth_server_objects (id, kind, name, body) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body",
+            )
+            .bind(id)
+            .bind(kind)
+            .bind(name)
+            .bind(&body)
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn delete_server_object(&self, kind: &str, id: &str) -> StoreResult<bool> {
+        let deleted = on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM oauth_server_objects WHERE kind = $1 AND id = $2")
+                .bind(kind)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+        });
+        Ok(deleted == 1)
+    }
+
     /// Drops spent and expired OAuth state (a spent code is kept an hour to recognise replays).
     pub async fn purge_oauth(&self, now: Timestamp) -> StoreResult<u64> {
         let spent = Timestamp(now.millis() - SPENT_CODE_KEPT_MILLIS);

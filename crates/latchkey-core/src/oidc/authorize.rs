@@ -104,6 +104,7 @@ pub fn check(
     server: Server,
     client_id: &str,
     app: &OidcSignOn,
+    custom_scopes: &[String],
     params: &[(String, String)],
 ) -> Result<AuthorizeRequest, Refused> {
     let count = |name: &str| params.iter().filter(|(k, _)| k == name).count();
@@ -200,7 +201,11 @@ pub fn check(
             "The authorization request must request at least one scope.",
         ));
     }
-    if let Some(unknown) = scopes.iter().find(|s| !server.scopes().contains(&s.as_str())) {
+    let known = |scope: &str| {
+        server.scopes().contains(&scope)
+            || (server == Server::Default && custom_scopes.iter().any(|c| c == scope))
+    };
+    if let Some(unknown) = scopes.iter().find(|s| !known(s)) {
         let unknown: String = unknown.chars().take(60).collect();
         return Err(refuse(
             ErrorCode::InvalidScope,
@@ -349,6 +354,7 @@ mod tests {
             Server::Org,
             "0oa1",
             &app(json!({})),
+            &[],
             &params(&[
                 ("redirect_uri", "https://rp.example.com/cb"),
                 ("response_type", "code"),
@@ -370,6 +376,7 @@ mod tests {
             Server::Org,
             "0oa1",
             &app(json!({})),
+            &[],
             &params(&[("redirect_uri", "https://evil.example/cb"), ("response_type", "code")]),
         );
         assert!(matches!(refused, Err(Refused::Page(_))));
@@ -377,6 +384,7 @@ mod tests {
             Server::Org,
             "0oa1",
             &app(json!({})),
+            &[],
             &params(&[
                 ("redirect_uri", "https://rp.example.com/cb"),
                 ("response_type", "token"),
@@ -395,9 +403,12 @@ mod tests {
             [("redirect_uri", "https://rp.example.com/cb"), ("response_type", "code"), ("scope", "openid")];
         let mut plain = params(&base);
         plain.extend(params(&[("code_challenge", CHALLENGE), ("code_challenge_method", "plain")]));
-        assert!(matches!(check(Server::Org, "c", &app(json!({})), &plain), Err(Refused::Redirect { .. })));
+        assert!(matches!(
+            check(Server::Org, "c", &app(json!({})), &[], &plain),
+            Err(Refused::Redirect { .. })
+        ));
         let spa = app(json!({"application_type": "browser"}));
-        let Err(Refused::Redirect { error, .. }) = check(Server::Org, "c", &spa, &params(&base)) else {
+        let Err(Refused::Redirect { error, .. }) = check(Server::Org, "c", &spa, &[], &params(&base)) else {
             panic!()
         };
         assert_eq!(error.code, ErrorCode::InvalidRequest);

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::authorize::{AuthorizeRequest, pkce_matches};
+use super::custom::{ClaimType, CustomClaim};
 use super::jwt;
 use super::{
     AuthorizationCode, CODE_LIFETIME_SECS, ErrorCode, IssuedToken, OAuthError, REFRESH_IDLE_SECS, Redeemed,
@@ -14,6 +15,7 @@ use crate::apps::{App, OidcSignOn};
 use crate::clock::{Clock, Timestamp};
 use crate::error::CoreError;
 use crate::events::{Actor, AuditLog, Event, Target};
+use crate::expr::Subject;
 use crate::ids::{Secret, random_alphanumeric, secret_digest};
 use crate::offload::Offload;
 use crate::signing_keys::service::SigningKeys;
@@ -467,6 +469,12 @@ where
         access.insert("scp".into(), json!(grant.scopes));
         access.insert("auth_time".into(), json!(grant.auth_time.epoch_seconds()));
         access.insert("sub".into(), json!(user.login()));
+        let custom = self.custom_claims(grant.server, user, &grant.scopes).await?;
+        for (claim_type, name, value) in &custom {
+            if *claim_type == ClaimType::Resource {
+                access.insert(name.clone(), value.clone());
+            }
+        }
         let access_token = if issue.access_token {
             jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?
         } else {
@@ -474,6 +482,11 @@ where
         };
         let id_token = if grant.scopes.iter().any(|s| s == "openid") {
             let mut claims = self.user_claims(user, &grant.scopes).await?;
+            for (claim_type, name, value) in &custom {
+                if *claim_type == ClaimType::Identity {
+                    claims.insert(name.clone(), value.clone());
+                }
+            }
             claims.insert("sub".into(), json!(user.id));
             claims.insert("ver".into(), json!(1));
             claims.insert("iss".into(), json!(issuer));
@@ -654,6 +667,131 @@ where
         Ok((client.to_owned(), sid))
     }
 
+    /// The default server's custom claims a grant of `scopes` carries, with the user's values
+    /// (claims without a value for this user are left out, as Okta does).
+    async fn custom_claims(
+        &self,
+        server: Server,
+        user: &User,
+        scopes: &[String],
+    ) -> Result<Vec<(ClaimType, String, Value)>, OAuthError> {
+        if server != Server::Default {
+            return Ok(Vec::new());
+        }
+        let claims = self.store.list_custom_claims().await.map_err(server_error)?;
+        let wanted: Vec<&CustomClaim> = claims
+            .iter()
+            .filter(|c| c.applies(ClaimType::Resource, scopes) || c.applies(ClaimType::Identity, scopes))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = if wanted.iter().any(|c| c.needs_groups()) {
+            self.store.user_group_refs(&user.id).await.map_err(server_error)?
+        } else {
+            Vec::new()
+        };
+        let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let subject = Subject { user, group_ids: Some(&group_ids) };
+        Ok(wanted
+            .into_iter()
+            .filter_map(|c| Some((c.claim_type, c.name.clone(), c.value_for(&subject, &groups)?)))
+            .collect())
+    }
+
+    /// The `client_credentials` grant (RFC 6749 §4.4): a service app's own access token from the
+    /// default server, for custom scopes only (the app's default scopes when it names none).
+    pub async fn client_credentials(
+        &self,
+        app: &App,
+        server: Server,
+        scope: Option<&str>,
+    ) -> Result<Tokens, OAuthError> {
+        let Some(oidc) = app.oidc() else { return Err(invalid_client()) };
+        if !oidc.allows_grant("client_credentials") {
+            return Err(unauthorized_grant());
+        }
+        if server != Server::Default {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "The org authorization server issues client credentials tokens for no scope; use the default server.",
+            ));
+        }
+        let custom = self.store.list_custom_scopes().await.map_err(server_error)?;
+        let scopes: Vec<String> = match scope {
+            Some(text) => {
+                let mut asked: Vec<String> = Vec::new();
+                for name in text.split(' ').filter(|s| !s.is_empty()) {
+                    if !custom.iter().any(|c| c.name == name) {
+                        let name: String = name.chars().take(60).collect();
+                        return Err(OAuthError::new(
+                            ErrorCode::InvalidScope,
+                            format!("The scope '{name}' is not a custom scope of this authorization server."),
+                        ));
+                    }
+                    if !asked.iter().any(|a| a == name) {
+                        asked.push(name.to_owned());
+                    }
+                }
+                asked
+            }
+            None => custom.iter().filter(|c| c.default).map(|c| c.name.clone()).collect(),
+        };
+        if scopes.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "The client credentials request must name a scope.",
+            ));
+        }
+        let keys = self.keys.current().await.map_err(server_error)?;
+        let now = self.clock.now();
+        let expires = now.plus_seconds(TOKEN_LIFETIME_SECS);
+        let jti = format!("AT.{}", random_alphanumeric(43));
+        let mut access = Map::new();
+        access.insert("ver".into(), json!(1));
+        access.insert("jti".into(), json!(jti));
+        access.insert("iss".into(), json!(server.issuer(self.org_url)));
+        access.insert("aud".into(), json!(server.access_token_audience(self.org_url)));
+        access.insert("iat".into(), json!(now.epoch_seconds()));
+        access.insert("exp".into(), json!(expires.epoch_seconds()));
+        access.insert("cid".into(), json!(app.id));
+        access.insert("scp".into(), json!(scopes));
+        access.insert("sub".into(), json!(app.id));
+        let access_token = jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?;
+        let record = IssuedToken {
+            id: jti,
+            kind: TokenKind::Access,
+            app_id: app.id.clone(),
+            server,
+            user_id: None,
+            session_id: None,
+            family: format!("cc.{}", random_alphanumeric(32)),
+            scopes: scopes.clone(),
+            issued_at: now,
+            auth_time: None,
+            expires_at: expires,
+            rotated_at: None,
+            revoked: false,
+        };
+        self.store.insert_token(&record).await.map_err(server_error)?;
+        let event = Event::new(
+            "app.oauth2.as.token.grant",
+            "OAuth2 tokens issued (client_credentials)",
+            "SUCCESS",
+            Actor::system(),
+            now,
+        )
+        .target(Target::new(&app.id, "AppInstance", &app.label));
+        self.audit.record(event).await;
+        Ok(Tokens {
+            access_token,
+            id_token: None,
+            refresh_token: None,
+            scope: scopes.join(" "),
+            expires_in: TOKEN_LIFETIME_SECS,
+        })
+    }
+
     /// The claims the scopes grant (OpenID Connect Core §5.4), from the user's profile now.
     async fn user_claims(&self, user: &User, scopes: &[String]) -> Result<Map<String, Value>, OAuthError> {
         let has = |scope: &str| scopes.iter().any(|s| s == scope);
@@ -744,6 +882,11 @@ where
         let user_id = issued.user_id.as_deref().ok_or_else(invalid)?;
         let user = self.active_user(user_id).await.map_err(|_| invalid())?;
         let mut claims = self.user_claims(&user, &issued.scopes).await?;
+        for (claim_type, name, value) in self.custom_claims(server, &user, &issued.scopes).await? {
+            if claim_type == ClaimType::Identity {
+                claims.insert(name, value);
+            }
+        }
         claims.insert("sub".into(), json!(user.id));
         Ok(claims)
     }

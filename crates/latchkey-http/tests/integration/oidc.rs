@@ -799,3 +799,149 @@ async fn the_implicit_flow_answers_in_the_fragment_only_for_apps_that_allow_it()
     let code = browser.get(&app, &url("code", "")).await;
     assert!(code.location().contains("error=unauthorized_client"), "{}", code.location());
 }
+
+#[tokio::test]
+async fn the_default_servers_custom_scopes_and_claims_reach_its_tokens() {
+    let rp = setup().await;
+    let servers = rp.app.call(Method::GET, "/api/v1/authorizationServers", Value::Null).await;
+    assert_eq!(servers.body[0]["id"], "default");
+    assert_eq!(servers.body[0]["audiences"], json!(["api://default"]));
+    assert_eq!(servers.body[0]["issuer"], format!("{BASE}/oauth2/default"));
+    let base = "/api/v1/authorizationServers/default";
+    let scopes = rp.app.call(Method::GET, &format!("{base}/scopes"), Value::Null).await;
+    assert!(scopes.body.as_array().unwrap().iter().any(|s| s["name"] == "openid" && s["system"] == true));
+    let scope = rp
+        .app
+        .call(
+            Method::POST,
+            &format!("{base}/scopes"),
+            json!({"name": "reports:read", "metadataPublish": "ALL_CLIENTS"}),
+        )
+        .await;
+    assert_eq!(scope.status, StatusCode::CREATED, "{}", scope.body);
+    let clash = rp.app.call(Method::POST, &format!("{base}/scopes"), json!({"name": "reports:read"})).await;
+    assert_eq!(clash.status, StatusCode::BAD_REQUEST);
+    let system = rp.app.call(Method::POST, &format!("{base}/scopes"), json!({"name": "openid"})).await;
+    assert_eq!(system.status, StatusCode::BAD_REQUEST);
+
+    let group = rp.app.call(Method::POST, "/api/v1/groups", json!({"profile": {"name": "Reporting"}})).await;
+    let group_id = group.body["id"].as_str().unwrap();
+    rp.app.call(Method::PUT, &format!("/api/v1/groups/{group_id}/users/{}", rp.alice), Value::Null).await;
+    for claim in [
+        json!({"name": "dept", "claimType": "RESOURCE", "valueType": "EXPRESSION", "value": "String.toUpperCase(user.lastName)", "conditions": {"scopes": ["reports:read"]}}),
+        json!({"name": "teams", "claimType": "IDENTITY", "valueType": "GROUPS", "value": "Rep", "group_filter_type": "STARTS_WITH", "conditions": {"scopes": []}}),
+    ] {
+        let created = rp.app.call(Method::POST, &format!("{base}/claims"), claim).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+    let bad = rp
+        .app
+        .call(
+            Method::POST,
+            &format!("{base}/claims"),
+            json!({"name": "x", "claimType": "RESOURCE", "value": "user.firstName +"}),
+        )
+        .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::BAD_REQUEST,
+        "an expression Latchkey cannot evaluate is refused when saved"
+    );
+    let reserved = rp
+        .app
+        .call(
+            Method::POST,
+            &format!("{base}/claims"),
+            json!({"name": "sub", "claimType": "RESOURCE", "value": "user.login"}),
+        )
+        .await;
+    assert_eq!(reserved.status, StatusCode::BAD_REQUEST);
+
+    let discovery =
+        rp.app.call(Method::GET, "/oauth2/default/.well-known/openid-configuration", Value::Null).await;
+    assert!(discovery.body["scopes_supported"].as_array().unwrap().contains(&json!("reports:read")));
+    let mut browser = Browser::default();
+    let token = session_token(&rp.app, "alice@example.com").await;
+    let url = authorize_url(&rp, &format!("&sessionToken={token}"))
+        .replace("/oauth2/v1/", "/oauth2/default/v1/")
+        .replace("scope=openid%20profile%20email", "scope=openid%20reports%3Aread");
+    let page = browser.get(&rp.app, &url).await;
+    let code = param(&callback_params(page.location()), "code")
+        .unwrap_or_else(|| panic!("{}", page.location()))
+        .to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let tokens = client_post(&rp, "/oauth2/default/v1/token", &form).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+    let access = verified_claims(&rp.app, tokens.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(access["aud"], "api://default");
+    assert_eq!(access["dept"], "USER");
+    assert_eq!(access["scp"], json!(["openid", "reports:read"]));
+    let id = verified_claims(&rp.app, tokens.body["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["teams"], json!(["Reporting"]));
+    assert!(id.get("dept").is_none(), "a RESOURCE claim stays in the access token");
+    let unknown = browser.get(&rp.app, &url.replace("reports%3Aread", "payroll%3Aread")).await;
+    assert_eq!(param(&callback_params(unknown.location()), "error"), Some("invalid_scope"));
+}
+
+#[tokio::test]
+async fn a_service_app_gets_client_credentials_tokens_for_custom_scopes_on_the_default_server() {
+    let app = app_realtime(|_| {}).await;
+    let body = json!({
+        "name": "oidc_client",
+        "label": "Nightly job",
+        "signOnMode": "OPENID_CONNECT",
+        "credentials": {"oauthClient": {"token_endpoint_auth_method": "client_secret_post"}},
+        "settings": {"oauthClient": {"grant_types": ["client_credentials"], "response_types": [], "application_type": "service"}},
+    });
+    let created = app.call(Method::POST, "/api/v1/apps", body).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let secret = created.body["credentials"]["oauthClient"]["client_secret"].as_str().unwrap().to_owned();
+    let base = "/api/v1/authorizationServers/default";
+    app.call(Method::POST, &format!("{base}/scopes"), json!({"name": "jobs:run", "default": true})).await;
+    let post = |path: &'static str, scope: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+            ("client_secret", secret.as_str()),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        send(&app, request)
+    };
+    let tokens = post("/oauth2/default/v1/token", Some("jobs:run")).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+    assert!(tokens.body.get("id_token").is_none() && tokens.body.get("refresh_token").is_none());
+    let access = verified_claims(&app, tokens.body["access_token"].as_str().unwrap()).await;
+    assert_eq!((access["sub"].as_str(), access["cid"].as_str()), (Some(id.as_str()), Some(id.as_str())));
+    assert!(access.get("uid").is_none(), "no user");
+    assert_eq!(post("/oauth2/default/v1/token", None).await.body["scope"], "jobs:run", "the default scopes");
+    assert_eq!(post("/oauth2/default/v1/token", Some("openid")).await.body["error"], "invalid_scope");
+    assert_eq!(
+        post("/oauth2/v1/token", Some("jobs:run")).await.body["error"],
+        "invalid_scope",
+        "not on the org server"
+    );
+    let introspected = client_post_as(
+        &app,
+        (&id, &secret),
+        "/oauth2/default/v1/introspect",
+        &[("token", tokens.body["access_token"].as_str().unwrap())],
+    )
+    .await;
+    // A client_secret_post client authenticates in the form, not with Basic.
+    assert_eq!(introspected.status, StatusCode::UNAUTHORIZED);
+}

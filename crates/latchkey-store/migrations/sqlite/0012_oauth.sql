@@ -36,3 +36,12 @@ CREATE TABLE oauth_assertions (
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (app_id, jti)
 );
+
+-- The default authorization server's custom scopes and claims, in the core's JSON.
+CREATE TABLE oauth_server_objects (
+    id   TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (kind, name)
+);
