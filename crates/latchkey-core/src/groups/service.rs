@@ -8,6 +8,8 @@
 //! them (as an administrator's) without, Okta's default. Memberships an administrator made are
 //! never touched by a rule.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
 use super::query::GroupQuery;
@@ -134,12 +136,17 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     }
 
     /// Deletes a group with its memberships and app assignments. Rules that fill it or name it in
-    /// their expression become INVALID (and take back the memberships they made), and the former members are put through the rules again when a rule's expression
-    /// asks about groups (their membership of this one no longer holds).
+    /// their expression become INVALID (and take back the memberships they made); the former
+    /// members, and the users those rules put out, are put through the rules again (see
+    /// `reapply_rules`).
     pub async fn delete(&self, id: &str, by: &ChangedBy<'_>) -> Result<(), CoreError> {
         let group = self.editable(id).await?;
         let group_rules = self.active_rules().await?.into_iter().any(|rule| rule_uses_groups(&rule));
-        let former_members = if group_rules { self.all_members(&group.id).await? } else { Vec::new() };
+        let mut left: BTreeSet<String> = if group_rules {
+            self.all_members(&group.id).await?.into_iter().map(|u| u.id).collect()
+        } else {
+            BTreeSet::new()
+        };
         if self.store.delete_group(&group.id).await? {
             self.log(by, "group.lifecycle.delete", "Delete okta group", vec![group_target(&group)]).await;
         }
@@ -152,13 +159,10 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
                 self.log(by, "group.rule.invalidate", "Invalidate group rule", vec![rule_target(&rule)])
                     .await;
                 // It applies to no one now: what it gave goes, as when it is deactivated.
-                self.drop_rule_memberships(&rule, by).await?;
+                left.extend(self.drop_rule_memberships(&rule, by).await?);
             }
         }
-        for user in &former_members {
-            self.apply_rules(user, by).await?;
-        }
-        Ok(())
+        self.reapply_rules(&left, by).await
     }
 
     /// Adds a user to a group (an administrator's membership). Idempotent. `Everyone` takes no
@@ -336,7 +340,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             self.store.put_rule(&rule).await?;
             self.log(by, "group.rule.deactivate", "Deactivate group rule", vec![rule_target(&rule)]).await;
         }
-        self.drop_rule_memberships(&rule, by).await
+        let left = self.drop_rule_memberships(&rule, by).await?;
+        self.reapply_rules(&left, by).await
     }
 
     /// Deletes a rule. With `remove_users` the memberships it made go too; without (Okta's
@@ -348,20 +353,47 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         by: &ChangedBy<'_>,
     ) -> Result<(), CoreError> {
         let rule = self.rule(id).await?;
-        if remove_users {
-            self.drop_rule_memberships(&rule, by).await?;
+        let left = if remove_users {
+            self.drop_rule_memberships(&rule, by).await?
         } else {
             self.store.keep_rule_memberships(&rule.id).await?;
-        }
+            BTreeSet::new()
+        };
         if self.store.delete_rule(&rule.id).await? {
             self.log(by, "group.rule.delete", "Delete group rule", vec![rule_target(&rule)]).await;
         }
-        Ok(())
+        // Gone, the rule can no longer put back what it gave.
+        self.reapply_rules(&left, by).await
     }
 
-    async fn drop_rule_memberships(&self, rule: &GroupRule, by: &ChangedBy<'_>) -> Result<(), CoreError> {
+    /// Removes the memberships a rule made; returns the users who left a group because of it, for
+    /// `reapply_rules` (call it once the rule can no longer admit anyone).
+    async fn drop_rule_memberships(
+        &self,
+        rule: &GroupRule,
+        by: &ChangedBy<'_>,
+    ) -> Result<BTreeSet<String>, CoreError> {
+        let mut left = BTreeSet::new();
         for (group_id, user_id) in self.store.remove_rule_memberships(&rule.id, self.clock.now()).await? {
             self.log_rule_membership(rule, &group_id, &user_id, false, by).await?;
+            left.insert(user_id);
+        }
+        Ok(left)
+    }
+
+    /// Puts users who left a group through the active rules again: a rule that asks about that
+    /// group (`isMemberOfGroup`) may no longer admit them, and a rule that asks about the group
+    /// that one fills neither, down the chain (each user to a fixed point, see `apply_rules`).
+    /// Only rules that ask about groups can change their answer, so without one nothing is read.
+    async fn reapply_rules(&self, user_ids: &BTreeSet<String>, by: &ChangedBy<'_>) -> Result<(), CoreError> {
+        if user_ids.is_empty() || !self.active_rules().await?.iter().any(rule_uses_groups) {
+            return Ok(());
+        }
+        for user_id in user_ids {
+            // A user deleted meanwhile has no memberships left to follow.
+            if let Some(user) = self.store.find_user(user_id).await?.filter(|u| &u.id == user_id) {
+                self.apply_rules(&user, by).await?;
+            }
         }
         Ok(())
     }

@@ -541,3 +541,77 @@ async fn a_group_gives_its_members_the_app_and_the_groups_claim_both_sps_read() 
         assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "E0000001"), "{filter_type}");
     }
 }
+
+async fn create_rule(app: &App, name: &str, expression: &str, group: &str) -> String {
+    let reply = app.call(Method::POST, "/api/v1/groups/rules", rule_body(name, expression, &[group])).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn rule_lifecycle(app: &App, rule_id: &str, verb: &str) {
+    let reply = app
+        .call(Method::POST, &format!("/api/v1/groups/rules/{rule_id}/lifecycle/{verb}"), Value::Null)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{verb}: {}", reply.body);
+}
+
+async fn app_user_ids(app: &App, app_id: &str) -> Vec<String> {
+    let reply = app.call(Method::GET, &format!("/api/v1/apps/{app_id}/users"), Value::Null).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body.as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_chain_of_rules_follows_the_first_one_out_and_the_app_goes_with_it() {
+    let app = app_realtime(|_| {}).await;
+    let chain1 = create_group(&app, "Chain1").await;
+    let chain2 = create_group(&app, "Chain2").await;
+    let chain3 = create_group(&app, "Chain3").await;
+    let ada = create_user_in(&app, "ada@example.com", "eng").await;
+    create_user_in(&app, "sam@example.com", "sales").await;
+    let a = create_rule(&app, "A", "user.department==\"eng\"", &chain1).await;
+    let b = create_rule(&app, "B", &format!("isMemberOfGroup(\"{chain1}\")"), &chain2).await;
+    let c = create_rule(&app, "C", &format!("isMemberOfGroup(\"{chain2}\")"), &chain3).await;
+    // The later links first: they then wait for the first one.
+    for rule in [&c, &b, &a] {
+        rule_lifecycle(&app, rule, "activate").await;
+    }
+    for group in [&chain1, &chain2, &chain3] {
+        assert_eq!(member_logins(&app, group).await, ["ada@example.com"], "down the chain");
+    }
+    // An app assigned to the second link only.
+    let created = app.call(Method::POST, "/api/v1/apps", saml_app_body("Chained")).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let app_id = created.body["id"].as_str().unwrap().to_owned();
+    let embed =
+        created.body["_links"]["appLinks"][0]["href"].as_str().unwrap().replace(crate::support::BASE, "");
+    let assigned = app.call(Method::PUT, &format!("/api/v1/apps/{app_id}/groups/{chain2}"), json!({})).await;
+    assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.body);
+    assert_eq!(app_user_ids(&app, &app_id).await, [ada.as_str()]);
+    let token = app
+        .public("/api/v1/authn", json!({"username": "ada@example.com", "password": "Correct-Horse-9"}))
+        .await;
+    let token = token.body["sessionToken"].as_str().unwrap().to_owned();
+    let mut browser = Browser::default();
+    assert_eq!(browser.get(&app, &format!("{embed}?sessionToken={token}")).await.status, StatusCode::OK);
+
+    // Deactivating the first link empties the whole chain at once, and the app goes with it.
+    rule_lifecycle(&app, &a, "deactivate").await;
+    for group in [&chain1, &chain2, &chain3] {
+        assert!(member_logins(&app, group).await.is_empty(), "{group}: no profile change needed");
+    }
+    assert!(app_user_ids(&app, &app_id).await.is_empty());
+    assert_eq!(browser.get(&app, &embed).await.status, StatusCode::FORBIDDEN, "the next SSO is refused");
+
+    // Back on, back in; then deleting the first group makes A and B INVALID and empties the rest.
+    rule_lifecycle(&app, &a, "activate").await;
+    assert_eq!(member_logins(&app, &chain3).await, ["ada@example.com"]);
+    assert_eq!(browser.get(&app, &embed).await.status, StatusCode::OK);
+    let deleted = app.call(Method::DELETE, &format!("/api/v1/groups/{chain1}"), Value::Null).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    for group in [&chain2, &chain3] {
+        assert!(member_logins(&app, group).await.is_empty(), "{group}");
+    }
+    assert!(app_user_ids(&app, &app_id).await.is_empty());
+    assert_eq!(browser.get(&app, &embed).await.status, StatusCode::FORBIDDEN);
+}
