@@ -327,6 +327,14 @@ pub trait GroupStore: Send + Sync {
     /// The groups a user belongs to, ordered by name.
     fn list_user_groups(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<Group>>> + Send;
 
+    /// Every membership row of a user, `(group id, source)` ordered by group and source (`None`
+    /// for an administrator's, else the rule's id), read from the database (never a cache): what
+    /// applying the rules to a user starts from, in one read.
+    fn user_memberships(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<(String, Option<String>)>>> + Send;
+
     /// The ids and names of a user's groups, ordered by name (a sign-on's group claims): one read.
     fn user_group_refs(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<GroupRef>>> + Send;
 

@@ -185,8 +185,26 @@ async fn remove(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.groups().delete(&id, &admin.changed_by()).await?;
+    // Rules it makes INVALID take back what they gave: as many memberships as a deactivation.
+    to_completion(async move { state.groups().delete(&id, &admin.changed_by()).await }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a use case that may change the memberships of every user (a rule activated, deactivated
+/// or deleted, a group deleted) in a task of its own that the request waits for. A request cut
+/// short (the client gone, the request deadline) stops waiting but does not stop the work, which
+/// would leave it half done: a rule ACTIVE with half of its memberships written.
+async fn to_completion<F>(work: F) -> Result<(), ApiError>
+where
+    F: Future<Output = Result<(), CoreError>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(done) => Ok(done?),
+        Err(e) => {
+            tracing::error!(error = %e, "a group change did not run to completion");
+            Err(ApiError::Internal)
+        }
+    }
 }
 
 async fn list_members(
@@ -407,7 +425,8 @@ async fn delete_rule(
     params: QueryParams,
 ) -> Result<StatusCode, ApiError> {
     let remove_users = params.flag("removeUsers", false)?;
-    state.groups().delete_rule(&id, remove_users, &admin.changed_by()).await?;
+    to_completion(async move { state.groups().delete_rule(&id, remove_users, &admin.changed_by()).await })
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -416,16 +435,24 @@ async fn rule_lifecycle(
     State(state): State<AppState>,
     PathParams((id, operation)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let groups = state.groups();
-    match operation.as_str() {
-        "activate" => groups.activate_rule(&id, &admin.changed_by()).await?,
-        "deactivate" => groups.deactivate_rule(&id, &admin.changed_by()).await?,
+    let activate = match operation.as_str() {
+        "activate" => true,
+        "deactivate" => false,
         _ => {
             return Err(ApiError::RouteNotFound(format!(
                 "/api/v1/groups/rules/{id}/lifecycle/{}",
                 truncate(&operation)
             )));
         }
-    }
+    };
+    to_completion(async move {
+        let groups = state.groups();
+        if activate {
+            groups.activate_rule(&id, &admin.changed_by()).await
+        } else {
+            groups.deactivate_rule(&id, &admin.changed_by()).await
+        }
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -334,6 +334,19 @@ impl GroupStore for Store {
         self.query_groups(&sql, &[Bind::Text(user_id.to_owned())]).await
     }
 
+    async fn user_memberships(&self, user_id: &str) -> StoreResult<Vec<(String, Option<String>)>> {
+        let found: Vec<(String, String)> = on_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT group_id, source FROM group_members WHERE user_id = $1 ORDER BY group_id, source",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+            .map_err(map_err)?
+        });
+        Ok(found.into_iter().map(|(group, source)| (group, Some(source).filter(|s| !s.is_empty()))).collect())
+    }
+
     async fn user_group_refs(&self, user_id: &str) -> StoreResult<Vec<GroupRef>> {
         // On the SSO path of apps with group claims: answered from the node cache while the user
         // has a cached session (see `session_cache`).

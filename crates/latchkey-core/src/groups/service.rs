@@ -80,12 +80,16 @@ fn not_found(id: &str, kind: &str) -> CoreError {
 
 impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     async fn log(&self, by: &ChangedBy<'_>, event_type: &str, message: &str, targets: Vec<Target>) {
+        self.audit.record(self.event(by, event_type, message, targets)).await;
+    }
+
+    fn event(&self, by: &ChangedBy<'_>, event_type: &str, message: &str, targets: Vec<Target>) -> Event {
         let mut event = Event::new(event_type, message, "SUCCESS", by.actor.clone(), self.clock.now())
             .client(by.client_ip);
         for target in targets {
             event = event.target(target);
         }
-        self.audit.record(event).await;
+        event
     }
 
     pub async fn get(&self, id: &str) -> Result<Group, CoreError> {
@@ -316,12 +320,22 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             self.store.put_rule(&rule).await?;
             self.log(by, "group.rule.activate", "Activate group rule", vec![rule_target(&rule)]).await;
         }
+        // Read and parsed once for every user; a page's membership events are logged together.
+        let rules = self.parsed_active_rules().await?;
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list_users(&UserQuery::All, after.as_deref(), USERS_PER_PAGE).await?;
+            let mut events = Vec::new();
+            let mut applied = Ok(());
             for user in &page {
-                self.apply_rules(user, by).await?;
+                applied = self.apply_parsed(user, &rules, by, &mut events).await;
+                if applied.is_err() {
+                    break;
+                }
             }
+            // What was written is logged even when a later write failed.
+            self.audit.record_all(events).await;
+            applied?;
             match page.last() {
                 Some(last) if page.len() == USERS_PER_PAGE as usize => after = Some(last.id.clone()),
                 _ => break,
@@ -374,10 +388,12 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         by: &ChangedBy<'_>,
     ) -> Result<BTreeSet<String>, CoreError> {
         let mut left = BTreeSet::new();
+        let mut events = Vec::new();
         for (group_id, user_id) in self.store.remove_rule_memberships(&rule.id, self.clock.now()).await? {
-            self.log_rule_membership(rule, &group_id, &user_id, false, by).await?;
+            events.push(self.rule_membership_event(rule, &group_id, &user_id, None, false, by).await?);
             left.insert(user_id);
         }
+        self.audit.record_all(events).await;
         Ok(left)
     }
 
@@ -386,41 +402,87 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     /// that one fills neither, down the chain (each user to a fixed point, see `apply_rules`).
     /// Only rules that ask about groups can change their answer, so without one nothing is read.
     async fn reapply_rules(&self, user_ids: &BTreeSet<String>, by: &ChangedBy<'_>) -> Result<(), CoreError> {
-        if user_ids.is_empty() || !self.active_rules().await?.iter().any(rule_uses_groups) {
+        if user_ids.is_empty() {
             return Ok(());
         }
+        let rules = self.parsed_active_rules().await?;
+        if !rules.iter().any(|(_, expression)| expression.uses_groups()) {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        let mut applied = Ok(());
         for user_id in user_ids {
             // A user deleted meanwhile has no memberships left to follow.
-            if let Some(user) = self.store.find_user(user_id).await?.filter(|u| &u.id == user_id) {
-                self.apply_rules(&user, by).await?;
+            let user = match self.store.find_user(user_id).await {
+                Ok(user) => user.filter(|u| &u.id == user_id),
+                Err(e) => {
+                    applied = Err(e.into());
+                    break;
+                }
+            };
+            if let Some(user) = user {
+                applied = self.apply_parsed(&user, &rules, by, &mut events).await;
+                if applied.is_err() {
+                    break;
+                }
             }
         }
-        Ok(())
+        self.audit.record_all(events).await;
+        applied
     }
 
     /// Applies every active rule to `user` (after the user was created, or their profile
     /// changed): groups a rule's expression now admits them to are joined, groups a rule put them
     /// in that it no longer admits them to are left.
     pub async fn apply_rules(&self, user: &User, by: &ChangedBy<'_>) -> Result<(), CoreError> {
-        let rules = self.active_rules().await?;
+        let rules = self.parsed_active_rules().await?;
         if rules.is_empty() {
             return Ok(());
         }
-        let mut parsed = Vec::with_capacity(rules.len());
-        for rule in rules {
-            // Validated when saved; a rule that no longer parses (an older version's) applies to no one.
-            if let Ok(expression) = Expression::parse_condition(&rule.expression) {
-                parsed.push((rule, expression));
-            }
-        }
+        let mut events = Vec::new();
+        let applied = self.apply_parsed(user, &rules, by, &mut events).await;
+        self.audit.record_all(events).await;
+        applied
+    }
+
+    /// The active rules with their expressions parsed. Validated when saved; a rule that no
+    /// longer parses (an older version's) applies to no one.
+    async fn parsed_active_rules(&self) -> Result<Vec<(GroupRule, Expression)>, CoreError> {
+        Ok(self
+            .active_rules()
+            .await?
+            .into_iter()
+            .filter_map(|rule| Expression::parse_condition(&rule.expression).ok().map(|e| (rule, e)))
+            .collect())
+    }
+
+    /// `apply_rules` with the rules already read, the membership events left in `events` for the
+    /// caller to log (together with others). A rule may put the user in a group another rule asks
+    /// about, so the rules run again until nothing changes (at most `MAX_RULE_PASSES`). Each pass
+    /// reads the user's memberships once and writes only what must change: a membership the rule
+    /// should make and has not, or one it made and should not have.
+    async fn apply_parsed(
+        &self,
+        user: &User,
+        rules: &[(GroupRule, Expression)],
+        by: &ChangedBy<'_>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), CoreError> {
         for _ in 0..MAX_RULE_PASSES {
-            let group_ids: Vec<String> =
-                self.store.user_group_refs(&user.id).await?.into_iter().map(|g| g.id).collect();
+            let rows = self.store.user_memberships(&user.id).await?;
+            let mut group_ids: Vec<String> = rows.iter().map(|(group, _)| group.clone()).collect();
+            group_ids.dedup();
             let subject = Subject { user, group_ids: Some(&group_ids) };
             let mut changed = false;
-            for (rule, expression) in &parsed {
+            for (rule, expression) in rules {
                 let admits = !rule.excluded_users.contains(&user.id) && expression.holds(&subject);
                 for group_id in &rule.group_ids {
+                    let made = rows.iter().any(|(group, source)| {
+                        group == group_id && source.as_deref() == Some(rule.id.as_str())
+                    });
+                    if made == admits {
+                        continue;
+                    }
                     let now = self.clock.now();
                     let moved = if admits {
                         self.store.add_member(group_id, &user.id, Some(&rule.id), now).await
@@ -430,7 +492,10 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
                     match moved {
                         Ok(true) => {
                             changed = true;
-                            self.log_rule_membership(rule, group_id, &user.id, admits, by).await?;
+                            events.push(
+                                self.rule_membership_event(rule, group_id, &user.id, Some(user), admits, by)
+                                    .await?,
+                            );
                         }
                         Ok(false) => {}
                         // The group was deleted after the rule was saved: nothing to fill.
@@ -481,17 +546,24 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         }
     }
 
-    async fn log_rule_membership(
+    /// The system-log event of a membership a rule made or took back (`user` when at hand).
+    async fn rule_membership_event(
         &self,
         rule: &GroupRule,
         group_id: &str,
         user_id: &str,
+        user: Option<&User>,
         added: bool,
         by: &ChangedBy<'_>,
-    ) -> Result<(), CoreError> {
+    ) -> Result<Event, CoreError> {
         let mut targets = vec![rule_target(rule)];
-        if let Some(user) = self.store.find_user(user_id).await? {
-            targets.push(user_target(&user));
+        match user {
+            Some(user) => targets.push(user_target(user)),
+            None => {
+                if let Some(user) = self.store.find_user(user_id).await? {
+                    targets.push(user_target(&user));
+                }
+            }
         }
         if let Some(group) = self.store.find_group(group_id).await? {
             targets.push(group_target(&group));
@@ -501,8 +573,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         } else {
             ("group.user_membership.remove", "Remove user from group membership")
         };
-        self.log(by, event_type, message, targets).await;
-        Ok(())
+        Ok(self.event(by, event_type, message, targets))
     }
 
     /// Okta: every problem of a rule is reported under `validateRule`.

@@ -615,3 +615,43 @@ async fn a_chain_of_rules_follows_the_first_one_out_and_the_app_goes_with_it() {
     assert!(app_user_ids(&app, &app_id).await.is_empty());
     assert_eq!(browser.get(&app, &embed).await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_rule_activation_runs_to_completion_when_its_request_is_dropped() {
+    use latchkey_core::groups::RuleStatus;
+    use latchkey_core::store::GroupStore;
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+
+    const USERS: u64 = 300;
+    let app = app().await;
+    let group = create_group(&app, "Everybody").await;
+    for i in 0..USERS {
+        let reply = app.create(&format!("user{i}@example.com"), None, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let rule = create_rule(&app, "All", "String.stringContains(user.email, \"@\")", &group).await;
+
+    // The request runs until the work has visibly begun (the rule is ACTIVE), then is dropped, as
+    // a client hanging up or the request deadline drops it.
+    let uri = format!("/api/v1/groups/rules/{rule}/lifecycle/activate");
+    let mut request = Box::pin(app.call(Method::POST, &uri, Value::Null));
+    loop {
+        let polled = request.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(matches!(polled, Poll::Pending), "{USERS} users take longer than this");
+        if app.store.find_rule(&rule).await.unwrap().unwrap().status == RuleStatus::Active {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    drop(request);
+    assert!(app.store.group_stats(&group).await.unwrap().users < USERS, "dropped halfway");
+
+    // The work goes on to the end regardless.
+    let start = std::time::Instant::now();
+    while app.store.group_stats(&group).await.unwrap().users < USERS {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the activation stopped halfway");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(member_logins(&app, &group).await.len() as u64, USERS);
+}

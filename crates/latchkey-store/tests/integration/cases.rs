@@ -975,6 +975,11 @@ pub async fn memberships_record_their_source_and_races_agree(store: &Store) {
     );
     assert_eq!(store.find_group("00gg").await.unwrap().unwrap().last_membership_updated, Timestamp(30));
     assert_eq!(store.membership_sources("00gg", "00um").await.unwrap(), [None, Some("0prA".to_owned())]);
+    let everyone = store.everyone_group().await.unwrap().id;
+    let mut rows =
+        vec![(everyone, None), ("00gg".to_owned(), None), ("00gg".to_owned(), Some("0prA".to_owned()))];
+    rows.sort();
+    assert_eq!(store.user_memberships("00um").await.unwrap(), rows, "every row, with its source");
     assert!(
         !store.remove_member("00gg", "00um", None, Timestamp(40)).await.unwrap(),
         "the rule keeps them in"
