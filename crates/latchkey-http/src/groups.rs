@@ -369,12 +369,8 @@ async fn list_rules(
 ) -> Result<Response, ApiError> {
     let limit = params.limit(RULES_PAGE, MAX_RULES_PAGE)?;
     let after = cursor(&params)?;
-    let search = params.get("search").map(str::to_lowercase);
-    // Rules are few: the keyword search filters the page read (ordered by id).
-    let mut rules = state.store.list_rules(after, limit + 1).await?;
-    if let Some(search) = &search {
-        rules.retain(|r| r.name.to_lowercase().contains(search.as_str()));
-    }
+    // One more than the page, to know whether there is a next one.
+    let mut rules = state.groups().list_rules(params.get("search"), after, limit + 1).await?;
     let next = (rules.len() > limit as usize)
         .then(|| {
             rules.truncate(limit as usize);

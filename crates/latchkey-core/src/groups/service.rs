@@ -34,6 +34,8 @@ const USERS_PER_PAGE: u32 = 500;
 /// A rule may add a user to a group another rule's expression asks about: rules are applied again
 /// until nothing changes, at most this many times.
 const MAX_RULE_PASSES: usize = 8;
+/// Rules read at a time when all of them are needed.
+const RULES_PER_READ: u32 = 200;
 
 /// What an administrator says about a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +264,33 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
 
     pub async fn rule(&self, id: &str) -> Result<GroupRule, CoreError> {
         self.store.find_rule(id).await?.ok_or_else(|| not_found(id, "GroupRule"))
+    }
+
+    /// Rules ordered by id, after `after`, at most `limit`; with `search`, only those whose name
+    /// contains it (without regard to case). The search applies before the page is cut: store
+    /// pages are read until `limit` rules match or none are left, so a page is never short while
+    /// matching rules remain after it.
+    pub async fn list_rules(
+        &self,
+        search: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<GroupRule>, CoreError> {
+        let Some(search) = search.map(str::to_lowercase) else {
+            return Ok(self.store.list_rules(after, limit).await?);
+        };
+        let mut found = Vec::new();
+        let mut after = after.map(str::to_owned);
+        loop {
+            let page = self.store.list_rules(after.as_deref(), RULES_PER_READ).await?;
+            let full = page.len() == RULES_PER_READ as usize;
+            after = page.last().map(|r| r.id.clone());
+            found.extend(page.into_iter().filter(|r| r.name.to_lowercase().contains(&search)));
+            if found.len() >= limit as usize || !full {
+                found.truncate(limit as usize);
+                return Ok(found);
+            }
+        }
     }
 
     /// A new rule, INACTIVE (as Okta creates them).
@@ -521,8 +550,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         let mut rules = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.list_rules(after.as_deref(), 200).await?;
-            let full = page.len() == 200;
+            let page = self.store.list_rules(after.as_deref(), RULES_PER_READ).await?;
+            let full = page.len() == RULES_PER_READ as usize;
             after = page.last().map(|r| r.id.clone());
             rules.extend(page);
             if !full {

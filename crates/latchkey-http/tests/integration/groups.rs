@@ -655,3 +655,40 @@ async fn a_rule_activation_runs_to_completion_when_its_request_is_dropped() {
     }
     assert_eq!(member_logins(&app, &group).await.len() as u64, USERS);
 }
+
+#[tokio::test]
+async fn a_rule_search_fills_its_pages_and_links_the_next_one() {
+    let app = app().await;
+    let group = create_group(&app, "Teams").await;
+    for i in 0..12 {
+        create_rule(&app, &format!("Other {i}"), "user.department == \"x\"", &group).await;
+    }
+    for name in ["Team E6 one", "Team e6 two", "Team e6 three", "Team e6 four"] {
+        create_rule(&app, name, "user.department == \"x\"", &group).await;
+    }
+    let next_link = |reply: &crate::support::Reply| -> Option<String> {
+        reply
+            .headers
+            .get_all("link")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|l| l.contains("next"))
+    };
+    let names = |reply: &crate::support::Reply| -> Vec<String> {
+        reply.body.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let first = app.call(Method::GET, "/api/v1/groups/rules?search=e6&limit=3", Value::Null).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(names(&first).len(), 3, "the search applies before the page is cut: {}", first.body);
+    let next = next_link(&first).expect("more matches: a next link");
+    assert!(next.contains("search=e6") && next.contains("limit=3"), "{next}");
+    let url = next.trim_start_matches('<').split('>').next().unwrap().replace(crate::support::BASE, "");
+    let second = app.call(Method::GET, &url, Value::Null).await;
+    assert_eq!(names(&second).len(), 1, "{}", second.body);
+    assert_eq!(next_link(&second), None, "the last page");
+    let mut all: Vec<String> = names(&first).into_iter().chain(names(&second)).collect();
+    all.sort();
+    assert_eq!(all, ["Team E6 one", "Team e6 four", "Team e6 three", "Team e6 two"]);
+    let exact = app.call(Method::GET, "/api/v1/groups/rules?search=e6&limit=4", Value::Null).await;
+    assert_eq!((names(&exact).len(), next_link(&exact)), (4, None));
+}
