@@ -289,6 +289,7 @@ pub trait GroupStore: Send + Sync {
 
     /// Adds a membership made by `source` (an administrator, or a rule); `true` when the user was
     /// not a member before. Idempotent. Stamps the group's `lastMembershipUpdated` when it changed.
+    /// `Gone("group")` or `Gone("user")` when either was deleted (meanwhile).
     fn add_member(
         &self,
         group_id: &str,
@@ -364,7 +365,8 @@ pub trait GroupStore: Send + Sync {
     /// `removeUsers`: its users stay in its groups).
     fn keep_rule_memberships(&self, rule_id: &str) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Assigns an app to a group, or updates the assignment; `true` when it is new.
+    /// Assigns an app to a group, or updates the assignment; `true` when it is new. `Gone("group")`
+    /// or `Gone("app")` when either was deleted (meanwhile).
     fn put_app_group(&self, assignment: &AppGroup) -> impl Future<Output = StoreResult<bool>> + Send;
 
     fn find_app_group(

@@ -189,7 +189,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             .await?
             .filter(|u| u.id == user_id)
             .ok_or_else(|| not_found(user_id, "User"))?;
-        if self.store.add_member(&group.id, &user.id, None, self.clock.now()).await? {
+        let added = self.store.add_member(&group.id, &user.id, None, self.clock.now()).await;
+        if added.map_err(|e| gone(e, &group.id, &user.id))? {
             let targets = vec![user_target(&user), group_target(&group)];
             self.log(by, "group.user_membership.add", "Add user to group membership", targets).await;
             // Rules that ask about groups (`isMemberOfAnyGroup`) see the new membership.
@@ -251,7 +252,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             }
         }
         for group in groups {
-            if self.store.add_member(&group.id, &user.id, None, self.clock.now()).await? {
+            let added = self.store.add_member(&group.id, &user.id, None, self.clock.now()).await;
+            if added.map_err(|e| gone(e, &group.id, &user.id))? {
                 let targets = vec![user_target(user), group_target(&group)];
                 self.log(by, "group.user_membership.add", "Add user to group membership", targets).await;
             }
@@ -527,8 +529,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
                             );
                         }
                         Ok(false) => {}
-                        // The group was deleted after the rule was saved: nothing to fill.
-                        Err(StoreError::Conflict(_)) => {}
+                        // The group (or the user) was deleted meanwhile: nothing to fill.
+                        Err(StoreError::Gone(_)) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -675,7 +677,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             created: existing.as_ref().map_or(now, |e| e.created),
             last_updated: now,
         };
-        if self.store.put_app_group(&assignment).await? {
+        if self.store.put_app_group(&assignment).await.map_err(|e| gone(e, &group.id, &app.id))? {
             let targets = vec![Target::new(&app.id, "AppInstance", &app.label), group_target(&group)];
             self.log(by, "group.application_assignment.add", "Add assigned application to group", targets)
                 .await;
@@ -715,6 +717,17 @@ fn refuse_invalid(rule: &GroupRule) -> Result<(), CoreError> {
 /// Whether a rule's expression asks about the user's groups.
 fn rule_uses_groups(rule: &GroupRule) -> bool {
     Expression::parse_condition(&rule.expression).is_ok_and(|e| e.uses_groups())
+}
+
+/// A write that found its group, user or app deleted meanwhile (a race with a DELETE): Okta's 404
+/// for what is gone, as if the DELETE had come first. `other_id` is the user's or the app's.
+fn gone(e: StoreError, group_id: &str, other_id: &str) -> CoreError {
+    match e {
+        StoreError::Gone(what) if what == "group" => not_found(group_id, "UserGroup"),
+        StoreError::Gone(what) if what == "user" => not_found(other_id, "User"),
+        StoreError::Gone(what) if what == "app" => not_found(other_id, "AppInstance"),
+        other => other.into(),
+    }
 }
 
 fn rule_name_taken(e: StoreError) -> CoreError {
