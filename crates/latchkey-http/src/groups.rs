@@ -320,7 +320,38 @@ fn strings(value: Option<&Value>, field: &'static str) -> Result<Vec<String>, Ap
     }
 }
 
-fn rule_input(body: &Map<String, Value>) -> Result<RuleInput, ApiError> {
+/// A rule body of a create (`creating`) or replace. Read-only fields a client echoes back are
+/// accepted; anything else is refused by name, as in a group body. `status` changes only through
+/// the lifecycle operations: a create naming another status than INACTIVE is refused.
+fn rule_input(body: &Map<String, Value>, creating: bool) -> Result<RuleInput, ApiError> {
+    for name in body.keys() {
+        if ![
+            "type",
+            "id",
+            "name",
+            "status",
+            "created",
+            "lastUpdated",
+            "conditions",
+            "actions",
+            "allGroupsValid",
+            "_links",
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(ApiError::MalformedBody(format!("Unknown field '{}' in the rule.", truncate(name))));
+        }
+    }
+    if creating
+        && let Some(status) = body.get("status").filter(|s| !s.is_null())
+        && status != "INACTIVE"
+    {
+        return Err(CoreError::validation(
+            "status",
+            "a rule is created INACTIVE: activate it with POST /api/v1/groups/rules/{id}/lifecycle/activate",
+        )
+        .into());
+    }
     if let Some(kind) = body.get("type").filter(|t| !t.is_null())
         && kind != "group_rule"
     {
@@ -330,9 +361,19 @@ fn rule_input(body: &Map<String, Value>) -> Result<RuleInput, ApiError> {
         Some(Value::String(name)) => name.clone(),
         _ => String::new(),
     };
-    let conditions = body.get("conditions");
-    let expression =
-        conditions.and_then(|c| c.pointer("/expression/value")).and_then(Value::as_str).unwrap_or("");
+    let conditions = body.get("conditions").filter(|c| !c.is_null());
+    if conditions.is_some_and(|c| !c.is_object()) {
+        return Err(ApiError::MalformedBody("conditions must be an object.".into()));
+    }
+    let expression = match conditions.and_then(|c| c.pointer("/expression/value")) {
+        None | Some(Value::Null) => "",
+        Some(Value::String(text)) => text,
+        Some(_) => {
+            return Err(ApiError::MalformedBody(
+                "conditions.expression.value must be a string (an expression).".into(),
+            ));
+        }
+    };
     if let Some(kind) = conditions.and_then(|c| c.pointer("/expression/type")).filter(|t| !t.is_null())
         && kind != "urn:okta:expression:1.0"
     {
@@ -391,7 +432,7 @@ async fn create_rule(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = state.groups().create_rule(rule_input(&body)?, &admin.changed_by()).await?;
+    let rule = state.groups().create_rule(rule_input(&body, true)?, &admin.changed_by()).await?;
     Ok(Json(render_rule(&state, &rule).await?))
 }
 
@@ -410,7 +451,7 @@ async fn replace_rule(
     PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = state.groups().update_rule(&id, rule_input(&body)?, &admin.changed_by()).await?;
+    let rule = state.groups().update_rule(&id, rule_input(&body, false)?, &admin.changed_by()).await?;
     Ok(Json(render_rule(&state, &rule).await?))
 }
 

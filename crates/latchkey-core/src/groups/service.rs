@@ -398,6 +398,13 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         by: &ChangedBy<'_>,
     ) -> Result<(), CoreError> {
         let rule = self.rule(id).await?;
+        // Okta: an active rule must be deactivated before it is deleted.
+        if rule.status == RuleStatus::Active {
+            return Err(CoreError::validation(
+                "status",
+                "an active rule cannot be deleted: deactivate it first",
+            ));
+        }
         let left = if remove_users {
             self.drop_rule_memberships(&rule, by).await?
         } else {
@@ -620,7 +627,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     async fn check_rule(&self, input: RuleInput) -> Result<RuleInput, CoreError> {
         let name = input.name.trim().to_owned();
         let mut causes = Vec::new();
-        if name.is_empty() || name.chars().count() > 50 {
+        if name.is_empty() || name.chars().count() > 50 || name.contains(char::is_control) {
             causes.push(FieldError::new("name", "is required (1 to 50 characters)"));
         }
         if let Err(e) = Expression::parse_condition(&input.expression) {
@@ -649,15 +656,18 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             }
         }
         CoreError::from_causes(causes)?;
+        // Every repeat goes, not only adjacent ones; the first place of each id is kept.
+        let mut seen = BTreeSet::new();
         let mut group_ids = input.group_ids;
-        group_ids.dedup();
+        group_ids.retain(|id| seen.insert(id.clone()));
         Ok(RuleInput { name, group_ids, ..input })
     }
 
     // ---------------------------------------------------------------------------------------------
     // Apps assigned to groups
 
-    /// Assigns an app to a group (or changes the assignment's priority and profile).
+    /// Assigns an app to a group, or replaces the assignment (Okta's PUT: a `priority` or
+    /// `profile` left out is reset, to 0 and empty, not kept).
     pub async fn assign_app(
         &self,
         app: &App,
@@ -672,7 +682,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         let assignment = AppGroup {
             app_id: app.id.clone(),
             group_id: group.id.clone(),
-            priority: priority.or(existing.as_ref().map(|e| e.priority)).unwrap_or(0),
+            priority: priority.unwrap_or(0),
             profile,
             created: existing.as_ref().map_or(now, |e| e.created),
             last_updated: now,

@@ -336,6 +336,15 @@ async fn rules_fill_groups_from_profiles_and_take_back_what_they_gave() {
 
     let listed = app.call(Method::GET, "/api/v1/groups/rules", Value::Null).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 2);
+    let active = app.call(Method::DELETE, &format!("/api/v1/groups/rules/{second_id}"), Value::Null).await;
+    assert_eq!(
+        (active.status, active.code()),
+        (StatusCode::BAD_REQUEST, "E0000001"),
+        "Okta: deactivate first"
+    );
+    assert_eq!(active.causes(), ["status: an active rule cannot be deleted: deactivate it first"]);
+    app.call(Method::POST, &format!("/api/v1/groups/rules/{second_id}/lifecycle/deactivate"), Value::Null)
+        .await;
     let deleted = app
         .call(Method::DELETE, &format!("/api/v1/groups/rules/{second_id}?removeUsers=true"), Value::Null)
         .await;
@@ -691,4 +700,75 @@ async fn a_rule_search_fills_its_pages_and_links_the_next_one() {
     assert_eq!(all, ["Team E6 one", "Team e6 four", "Team e6 three", "Team e6 two"]);
     let exact = app.call(Method::GET, "/api/v1/groups/rules?search=e6&limit=4", Value::Null).await;
     assert_eq!((names(&exact).len(), next_link(&exact)), (4, None));
+}
+
+#[tokio::test]
+async fn rule_bodies_are_checked_like_group_bodies() {
+    let app = app().await;
+    let group = create_group(&app, "Checked").await;
+    let other = create_group(&app, "Other").await;
+    let mut unknown = rule_body("Unknown", "user.department == \"x\"", &[&group]);
+    unknown["owner"] = json!("me");
+    let mut active = rule_body("Active", "user.department == \"x\"", &[&group]);
+    active["status"] = json!("ACTIVE");
+    let mut number = rule_body("Number", "x", &[&group]);
+    number["conditions"]["expression"]["value"] = json!(5);
+    let mut text = rule_body("Text", "x", &[&group]);
+    text["conditions"] = json!("x");
+    for (body, status, code, says) in [
+        (unknown, StatusCode::BAD_REQUEST, "E0000003", "Unknown field 'owner' in the rule."),
+        (active, StatusCode::BAD_REQUEST, "E0000001", "status: a rule is created INACTIVE"),
+        (number, StatusCode::BAD_REQUEST, "E0000003", "conditions.expression.value must be a string"),
+        (text, StatusCode::BAD_REQUEST, "E0000003", "conditions must be an object."),
+        (
+            rule_body("Tab\there", "user.department == \"x\"", &[&group]),
+            StatusCode::BAD_REQUEST,
+            "E0000001",
+            "name: is required",
+        ),
+    ] {
+        let reply = app.call(Method::POST, "/api/v1/groups/rules", body).await;
+        assert_eq!((reply.status, reply.code()), (status, code), "{}", reply.body);
+        assert!(reply.causes().iter().any(|c| c.starts_with(says)), "{says}: {:?}", reply.causes());
+    }
+    // A client echoing the rule back (status included) may save it.
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/groups/rules",
+            rule_body("Dup", "user.department == \"x\"", &[&group, &other, &group, &other]),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(
+        created.body["actions"]["assignUserToGroups"]["groupIds"],
+        json!([group, other]),
+        "every repeat goes, not only adjacent ones"
+    );
+    let id = created.body["id"].as_str().unwrap();
+    let echoed = app.call(Method::PUT, &format!("/api/v1/groups/rules/{id}"), created.body.clone()).await;
+    assert_eq!(echoed.status, StatusCode::OK, "{}", echoed.body);
+}
+
+#[tokio::test]
+async fn a_put_of_an_app_group_assignment_replaces_it_whole() {
+    let app = app().await;
+    let group = create_group(&app, "Assigned").await;
+    let created = app.call(Method::POST, "/api/v1/apps", saml_app_body("Replaced")).await;
+    let app_id = created.body["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/apps/{app_id}/groups/{group}");
+    let first = app.call(Method::PUT, &uri, json!({"priority": 7, "profile": {"role": "admin"}})).await;
+    assert_eq!(
+        (first.body["priority"].as_u64(), &first.body["profile"]),
+        (Some(7), &json!({"role": "admin"}))
+    );
+    let again = app.call(Method::PUT, &uri, json!({})).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(
+        (again.body["priority"].as_u64(), &again.body["profile"]),
+        (Some(0), &json!({})),
+        "Okta's PUT replaces: what is left out is reset, priority as the profile"
+    );
+    let read = app.call(Method::GET, &uri, Value::Null).await;
+    assert_eq!(read.body["priority"], 0);
 }
