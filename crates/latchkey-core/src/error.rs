@@ -30,6 +30,11 @@ pub enum StoreError {
     /// A uniqueness rule was hit; the string names the rule (e.g. `login`).
     #[error("conflict on {0}")]
     Conflict(String),
+    /// A write refers to a row that no longer exists (deleted meanwhile, by another request); the
+    /// string names what is gone (`group`, `user`, `app`). Not every foreign-key failure: only
+    /// one the adapter has pinned to a row it saw go.
+    #[error("{0} no longer exists")]
+    Gone(String),
     /// The row changed between read and write (optimistic concurrency); the caller may retry.
     #[error("concurrent modification")]
     Stale,

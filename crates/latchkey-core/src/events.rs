@@ -195,6 +195,17 @@ pub struct LogQuery {
 pub trait AuditLog: Send + Sync {
     /// Returns once the event is durable (or known to be lost and reported).
     fn record(&self, event: Event) -> impl Future<Output = ()> + Send;
+
+    /// Records several events, in order, returning once all are durable. A use case that changes
+    /// many things at once (a group rule applied to every user) logs them together: an adapter
+    /// that commits in groups then commits them in few writes instead of waiting for one each.
+    fn record_all(&self, events: Vec<Event>) -> impl Future<Output = ()> + Send {
+        async move {
+            for event in events {
+                self.record(event).await;
+            }
+        }
+    }
 }
 
 /// Parses `eventType eq "user.session.start" or (actor.id eq "00u1" and outcome.result eq "FAILURE")`

@@ -291,6 +291,7 @@ pub trait GroupStore: Send + Sync {
 
     /// Adds a membership made by `source` (an administrator, or a rule); `true` when the user was
     /// not a member before. Idempotent. Stamps the group's `lastMembershipUpdated` when it changed.
+    /// `Gone("group")` or `Gone("user")` when either was deleted (meanwhile).
     fn add_member(
         &self,
         group_id: &str,
@@ -329,6 +330,14 @@ pub trait GroupStore: Send + Sync {
     /// The groups a user belongs to, ordered by name.
     fn list_user_groups(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<Group>>> + Send;
 
+    /// Every membership row of a user, `(group id, source)` ordered by group and source (`None`
+    /// for an administrator's, else the rule's id), read from the database (never a cache): what
+    /// applying the rules to a user starts from, in one read.
+    fn user_memberships(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<(String, Option<String>)>>> + Send;
+
     /// The ids and names of a user's groups, ordered by name (a sign-on's group claims): one read.
     fn user_group_refs(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<GroupRef>>> + Send;
 
@@ -358,7 +367,8 @@ pub trait GroupStore: Send + Sync {
     /// `removeUsers`: its users stay in its groups).
     fn keep_rule_memberships(&self, rule_id: &str) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Assigns an app to a group, or updates the assignment; `true` when it is new.
+    /// Assigns an app to a group, or updates the assignment; `true` when it is new. `Gone("group")`
+    /// or `Gone("app")` when either was deleted (meanwhile).
     fn put_app_group(&self, assignment: &AppGroup) -> impl Future<Output = StoreResult<bool>> + Send;
 
     fn find_app_group(

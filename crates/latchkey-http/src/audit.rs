@@ -85,4 +85,26 @@ impl AuditLog for EventLog {
             tracing::error!(error = %e, event_type = %event.event_type, "could not write to the system log");
         }
     }
+
+    /// Queues every event before waiting for any, so they share the writer's commits.
+    async fn record_all(&self, events: Vec<Event>) {
+        let Some(writer) = &self.writer else {
+            for event in events {
+                self.record(event).await;
+            }
+            return;
+        };
+        let mut committed = Vec::with_capacity(events.len());
+        for event in events {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            if writer.queue.send((event, ack)).await.is_err() {
+                tracing::error!("the system log writer has stopped; events were not written");
+                break;
+            }
+            committed.push(done);
+        }
+        for done in committed {
+            let _ = done.await;
+        }
+    }
 }

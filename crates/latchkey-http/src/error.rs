@@ -171,6 +171,13 @@ impl ApiError {
                 "API call exceeded rate limit due to too many requests.".to_owned(),
                 vec![],
             ),
+            // A use case that knows the ids maps this itself; anything else is as plainly gone.
+            ApiError::Core(CoreError::Store(StoreError::Gone(what))) => (
+                StatusCode::NOT_FOUND,
+                "E0000007",
+                format!("Not found: Resource not found: {what}"),
+                vec![],
+            ),
             ApiError::Core(e @ CoreError::Store(_)) => {
                 tracing::warn!(error_id, error = %e, "service unavailable");
                 (

@@ -185,8 +185,26 @@ async fn remove(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.groups().delete(&id, &admin.changed_by()).await?;
+    // Rules it makes INVALID take back what they gave: as many memberships as a deactivation.
+    to_completion(async move { state.groups().delete(&id, &admin.changed_by()).await }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a use case that may change the memberships of every user (a rule activated, deactivated
+/// or deleted, a group deleted) in a task of its own that the request waits for. A request cut
+/// short (the client gone, the request deadline) stops waiting but does not stop the work, which
+/// would leave it half done: a rule ACTIVE with half of its memberships written.
+async fn to_completion<F>(work: F) -> Result<(), ApiError>
+where
+    F: Future<Output = Result<(), CoreError>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(done) => Ok(done?),
+        Err(e) => {
+            tracing::error!(error = %e, "a group change did not run to completion");
+            Err(ApiError::Internal)
+        }
+    }
 }
 
 async fn list_members(
@@ -302,7 +320,38 @@ fn strings(value: Option<&Value>, field: &'static str) -> Result<Vec<String>, Ap
     }
 }
 
-fn rule_input(body: &Map<String, Value>) -> Result<RuleInput, ApiError> {
+/// A rule body of a create (`creating`) or replace. Read-only fields a client echoes back are
+/// accepted; anything else is refused by name, as in a group body. `status` changes only through
+/// the lifecycle operations: a create naming another status than INACTIVE is refused.
+fn rule_input(body: &Map<String, Value>, creating: bool) -> Result<RuleInput, ApiError> {
+    for name in body.keys() {
+        if ![
+            "type",
+            "id",
+            "name",
+            "status",
+            "created",
+            "lastUpdated",
+            "conditions",
+            "actions",
+            "allGroupsValid",
+            "_links",
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(ApiError::MalformedBody(format!("Unknown field '{}' in the rule.", truncate(name))));
+        }
+    }
+    if creating
+        && let Some(status) = body.get("status").filter(|s| !s.is_null())
+        && status != "INACTIVE"
+    {
+        return Err(CoreError::validation(
+            "status",
+            "a rule is created INACTIVE: activate it with POST /api/v1/groups/rules/{id}/lifecycle/activate",
+        )
+        .into());
+    }
     if let Some(kind) = body.get("type").filter(|t| !t.is_null())
         && kind != "group_rule"
     {
@@ -312,9 +361,19 @@ fn rule_input(body: &Map<String, Value>) -> Result<RuleInput, ApiError> {
         Some(Value::String(name)) => name.clone(),
         _ => String::new(),
     };
-    let conditions = body.get("conditions");
-    let expression =
-        conditions.and_then(|c| c.pointer("/expression/value")).and_then(Value::as_str).unwrap_or("");
+    let conditions = body.get("conditions").filter(|c| !c.is_null());
+    if conditions.is_some_and(|c| !c.is_object()) {
+        return Err(ApiError::MalformedBody("conditions must be an object.".into()));
+    }
+    let expression = match conditions.and_then(|c| c.pointer("/expression/value")) {
+        None | Some(Value::Null) => "",
+        Some(Value::String(text)) => text,
+        Some(_) => {
+            return Err(ApiError::MalformedBody(
+                "conditions.expression.value must be a string (an expression).".into(),
+            ));
+        }
+    };
     if let Some(kind) = conditions.and_then(|c| c.pointer("/expression/type")).filter(|t| !t.is_null())
         && kind != "urn:okta:expression:1.0"
     {
@@ -351,12 +410,8 @@ async fn list_rules(
 ) -> Result<Response, ApiError> {
     let limit = params.limit(RULES_PAGE, MAX_RULES_PAGE)?;
     let after = cursor(&params)?;
-    let search = params.get("search").map(str::to_lowercase);
-    // Rules are few: the keyword search filters the page read (ordered by id).
-    let mut rules = state.store.list_rules(after, limit + 1).await?;
-    if let Some(search) = &search {
-        rules.retain(|r| r.name.to_lowercase().contains(search.as_str()));
-    }
+    // One more than the page, to know whether there is a next one.
+    let mut rules = state.groups().list_rules(params.get("search"), after, limit + 1).await?;
     let next = (rules.len() > limit as usize)
         .then(|| {
             rules.truncate(limit as usize);
@@ -377,7 +432,7 @@ async fn create_rule(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = state.groups().create_rule(rule_input(&body)?, &admin.changed_by()).await?;
+    let rule = state.groups().create_rule(rule_input(&body, true)?, &admin.changed_by()).await?;
     Ok(Json(render_rule(&state, &rule).await?))
 }
 
@@ -396,7 +451,7 @@ async fn replace_rule(
     PathParams(id): PathParams<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = state.groups().update_rule(&id, rule_input(&body)?, &admin.changed_by()).await?;
+    let rule = state.groups().update_rule(&id, rule_input(&body, false)?, &admin.changed_by()).await?;
     Ok(Json(render_rule(&state, &rule).await?))
 }
 
@@ -407,7 +462,8 @@ async fn delete_rule(
     params: QueryParams,
 ) -> Result<StatusCode, ApiError> {
     let remove_users = params.flag("removeUsers", false)?;
-    state.groups().delete_rule(&id, remove_users, &admin.changed_by()).await?;
+    to_completion(async move { state.groups().delete_rule(&id, remove_users, &admin.changed_by()).await })
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -416,16 +472,24 @@ async fn rule_lifecycle(
     State(state): State<AppState>,
     PathParams((id, operation)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let groups = state.groups();
-    match operation.as_str() {
-        "activate" => groups.activate_rule(&id, &admin.changed_by()).await?,
-        "deactivate" => groups.deactivate_rule(&id, &admin.changed_by()).await?,
+    let activate = match operation.as_str() {
+        "activate" => true,
+        "deactivate" => false,
         _ => {
             return Err(ApiError::RouteNotFound(format!(
                 "/api/v1/groups/rules/{id}/lifecycle/{}",
                 truncate(&operation)
             )));
         }
-    }
+    };
+    to_completion(async move {
+        let groups = state.groups();
+        if activate {
+            groups.activate_rule(&id, &admin.changed_by()).await
+        } else {
+            groups.deactivate_rule(&id, &admin.changed_by()).await
+        }
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

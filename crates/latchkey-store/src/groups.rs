@@ -75,6 +75,15 @@ fn to_json(value: &impl serde::Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A foreign-key failure of a write whose other referenced rows are held (locked) is `Gone(what)`:
+/// the one row it can be about was deleted meanwhile. Any other failure maps as usual.
+fn gone_unless(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Gone(what.to_owned()),
+        _ => map_err(e),
+    }
+}
+
 /// A name clash is the store's `Conflict("name")`.
 fn name_conflict(e: sqlx::Error) -> StoreError {
     match map_err(e) {
@@ -211,7 +220,7 @@ impl GroupStore for Store {
             // Holds the group's row lock until commit, so `before` below stays true meanwhile.
             let locked = sqlx::query(LOCK_GROUP).bind(group_id).execute(&mut *tx).await.map_err(map_err)?;
             if locked.rows_affected() == 0 {
-                return Err(StoreError::Conflict("group".to_owned()));
+                return Err(StoreError::Gone("group".to_owned()));
             }
             let before: (i64,) =
                 sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1 AND user_id = $2")
@@ -230,7 +239,8 @@ impl GroupStore for Store {
             .bind(now.millis())
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            // The group's row is locked: only the user can have gone.
+            .map_err(|e| gone_unless(e, "user"))?;
             let became = before.0 == 0;
             if became {
                 sqlx::query("UPDATE user_groups SET last_membership_updated = $2 WHERE id = $1")
@@ -332,6 +342,19 @@ impl GroupStore for Store {
              ORDER BY name_key, id"
         );
         self.query_groups(&sql, &[Bind::Text(user_id.to_owned())]).await
+    }
+
+    async fn user_memberships(&self, user_id: &str) -> StoreResult<Vec<(String, Option<String>)>> {
+        let found: Vec<(String, String)> = on_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT group_id, source FROM group_members WHERE user_id = $1 ORDER BY group_id, source",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+            .map_err(map_err)?
+        });
+        Ok(found.into_iter().map(|(group, source)| (group, Some(source).filter(|s| !s.is_empty()))).collect())
     }
 
     async fn user_group_refs(&self, user_id: &str) -> StoreResult<Vec<GroupRef>> {
@@ -484,6 +507,12 @@ impl GroupStore for Store {
         let profile = to_json(&a.profile)?;
         let inserted = on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await.map_err(map_err)?;
+            // Held until commit: a group deleted meanwhile is told apart from a failure.
+            let locked =
+                sqlx::query(LOCK_GROUP).bind(&a.group_id).execute(&mut *tx).await.map_err(map_err)?;
+            if locked.rows_affected() == 0 {
+                return Err(StoreError::Gone("group".to_owned()));
+            }
             let existed: (i64,) =
                 sqlx::query_as("SELECT COUNT(*) FROM app_groups WHERE app_id = $1 AND group_id = $2")
                     .bind(&a.app_id)
@@ -504,11 +533,8 @@ impl GroupStore for Store {
             .bind(a.last_updated.millis())
             .execute(&mut *tx)
             .await
-            .map_err(|e| match map_err(e) {
-                // The app or the group went away meanwhile (a foreign key).
-                StoreError::Conflict(_) => StoreError::Conflict("assignment".to_owned()),
-                other => other,
-            })?;
+            // The group's row is locked: only the app can have gone.
+            .map_err(|e| gone_unless(e, "app"))?;
             tx.commit().await.map_err(map_err)?;
             existed.0 == 0
         });

@@ -8,6 +8,8 @@
 //! them (as an administrator's) without, Okta's default. Memberships an administrator made are
 //! never touched by a rule.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
 use super::query::GroupQuery;
@@ -32,6 +34,8 @@ const USERS_PER_PAGE: u32 = 500;
 /// A rule may add a user to a group another rule's expression asks about: rules are applied again
 /// until nothing changes, at most this many times.
 const MAX_RULE_PASSES: usize = 8;
+/// Rules read at a time when all of them are needed.
+const RULES_PER_READ: u32 = 200;
 
 /// What an administrator says about a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +82,16 @@ fn not_found(id: &str, kind: &str) -> CoreError {
 
 impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     async fn log(&self, by: &ChangedBy<'_>, event_type: &str, message: &str, targets: Vec<Target>) {
+        self.audit.record(self.event(by, event_type, message, targets)).await;
+    }
+
+    fn event(&self, by: &ChangedBy<'_>, event_type: &str, message: &str, targets: Vec<Target>) -> Event {
         let mut event = Event::new(event_type, message, "SUCCESS", by.actor.clone(), self.clock.now())
             .client(by.client_ip);
         for target in targets {
             event = event.target(target);
         }
-        self.audit.record(event).await;
+        event
     }
 
     pub async fn get(&self, id: &str) -> Result<Group, CoreError> {
@@ -134,12 +142,17 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     }
 
     /// Deletes a group with its memberships and app assignments. Rules that fill it or name it in
-    /// their expression become INVALID (and take back the memberships they made), and the former members are put through the rules again when a rule's expression
-    /// asks about groups (their membership of this one no longer holds).
+    /// their expression become INVALID (and take back the memberships they made); the former
+    /// members, and the users those rules put out, are put through the rules again (see
+    /// `reapply_rules`).
     pub async fn delete(&self, id: &str, by: &ChangedBy<'_>) -> Result<(), CoreError> {
         let group = self.editable(id).await?;
         let group_rules = self.active_rules().await?.into_iter().any(|rule| rule_uses_groups(&rule));
-        let former_members = if group_rules { self.all_members(&group.id).await? } else { Vec::new() };
+        let mut left: BTreeSet<String> = if group_rules {
+            self.all_members(&group.id).await?.into_iter().map(|u| u.id).collect()
+        } else {
+            BTreeSet::new()
+        };
         if self.store.delete_group(&group.id).await? {
             self.log(by, "group.lifecycle.delete", "Delete okta group", vec![group_target(&group)]).await;
         }
@@ -152,13 +165,10 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
                 self.log(by, "group.rule.invalidate", "Invalidate group rule", vec![rule_target(&rule)])
                     .await;
                 // It applies to no one now: what it gave goes, as when it is deactivated.
-                self.drop_rule_memberships(&rule, by).await?;
+                left.extend(self.drop_rule_memberships(&rule, by).await?);
             }
         }
-        for user in &former_members {
-            self.apply_rules(user, by).await?;
-        }
-        Ok(())
+        self.reapply_rules(&left, by).await
     }
 
     /// Adds a user to a group (an administrator's membership). Idempotent. `Everyone` takes no
@@ -179,7 +189,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             .await?
             .filter(|u| u.id == user_id)
             .ok_or_else(|| not_found(user_id, "User"))?;
-        if self.store.add_member(&group.id, &user.id, None, self.clock.now()).await? {
+        let added = self.store.add_member(&group.id, &user.id, None, self.clock.now()).await;
+        if added.map_err(|e| gone(e, &group.id, &user.id))? {
             let targets = vec![user_target(&user), group_target(&group)];
             self.log(by, "group.user_membership.add", "Add user to group membership", targets).await;
             // Rules that ask about groups (`isMemberOfAnyGroup`) see the new membership.
@@ -241,7 +252,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             }
         }
         for group in groups {
-            if self.store.add_member(&group.id, &user.id, None, self.clock.now()).await? {
+            let added = self.store.add_member(&group.id, &user.id, None, self.clock.now()).await;
+            if added.map_err(|e| gone(e, &group.id, &user.id))? {
                 let targets = vec![user_target(user), group_target(&group)];
                 self.log(by, "group.user_membership.add", "Add user to group membership", targets).await;
             }
@@ -254,6 +266,33 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
 
     pub async fn rule(&self, id: &str) -> Result<GroupRule, CoreError> {
         self.store.find_rule(id).await?.ok_or_else(|| not_found(id, "GroupRule"))
+    }
+
+    /// Rules ordered by id, after `after`, at most `limit`; with `search`, only those whose name
+    /// contains it (without regard to case). The search applies before the page is cut: store
+    /// pages are read until `limit` rules match or none are left, so a page is never short while
+    /// matching rules remain after it.
+    pub async fn list_rules(
+        &self,
+        search: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<GroupRule>, CoreError> {
+        let Some(search) = search.map(str::to_lowercase) else {
+            return Ok(self.store.list_rules(after, limit).await?);
+        };
+        let mut found = Vec::new();
+        let mut after = after.map(str::to_owned);
+        loop {
+            let page = self.store.list_rules(after.as_deref(), RULES_PER_READ).await?;
+            let full = page.len() == RULES_PER_READ as usize;
+            after = page.last().map(|r| r.id.clone());
+            found.extend(page.into_iter().filter(|r| r.name.to_lowercase().contains(&search)));
+            if found.len() >= limit as usize || !full {
+                found.truncate(limit as usize);
+                return Ok(found);
+            }
+        }
     }
 
     /// A new rule, INACTIVE (as Okta creates them).
@@ -312,12 +351,22 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             self.store.put_rule(&rule).await?;
             self.log(by, "group.rule.activate", "Activate group rule", vec![rule_target(&rule)]).await;
         }
+        // Read and parsed once for every user; a page's membership events are logged together.
+        let rules = self.parsed_active_rules().await?;
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list_users(&UserQuery::All, after.as_deref(), USERS_PER_PAGE).await?;
+            let mut events = Vec::new();
+            let mut applied = Ok(());
             for user in &page {
-                self.apply_rules(user, by).await?;
+                applied = self.apply_parsed(user, &rules, by, &mut events).await;
+                if applied.is_err() {
+                    break;
+                }
             }
+            // What was written is logged even when a later write failed.
+            self.audit.record_all(events).await;
+            applied?;
             match page.last() {
                 Some(last) if page.len() == USERS_PER_PAGE as usize => after = Some(last.id.clone()),
                 _ => break,
@@ -336,7 +385,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             self.store.put_rule(&rule).await?;
             self.log(by, "group.rule.deactivate", "Deactivate group rule", vec![rule_target(&rule)]).await;
         }
-        self.drop_rule_memberships(&rule, by).await
+        let left = self.drop_rule_memberships(&rule, by).await?;
+        self.reapply_rules(&left, by).await
     }
 
     /// Deletes a rule. With `remove_users` the memberships it made go too; without (Okta's
@@ -348,47 +398,129 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         by: &ChangedBy<'_>,
     ) -> Result<(), CoreError> {
         let rule = self.rule(id).await?;
-        if remove_users {
-            self.drop_rule_memberships(&rule, by).await?;
+        // Okta: an active rule must be deactivated before it is deleted.
+        if rule.status == RuleStatus::Active {
+            return Err(CoreError::validation(
+                "status",
+                "an active rule cannot be deleted: deactivate it first",
+            ));
+        }
+        let left = if remove_users {
+            self.drop_rule_memberships(&rule, by).await?
         } else {
             self.store.keep_rule_memberships(&rule.id).await?;
-        }
+            BTreeSet::new()
+        };
         if self.store.delete_rule(&rule.id).await? {
             self.log(by, "group.rule.delete", "Delete group rule", vec![rule_target(&rule)]).await;
         }
-        Ok(())
+        // Gone, the rule can no longer put back what it gave.
+        self.reapply_rules(&left, by).await
     }
 
-    async fn drop_rule_memberships(&self, rule: &GroupRule, by: &ChangedBy<'_>) -> Result<(), CoreError> {
+    /// Removes the memberships a rule made; returns the users who left a group because of it, for
+    /// `reapply_rules` (call it once the rule can no longer admit anyone).
+    async fn drop_rule_memberships(
+        &self,
+        rule: &GroupRule,
+        by: &ChangedBy<'_>,
+    ) -> Result<BTreeSet<String>, CoreError> {
+        let mut left = BTreeSet::new();
+        let mut events = Vec::new();
         for (group_id, user_id) in self.store.remove_rule_memberships(&rule.id, self.clock.now()).await? {
-            self.log_rule_membership(rule, &group_id, &user_id, false, by).await?;
+            events.push(self.rule_membership_event(rule, &group_id, &user_id, None, false, by).await?);
+            left.insert(user_id);
         }
-        Ok(())
+        self.audit.record_all(events).await;
+        Ok(left)
+    }
+
+    /// Puts users who left a group through the active rules again: a rule that asks about that
+    /// group (`isMemberOfGroup`) may no longer admit them, and a rule that asks about the group
+    /// that one fills neither, down the chain (each user to a fixed point, see `apply_rules`).
+    /// Only rules that ask about groups can change their answer, so without one nothing is read.
+    async fn reapply_rules(&self, user_ids: &BTreeSet<String>, by: &ChangedBy<'_>) -> Result<(), CoreError> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let rules = self.parsed_active_rules().await?;
+        if !rules.iter().any(|(_, expression)| expression.uses_groups()) {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        let mut applied = Ok(());
+        for user_id in user_ids {
+            // A user deleted meanwhile has no memberships left to follow.
+            let user = match self.store.find_user(user_id).await {
+                Ok(user) => user.filter(|u| &u.id == user_id),
+                Err(e) => {
+                    applied = Err(e.into());
+                    break;
+                }
+            };
+            if let Some(user) = user {
+                applied = self.apply_parsed(&user, &rules, by, &mut events).await;
+                if applied.is_err() {
+                    break;
+                }
+            }
+        }
+        self.audit.record_all(events).await;
+        applied
     }
 
     /// Applies every active rule to `user` (after the user was created, or their profile
     /// changed): groups a rule's expression now admits them to are joined, groups a rule put them
     /// in that it no longer admits them to are left.
     pub async fn apply_rules(&self, user: &User, by: &ChangedBy<'_>) -> Result<(), CoreError> {
-        let rules = self.active_rules().await?;
+        let rules = self.parsed_active_rules().await?;
         if rules.is_empty() {
             return Ok(());
         }
-        let mut parsed = Vec::with_capacity(rules.len());
-        for rule in rules {
-            // Validated when saved; a rule that no longer parses (an older version's) applies to no one.
-            if let Ok(expression) = Expression::parse_condition(&rule.expression) {
-                parsed.push((rule, expression));
-            }
-        }
+        let mut events = Vec::new();
+        let applied = self.apply_parsed(user, &rules, by, &mut events).await;
+        self.audit.record_all(events).await;
+        applied
+    }
+
+    /// The active rules with their expressions parsed. Validated when saved; a rule that no
+    /// longer parses (an older version's) applies to no one.
+    async fn parsed_active_rules(&self) -> Result<Vec<(GroupRule, Expression)>, CoreError> {
+        Ok(self
+            .active_rules()
+            .await?
+            .into_iter()
+            .filter_map(|rule| Expression::parse_condition(&rule.expression).ok().map(|e| (rule, e)))
+            .collect())
+    }
+
+    /// `apply_rules` with the rules already read, the membership events left in `events` for the
+    /// caller to log (together with others). A rule may put the user in a group another rule asks
+    /// about, so the rules run again until nothing changes (at most `MAX_RULE_PASSES`). Each pass
+    /// reads the user's memberships once and writes only what must change: a membership the rule
+    /// should make and has not, or one it made and should not have.
+    async fn apply_parsed(
+        &self,
+        user: &User,
+        rules: &[(GroupRule, Expression)],
+        by: &ChangedBy<'_>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), CoreError> {
         for _ in 0..MAX_RULE_PASSES {
-            let group_ids: Vec<String> =
-                self.store.user_group_refs(&user.id).await?.into_iter().map(|g| g.id).collect();
+            let rows = self.store.user_memberships(&user.id).await?;
+            let mut group_ids: Vec<String> = rows.iter().map(|(group, _)| group.clone()).collect();
+            group_ids.dedup();
             let subject = Subject { user, group_ids: Some(&group_ids) };
             let mut changed = false;
-            for (rule, expression) in &parsed {
+            for (rule, expression) in rules {
                 let admits = !rule.excluded_users.contains(&user.id) && expression.holds(&subject);
                 for group_id in &rule.group_ids {
+                    let made = rows.iter().any(|(group, source)| {
+                        group == group_id && source.as_deref() == Some(rule.id.as_str())
+                    });
+                    if made == admits {
+                        continue;
+                    }
                     let now = self.clock.now();
                     let moved = if admits {
                         self.store.add_member(group_id, &user.id, Some(&rule.id), now).await
@@ -398,11 +530,14 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
                     match moved {
                         Ok(true) => {
                             changed = true;
-                            self.log_rule_membership(rule, group_id, &user.id, admits, by).await?;
+                            events.push(
+                                self.rule_membership_event(rule, group_id, &user.id, Some(user), admits, by)
+                                    .await?,
+                            );
                         }
                         Ok(false) => {}
-                        // The group was deleted after the rule was saved: nothing to fill.
-                        Err(StoreError::Conflict(_)) => {}
+                        // The group (or the user) was deleted meanwhile: nothing to fill.
+                        Err(StoreError::Gone(_)) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -424,8 +559,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         let mut rules = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.list_rules(after.as_deref(), 200).await?;
-            let full = page.len() == 200;
+            let page = self.store.list_rules(after.as_deref(), RULES_PER_READ).await?;
+            let full = page.len() == RULES_PER_READ as usize;
             after = page.last().map(|r| r.id.clone());
             rules.extend(page);
             if !full {
@@ -449,17 +584,24 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         }
     }
 
-    async fn log_rule_membership(
+    /// The system-log event of a membership a rule made or took back (`user` when at hand).
+    async fn rule_membership_event(
         &self,
         rule: &GroupRule,
         group_id: &str,
         user_id: &str,
+        user: Option<&User>,
         added: bool,
         by: &ChangedBy<'_>,
-    ) -> Result<(), CoreError> {
+    ) -> Result<Event, CoreError> {
         let mut targets = vec![rule_target(rule)];
-        if let Some(user) = self.store.find_user(user_id).await? {
-            targets.push(user_target(&user));
+        match user {
+            Some(user) => targets.push(user_target(user)),
+            None => {
+                if let Some(user) = self.store.find_user(user_id).await? {
+                    targets.push(user_target(&user));
+                }
+            }
         }
         if let Some(group) = self.store.find_group(group_id).await? {
             targets.push(group_target(&group));
@@ -469,8 +611,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         } else {
             ("group.user_membership.remove", "Remove user from group membership")
         };
-        self.log(by, event_type, message, targets).await;
-        Ok(())
+        Ok(self.event(by, event_type, message, targets))
     }
 
     /// Okta: every problem of a rule is reported under `validateRule`.
@@ -486,7 +627,7 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
     async fn check_rule(&self, input: RuleInput) -> Result<RuleInput, CoreError> {
         let name = input.name.trim().to_owned();
         let mut causes = Vec::new();
-        if name.is_empty() || name.chars().count() > 50 {
+        if name.is_empty() || name.chars().count() > 50 || name.contains(char::is_control) {
             causes.push(FieldError::new("name", "is required (1 to 50 characters)"));
         }
         if let Err(e) = Expression::parse_condition(&input.expression) {
@@ -515,15 +656,18 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
             }
         }
         CoreError::from_causes(causes)?;
+        // Every repeat goes, not only adjacent ones; the first place of each id is kept.
+        let mut seen = BTreeSet::new();
         let mut group_ids = input.group_ids;
-        group_ids.dedup();
+        group_ids.retain(|id| seen.insert(id.clone()));
         Ok(RuleInput { name, group_ids, ..input })
     }
 
     // ---------------------------------------------------------------------------------------------
     // Apps assigned to groups
 
-    /// Assigns an app to a group (or changes the assignment's priority and profile).
+    /// Assigns an app to a group, or replaces the assignment (Okta's PUT: a `priority` or
+    /// `profile` left out is reset, to 0 and empty, not kept).
     pub async fn assign_app(
         &self,
         app: &App,
@@ -538,12 +682,12 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         let assignment = AppGroup {
             app_id: app.id.clone(),
             group_id: group.id.clone(),
-            priority: priority.or(existing.as_ref().map(|e| e.priority)).unwrap_or(0),
+            priority: priority.unwrap_or(0),
             profile,
             created: existing.as_ref().map_or(now, |e| e.created),
             last_updated: now,
         };
-        if self.store.put_app_group(&assignment).await? {
+        if self.store.put_app_group(&assignment).await.map_err(|e| gone(e, &group.id, &app.id))? {
             let targets = vec![Target::new(&app.id, "AppInstance", &app.label), group_target(&group)];
             self.log(by, "group.application_assignment.add", "Add assigned application to group", targets)
                 .await;
@@ -583,6 +727,17 @@ fn refuse_invalid(rule: &GroupRule) -> Result<(), CoreError> {
 /// Whether a rule's expression asks about the user's groups.
 fn rule_uses_groups(rule: &GroupRule) -> bool {
     Expression::parse_condition(&rule.expression).is_ok_and(|e| e.uses_groups())
+}
+
+/// A write that found its group, user or app deleted meanwhile (a race with a DELETE): Okta's 404
+/// for what is gone, as if the DELETE had come first. `other_id` is the user's or the app's.
+fn gone(e: StoreError, group_id: &str, other_id: &str) -> CoreError {
+    match e {
+        StoreError::Gone(what) if what == "group" => not_found(group_id, "UserGroup"),
+        StoreError::Gone(what) if what == "user" => not_found(other_id, "User"),
+        StoreError::Gone(what) if what == "app" => not_found(other_id, "AppInstance"),
+        other => other.into(),
+    }
 }
 
 fn rule_name_taken(e: StoreError) -> CoreError {

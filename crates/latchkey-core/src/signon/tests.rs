@@ -378,6 +378,9 @@ impl GroupStore for MemoryStore {
     async fn list_user_groups(&self, _: &str) -> StoreResult<Vec<Group>> {
         not_kept()
     }
+    async fn user_memberships(&self, _: &str) -> StoreResult<Vec<(String, Option<String>)>> {
+        not_kept()
+    }
     async fn user_group_refs(&self, user_id: &str) -> StoreResult<Vec<GroupRef>> {
         let memberships = self.memberships.lock().unwrap();
         let groups = self.groups.lock().unwrap();

@@ -336,6 +336,15 @@ async fn rules_fill_groups_from_profiles_and_take_back_what_they_gave() {
 
     let listed = app.call(Method::GET, "/api/v1/groups/rules", Value::Null).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 2);
+    let active = app.call(Method::DELETE, &format!("/api/v1/groups/rules/{second_id}"), Value::Null).await;
+    assert_eq!(
+        (active.status, active.code()),
+        (StatusCode::BAD_REQUEST, "E0000001"),
+        "Okta: deactivate first"
+    );
+    assert_eq!(active.causes(), ["status: an active rule cannot be deleted: deactivate it first"]);
+    app.call(Method::POST, &format!("/api/v1/groups/rules/{second_id}/lifecycle/deactivate"), Value::Null)
+        .await;
     let deleted = app
         .call(Method::DELETE, &format!("/api/v1/groups/rules/{second_id}?removeUsers=true"), Value::Null)
         .await;
@@ -540,4 +549,226 @@ async fn a_group_gives_its_members_the_app_and_the_groups_claim_both_sps_read() 
         let reply = app.call(Method::POST, "/api/v1/apps", body).await;
         assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "E0000001"), "{filter_type}");
     }
+}
+
+async fn create_rule(app: &App, name: &str, expression: &str, group: &str) -> String {
+    let reply = app.call(Method::POST, "/api/v1/groups/rules", rule_body(name, expression, &[group])).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn rule_lifecycle(app: &App, rule_id: &str, verb: &str) {
+    let reply = app
+        .call(Method::POST, &format!("/api/v1/groups/rules/{rule_id}/lifecycle/{verb}"), Value::Null)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{verb}: {}", reply.body);
+}
+
+async fn app_user_ids(app: &App, app_id: &str) -> Vec<String> {
+    let reply = app.call(Method::GET, &format!("/api/v1/apps/{app_id}/users"), Value::Null).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body.as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_chain_of_rules_follows_the_first_one_out_and_the_app_goes_with_it() {
+    let app = app_realtime(|_| {}).await;
+    let chain1 = create_group(&app, "Chain1").await;
+    let chain2 = create_group(&app, "Chain2").await;
+    let chain3 = create_group(&app, "Chain3").await;
+    let ada = create_user_in(&app, "ada@example.com", "eng").await;
+    create_user_in(&app, "sam@example.com", "sales").await;
+    let a = create_rule(&app, "A", "user.department==\"eng\"", &chain1).await;
+    let b = create_rule(&app, "B", &format!("isMemberOfGroup(\"{chain1}\")"), &chain2).await;
+    let c = create_rule(&app, "C", &format!("isMemberOfGroup(\"{chain2}\")"), &chain3).await;
+    // The later links first: they then wait for the first one.
+    for rule in [&c, &b, &a] {
+        rule_lifecycle(&app, rule, "activate").await;
+    }
+    for group in [&chain1, &chain2, &chain3] {
+        assert_eq!(member_logins(&app, group).await, ["ada@example.com"], "down the chain");
+    }
+    // An app assigned to the second link only.
+    let created = app.call(Method::POST, "/api/v1/apps", saml_app_body("Chained")).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let app_id = created.body["id"].as_str().unwrap().to_owned();
+    let embed =
+        created.body["_links"]["appLinks"][0]["href"].as_str().unwrap().replace(crate::support::BASE, "");
+    let assigned = app.call(Method::PUT, &format!("/api/v1/apps/{app_id}/groups/{chain2}"), json!({})).await;
+    assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.body);
+    assert_eq!(app_user_ids(&app, &app_id).await, [ada.as_str()]);
+    let token = app
+        .public("/api/v1/authn", json!({"username": "ada@example.com", "password": "Correct-Horse-9"}))
+        .await;
+    let token = token.body["sessionToken"].as_str().unwrap().to_owned();
+    let mut browser = Browser::default();
+    assert_eq!(browser.get(&app, &format!("{embed}?sessionToken={token}")).await.status, StatusCode::OK);
+
+    // Deactivating the first link empties the whole chain at once, and the app goes with it.
+    rule_lifecycle(&app, &a, "deactivate").await;
+    for group in [&chain1, &chain2, &chain3] {
+        assert!(member_logins(&app, group).await.is_empty(), "{group}: no profile change needed");
+    }
+    assert!(app_user_ids(&app, &app_id).await.is_empty());
+    assert_eq!(browser.get(&app, &embed).await.status, StatusCode::FORBIDDEN, "the next SSO is refused");
+
+    // Back on, back in; then deleting the first group makes A and B INVALID and empties the rest.
+    rule_lifecycle(&app, &a, "activate").await;
+    assert_eq!(member_logins(&app, &chain3).await, ["ada@example.com"]);
+    assert_eq!(browser.get(&app, &embed).await.status, StatusCode::OK);
+    let deleted = app.call(Method::DELETE, &format!("/api/v1/groups/{chain1}"), Value::Null).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    for group in [&chain2, &chain3] {
+        assert!(member_logins(&app, group).await.is_empty(), "{group}");
+    }
+    assert!(app_user_ids(&app, &app_id).await.is_empty());
+    assert_eq!(browser.get(&app, &embed).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_rule_activation_runs_to_completion_when_its_request_is_dropped() {
+    use latchkey_core::groups::RuleStatus;
+    use latchkey_core::store::GroupStore;
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+
+    const USERS: u64 = 300;
+    let app = app().await;
+    let group = create_group(&app, "Everybody").await;
+    for i in 0..USERS {
+        let reply = app.create(&format!("user{i}@example.com"), None, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let rule = create_rule(&app, "All", "String.stringContains(user.email, \"@\")", &group).await;
+
+    // The request runs until the work has visibly begun (the rule is ACTIVE), then is dropped, as
+    // a client hanging up or the request deadline drops it.
+    let uri = format!("/api/v1/groups/rules/{rule}/lifecycle/activate");
+    let mut request = Box::pin(app.call(Method::POST, &uri, Value::Null));
+    loop {
+        let polled = request.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(matches!(polled, Poll::Pending), "{USERS} users take longer than this");
+        if app.store.find_rule(&rule).await.unwrap().unwrap().status == RuleStatus::Active {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    drop(request);
+    assert!(app.store.group_stats(&group).await.unwrap().users < USERS, "dropped halfway");
+
+    // The work goes on to the end regardless.
+    let start = std::time::Instant::now();
+    while app.store.group_stats(&group).await.unwrap().users < USERS {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the activation stopped halfway");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(member_logins(&app, &group).await.len() as u64, USERS);
+}
+
+#[tokio::test]
+async fn a_rule_search_fills_its_pages_and_links_the_next_one() {
+    let app = app().await;
+    let group = create_group(&app, "Teams").await;
+    for i in 0..12 {
+        create_rule(&app, &format!("Other {i}"), "user.department == \"x\"", &group).await;
+    }
+    for name in ["Team E6 one", "Team e6 two", "Team e6 three", "Team e6 four"] {
+        create_rule(&app, name, "user.department == \"x\"", &group).await;
+    }
+    let next_link = |reply: &crate::support::Reply| -> Option<String> {
+        reply
+            .headers
+            .get_all("link")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|l| l.contains("next"))
+    };
+    let names = |reply: &crate::support::Reply| -> Vec<String> {
+        reply.body.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let first = app.call(Method::GET, "/api/v1/groups/rules?search=e6&limit=3", Value::Null).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(names(&first).len(), 3, "the search applies before the page is cut: {}", first.body);
+    let next = next_link(&first).expect("more matches: a next link");
+    assert!(next.contains("search=e6") && next.contains("limit=3"), "{next}");
+    let url = next.trim_start_matches('<').split('>').next().unwrap().replace(crate::support::BASE, "");
+    let second = app.call(Method::GET, &url, Value::Null).await;
+    assert_eq!(names(&second).len(), 1, "{}", second.body);
+    assert_eq!(next_link(&second), None, "the last page");
+    let mut all: Vec<String> = names(&first).into_iter().chain(names(&second)).collect();
+    all.sort();
+    assert_eq!(all, ["Team E6 one", "Team e6 four", "Team e6 three", "Team e6 two"]);
+    let exact = app.call(Method::GET, "/api/v1/groups/rules?search=e6&limit=4", Value::Null).await;
+    assert_eq!((names(&exact).len(), next_link(&exact)), (4, None));
+}
+
+#[tokio::test]
+async fn rule_bodies_are_checked_like_group_bodies() {
+    let app = app().await;
+    let group = create_group(&app, "Checked").await;
+    let other = create_group(&app, "Other").await;
+    let mut unknown = rule_body("Unknown", "user.department == \"x\"", &[&group]);
+    unknown["owner"] = json!("me");
+    let mut active = rule_body("Active", "user.department == \"x\"", &[&group]);
+    active["status"] = json!("ACTIVE");
+    let mut number = rule_body("Number", "x", &[&group]);
+    number["conditions"]["expression"]["value"] = json!(5);
+    let mut text = rule_body("Text", "x", &[&group]);
+    text["conditions"] = json!("x");
+    for (body, status, code, says) in [
+        (unknown, StatusCode::BAD_REQUEST, "E0000003", "Unknown field 'owner' in the rule."),
+        (active, StatusCode::BAD_REQUEST, "E0000001", "status: a rule is created INACTIVE"),
+        (number, StatusCode::BAD_REQUEST, "E0000003", "conditions.expression.value must be a string"),
+        (text, StatusCode::BAD_REQUEST, "E0000003", "conditions must be an object."),
+        (
+            rule_body("Tab\there", "user.department == \"x\"", &[&group]),
+            StatusCode::BAD_REQUEST,
+            "E0000001",
+            "name: is required",
+        ),
+    ] {
+        let reply = app.call(Method::POST, "/api/v1/groups/rules", body).await;
+        assert_eq!((reply.status, reply.code()), (status, code), "{}", reply.body);
+        assert!(reply.causes().iter().any(|c| c.starts_with(says)), "{says}: {:?}", reply.causes());
+    }
+    // A client echoing the rule back (status included) may save it.
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/groups/rules",
+            rule_body("Dup", "user.department == \"x\"", &[&group, &other, &group, &other]),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(
+        created.body["actions"]["assignUserToGroups"]["groupIds"],
+        json!([group, other]),
+        "every repeat goes, not only adjacent ones"
+    );
+    let id = created.body["id"].as_str().unwrap();
+    let echoed = app.call(Method::PUT, &format!("/api/v1/groups/rules/{id}"), created.body.clone()).await;
+    assert_eq!(echoed.status, StatusCode::OK, "{}", echoed.body);
+}
+
+#[tokio::test]
+async fn a_put_of_an_app_group_assignment_replaces_it_whole() {
+    let app = app().await;
+    let group = create_group(&app, "Assigned").await;
+    let created = app.call(Method::POST, "/api/v1/apps", saml_app_body("Replaced")).await;
+    let app_id = created.body["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/apps/{app_id}/groups/{group}");
+    let first = app.call(Method::PUT, &uri, json!({"priority": 7, "profile": {"role": "admin"}})).await;
+    assert_eq!(
+        (first.body["priority"].as_u64(), &first.body["profile"]),
+        (Some(7), &json!({"role": "admin"}))
+    );
+    let again = app.call(Method::PUT, &uri, json!({})).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(
+        (again.body["priority"].as_u64(), &again.body["profile"]),
+        (Some(0), &json!({})),
+        "Okta's PUT replaces: what is left out is reset, priority as the profile"
+    );
+    let read = app.call(Method::GET, &uri, Value::Null).await;
+    assert_eq!(read.body["priority"], 0);
 }

@@ -975,6 +975,11 @@ pub async fn memberships_record_their_source_and_races_agree(store: &Store) {
     );
     assert_eq!(store.find_group("00gg").await.unwrap().unwrap().last_membership_updated, Timestamp(30));
     assert_eq!(store.membership_sources("00gg", "00um").await.unwrap(), [None, Some("0prA".to_owned())]);
+    let everyone = store.everyone_group().await.unwrap().id;
+    let mut rows =
+        vec![(everyone, None), ("00gg".to_owned(), None), ("00gg".to_owned(), Some("0prA".to_owned()))];
+    rows.sort();
+    assert_eq!(store.user_memberships("00um").await.unwrap(), rows, "every row, with its source");
     assert!(
         !store.remove_member("00gg", "00um", None, Timestamp(40)).await.unwrap(),
         "the rule keeps them in"
@@ -988,8 +993,13 @@ pub async fn memberships_record_their_source_and_races_agree(store: &Store) {
     assert_eq!(store.find_group("00gg").await.unwrap().unwrap().last_membership_updated, Timestamp(41));
     assert_eq!(
         store.add_member("00gnone", "00um", None, Timestamp(42)).await,
-        Err(StoreError::Conflict("group".into())),
+        Err(StoreError::Gone("group".into())),
         "no membership of a group that is not there"
+    );
+    assert_eq!(
+        store.add_member("00gg", "00unone", None, Timestamp(42)).await,
+        Err(StoreError::Gone("user".into())),
+        "nor of a user that is not there"
     );
 
     // Several writers adding and removing the same membership at once: each answer is consistent
@@ -1164,6 +1174,19 @@ pub async fn apps_assigned_to_groups_reach_their_members(store: &Store) {
 
     store.put_app_group(&assignment).await.unwrap();
     assert!(store.delete_group("00gteam").await.unwrap());
+    assert_eq!(
+        store.put_app_group(&assignment).await,
+        Err(StoreError::Gone("group".into())),
+        "a group deleted before the write is gone, not a failure"
+    );
+    store.insert_group(&group("00gother", "Other")).await.unwrap();
+    assert_eq!(
+        store
+            .put_app_group(&AppGroup { app_id: "0oanone".into(), group_id: "00gother".into(), ..assignment })
+            .await,
+        Err(StoreError::Gone("app".into())),
+        "so is an app"
+    );
     assert!(
         store.list_app_groups("0oag", None, 10).await.unwrap().is_empty(),
         "assignments go with the group"
