@@ -15,6 +15,7 @@ use crate::error::{CoreError, StoreError};
 use crate::events::{Event, LogQuery};
 use crate::groups::query::GroupQuery;
 use crate::groups::{AppGroup, Group, GroupRef, GroupRule, GroupStats, MembershipSource};
+use crate::oidc::backchannel::LogoutNotice;
 use crate::oidc::custom::{CustomClaim, CustomScope};
 use crate::oidc::{AuthorizationCode, IssuedToken, Redeemed};
 use crate::origins::TrustedOrigin;
@@ -615,6 +616,23 @@ pub trait OAuthStore: Send + Sync {
     fn put_custom_claim(&self, claim: &CustomClaim) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn delete_custom_claim(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Back-channel logout notices due at `now`, oldest first.
+    fn due_logout_notices(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<LogoutNotice>>> + Send;
+
+    /// Takes a due notice for one attempt in one conditional update (its attempt count must be the
+    /// one read): counts the attempt and sets when it is due again. `false` when another node took it.
+    fn lease_logout_notice(
+        &self,
+        notice: &LogoutNotice,
+        retry_at: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn delete_logout_notice(&self, notice: &LogoutNotice) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Records a client assertion's `jti` until `expires_at`; `false` when it was already seen.
     fn remember_assertion(

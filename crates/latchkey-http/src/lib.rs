@@ -14,6 +14,7 @@
 //! composes the features into one router.
 
 mod audit;
+pub mod backchannel;
 pub mod error;
 mod extract;
 mod hashing;

@@ -187,6 +187,11 @@ impl AppState {
         }
     }
 
+    /// The system log, for use cases that write to it themselves.
+    pub(crate) fn audit(&self) -> &EventLog {
+        &self.audit
+    }
+
     /// Writes an event to the system log (returns once it is committed).
     pub(crate) async fn log(&self, event: Event) {
         self.audit.record(event).await;

@@ -4,6 +4,7 @@
 //! code cannot both redeem it; the spent row stays until it is purged, which is how a replay is
 //! told from an unknown code.
 
+use latchkey_core::oidc::backchannel::LogoutNotice;
 use latchkey_core::oidc::custom::{CustomClaim, CustomScope};
 use latchkey_core::oidc::{AuthorizationCode, IssuedToken, Redeemed, Server, TokenKind};
 use latchkey_core::store::{OAuthStore, StoreResult};
@@ -210,6 +211,67 @@ impl OAuthStore for Store {
 
     async fn delete_custom_claim(&self, id: &str) -> StoreResult<bool> {
         self.delete_server_object(CLAIM, id).await
+    }
+
+    async fn due_logout_notices(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<LogoutNotice>> {
+        type Row = (String, String, String, Option<String>, i64, i64);
+        let rows: Vec<Row> = on_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT session_id, app_id, server, user_id, created, attempts FROM oauth_logout_notices \
+                 WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $2",
+            )
+            .bind(now.millis())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(map_err)?
+        });
+        rows.into_iter()
+            .map(|(session_id, app_id, server, user_id, created, attempts)| {
+                Ok(LogoutNotice {
+                    session_id,
+                    app_id,
+                    server: Server::parse(&server).ok_or_else(|| corrupt(format!("server {server:?}")))?,
+                    user_id,
+                    created: Timestamp(created),
+                    attempts,
+                })
+            })
+            .collect()
+    }
+
+    async fn lease_logout_notice(&self, notice: &LogoutNotice, retry_at: Timestamp) -> StoreResult<bool> {
+        let updated = on_pool!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE oauth_logout_notices SET attempts = attempts + 1, next_attempt = $4 \
+                 WHERE session_id = $1 AND app_id = $2 AND server = $3 AND attempts = $5",
+            )
+            .bind(&notice.session_id)
+            .bind(&notice.app_id)
+            .bind(notice.server.as_str())
+            .bind(retry_at.millis())
+            .bind(notice.attempts)
+            .execute(pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
+    async fn delete_logout_notice(&self, notice: &LogoutNotice) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "DELETE FROM oauth_logout_notices WHERE session_id = $1 AND app_id = $2 AND server = $3",
+            )
+            .bind(&notice.session_id)
+            .bind(&notice.app_id)
+            .bind(notice.server.as_str())
+            .execute(pool)
+            .await
+            .map_err(map_err)?;
+        });
+        Ok(())
     }
 
     async fn remember_assertion(&self, app_id: &str, jti: &str, expires_at: Timestamp) -> StoreResult<bool> {

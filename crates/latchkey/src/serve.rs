@@ -47,6 +47,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     let kid = latchkey_http::ensure_signing_key(&state).await?;
     tracing::info!(kid, "SAML signing key ready");
     let purge = tokio::spawn(purge_expired(store.clone()));
+    let back_channel = latchkey_http::backchannel::spawn_worker(state.clone())?;
 
     if demo {
         crate::demo::seed(&state, &settings).await?;
@@ -60,6 +61,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     tracing::info!(listen = %settings.listen, public_url = %settings.public_base(), "latchkey is serving");
     crate::listener::serve(listener, latchkey_http::router(state), shutdown_signal()).await;
     purge.abort();
+    back_channel.abort();
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -14,6 +14,7 @@
 //! issued (RFC 6749 §4.1.2), and every refusal names an OAuth error (RFC 6749 §5.2).
 
 pub mod authorize;
+pub mod backchannel;
 pub mod custom;
 pub mod jwt;
 pub mod service;

@@ -945,3 +945,85 @@ async fn a_service_app_gets_client_credentials_tokens_for_custom_scopes_on_the_d
     // A client_secret_post client authenticates in the form, not with Basic.
     assert_eq!(introspected.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A relying party's back-channel logout endpoint on a loopback port: what it received, and the
+/// status it answers with.
+struct LogoutEndpoint {
+    uri: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+async fn logout_endpoint() -> LogoutEndpoint {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let status = Arc::new(AtomicU16::new(200));
+    let (seen, answer) = (received.clone(), status.clone());
+    let router = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(move |body: String| {
+            let (seen, answer) = (seen.clone(), answer.clone());
+            async move {
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "logout_token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push(token);
+                StatusCode::from_u16(answer.load(Ordering::SeqCst)).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/bcl", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    LogoutEndpoint { uri, received, status }
+}
+
+#[tokio::test]
+async fn a_replaced_session_sends_a_signed_back_channel_logout_token_with_retries() {
+    use latchkey_http::backchannel::{HttpDelivery, deliver_due};
+    let endpoint = logout_endpoint().await;
+    let app = app_realtime(|_| {}).await;
+    let created = app
+        .call(Method::POST, "/api/v1/apps", oidc_app_body(json!({"backchannel_logout_uri": endpoint.uri})))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.body["settings"]["oauthClient"]["backchannel_logout_uri"], endpoint.uri.as_str());
+    let client_id = created.body["id"].as_str().unwrap().to_owned();
+    let secret = created.body["credentials"]["oauthClient"]["client_secret"].as_str().unwrap().to_owned();
+    let alice = app.create_ok("alice@example.com").await;
+    let bob = app.create_ok("bob@example.com").await;
+    for user in [&alice, &bob] {
+        app.call(Method::POST, &format!("/api/v1/apps/{client_id}/users"), json!({"id": user})).await;
+    }
+    let rp = Rp { app, client_id, secret, alice };
+    // Alice signs in to the app in a shared browser, then Bob's session token replaces her session.
+    let mut browser = Browser::default();
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    let alice_id =
+        verified_claims(&rp.app, redeem(&rp, &code).await.body["id_token"].as_str().unwrap()).await;
+    let delivery = HttpDelivery::new().unwrap();
+    assert_eq!(deliver_due(&rp.app.state, &delivery).await.unwrap().sent, 0, "nothing ended yet");
+    endpoint.status.store(503, std::sync::atomic::Ordering::SeqCst);
+    code_for(&rp, &mut browser, "bob@example.com").await;
+    let first = deliver_due(&rp.app.state, &delivery).await.unwrap();
+    assert_eq!((first.sent, first.failed), (0, 1), "the app was down");
+    assert_eq!(deliver_due(&rp.app.state, &delivery).await.unwrap().failed, 0, "not due again yet");
+    endpoint.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    rp.app.clock.advance_secs(6);
+    assert_eq!(deliver_due(&rp.app.state, &delivery).await.unwrap().sent, 1, "retried after the back-off");
+    assert_eq!(deliver_due(&rp.app.state, &delivery).await.unwrap().sent, 0, "sent once");
+
+    let tokens = endpoint.received.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    let (header, _, _) = latchkey_core::oidc::jwt::split(&tokens[1]).unwrap();
+    assert_eq!(header["typ"], "logout+jwt");
+    let claims = verified_claims(&rp.app, &tokens[1]).await;
+    assert_eq!(claims["sid"], alice_id["sid"], "names the session that ended");
+    assert_eq!(claims["sub"], rp.alice.as_str());
+    assert_eq!(claims["aud"], rp.client_id.as_str());
+    assert_eq!(claims["iss"], BASE);
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none(), "a logout token has no nonce (§2.4)");
+}

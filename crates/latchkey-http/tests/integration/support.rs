@@ -33,6 +33,8 @@ impl Clock for TestClock {
 
 pub struct App {
     pub router: Router,
+    /// The server's state (for background work a test runs by hand, such as back-channel logout).
+    pub state: AppState,
     pub clock: Arc<TestClock>,
     pub token: String,
     pub store: Store,
@@ -92,8 +94,8 @@ async fn app_at(start_millis: i64, adjust: impl FnOnce(&mut HttpConfig)) -> App 
     config.authn_limits = latchkey_core::authn::machine::AuthnLimits { per_username: 4, per_ip: 0 };
     adjust(&mut config);
     let state = AppState::new(store.clone(), config, key).with_clock(clock.clone());
-    let router = latchkey_http::router(state);
-    App { router, clock, token: secret.expose().to_owned(), store, master_key, _dir: dir }
+    let router = latchkey_http::router(state.clone());
+    App { router, state, clock, token: secret.expose().to_owned(), store, master_key, _dir: dir }
 }
 
 impl App {

@@ -45,3 +45,35 @@ CREATE TABLE oauth_server_objects (
     body TEXT NOT NULL,
     UNIQUE (kind, name)
 );
+
+-- OpenID Connect Back-Channel Logout: when a session ends, each app that received tokens in it
+-- and registered a backchannel_logout_uri is owed a logout token. The trigger writes the notices
+-- in the same transaction that ends the session, whatever ended it; a worker sends them.
+CREATE TABLE oauth_logout_notices (
+    session_id   TEXT NOT NULL,
+    app_id       TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    server       TEXT NOT NULL,
+    user_id      TEXT,
+    created      BIGINT NOT NULL,
+    next_attempt BIGINT NOT NULL,
+    attempts     BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, app_id, server)
+);
+CREATE INDEX oauth_logout_notices_due ON oauth_logout_notices (next_attempt);
+
+CREATE FUNCTION latchkey_backchannel_logout() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO oauth_logout_notices (session_id, app_id, server, user_id, created, next_attempt, attempts)
+    SELECT DISTINCT t.session_id, t.app_id, t.server, t.user_id, NEW.ended_at, NEW.ended_at, 0
+    FROM oauth_tokens t JOIN apps a ON a.id = t.app_id
+    WHERE t.session_id = NEW.id
+      AND a.sign_on_mode = 'OPENID_CONNECT'
+      AND (a.sign_on::jsonb -> 'client' ->> 'backchannel_logout_uri') IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER sessions_backchannel_logout AFTER UPDATE OF ended_at ON sessions
+FOR EACH ROW WHEN (OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL)
+EXECUTE FUNCTION latchkey_backchannel_logout();

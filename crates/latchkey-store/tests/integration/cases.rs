@@ -1278,3 +1278,68 @@ pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store
     assert!(store.delete_app("0oaoauth").await.unwrap());
     assert_eq!(store.redeem_code("digest-3", Timestamp(1_000)).await.unwrap(), Redeemed::Unknown);
 }
+
+fn oidc_app(id: &str, backchannel: Option<&str>) -> App {
+    let mut settings = json!({"redirect_uris": ["https://rp.example.com/cb"]});
+    if let Some(uri) = backchannel {
+        settings["backchannel_logout_uri"] = json!(uri);
+    }
+    let sign_on = latchkey_core::apps::OidcSignOn::from_api(&settings, None, Vec::new()).unwrap();
+    App { sign_on: SignOn::Oidc(sign_on), name: format!("oidc_client_{id}"), ..saml_app(id, "unused", id) }
+}
+
+pub async fn an_ended_session_owes_each_app_with_a_back_channel_one_logout_notice(store: &Store) {
+    use latchkey_core::oidc::{IssuedToken, Server, TokenKind};
+    use latchkey_core::store::OAuthStore;
+    store.insert_user(&user("00ubcl", "bcl@example.com")).await.unwrap();
+    store.insert_app(&oidc_app("0oabcl1", Some("https://rp1.example.com/bcl"))).await.unwrap();
+    store.insert_app(&oidc_app("0oabcl2", None)).await.unwrap();
+    store.insert_session(&session("102bcl", "00ubcl", 60_000, None)).await.unwrap();
+    store.insert_session(&session("102other", "00ubcl", 60_000, None)).await.unwrap();
+    for (id, app, session) in [
+        ("AT.b1", "0oabcl1", "102bcl"),
+        ("AT.b2", "0oabcl1", "102bcl"),
+        ("AT.b3", "0oabcl2", "102bcl"),
+        ("AT.b4", "0oabcl1", "102other"),
+    ] {
+        let token = IssuedToken {
+            id: id.into(),
+            kind: TokenKind::Access,
+            app_id: app.into(),
+            server: Server::Org,
+            user_id: Some("00ubcl".into()),
+            session_id: Some(session.into()),
+            family: format!("f-{id}"),
+            scopes: vec!["openid".into()],
+            issued_at: Timestamp(1_000),
+            auth_time: None,
+            expires_at: Timestamp(3_600_000),
+            rotated_at: None,
+            revoked: false,
+        };
+        store.insert_token(&token).await.unwrap();
+    }
+    assert!(store.due_logout_notices(Timestamp(10_000), 10).await.unwrap().is_empty());
+    assert!(store.end_session("102bcl", EndReason::ReplacedBySessionToken, Timestamp(5_000)).await.unwrap());
+    let due = store.due_logout_notices(Timestamp(5_000), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "one notice for the app with a back channel, whatever the tokens: {due:?}");
+    let notice = &due[0];
+    assert_eq!(
+        (notice.app_id.as_str(), notice.session_id.as_str(), notice.user_id.as_deref()),
+        ("0oabcl1", "102bcl", Some("00ubcl"))
+    );
+    assert_eq!((notice.server, notice.attempts, notice.created), (Server::Org, 0, Timestamp(5_000)));
+    // Two nodes lease it at once: one wins.
+    assert!(store.lease_logout_notice(notice, Timestamp(10_000)).await.unwrap());
+    assert!(!store.lease_logout_notice(notice, Timestamp(10_000)).await.unwrap());
+    assert!(
+        store.due_logout_notices(Timestamp(9_999), 10).await.unwrap().is_empty(),
+        "leased until the retry"
+    );
+    let again = store.due_logout_notices(Timestamp(10_000), 10).await.unwrap();
+    assert_eq!(again[0].attempts, 1);
+    store.delete_logout_notice(&again[0]).await.unwrap();
+    assert!(store.due_logout_notices(Timestamp(99_000), 10).await.unwrap().is_empty());
+    assert!(!store.end_session("102bcl", EndReason::Logout, Timestamp(6_000)).await.unwrap(), "ends once");
+    assert!(store.due_logout_notices(Timestamp(99_000), 10).await.unwrap().is_empty(), "no second notice");
+}

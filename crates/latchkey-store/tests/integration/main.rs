@@ -76,6 +76,7 @@ conformance!(
     apps_assigned_to_groups_reach_their_members,
     a_users_groups_follow_memberships_and_renames,
     oauth_codes_are_spent_once_and_replays_are_told_apart,
+    an_ended_session_owes_each_app_with_a_back_channel_one_logout_notice,
 );
 
 /// Connections are pinged only after idling (not before every use): one the server cut while idle
