@@ -52,7 +52,7 @@ pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
     }
     // Groups get their own block: a user's line holds the login and the password alone, so
     // that the password can be copied (and parsed) from it.
-    text.push_str("\n  Demo groups (the demo app is assigned to Staff):\n");
+    text.push_str("\n  Demo groups (the demo apps are assigned to Staff):\n");
     for group in latchkey_http::demo::DEMO_GROUPS {
         let members: Vec<&str> = DEMO_USERS
             .iter()
@@ -67,6 +67,13 @@ pub async fn seed(state: &AppState, settings: &Settings) -> Result<(), String> {
     text.push_str("       sign in as one demo user, then as the other, in the same browser\n");
     text.push_str(&format!("    2. Test SP:       {base}{}\n", latchkey_http::demo::SP_HOME));
     text.push_str("       shows who arrived and with which attributes (their groups among them)\n");
+    text.push_str(&format!("    3. Test RP:       {base}{}\n", latchkey_http::demo::RP_HOME));
+    text.push_str(
+        "       the same story over OpenID Connect (choose it at the kiosk); when the next person's\n",
+    );
+    text.push_str(
+        "       token ends the session, Latchkey's back-channel logout ends the RP's session too\n",
+    );
     text.push_str(&format!(
         "    Embed link of the demo app \"{}\": {base}/home/{}/{}/{}\n",
         app.label, app.name, app.id, app.link_id

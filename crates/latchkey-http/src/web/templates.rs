@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sessions.html", include_str!("templates/sessions.html")),
     ("demo_kiosk.html", include_str!("templates/demo_kiosk.html")),
     ("demo_sp.html", include_str!("templates/demo_sp.html")),
+    ("demo_rp.html", include_str!("templates/demo_rp.html")),
 ];
 
 const STYLE: &str = include_str!("static/latchkey.css");

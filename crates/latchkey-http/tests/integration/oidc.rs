@@ -1027,3 +1027,73 @@ async fn a_replaced_session_sends_a_signed_back_channel_logout_token_with_retrie
     assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
     assert!(claims.get("nonce").is_none(), "a logout token has no nonce (§2.4)");
 }
+
+/// Delivers logout tokens into the in-process router (the demo RP's back-channel endpoint is on
+/// the server's own public URL, which a test cannot dial).
+struct InProcess<'a>(&'a App);
+
+impl latchkey_core::oidc::backchannel::LogoutDelivery for InProcess<'_> {
+    async fn post(&self, uri: &str, logout_token: &str) -> Result<(), String> {
+        let path = uri.strip_prefix(BASE).ok_or("not this server")?;
+        let body = format!("logout_token={logout_token}");
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let reply = send(self.0, request).await;
+        if reply.status.is_success() { Ok(()) } else { Err(reply.status.to_string()) }
+    }
+}
+
+#[tokio::test]
+async fn the_demo_kiosk_and_test_rp_show_the_second_person_and_end_the_firsts_session() {
+    let app = app_realtime(|c| c.test_sp = true).await;
+    let alice = app.create_ok("alice@example.com").await;
+    let bob = app.create_ok("bob@example.com").await;
+    let mut jar = Browser::default();
+    let start = jar.get(&app, "/demo/rp/login").await;
+    assert!(start.location().starts_with("/oauth2/v1/authorize?"), "{}", start.location());
+    let apps = app.call(Method::GET, "/api/v1/apps?q=latchkey", Value::Null).await.body;
+    let rp = apps.as_array().unwrap().iter().find(|a| a["label"] == "Latchkey test RP").unwrap();
+    assert_eq!(rp["signOnMode"], "OPENID_CONNECT");
+    let rp_id = rp["id"].as_str().unwrap().to_owned();
+    for user in [&alice, &bob] {
+        app.call(Method::POST, &format!("/api/v1/apps/{rp_id}/users"), json!({"id": user})).await;
+    }
+    let mut first_rp_cookie = None;
+    for person in ["alice@example.com", "bob@example.com"] {
+        let kiosk = jar.get(&app, "/demo/kiosk").await;
+        let sent = jar
+            .submit(
+                &app,
+                &kiosk,
+                "/demo/kiosk",
+                &[("username", person), ("password", PASSWORD), ("app", "oidc")],
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+        let mut page = jar.get(&app, sent.location().strip_prefix(BASE).unwrap()).await;
+        while matches!(page.status, StatusCode::FOUND | StatusCode::SEE_OTHER) {
+            let next = page.location().strip_prefix(BASE).unwrap_or(page.location()).to_owned();
+            page = jar.get(&app, &next).await;
+        }
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains(&format!("<h1>Signed in as {person}</h1>")), "{}", page.body);
+        if first_rp_cookie.is_none() {
+            first_rp_cookie = jar.cookie("latchkey_demo_rp").map(str::to_owned);
+        }
+    }
+    // Alice's Latchkey session was replaced by Bob's token: her RP session hears of it.
+    let delivered = latchkey_http::backchannel::deliver_due(&app.state, &InProcess(&app)).await.unwrap();
+    assert_eq!(delivered.sent, 1, "{delivered:?}");
+    let mut alices_browser =
+        Browser::with_cookies(&[("latchkey_demo_rp", first_rp_cookie.as_deref().unwrap())]);
+    let ended = alices_browser.get(&app, "/demo/rp/").await;
+    assert!(ended.body.contains("back-channel logout"), "{}", ended.body);
+    let bobs = jar.get(&app, "/demo/rp/").await;
+    assert!(bobs.body.contains("Signed in as bob@example.com") && !bobs.body.contains("back-channel logout"));
+    let forged = jar.post(&app, "/demo/rp/backchannel", &[("logout_token", "a.b.c")]).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+}

@@ -576,7 +576,8 @@ async fn demo_kiosk_and_test_sp_show_the_second_person_as_themselves() {
     assert_eq!(login.status, StatusCode::SEE_OTHER);
     assert!(login.location().contains("/sso/saml?SAMLRequest="), "{}", login.location());
     let apps = app.call(Method::GET, "/api/v1/apps?q=latchkey", Value::Null).await.body;
-    let demo_id = apps[0]["id"].as_str().unwrap().to_owned();
+    let demo = apps.as_array().unwrap().iter().find(|a| a["label"] == "Latchkey test SP").unwrap();
+    let demo_id = demo["id"].as_str().unwrap().to_owned();
     for user in [&alice, &bob] {
         app.call(Method::POST, &format!("/api/v1/apps/{demo_id}/users"), json!({"id": user})).await;
     }

@@ -1,8 +1,9 @@
-//! The demo's two pages (mounted only with `serve --demo` or `test_sp = true`): a kiosk portal
-//! that does what the backend in Latchkey's story does (authenticate through the same code as
-//! `POST /api/v1/authn`, then send the browser to the app's embed link with `?sessionToken=`), and
-//! a built-in test SP that verifies the signed Response it receives and shows who arrived with
-//! which attributes, or starts an SP-initiated sign-in.
+//! The demo's pages (mounted only with `serve --demo` or `test_sp = true`): a kiosk portal that
+//! does what the backend in Latchkey's story does (authenticate through the same code as
+//! `POST /api/v1/authn`, then send the browser to the SAML app's embed link, or to the OpenID
+//! Connect app's sign-in, with `?sessionToken=`), a built-in test SP that verifies the signed
+//! Response it receives and shows who arrived with which attributes, or starts an SP-initiated
+//! sign-in, and a built-in OpenID Connect relying party ([`rp`]).
 //!
 //! The test SP trusts only the IdP's published signing certificates (as an SP with the metadata
 //! would) and remembers the AuthnRequest ids it sent (in memory: the demo runs on one node).
@@ -37,6 +38,10 @@ use crate::extract::Caller;
 use crate::state::AppState;
 use crate::web::{self, BrowserError, Form, Ui, csrf, see_other};
 
+mod rp;
+
+pub use rp::RP_HOME;
+
 pub const KIOSK: &str = "/demo/kiosk";
 pub const SP_HOME: &str = "/demo/sp/";
 const SP_LOGIN: &str = "/demo/sp/login";
@@ -50,7 +55,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(SP_HOME, get(sp_home))
         .route(SP_LOGIN, get(sp_login))
         .route(SP_ACS, axum::routing::post(sp_acs))
+        .route(rp::RP_HOME, get(rp::home))
+        .route(rp::RP_LOGIN, get(rp::login))
+        .route(rp::RP_CALLBACK, get(rp::callback))
+        .route(rp::RP_BACKCHANNEL, axum::routing::post(rp::backchannel))
         .layer(Extension(Arc::new(TestSp::default())))
+        .layer(Extension(Arc::new(rp::TestRp::default())))
 }
 
 /// The test SP's outstanding AuthnRequest ids and when they expire.
@@ -156,10 +166,13 @@ async fn demo_app_assigned(state: &AppState, members: &[(String, Vec<&str>)]) ->
             app
         }
     };
-    if let Some(staff) = groups.iter().find(|g| g.name == DEMO_APP_GROUP)
-        && state.store.find_app_group(&app.id, &staff.id).await?.is_none()
-    {
-        state.groups().assign_app(&app, &staff.id, None, Map::new(), &by).await?;
+    let oidc_app = rp::ensure_app(state).await?;
+    if let Some(staff) = groups.iter().find(|g| g.name == DEMO_APP_GROUP) {
+        for demo in [&app, &oidc_app] {
+            if state.store.find_app_group(&demo.id, &staff.id).await?.is_none() {
+                state.groups().assign_app(demo, &staff.id, None, Map::new(), &by).await?;
+            }
+        }
     }
     for (user_id, names) in members {
         for group in groups.iter().filter(|g| names.contains(&g.name.as_str())) {
@@ -237,11 +250,14 @@ async fn kiosk_submit(
         }
         Err(e) => return ApiError::from(e).into_page(&state, &headers),
     };
+    let token: String = url::form_urlencoded::byte_serialize(token.unwrap_or_default().as_bytes()).collect();
+    if form.get("app") == Some("oidc") {
+        return ui.finish(&state, see_other(&format!("{}?sessionToken={token}", state.link(rp::RP_LOGIN))));
+    }
     let app = match demo_app(&state).await {
         Ok(app) => app,
         Err(e) => return e.into_page(&state, &headers),
     };
-    let token: String = url::form_urlencoded::byte_serialize(token.unwrap_or_default().as_bytes()).collect();
     let embed = state.link(&app.embed_path());
     ui.finish(&state, see_other(&format!("{embed}?sessionToken={token}")))
 }
