@@ -317,11 +317,35 @@ impl Harness {
         target: &std::sync::Arc<dyn crate::load::RequestFactory>,
         watch: &crate::cpu::CpuWatch,
     ) -> Result<(Series, Series)> {
+        self.in_process_rounds_prepared(variant, addr, labels, op, threads, target, watch, &mut async |_| {
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`Self::in_process_rounds`], calling `prepare(previous_target_rps)` before each target round
+    /// (for a target whose requests use up something, such as single-use authorization codes;
+    /// the argument is 0 before the first round).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn in_process_rounds_prepared(
+        &self,
+        variant: &str,
+        addr: std::net::SocketAddr,
+        labels: [&'static str; 2],
+        op: &crate::load::InProcessOp,
+        threads: usize,
+        target: &std::sync::Arc<dyn crate::load::RequestFactory>,
+        watch: &crate::cpu::CpuWatch,
+        prepare: &mut impl AsyncFnMut(f64) -> Result<()>,
+    ) -> Result<(Series, Series)> {
         /// Quiet gap between rounds, so one round's stragglers do not land in the next one.
         const SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
         let mut b = Series::new(labels[0]);
         let mut t = Series::new(labels[1]);
         for (slot, (round, side)) in crate::load::schedule(self.rounds).into_iter().enumerate() {
+            if side == crate::load::Side::Target {
+                prepare(t.rounds.last().map_or(0.0, |r| r.rps)).await?;
+            }
             tokio::time::sleep(SETTLE).await;
             let (series, mut r) = match side {
                 crate::load::Side::Baseline => {

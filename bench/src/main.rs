@@ -16,6 +16,7 @@ mod authn_timing;
 mod common;
 mod cpu;
 mod load;
+mod oidc;
 mod open_loop;
 mod report;
 mod saml;
@@ -56,6 +57,9 @@ enum Command {
     /// Signed SAML responses per second for a signed-in user (embed link with
     /// the session cookie) versus the machine's RSA-2048 signing rate.
     Saml(saml::SamlArgs),
+    /// OpenID Connect code-for-tokens exchanges per second versus the machine's RSA-2048 signing
+    /// rate, and discovery and JWKS versus bare `GET /healthz`.
+    Oidc(oidc::OidcArgs),
 }
 
 impl Command {
@@ -66,6 +70,7 @@ impl Command {
             Command::AuthnTiming(_) => 1,
             Command::Sessions(a) => a.common.client_threads,
             Command::Saml(a) => a.common.client_threads,
+            Command::Oidc(a) => a.common.client_threads,
         }
     }
 }
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::AuthnTiming(args) => (runtime.block_on(authn_timing::run(args)), args.server.results_dir()),
         Command::Sessions(args) => (runtime.block_on(sessions::run(args)), args.common.results_dir()),
         Command::Saml(args) => (boxed(runtime.block_on(saml::run(args))), args.common.results_dir()),
+        Command::Oidc(args) => (boxed(runtime.block_on(oidc::run(args))), args.common.results_dir()),
     };
 
     let mut failures = Vec::new();

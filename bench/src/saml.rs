@@ -84,7 +84,7 @@ pub async fn run(args: &SamlArgs) -> Vec<(String, Result<Comparison>)> {
 }
 
 /// Two RSA-2048 PKCS#1 v1.5 SHA-256 signatures, as one response costs.
-fn signing_op() -> Result<InProcessOp> {
+pub(crate) fn signing_op() -> Result<InProcessOp> {
     let key = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|e| err(format!("RSA key generation: {e}")))?;
     let key = Arc::new(key);
     let message = vec![b'x'; SIGNED_BYTES];

@@ -38,7 +38,6 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -48,6 +47,7 @@ import {
   assertSessionActive, assertSessionGone, browserSkipReason, eventIsAboutSession, launchBrowser, sessionEndEvents,
 } from './browser-kit.mjs';
 import { appMetadata, createSamlApp, signOnSettings, startSpApp } from './saml-kit.mjs';
+import { startRoundRobinProxy } from './proxy-kit.mjs';
 import { startCluster, startServer } from './server.mjs';
 import { sessionToken } from './session-kit.mjs';
 
@@ -126,61 +126,6 @@ async function startKiosk({ latchkeyUrl, embedLink, apiToken, readyTimeoutMs = 1
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// A round-robin HTTP proxy on loopback: each request goes to the next upstream in turn, with the
-// Host header and every other header as the browser sent them (the nodes' public URL is the proxy's).
-
-async function startRoundRobinProxy() {
-  const upstreams = [];
-  const counts = [];
-  const log = [];
-  let next = 0;
-  const server = http.createServer((req, res) => {
-    if (upstreams.length === 0) {
-      res.writeHead(503).end('no upstream yet');
-      return;
-    }
-    const i = next++ % upstreams.length;
-    counts[i] += 1;
-    log.push(`${i} ${req.method} ${req.url.split('?')[0]}`);
-    const up = http.request({
-      host: '127.0.0.1',
-      port: upstreams[i],
-      method: req.method,
-      path: req.url,
-      headers: req.headers,
-      agent: false,
-      timeout: 15_000,
-    }, (ur) => {
-      res.writeHead(ur.statusCode, ur.rawHeaders);
-      ur.pipe(res);
-    });
-    up.on('timeout', () => up.destroy(new Error('upstream timeout')));
-    up.on('error', (e) => {
-      if (!res.headersSent) res.writeHead(502, { 'Content-Type': 'text/plain' });
-      res.end(`proxy: ${e.message}`);
-    });
-    req.pipe(up);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    setUpstreams(ports) {
-      upstreams.splice(0, upstreams.length, ...ports);
-      counts.splice(0, counts.length, ...ports.map(() => 0));
-    },
-    counts: () => [...counts],
-    /** "node method path" of every request so far. */
-    log: () => [...log],
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // One organisation: a SAML app for the pysaml2 SP, users A and B assigned to it, the kiosk portal

@@ -588,6 +588,16 @@ pub trait OAuthStore: Send + Sync {
 
     fn insert_token(&self, token: &IssuedToken) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Writes the tokens a code exchange issued, in one transaction with a check that the code
+    /// has not been replayed meanwhile; `false` (nothing written) when it has. Together with
+    /// [`Self::redeem_code`] marking a replay on the same row, a replay racing the exchange on
+    /// another node either prevents the write or revokes what it wrote.
+    fn insert_tokens_for_code(
+        &self,
+        code_digest: &str,
+        tokens: &[IssuedToken],
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     fn find_token(&self, id: &str) -> impl Future<Output = StoreResult<Option<IssuedToken>>> + Send;
 
     /// Marks a live refresh token as exchanged for its successor, in one conditional update:

@@ -491,9 +491,8 @@ fn client_credentials(
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "Client authentication failed."))?;
-        let (id, secret) = decoded
-            .split_once(':')
-            .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "Client authentication failed."))?;
+        // okta-auth-js sends a public client's id alone (`Basic base64(client_id)`), as Okta accepts.
+        let (id, secret) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
         // RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
         let unescape = |text: &str| -> String {
             url::form_urlencoded::parse(format!("x={text}").as_bytes())
@@ -504,6 +503,9 @@ fn client_credentials(
         let client_id = unescape(id);
         if form_id.is_some_and(|f| f != client_id) {
             return Err(invalid_request("The client_id does not match the client's authentication."));
+        }
+        if secret.is_empty() {
+            return Ok(ClientCredentials::Public { client_id });
         }
         return Ok(ClientCredentials::Basic { client_id, secret: unescape(secret) });
     }

@@ -102,16 +102,18 @@ impl OAuthStore for Store {
         if let Some((text,)) = spent {
             return Ok(Redeemed::First(serde_json::from_str(&text).map_err(corrupt)?));
         }
-        let found: Option<(String, Option<i64>)> = on_pool!(self, read, |pool| {
-            sqlx::query_as("SELECT code, used_at FROM oauth_codes WHERE digest = $1")
+        // Spent before: mark the replay (on the row the winner's token insert also locks, so one of
+        // the two waits for the other; see `insert_tokens_for_code`).
+        let replayed: Option<(String,)> = on_pool!(self, write, |pool| {
+            sqlx::query_as("UPDATE oauth_codes SET replayed = 1 WHERE digest = $1 AND used_at IS NOT NULL RETURNING code")
                 .bind(digest)
                 .fetch_optional(pool)
                 .await
                 .map_err(map_err)?
         });
-        Ok(match found {
-            Some((text, Some(_))) => Redeemed::Again(serde_json::from_str(&text).map_err(corrupt)?),
-            _ => Redeemed::Unknown,
+        Ok(match replayed {
+            Some((text,)) => Redeemed::Again(serde_json::from_str(&text).map_err(corrupt)?),
+            None => Redeemed::Unknown,
         })
     }
 
@@ -140,6 +142,53 @@ impl OAuthStore for Store {
                 .map_err(map_err)?;
         });
         Ok(())
+    }
+
+    async fn insert_tokens_for_code(&self, code_digest: &str, tokens: &[IssuedToken]) -> StoreResult<bool> {
+        let sql = format!(
+            "INSERT INTO oauth_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        let mut rows = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            rows.push((token, serde_json::to_string(&token.scopes).map_err(corrupt)?));
+        }
+        let written = on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            // Locks the code's row: a replay marked first makes this match nothing; a replay marked
+            // later waits for this commit, then revokes what it wrote.
+            let live = sqlx::query("UPDATE oauth_codes SET replayed = 0 WHERE digest = $1 AND replayed = 0")
+                .bind(code_digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            if live == 1 {
+                for (token, scopes) in &rows {
+                    sqlx::query(AssertSqlSafe(sql.clone()))
+                        .bind(&token.id)
+                        .bind(token.kind.as_str())
+                        .bind(&token.app_id)
+                        .bind(token.server.as_str())
+                        .bind(&token.user_id)
+                        .bind(&token.session_id)
+                        .bind(&token.family)
+                        .bind(scopes)
+                        .bind(token.issued_at.millis())
+                        .bind(token.auth_time.map(Timestamp::millis))
+                        .bind(token.expires_at.millis())
+                        .bind(token.rotated_at.map(Timestamp::millis))
+                        .bind(i64::from(token.revoked))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
+            } else {
+                tx.rollback().await.map_err(map_err)?;
+            }
+            live == 1
+        });
+        Ok(written)
     }
 
     async fn find_token(&self, id: &str) -> StoreResult<Option<IssuedToken>> {

@@ -108,6 +108,14 @@ pub struct OauthClientSettings {
     /// The client's public keys for `private_key_jwt` (a JWK Set, RFC 7517 §5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<Value>,
+    /// DPoP-bound access tokens (RFC 9449): Okta's SDKs send `false`; Latchkey issues bearer
+    /// tokens only, so `true` is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
+    /// Okta's IdP-initiated login setting; only `{"mode": "DISABLED"}` (the dashboard tile uses
+    /// `initiate_login_uri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_initiated_login: Option<Value>,
     /// OIDC Back-Channel Logout 1.0 §2.2 (not an Okta field: Latchkey's addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
@@ -383,6 +391,17 @@ impl OidcSignOn {
         }
         if c.issuer_mode != "ORG_URL" && c.issuer_mode != "DYNAMIC" {
             return Err(CoreError::validation(field("issuer_mode"), "must be ORG_URL or DYNAMIC"));
+        }
+        if c.dpop_bound_access_tokens {
+            return Err(CoreError::validation(field("dpop_bound_access_tokens"), "DPoP is not supported"));
+        }
+        if let Some(login) = &c.idp_initiated_login
+            && login.get("mode").and_then(Value::as_str).is_some_and(|m| m != "DISABLED")
+        {
+            return Err(CoreError::validation(
+                field("idp_initiated_login"),
+                "only mode DISABLED is supported",
+            ));
         }
         if c.wildcard_redirect != "DISABLED" {
             return Err(CoreError::validation(field("wildcard_redirect"), "only DISABLED is supported"));

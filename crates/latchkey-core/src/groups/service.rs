@@ -398,13 +398,8 @@ impl<S: GroupStore + UserStore + AppStore, A: AuditLog> Groups<'_, S, A> {
         by: &ChangedBy<'_>,
     ) -> Result<(), CoreError> {
         let rule = self.rule(id).await?;
-        // Okta: an active rule must be deactivated before it is deleted.
-        if rule.status == RuleStatus::Active {
-            return Err(CoreError::validation(
-                "status",
-                "an active rule cannot be deleted: deactivate it first",
-            ));
-        }
+        // An active rule may be deleted: `removeUsers` decides whether the memberships it made go
+        // with it (deactivating first would remove them, leaving the choice nothing to decide).
         let left = if remove_users {
             self.drop_rule_memberships(&rule, by).await?
         } else {

@@ -92,6 +92,9 @@ pub struct Tokens {
 struct TokenGrant {
     server: Server,
     family: String,
+    /// Issued for an authorization code (whose digest is `family`): written only if the code was
+    /// not replayed meanwhile.
+    from_code: bool,
     session_id: Option<String>,
     scopes: Vec<String>,
     nonce: Option<String>,
@@ -149,6 +152,7 @@ where
         let token_grant = TokenGrant {
             server: self.request.server,
             family: format!("implicit.{}", random_alphanumeric(32)),
+            from_code: false,
             session_id: Some(grant.session_id.clone()),
             scopes: self.request.scopes.clone(),
             nonce: self.request.nonce.clone(),
@@ -206,7 +210,8 @@ where
     A: AuditLog,
 {
     /// Checks that `presented` authenticates `app` as its registered method says (RFC 6749 §2.3;
-    /// RFC 7523 §3 for assertions). Any failure is the same `invalid_client`.
+    /// RFC 7523 §3 for assertions): a secret (in the header or the form), a signed assertion, or
+    /// nothing for a public client. Any failure is the same `invalid_client`.
     pub async fn authenticate_client(
         &self,
         server: Server,
@@ -219,10 +224,12 @@ where
         }
         let method = oidc.token_endpoint_auth_method;
         let ok = match (method, presented) {
-            (ClientAuthMethod::ClientSecretBasic, ClientCredentials::Basic { secret, .. })
-            | (ClientAuthMethod::ClientSecretPost, ClientCredentials::Post { secret, .. }) => {
-                oidc.secret_matches(secret)
-            }
+            // Either way of sending the secret proves the same thing; relying-party libraries use
+            // Basic at one endpoint and the form at another (Authlib revokes with Basic).
+            (
+                ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost,
+                ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. },
+            ) => oidc.secret_matches(secret),
             (ClientAuthMethod::None, ClientCredentials::Public { .. }) => true,
             (ClientAuthMethod::PrivateKeyJwt, ClientCredentials::Assertion { assertion, .. }) => {
                 self.client_assertion_valid(server, app, oidc, assertion).await
@@ -335,6 +342,7 @@ where
         let grant = TokenGrant {
             server,
             family: digest,
+            from_code: true,
             session_id: Some(record.session_id.clone()),
             scopes: record.scopes.clone(),
             nonce: record.nonce.clone(),
@@ -418,6 +426,7 @@ where
         let grant = TokenGrant {
             server,
             family: stored.family.clone(),
+            from_code: false,
             session_id: stored.session_id.clone(),
             scopes,
             nonce: None,
@@ -527,19 +536,30 @@ where
             rotated_at: None,
             revoked: false,
         };
+        let mut records = Vec::with_capacity(2);
         if issue.access_token {
-            self.store.insert_token(&record(jti, TokenKind::Access, expires)).await.map_err(server_error)?;
+            records.push(record(jti, TokenKind::Access, expires));
         }
         let wants_refresh = grant.scopes.iter().any(|s| s == "offline_access")
             && app.oidc().is_some_and(|o| o.allows_grant("refresh_token"));
         let refresh_token = if wants_refresh && issue.refresh_token != NewRefresh::Keep {
             let secret = Secret::generate();
-            let stored = record(secret.digest(), TokenKind::Refresh, now.plus_seconds(REFRESH_IDLE_SECS));
-            self.store.insert_token(&stored).await.map_err(server_error)?;
+            records.push(record(secret.digest(), TokenKind::Refresh, now.plus_seconds(REFRESH_IDLE_SECS)));
             Some(secret.expose().to_owned())
         } else {
             None
         };
+        if grant.from_code {
+            // The family is the code's digest: written only if no replay got there first.
+            if !self.store.insert_tokens_for_code(&grant.family, &records).await.map_err(server_error)? {
+                tracing::warn!(app = %app.id, "an authorization code was replayed while it was being exchanged");
+                return Err(invalid_grant("The authorization code is invalid or has expired."));
+            }
+        } else {
+            for stored in &records {
+                self.store.insert_token(stored).await.map_err(server_error)?;
+            }
+        }
         Ok(Tokens {
             access_token,
             id_token,

@@ -942,8 +942,12 @@ async fn a_service_app_gets_client_credentials_tokens_for_custom_scopes_on_the_d
         &[("token", tokens.body["access_token"].as_str().unwrap())],
     )
     .await;
-    // A client_secret_post client authenticates in the form, not with Basic.
-    assert_eq!(introspected.status, StatusCode::UNAUTHORIZED);
+    // The secret proves the client in the header as in the form; a client's own token (no user) is active.
+    assert_eq!(introspected.body["active"], true, "{}", introspected.body);
+    assert!(introspected.body.get("uid").is_none());
+    let wrong =
+        client_post_as(&app, (&id, "wrong"), "/oauth2/default/v1/introspect", &[("token", "x")]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
 }
 
 /// A relying party's back-channel logout endpoint on a loopback port: what it received, and the

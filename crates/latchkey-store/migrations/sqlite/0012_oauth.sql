@@ -6,7 +6,10 @@ CREATE TABLE oauth_codes (
     app_id     TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
     code       TEXT NOT NULL,
     expires_at BIGINT NOT NULL,
-    used_at    BIGINT
+    used_at    BIGINT,
+    -- Presented again after it was spent: the tokens it issued are revoked, and tokens not yet
+    -- written for it never will be.
+    replayed   BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE oauth_tokens (

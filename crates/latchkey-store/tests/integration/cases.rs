@@ -1253,6 +1253,14 @@ pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store
         rotated_at: None,
         revoked: false,
     };
+    // Tokens for a replayed code are never written; for a code spent once they are.
+    assert!(!store.insert_tokens_for_code("digest-1", std::slice::from_ref(&token)).await.unwrap());
+    assert_eq!(store.find_token("AT.1").await.unwrap(), None);
+    store.insert_code("digest-4", &code_for("0oaoauth", 60_000)).await.unwrap();
+    assert!(matches!(store.redeem_code("digest-4", Timestamp(1_000)).await.unwrap(), Redeemed::First(_)));
+    let other = IssuedToken { id: "AT.4".to_owned(), family: "digest-4".to_owned(), ..token.clone() };
+    assert!(store.insert_tokens_for_code("digest-4", std::slice::from_ref(&other)).await.unwrap());
+    assert!(store.find_token("AT.4").await.unwrap().is_some());
     store.insert_token(&token).await.unwrap();
     let refresh = IssuedToken { id: "RT.1".to_owned(), kind: TokenKind::Refresh, ..token.clone() };
     store.insert_token(&refresh).await.unwrap();
