@@ -323,7 +323,7 @@ impl Harness {
         .await
     }
 
-    /// [`Self::in_process_rounds`], calling `prepare(previous_target_rps)` before each target round
+    /// [`Self::in_process_rounds`], calling `prepare(previous_target_ok_per_s)` before each target round
     /// (for a target whose requests use up something, such as single-use authorization codes;
     /// the argument is 0 before the first round).
     #[allow(clippy::too_many_arguments)]
@@ -344,7 +344,10 @@ impl Harness {
         let mut t = Series::new(labels[1]);
         for (slot, (round, side)) in crate::load::schedule(self.rounds).into_iter().enumerate() {
             if side == crate::load::Side::Target {
-                prepare(t.rounds.last().map_or(0.0, |r| r.rps)).await?;
+                prepare(
+                    t.rounds.last().map_or(0.0, |r| r.requests_ok as f64 / self.load.duration.as_secs_f64()),
+                )
+                .await?;
             }
             tokio::time::sleep(SETTLE).await;
             let (series, mut r) = match side {

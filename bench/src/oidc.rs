@@ -66,10 +66,11 @@ pub async fn run(args: &OidcArgs) -> Vec<(String, Result<Comparison>)> {
         .per_backend(BENCHMARK, async |backend, plan| run_token(&harness, args, backend, plan).await)
         .await;
     for (label, path) in [("discovery", "/.well-known/openid-configuration"), ("keys", "/oauth2/v1/keys")] {
+        let name = format!("{BENCHMARK}-{label}");
         out.extend(
             args.db
-                .per_backend(&format!("{BENCHMARK}-{label}"), async |backend, plan| {
-                    run_metadata(&harness, args, backend, plan, path).await
+                .per_backend(&name, async |backend, plan| {
+                    run_metadata(&harness, args, backend, plan, &name, path).await
                 })
                 .await,
         );
@@ -134,11 +135,20 @@ fn authorize_path(client_id: &str) -> String {
     )
 }
 
-/// One code from `authorize` with the session cookie.
-async fn one_code(addr: SocketAddr, client: &Client) -> Result<String> {
-    let (status, headers, _) =
-        raw_get(addr, &authorize_path(&client.id), &[(COOKIE, &client.cookie)]).await?;
-    let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+/// One code from `authorize` with the session cookie, on a kept-alive connection.
+async fn one_code(sender: &mut crate::load::Sender, addr: SocketAddr, client: &Client) -> Result<String> {
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(authorize_path(&client.id))
+        .header(hyper::header::HOST, addr.to_string())
+        .header(COOKIE, &client.cookie)
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let location =
+        response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    // Drain the (empty) body so the connection can carry the next request.
+    let _ = http_body_util::BodyExt::collect(response.into_body()).await;
     let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "code")
@@ -198,8 +208,9 @@ async fn run_token(harness: &Harness, args: &OidcArgs, backend: Backend, plan: P
                     let (client, codes) = (Arc::clone(&client), Arc::clone(&codes));
                     let share = wanted / FILL_CONCURRENCY + usize::from(worker < wanted % FILL_CONCURRENCY);
                     tasks.push(tokio::spawn(async move {
+                        let mut sender = crate::load::connect(addr).await?;
                         for _ in 0..share {
-                            let code = one_code(addr, &client).await?;
+                            let code = one_code(&mut sender, addr, &client).await?;
                             codes.lock().map_err(|_| err("code pool poisoned"))?.push_back(code);
                         }
                         Ok::<_, crate::util::BoxError>(())
@@ -261,6 +272,7 @@ async fn run_metadata(
     args: &OidcArgs,
     backend: Backend,
     plan: Plan,
+    benchmark: &str,
     path: &'static str,
 ) -> Result<Comparison> {
     let name = backend.name();
@@ -288,7 +300,7 @@ async fn run_metadata(
     let mut meta = serde_json::Map::new();
     meta.insert("backend".into(), json!(name));
     meta.insert("ratio_goal".into(), json!(METADATA_GOAL));
-    let mut cmp = harness.comparison(&format!("{BENCHMARK}-{path}"), name, baseline, target, run, meta);
+    let mut cmp = harness.comparison(benchmark, name, baseline, target, run, meta);
     cmp.ratio_goal = Some(METADATA_GOAL);
     Ok(cmp)
 }

@@ -13,6 +13,7 @@ import { sessionToken } from './session-kit.mjs';
 
 const PASSWORD = 'Xk9#mQv2!Lp7wZ';
 const REDIRECT = 'https://rp.example.com/callback';
+const AFTER_LOGOUT = 'https://rp.example.com/signed-out';
 const RUN = randomBytes(3).toString('hex');
 
 let server;
@@ -33,8 +34,9 @@ before(async () => {
       settings: {
         oauthClient: {
           redirect_uris: [REDIRECT],
+          post_logout_redirect_uris: [AFTER_LOGOUT],
           response_types: ['code'],
-          grant_types: ['authorization_code'],
+          grant_types: ['authorization_code', 'refresh_token'],
           application_type: 'web',
         },
       },
@@ -150,6 +152,28 @@ describe('openid-client against the org authorization server', () => {
     });
     assert.equal(res.status, 400);
     assert.equal((await res.json()).error, 'invalid_grant');
+  });
+});
+
+describe('openid-client: refresh, introspection, revocation and logout', () => {
+  test('a refresh token rotates; introspection and revocation agree; logout returns to the registered URI', async () => {
+    const { config, tokens } = await codeFlow(server.orgUrl, users.ada.login, 'openid email offline_access');
+    assert.ok(tokens.refresh_token, 'offline_access gives a refresh token');
+    const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token);
+    assert.notEqual(refreshed.refresh_token, tokens.refresh_token, 'rotated');
+    assert.equal(refreshed.claims().sub, users.ada.id);
+    const live = await oidc.tokenIntrospection(config, refreshed.access_token);
+    assert.equal(live.active, true);
+    assert.equal(live.client_id, app.id);
+    assert.equal((await oidc.tokenIntrospection(config, tokens.refresh_token)).active, false, 'the rotated token is spent');
+    await oidc.tokenRevocation(config, refreshed.refresh_token);
+    assert.equal((await oidc.tokenIntrospection(config, refreshed.access_token)).active, false, 'revoked with its refresh token');
+    await assert.rejects(oidc.refreshTokenGrant(config, refreshed.refresh_token), (e) => e.error === 'invalid_grant' || e.code === 'OAUTH_RESPONSE_BODY_ERROR');
+
+    const end = oidc.buildEndSessionUrl(config, { id_token_hint: tokens.id_token, post_logout_redirect_uri: AFTER_LOGOUT, state: 'bye' });
+    const res = await fetch(end, { redirect: 'manual' });
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get('location'), `${AFTER_LOGOUT}?state=bye`);
   });
 });
 

@@ -312,6 +312,20 @@ describe('SAML IdP with Okta SDKs, pysaml2 and node-saml', { skip: skip ?? false
     const pub2 = parseMetadata(await (await get(`${server.orgUrl}/app/${s.md.externalKey}/sso/saml/metadata`)).text());
     assert.deepEqual(pub2.certs, md2.certs, 'public metadata too');
     const twoCerts = saveMetadata(dir, 'idp-rollover-two', md2.xml);
+    // The OpenID Connect JWKS publishes the same keys (one signing-keys service for every protocol),
+    // from the node's key set, which is at most 5 s old.
+    const jwksCerts = async () => (await (await get(`${server.orgUrl}/oauth2/v1/keys`)).json()).keys.map((k) => k.x5c[0]);
+    const jwksBecomes = async (expected, what) => {
+      const wanted = expected.map((c) => c.replace(/\s+/g, ''));
+      let seen;
+      for (let i = 0; i < 70; i++) {
+        seen = await jwksCerts();
+        if (JSON.stringify(seen) === JSON.stringify(wanted)) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual(seen, wanted, what);
+    };
+    await jwksBecomes(md2.certs, 'the JWKS publishes the next and the active key within seconds');
 
     const e1 = await embed(s.app, { sessionToken: await token() });
     assert.equal(e1.res.status, 200, e1.html);
@@ -324,8 +338,9 @@ describe('SAML IdP with Okta SDKs, pysaml2 and node-saml', { skip: skip ?? false
     const md4 = await appMetadata(server.orgUrl, server.token, s.app.id);
     assert.deepEqual(md4.certs, [md2.certs[0]], `after retire only the new key is published:\n${md4.xml}`);
     const oneNew = saveMetadata(dir, 'idp-rollover-new', md4.xml);
+    await jwksBecomes(md4.certs, 'retired keys leave the JWKS too');
 
-    // A node keeps the key pair it read for up to 5 s (KEYS_FRESH_FOR in saml/mod.rs): SPs hold
+    // A node keeps the key pair it read for up to 5 s (KEYS_FRESH_FOR in core's signing_keys module): SPs hold
     // both certificates by then, so the switch may land on each node a little later.
     await new Promise((resolve) => setTimeout(resolve, 5500));
     const e2 = await embed(s.app, { sessionToken: await token() });

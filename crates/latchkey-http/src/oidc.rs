@@ -150,9 +150,11 @@ async fn discovery_document(state: &AppState, server: Server, openid: bool) -> R
     response
 }
 
-/// The JWK Set (RFC 7517 §5) of the organisation's published signing keys.
+/// The JWK Set (RFC 7517 §5) of the organisation's published signing keys: this node's key set,
+/// read at most `KEYS_FRESH_FOR` (5 s) ago, so a staged key is published within seconds and
+/// relying parties polling the keys do not each cost a database read.
 async fn keys(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let keys = state.signing_keys().published().await?;
+    let keys = state.signing_keys().current().await?;
     let mut response = Json(jwt::jwks(&keys)).into_response();
     // Short, so that a staged key reaches clients well before it signs.
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300, public"));

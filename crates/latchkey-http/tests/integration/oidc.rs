@@ -546,6 +546,27 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     let id = verified_claims(&rp.app, rotated.body["id_token"].as_str().unwrap()).await;
     assert_eq!(id["sub"], rp.alice.as_str());
     assert_eq!(introspect(&rp, &first).await["active"], false, "the rotated token is spent");
+    // Another client of the organisation cannot use it.
+    let other = rp
+        .app
+        .call(
+            Method::POST,
+            "/api/v1/apps",
+            oidc_app_body(json!({"grant_types": ["authorization_code", "refresh_token"]})),
+        )
+        .await;
+    let as_other = (
+        other.body["id"].as_str().unwrap(),
+        other.body["credentials"]["oauthClient"]["client_secret"].as_str().unwrap(),
+    );
+    let stolen = client_post_as(
+        &rp.app,
+        as_other,
+        "/oauth2/v1/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", &second)],
+    )
+    .await;
+    assert_eq!(stolen.body["error"], "invalid_grant", "a refresh token of another client");
     let narrowed = client_post(
         &rp,
         "/oauth2/v1/token",
