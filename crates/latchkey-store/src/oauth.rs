@@ -118,77 +118,11 @@ impl OAuthStore for Store {
     }
 
     async fn insert_token(&self, token: &IssuedToken) -> StoreResult<()> {
-        let scopes = serde_json::to_string(&token.scopes).map_err(corrupt)?;
-        let sql = format!(
-            "INSERT INTO oauth_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        );
-        on_pool!(self, write, |pool| {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(&token.id)
-                .bind(token.kind.as_str())
-                .bind(&token.app_id)
-                .bind(token.server.as_str())
-                .bind(&token.user_id)
-                .bind(&token.session_id)
-                .bind(&token.family)
-                .bind(&scopes)
-                .bind(token.issued_at.millis())
-                .bind(token.auth_time.map(Timestamp::millis))
-                .bind(token.expires_at.millis())
-                .bind(token.rotated_at.map(Timestamp::millis))
-                .bind(i64::from(token.revoked))
-                .execute(pool)
-                .await
-                .map_err(map_err)?;
-        });
-        Ok(())
+        self.insert_tokens(None, std::slice::from_ref(token)).await.map(|_| ())
     }
 
     async fn insert_tokens_for_code(&self, code_digest: &str, tokens: &[IssuedToken]) -> StoreResult<bool> {
-        let sql = format!(
-            "INSERT INTO oauth_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        );
-        let mut rows = Vec::with_capacity(tokens.len());
-        for token in tokens {
-            rows.push((token, serde_json::to_string(&token.scopes).map_err(corrupt)?));
-        }
-        let written = on_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await.map_err(map_err)?;
-            // Locks the code's row: a replay marked first makes this match nothing; a replay marked
-            // later waits for this commit, then revokes what it wrote.
-            let live = sqlx::query("UPDATE oauth_codes SET replayed = 0 WHERE digest = $1 AND replayed = 0")
-                .bind(code_digest)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
-            if live == 1 {
-                for (token, scopes) in &rows {
-                    sqlx::query(AssertSqlSafe(sql.clone()))
-                        .bind(&token.id)
-                        .bind(token.kind.as_str())
-                        .bind(&token.app_id)
-                        .bind(token.server.as_str())
-                        .bind(&token.user_id)
-                        .bind(&token.session_id)
-                        .bind(&token.family)
-                        .bind(scopes)
-                        .bind(token.issued_at.millis())
-                        .bind(token.auth_time.map(Timestamp::millis))
-                        .bind(token.expires_at.millis())
-                        .bind(token.rotated_at.map(Timestamp::millis))
-                        .bind(i64::from(token.revoked))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                }
-                tx.commit().await.map_err(map_err)?;
-            } else {
-                tx.rollback().await.map_err(map_err)?;
-            }
-            live == 1
-        });
-        Ok(written)
+        self.insert_tokens(Some(code_digest), tokens).await
     }
 
     async fn find_token(&self, id: &str) -> StoreResult<Option<IssuedToken>> {
@@ -338,6 +272,63 @@ impl OAuthStore for Store {
             .rows_affected()
         });
         Ok(inserted == 1)
+    }
+}
+
+impl Store {
+    /// Writes `tokens` in one transaction; for a code's tokens (`code_digest`), only if the code
+    /// has not been replayed, checked on the code's row, which this locks: a replay marked first
+    /// makes this write nothing (`false`); a replay marked later waits for this commit, then
+    /// revokes what it wrote.
+    async fn insert_tokens(&self, code_digest: Option<&str>, tokens: &[IssuedToken]) -> StoreResult<bool> {
+        let sql = format!(
+            "INSERT INTO oauth_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        let mut rows = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            rows.push((token, serde_json::to_string(&token.scopes).map_err(corrupt)?));
+        }
+        let written = on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            let live = match code_digest {
+                None => true,
+                Some(digest) => {
+                    sqlx::query("UPDATE oauth_codes SET replayed = 0 WHERE digest = $1 AND replayed = 0")
+                        .bind(digest)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .rows_affected()
+                        == 1
+                }
+            };
+            if live {
+                for (token, scopes) in &rows {
+                    sqlx::query(AssertSqlSafe(sql.clone()))
+                        .bind(&token.id)
+                        .bind(token.kind.as_str())
+                        .bind(&token.app_id)
+                        .bind(token.server.as_str())
+                        .bind(&token.user_id)
+                        .bind(&token.session_id)
+                        .bind(&token.family)
+                        .bind(scopes)
+                        .bind(token.issued_at.millis())
+                        .bind(token.auth_time.map(Timestamp::millis))
+                        .bind(token.expires_at.millis())
+                        .bind(token.rotated_at.map(Timestamp::millis))
+                        .bind(i64::from(token.revoked))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
+            } else {
+                tx.rollback().await.map_err(map_err)?;
+            }
+            live
+        });
+        Ok(written)
     }
 }
 

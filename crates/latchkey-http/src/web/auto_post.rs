@@ -16,11 +16,16 @@ pub(crate) fn auto_post(action: &str, fields: &[(&str, &str)]) -> Response {
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; form-action {form_origin}; frame-ancestors 'none'; base-uri 'none'"
     );
+    script_page(html, &csp)
+}
+
+/// A page whose one script runs as it loads: not cached, not sniffed, no referrer, under `csp`.
+fn script_page(html: String, csp: &str) -> Response {
     let mut response = (StatusCode::OK, html).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(value) = HeaderValue::from_str(&csp) {
+    if let Ok(value) = HeaderValue::from_str(csp) {
         headers.insert(CONTENT_SECURITY_POLICY, value);
     }
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
@@ -43,17 +48,8 @@ pub(crate) fn post_message(target_origin: &str, fields: &[(&str, &str)]) -> Resp
         data = json(serde_json::Value::Object(data)),
         origin = json(serde_json::Value::String(target_origin.to_owned())),
     );
-    let csp = format!("default-src 'none'; script-src 'nonce-{nonce}'; base-uri 'none'");
-    let mut response = (StatusCode::OK, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(value) = HeaderValue::from_str(&csp) {
-        headers.insert(CONTENT_SECURITY_POLICY, value);
-    }
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    response
+    // Framable on purpose: okta-auth-js loads it in a hidden iframe; it posts to one origin only.
+    script_page(html, &format!("default-src 'none'; script-src 'nonce-{nonce}'; base-uri 'none'"))
 }
 
 fn form_html(action: &str, fields: &[(&str, &str)], nonce: Option<&str>) -> String {
