@@ -19,7 +19,7 @@ use latchkey_core::apps::query::AppQuery;
 use latchkey_core::apps::{self, App, AppStatus, AppUser, OidcSignOn, SignOn};
 use latchkey_core::events::Target;
 use latchkey_core::groups::{AppGroup, Group};
-use latchkey_core::ids::{IdKind, Secret, new_id};
+use latchkey_core::ids::{IdKind, new_id};
 use latchkey_core::signing_keys::KeyStatus;
 use latchkey_core::store::AppStore;
 use latchkey_core::store::GroupStore;
@@ -153,24 +153,56 @@ fn parse_input(
 /// Gives an OpenID Connect app that authenticates with a secret its first secret, if it has no
 /// active one (a new app, or one that moved from `none` or `private_key_jwt`): the plaintext, to
 /// show once.
-fn ensure_client_secret(app: &mut App, now: latchkey_core::Timestamp) -> Option<Secret> {
-    let SignOn::Oidc(oidc) = &mut app.sign_on else { return None };
+fn ensure_client_secret(
+    app: &mut App,
+    now: latchkey_core::Timestamp,
+    supplied: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let SignOn::Oidc(oidc) = &mut app.sign_on else { return Ok(None) };
     let has_active = oidc.secrets.iter().any(|s| s.status == SecretStatus::Active);
     if !oidc.token_endpoint_auth_method.uses_secret() || has_active {
-        return None;
+        return Ok(None);
     }
-    let (stored, secret) = ClientSecret::issue(now);
-    oidc.secrets.push(stored);
-    Some(secret)
+    match supplied {
+        Some(text) => {
+            oidc.secrets.push(ClientSecret::supplied(text, now)?);
+            Ok(Some(text.to_owned()))
+        }
+        None => {
+            let (stored, secret) = ClientSecret::issue(now);
+            oidc.secrets.push(stored);
+            Ok(Some(secret.expose().to_owned()))
+        }
+    }
+}
+
+/// `credentials.oauthClient.client_id` and `client_secret` as sent: the id must be the app's own
+/// (Latchkey's client id is the app id, as for apps Okta generates ids for), and a secret given
+/// when the app is made becomes its first secret.
+fn supplied_credentials<'b>(
+    body: &'b Map<String, Value>,
+    app_id: Option<&str>,
+) -> Result<Option<&'b str>, ApiError> {
+    let client = body.get("credentials").and_then(|c| c.get("oauthClient"));
+    if let Some(id) = client.and_then(|c| c.get("client_id")).filter(|v| !v.is_null())
+        && (id.as_str() != app_id || app_id.is_none())
+    {
+        return Err(CoreError::validation(
+            "credentials.oauthClient.client_id",
+            "is the app's id, chosen by Latchkey: leave it out when creating an app",
+        )
+        .into());
+    }
+    Ok(client.and_then(|c| c.get("client_secret")).and_then(Value::as_str))
 }
 
 /// The app as Okta answers its creation: a new client secret shown once, in
 /// `credentials.oauthClient.client_secret`.
-fn with_secret(mut body: Value, secret: Option<&Secret>) -> Value {
+fn with_secret(mut body: Value, secret: Option<&str>) -> Value {
     if let Some(secret) = secret
         && let Some(client) = body.pointer_mut("/credentials/oauthClient").and_then(Value::as_object_mut)
     {
-        client.insert("client_secret".into(), json!(secret.expose()));
+        client.insert("client_secret".into(), json!(secret));
     }
     body
 }
@@ -186,6 +218,7 @@ async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let input = parse_input(&body, true, Vec::new())?;
+    let supplied_secret = supplied_credentials(&body, None)?;
     let activate = params.flag("activate", true)?;
     let now = state.clock.now();
     let mut app = App {
@@ -200,7 +233,7 @@ async fn create(
         created: now,
         last_updated: now,
     };
-    let secret = ensure_client_secret(&mut app, now);
+    let secret = ensure_client_secret(&mut app, now, supplied_secret)?;
     // Okta numbers apps that share a label: `{org}_{label}_1`, `_2`, …; every OpenID Connect app
     // is `oidc_client` (stored under a unique name, see `App::okta_name`).
     let mut n = 1;
@@ -218,7 +251,7 @@ async fn create(
     state
         .log(admin.event(&state, "application.lifecycle.create", "Create application", app_target(&app)))
         .await;
-    Ok(Json(with_secret(shapes::app(&state, &app).await?, secret.as_ref())))
+    Ok(Json(with_secret(shapes::app(&state, &app).await?, secret.as_deref())))
 }
 
 async fn read(
@@ -280,14 +313,16 @@ async fn replace(
     app.visibility = input.visibility;
     app.last_updated = state.clock.now();
     let now = app.last_updated;
-    let secret = ensure_client_secret(&mut app, now);
+    // A secret echoed back on replace is not a new one (secrets change through /credentials/secrets).
+    supplied_credentials(&body, Some(&app.id))?;
+    let secret = ensure_client_secret(&mut app, now, None)?;
     if !state.store.update_app(&app).await? {
         return Err(CoreError::NotFound(format!("{id} (App)")).into());
     }
     state
         .log(admin.event(&state, "application.lifecycle.update", "Update application", app_target(&app)))
         .await;
-    Ok(Json(with_secret(shapes::app(&state, &app).await?, secret.as_ref())))
+    Ok(Json(with_secret(shapes::app(&state, &app).await?, secret.as_deref())))
 }
 
 async fn remove(

@@ -1,7 +1,8 @@
 //! `/api/v1/apps/{id}/credentials/secrets*`: an OpenID Connect app's client secrets (Okta's
 //! client secret management: list, add, read, activate, deactivate, delete).
 //!
-//! A secret is shown once, in the answer that creates it; afterwards only its id, status and
+//! A secret is shown once, in the answer that creates it (generated, or given by the admin as Okta
+//! allows); afterwards only its id, status and
 //! `secret_hash` are. An app has at most two secrets, always at least one active while it
 //! authenticates with one, and only an inactive secret can be deleted (as in Okta). Every change
 //! is an app update, so every node's cached app (and the secrets in it) is evicted at once.
@@ -15,7 +16,6 @@ use latchkey_core::CoreError;
 use latchkey_core::apps::oidc::{ClientSecret, MAX_CLIENT_SECRETS, SecretStatus};
 use latchkey_core::apps::{App, SignOn};
 use latchkey_core::events::Target;
-use latchkey_core::ids::Secret;
 use latchkey_core::store::AppStore;
 use serde_json::{Value, json};
 
@@ -46,7 +46,7 @@ fn secrets_mut(app: &mut App) -> Result<&mut Vec<ClientSecret>, ApiError> {
     }
 }
 
-fn render(state: &AppState, app: &App, secret: &ClientSecret, plaintext: Option<&Secret>) -> Value {
+fn render(state: &AppState, app: &App, secret: &ClientSecret, plaintext: Option<&str>) -> Value {
     let base = state.link(&format!("/api/v1/apps/{}/credentials/secrets/{}", app.id, secret.id));
     let (op, name) = match secret.status {
         SecretStatus::Active => ("deactivate", "deactivate"),
@@ -67,7 +67,7 @@ fn render(state: &AppState, app: &App, secret: &ClientSecret, plaintext: Option<
         "_links": links,
     });
     if let Some(plaintext) = plaintext {
-        body["client_secret"] = json!(plaintext.expose());
+        body["client_secret"] = json!(plaintext);
     }
     body
 }
@@ -114,25 +114,21 @@ async fn read(
     Ok(Json(render(&state, &app, secret, None)))
 }
 
-/// Adds a generated secret (Okta also takes one chosen by the admin; Latchkey only generates
-/// them, so every secret has full entropy).
+/// Adds a secret: generated, or the one the admin gives (`client_secret`, 14 to 100 visible
+/// characters, as Okta takes), shown in this answer only.
 async fn create(
     admin: Admin,
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !body.is_empty() {
+    let supplied = if body.is_empty() {
+        None
+    } else {
         let parsed: Value = serde_json::from_slice(&body)
             .map_err(|_| ApiError::MalformedBody("The body is not JSON.".into()))?;
-        if parsed.get("client_secret").is_some_and(|v| !v.is_null()) {
-            return Err(CoreError::validation(
-                "client_secret",
-                "Latchkey generates client secrets; do not send one",
-            )
-            .into());
-        }
-    }
+        parsed.get("client_secret").and_then(Value::as_str).map(str::to_owned)
+    };
     let mut app = oidc_app(&state, &id).await?;
     if secrets_mut(&mut app)?.len() >= MAX_CLIENT_SECRETS {
         return Err(CoreError::validation(
@@ -141,7 +137,15 @@ async fn create(
         )
         .into());
     }
-    let (stored, plaintext) = ClientSecret::issue(state.clock.now());
+    let now = state.clock.now();
+    let (stored, plaintext) = match supplied {
+        // Okta lets an admin give the secret (moving a client keeps its secret).
+        Some(text) => (ClientSecret::supplied(&text, now)?, text),
+        None => {
+            let (stored, secret) = ClientSecret::issue(now);
+            (stored, secret.expose().to_owned())
+        }
+    };
     secrets_mut(&mut app)?.push(stored.clone());
     save(&state, &admin, &mut app, "application.lifecycle.update", "Add a client secret").await?;
     Ok((StatusCode::CREATED, Json(render(&state, &app, &stored, Some(&plaintext)))))

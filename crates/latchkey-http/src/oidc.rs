@@ -247,10 +247,13 @@ async fn authorize_inner(
         }
     };
     let now = state.clock.now();
-    let login_after =
-        params.iter().find(|(k, _)| k == LOGIN_AFTER).and_then(|(_, v)| v.parse::<i64>().ok()).map(
-            |millis| Timestamp::from_millis(millis.max(now.plus_seconds(-LOGIN_AFTER_WINDOW_SECS).millis())),
-        );
+    let login_after = params
+        .iter()
+        .find(|(k, _)| k == LOGIN_AFTER)
+        .and_then(|(_, v)| login_after_instant(state, client_id, v))
+        .map(|millis| {
+            Timestamp::from_millis(millis.max(now.plus_seconds(-LOGIN_AFTER_WINDOW_SECS).millis()))
+        });
     let reauthentication = reauthentication(&request, login_after, now);
     let cookie = web::cookie_value(headers, web::cookies::SID);
     let sign_on = SignOnRequest {
@@ -276,7 +279,12 @@ async fn authorize_inner(
             );
         }
         let fresh = request.prompt == Prompt::Login || request.max_age == Some(0);
-        web::redirect(&web::sign_in_url(state, Some(&return_url(server, &params, fresh, now))))
+        let mut url = web::sign_in_url(state, Some(&return_url(state, server, &params, fresh, now)));
+        // A session that is too old must not be waved through by the sign-in page.
+        if fresh || request.max_age.is_some() {
+            url.push_str("&prompt=login");
+        }
+        web::redirect(&url)
     };
     let (mut response, browser) = if request.wants_code() {
         let issuer =
@@ -355,7 +363,13 @@ fn reauthentication(
 
 /// The authorize URL to come back to after the sign-in page: the same request without its (now
 /// used) session token, and, when a fresh authentication is wanted, the instant it must follow.
-fn return_url(server: Server, params: &[(String, String)], fresh: bool, now: Timestamp) -> String {
+fn return_url(
+    state: &AppState,
+    server: Server,
+    params: &[(String, String)],
+    fresh: bool,
+    now: Timestamp,
+) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in params {
         if name != "sessionToken" && name != LOGIN_AFTER {
@@ -363,9 +377,27 @@ fn return_url(server: Server, params: &[(String, String)], fresh: bool, now: Tim
         }
     }
     if fresh {
-        query.append_pair(LOGIN_AFTER, &now.millis().to_string());
+        let client_id =
+            params.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.as_str()).unwrap_or_default();
+        query.append_pair(LOGIN_AFTER, &signed_login_after(state, client_id, now.millis()));
     }
     format!("{}/authorize?{}", server.endpoint_base(), query.finish())
+}
+
+/// `login_after` as this server writes it: the instant and a MAC over it and the client under the
+/// master key, so that nobody can add one to a `prompt=login` request and skip the sign-in.
+fn signed_login_after(state: &AppState, client_id: &str, millis: i64) -> String {
+    let mac = state.master_key.mac(LOGIN_AFTER, format!("{client_id}|{millis}").as_bytes());
+    format!("{millis}.{mac}")
+}
+
+/// The instant of a `login_after` this server wrote for `client_id`; `None` for any other.
+fn login_after_instant(state: &AppState, client_id: &str, value: &str) -> Option<i64> {
+    let (millis, mac) = value.split_once('.')?;
+    let millis: i64 = millis.parse().ok()?;
+    let expected = signed_login_after(state, client_id, millis);
+    let (_, expected_mac) = expected.split_once('.')?;
+    latchkey_core::crypto::constant_time_eq(mac.as_bytes(), expected_mac.as_bytes()).then_some(millis)
 }
 
 /// Okta's words for a refused sign-on, as an OAuth error for the client.

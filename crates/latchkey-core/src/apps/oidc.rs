@@ -175,21 +175,37 @@ pub struct ClientSecret {
 pub const MAX_CLIENT_SECRETS: usize = 2;
 
 impl ClientSecret {
-    /// A new ACTIVE secret, and the plaintext to show once.
-    pub fn issue(now: Timestamp) -> (Self, Secret) {
+    /// An ACTIVE secret an admin chose (Okta lets one be given when an app or a secret is made,
+    /// which eases moving a client): 14 to 100 visible ASCII characters, stored as a digest.
+    pub fn supplied(plaintext: &str, now: Timestamp) -> Result<Self, CoreError> {
+        let visible = plaintext.bytes().all(|b| b.is_ascii_graphic());
+        if !(14..=100).contains(&plaintext.len()) || !visible {
+            return Err(CoreError::validation(
+                "client_secret",
+                "a client secret is 14 to 100 visible ASCII characters",
+            ));
+        }
+        Ok(Self::stored(plaintext, now))
+    }
+
+    fn stored(plaintext: &str, now: Timestamp) -> Self {
         use base64::Engine;
         use sha2::{Digest, Sha256};
-        let secret = Secret::generate();
-        let hash = Sha256::digest(secret.expose().as_bytes());
-        let stored = ClientSecret {
+        let hash = Sha256::digest(plaintext.as_bytes());
+        ClientSecret {
             id: crate::ids::new_id(crate::ids::IdKind::ClientSecret),
-            digest: secret.digest(),
+            digest: secret_digest(plaintext),
             secret_hash: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash[..16]),
             status: SecretStatus::Active,
             created: now,
             last_updated: now,
-        };
-        (stored, secret)
+        }
+    }
+
+    /// A new ACTIVE secret, and the plaintext to show once.
+    pub fn issue(now: Timestamp) -> (Self, Secret) {
+        let secret = Secret::generate();
+        (Self::stored(secret.expose(), now), secret)
     }
 }
 
@@ -202,6 +218,27 @@ pub struct OidcSignOn {
     pub pkce_required: bool,
     #[serde(default)]
     pub secrets: Vec<ClientSecret>,
+}
+
+/// Okta `settings.oauthClient` fields accepted only when null, false or empty.
+const OFF_ONLY_FIELDS: [&str; 6] = [
+    "jwks_uri",
+    "frontchannel_logout_uri",
+    "frontchannel_logout_session_required",
+    "participate_slo",
+    "sector_identifier_uri",
+    "tos_uri_override",
+];
+
+fn is_off(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) => false,
+    }
 }
 
 const GRANT_TYPES: [&str; 4] = ["authorization_code", "implicit", "refresh_token", "client_credentials"];
@@ -218,7 +255,26 @@ impl OidcSignOn {
         credentials: Option<&Value>,
         secrets: Vec<ClientSecret>,
     ) -> Result<Self, CoreError> {
-        let client: OauthClientSettings = serde_json::from_value(settings.clone()).map_err(|e| {
+        // Okta fields Latchkey accepts only in their "off" form (what Okta returns for an app that
+        // does not use them); anything else is refused rather than silently ignored.
+        let mut settings = settings.clone();
+        if let Some(object) = settings.as_object_mut() {
+            for name in OFF_ONLY_FIELDS {
+                match object.get(name) {
+                    None => {}
+                    Some(value) if is_off(value) => {
+                        object.remove(name);
+                    }
+                    Some(_) => {
+                        return Err(CoreError::validation(
+                            format!("settings.oauthClient.{name}"),
+                            "is not supported (only its empty or false form)",
+                        ));
+                    }
+                }
+            }
+        }
+        let client: OauthClientSettings = serde_json::from_value(settings).map_err(|e| {
             CoreError::validation("settings.oauthClient", format!("is not an oauthClient object: {e}"))
         })?;
         let credentials = match credentials {
@@ -310,13 +366,18 @@ impl OidcSignOn {
                 "a service app may only use client_credentials",
             ));
         }
-        if !service && self.allows_grant("client_credentials") {
+        if matches!(c.application_type.as_str(), "browser" | "native")
+            && self.allows_grant("client_credentials")
+        {
             return Err(CoreError::validation(
                 field("grant_types"),
-                "only service apps may use client_credentials",
+                "a public client (browser or native app) cannot use client_credentials",
             ));
         }
-        if self.allows_grant("implicit") != c.response_types.iter().any(|r| r != "code") {
+        // Okta's service apps say `response_types: ["token"]`: what client_credentials answers.
+        let implicit_types = c.response_types.iter().any(|r| r == "id_token")
+            || (c.response_types.iter().any(|r| r == "token") && !service);
+        if self.allows_grant("implicit") != implicit_types {
             return Err(CoreError::validation(
                 field("response_types"),
                 "token and id_token go with the implicit grant type, and the implicit grant type needs one of them",

@@ -124,7 +124,8 @@ pub fn check(
     };
     // Answers go to the URI the client asked for (a native app's loopback port included).
     let redirect_uri = if redirect_uri == asked { redirect_uri.to_owned() } else { asked.to_owned() };
-    let state = param("state").map(str::to_owned);
+    // A state too long to be the client's (refused below) is not echoed back.
+    let state = param("state").filter(|s| s.len() <= MAX_PARAM_LEN).map(str::to_owned);
     let response_types: Vec<String> = {
         let mut types: Vec<String> = param("response_type")
             .unwrap_or_default()

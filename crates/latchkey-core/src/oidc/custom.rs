@@ -73,7 +73,7 @@ pub struct CustomClaim {
 }
 
 /// Claims a custom claim may not replace: the ones the tokens' meaning rests on.
-const RESERVED_CLAIMS: [&str; 17] = [
+const RESERVED_CLAIMS: [&str; 20] = [
     "iss",
     "sub",
     "aud",
@@ -91,6 +91,9 @@ const RESERVED_CLAIMS: [&str; 17] = [
     "cid",
     "uid",
     "scp",
+    "sid",
+    "idp",
+    "ver",
 ];
 
 const MAX_NAME: usize = 100;

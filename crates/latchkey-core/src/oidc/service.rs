@@ -399,7 +399,7 @@ where
         }
         let user_id = stored.user_id.as_deref().ok_or_else(invalid)?;
         let user = self.active_user(user_id).await?;
-        if user.password_changed.is_some_and(|changed| changed > stored.issued_at) {
+        if ended_by_user_change(&user, stored.issued_at) {
             return Err(invalid_grant("The refresh token is invalid or expired."));
         }
         let scopes = match scope {
@@ -592,9 +592,7 @@ where
         }
         let user = match &stored.user_id {
             Some(id) => match self.active_user(id).await {
-                Ok(user) if user.password_changed.is_none_or(|changed| changed <= stored.issued_at) => {
-                    Some(user)
-                }
+                Ok(user) if !ended_by_user_change(&user, stored.issued_at) => Some(user),
                 _ => return Ok(inactive()),
             },
             None => None,
@@ -939,6 +937,14 @@ where
         .reason(reason);
         self.audit.record(event).await;
     }
+}
+
+/// Whether the user changed in a way that ends tokens issued at `issued_at`: their password, or
+/// their status (suspended, deactivated, locked: a token issued before stays dead after unsuspend,
+/// reactivation or unlock, as a revoked one would).
+fn ended_by_user_change(user: &User, issued_at: Timestamp) -> bool {
+    let after = |t: Option<Timestamp>| t.is_some_and(|t| t > issued_at);
+    after(user.password_changed) || after(user.status_changed)
 }
 
 /// OpenID Connect Core §3.1.3.6 `at_hash`: base64url of the left half of the token's SHA-256.

@@ -59,6 +59,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(rp::RP_LOGIN, get(rp::login))
         .route(rp::RP_CALLBACK, get(rp::callback))
         .route(rp::RP_BACKCHANNEL, axum::routing::post(rp::backchannel))
+        .route(rp::RP_LOGOUT, get(rp::logout))
         .layer(Extension(Arc::new(TestSp::default())))
         .layer(Extension(Arc::new(rp::TestRp::default())))
 }

@@ -36,6 +36,7 @@ pub const RP_HOME: &str = "/demo/rp/";
 pub(super) const RP_LOGIN: &str = "/demo/rp/login";
 pub(super) const RP_CALLBACK: &str = "/demo/rp/callback";
 pub(super) const RP_BACKCHANNEL: &str = "/demo/rp/backchannel";
+pub(super) const RP_LOGOUT: &str = "/demo/rp/logout";
 const COOKIE: &str = "latchkey_demo_rp";
 /// How long a sign-in started here may take.
 const PENDING_SECS: i64 = 900;
@@ -129,13 +130,11 @@ pub(super) async fn home(
                 })
                 .collect();
             let login = session.claims.get("preferred_username").and_then(Value::as_str).unwrap_or_default();
-            let hint: String = url::form_urlencoded::byte_serialize(session.id_token.as_bytes()).collect();
-            let back: String = url::form_urlencoded::byte_serialize(state.link(RP_HOME).as_bytes()).collect();
             context! {
                 signed_in => login,
                 ended => session.ended_by_idp,
                 claims,
-                signout => format!("/oauth2/v1/logout?id_token_hint={hint}&post_logout_redirect_uri={back}"),
+                signout => RP_LOGOUT,
             }
         }
         None => context! { signed_in => () },
@@ -253,6 +252,22 @@ pub(super) async fn callback(
         response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
+}
+
+/// `GET /demo/rp/logout`: ends this app's own session first (so its page no longer shows anyone),
+/// then RP-initiated logout at Latchkey (OpenID Connect RP-Initiated Logout 1.0), which comes back
+/// to the RP's page.
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    Extension(rp): Extension<Arc<TestRp>>,
+    headers: HeaderMap,
+) -> Response {
+    let ended =
+        rp_session_id(&headers).and_then(|id| rp.sessions.lock().ok().and_then(|mut s| s.remove(&id)));
+    let Some(session) = ended else { return web::see_other(RP_HOME) };
+    let hint: String = url::form_urlencoded::byte_serialize(session.id_token.as_bytes()).collect();
+    let back: String = url::form_urlencoded::byte_serialize(state.link(RP_HOME).as_bytes()).collect();
+    web::see_other(&format!("/oauth2/v1/logout?id_token_hint={hint}&post_logout_redirect_uri={back}"))
 }
 
 /// The claims of a JWT whose signature verifies under one of the published JWKS keys.

@@ -1121,4 +1121,79 @@ async fn the_demo_kiosk_and_test_rp_show_the_second_person_and_end_the_firsts_se
     assert!(bobs.body.contains("Signed in as bob@example.com") && !bobs.body.contains("back-channel logout"));
     let forged = jar.post(&app, "/demo/rp/backchannel", &[("logout_token", "a.b.c")]).await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    // Signing out at the RP ends its own session at once, then Latchkey's.
+    let out = jar.get(&app, "/demo/rp/logout").await;
+    assert!(out.location().starts_with("/oauth2/v1/logout?id_token_hint="), "{}", out.location());
+    let page = jar.get(&app, "/demo/rp/").await;
+    assert!(!page.body.contains("Signed in as"), "{}", page.body);
+    let back = jar.get(&app, out.location()).await;
+    assert_eq!(back.location(), format!("{BASE}/demo/rp/"));
+}
+
+#[tokio::test]
+async fn apps_moved_from_okta_keep_their_secret_and_shapes_and_a_forged_login_after_changes_nothing() {
+    let app = app_realtime(|_| {}).await;
+    // A secret given at creation (Okta allows it) is the client's; a client_id cannot be chosen.
+    let mut body =
+        oidc_app_body(json!({"jwks_uri": null, "frontchannel_logout_uri": null, "participate_slo": false}));
+    body["credentials"]["oauthClient"]["client_secret"] = json!("moved-from-okta-secret-123");
+    let created = app.call(Method::POST, "/api/v1/apps", body.clone()).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.body["credentials"]["oauthClient"]["client_secret"], "moved-from-okta-secret-123");
+    body["credentials"]["oauthClient"]["client_id"] = json!("0oaChosenByMe");
+    assert_eq!(app.call(Method::POST, "/api/v1/apps", body).await.status, StatusCode::BAD_REQUEST);
+    let jwks_uri = app
+        .call(Method::POST, "/api/v1/apps", oidc_app_body(json!({"jwks_uri": "https://rp.example.com/jwks"})))
+        .await;
+    assert!(
+        jwks_uri.causes().iter().any(|c| c.starts_with("settings.oauthClient.jwks_uri")),
+        "{:?}",
+        jwks_uri.causes()
+    );
+    let service = json!({
+        "name": "oidc_client", "label": "svc", "signOnMode": "OPENID_CONNECT",
+        "settings": {"oauthClient": {"grant_types": ["client_credentials"], "response_types": ["token"], "application_type": "service"}},
+    });
+    assert_eq!(
+        app.call(Method::POST, "/api/v1/apps", service).await.status,
+        StatusCode::OK,
+        "Okta's service-app shape"
+    );
+
+    let client_id = created.body["id"].as_str().unwrap().to_owned();
+    let alice = app.create_ok("alice@example.com").await;
+    app.call(Method::POST, &format!("/api/v1/apps/{client_id}/users"), json!({"id": alice})).await;
+    let rp = Rp { app, client_id, secret: "moved-from-okta-secret-123".to_owned(), alice };
+    let mut browser = Browser::default();
+    let code = code_for(&rp, &mut browser, "alice@example.com").await;
+    assert_eq!(redeem(&rp, &code).await.status, StatusCode::OK, "the given secret authenticates the client");
+    // prompt=login with a made-up login_after: the sign-in page, not a code.
+    for forged in ["1", "1.abc", "99999999999999"] {
+        let page =
+            browser.get(&rp.app, &authorize_url(&rp, &format!("&prompt=login&login_after={forged}"))).await;
+        assert!(page.location().contains("/login/login.htm"), "{forged}: {}", page.location());
+    }
+    // The real one: signed in again through the page, the request is answered.
+    let page = browser.get(&rp.app, &authorize_url(&rp, "&prompt=login")).await;
+    assert!(page.location().ends_with("&prompt=login"), "the page must ask again: {}", page.location());
+    let from = page.location().split("fromURI=").nth(1).unwrap().trim_end_matches("&prompt=login").to_owned();
+    rp.app.clock.advance_secs(1);
+    let signed_in = browser
+        .sign_in(&rp.app, &format!("?fromURI={from}&prompt=login"), "alice@example.com", PASSWORD, &[])
+        .await;
+    let back = signed_in.location().strip_prefix(BASE).unwrap_or(signed_in.location()).to_owned();
+    assert!(back.contains("login_after="), "{back}");
+    let answer = browser.get(&rp.app, &back).await;
+    assert!(param(&callback_params(answer.location()), "code").is_some(), "{}", answer.location());
+}
+
+#[tokio::test]
+async fn a_suspension_ends_refresh_tokens_for_good() {
+    let rp = refreshing_rp("STATIC").await;
+    let token = offline_tokens(&rp).await.body["refresh_token"].as_str().unwrap().to_owned();
+    rp.app.clock.advance_secs(1);
+    rp.app.call(Method::POST, &format!("/api/v1/users/{}/lifecycle/suspend", rp.alice), Value::Null).await;
+    rp.app.call(Method::POST, &format!("/api/v1/users/{}/lifecycle/unsuspend", rp.alice), Value::Null).await;
+    assert_eq!(refresh(&rp, &token).await.body["error"], "invalid_grant", "not active again after unsuspend");
+    assert_eq!(introspect(&rp, &token).await["active"], false);
 }
