@@ -1,5 +1,8 @@
-//! The OAuth use cases over the stores: issuing a code for a sign-on grant, client
-//! authentication, the code-for-tokens exchange, and userinfo.
+//! The OAuth use cases over the stores: the sign-on core's encoders (a code for the code flow,
+//! tokens at once for the implicit flow), client authentication (secret, assertion, public), the
+//! grants (`authorization_code`, `refresh_token` with rotation, `client_credentials`), the claims
+//! (standard scopes and the default server's custom claims), userinfo, introspection,
+//! revocation, and the `id_token_hint` of a logout.
 
 use serde_json::{Map, Value, json};
 
