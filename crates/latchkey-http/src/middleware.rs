@@ -80,8 +80,21 @@ pub(crate) async fn guard(
         .and_then(|v| v.parse::<u64>().ok());
     let limit = state.config.body_limit;
     if declared.is_some_and(|length| length > limit as u64) {
-        if req.uri().path().starts_with("/api/") {
+        let path = req.uri().path();
+        if path.starts_with("/api/") {
             return axum::response::IntoResponse::into_response(crate::error::ApiError::BodyTooLarge(limit));
+        }
+        // The OAuth endpoints a client calls answer in the OAuth error shape (RFC 6749 §5.2);
+        // `authorize` and `logout` are browser paths like the rest.
+        if path.starts_with("/oauth2/") && !path.ends_with("/authorize") && !path.ends_with("/logout") {
+            let body = serde_json::json!({
+                "error": "invalid_request",
+                "error_description": format!("The request body is larger than {limit} bytes."),
+            });
+            return axum::response::IntoResponse::into_response((
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(body),
+            ));
         }
         // A browser posted it (a sign-in form, a SAML message): it gets a page, not JSON.
         let detail = format!("the form sent is larger than {limit} bytes");

@@ -284,6 +284,10 @@ async fn authorize_inner(
         if fresh || request.max_age.is_some() {
             url.push_str("&prompt=login");
         }
+        if let Some(hint) = &request.login_hint {
+            url.push_str("&login_hint=");
+            url.extend(url::form_urlencoded::byte_serialize(hint.as_bytes()));
+        }
         web::redirect(&url)
     };
     let (mut response, browser) = if request.wants_code() {

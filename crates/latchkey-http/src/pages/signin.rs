@@ -113,7 +113,9 @@ async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap, params:
     }
     let carry = Carry { from_uri: from, remember: false };
     ui.form_action = carry.external_origin();
-    sign_in_form(&state, &ui, &carry, StatusCode::OK, "", None, reprompt).await
+    // An OpenID Connect `login_hint` (passed on by `authorize`) fills in the username.
+    let hint = params.get("login_hint").filter(|h| h.chars().count() <= 256).unwrap_or_default();
+    sign_in_form(&state, &ui, &carry, StatusCode::OK, hint, None, reprompt).await
 }
 
 async fn sign_in_form(

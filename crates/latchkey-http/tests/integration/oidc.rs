@@ -428,6 +428,11 @@ async fn without_a_session_the_sign_in_page_comes_first_and_returns_to_authorize
     let from = page.location().split("fromURI=").nth(1).unwrap();
     let back = url::form_urlencoded::parse(format!("x={from}").as_bytes()).next().unwrap().1.into_owned();
     assert!(back.starts_with("/oauth2/v1/authorize?"), "{back}");
+    // login_hint fills in the sign-in page's username.
+    let hinted = browser.get(&rp.app, &authorize_url(&rp, "&login_hint=alice%40example.com")).await;
+    assert!(hinted.location().ends_with("&login_hint=alice%40example.com"), "{}", hinted.location());
+    let form = browser.get(&rp.app, hinted.location().strip_prefix(BASE).unwrap()).await;
+    assert!(form.body.contains(r#"value="alice@example.com""#), "{}", form.body);
     let signed_in =
         browser.sign_in(&rp.app, &format!("?fromURI={from}"), "alice@example.com", PASSWORD, &[]).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
@@ -1196,4 +1201,20 @@ async fn a_suspension_ends_refresh_tokens_for_good() {
     rp.app.call(Method::POST, &format!("/api/v1/users/{}/lifecycle/unsuspend", rp.alice), Value::Null).await;
     assert_eq!(refresh(&rp, &token).await.body["error"], "invalid_grant", "not active again after unsuspend");
     assert_eq!(introspect(&rp, &token).await["active"], false);
+}
+
+#[tokio::test]
+async fn an_oversized_token_request_is_answered_in_the_oauth_shape() {
+    let rp = setup().await;
+    let big = "x".repeat(300 * 1024);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/oauth2/v1/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-length", big.len().to_string())
+        .body(Body::from(big))
+        .unwrap();
+    let reply = send(&rp.app, request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.body["error"], "invalid_request", "{}", reply.body);
 }
