@@ -72,11 +72,19 @@ pub(crate) fn routes() -> Router<AppState> {
                 )
                 .route(
                     &format!("{base}/introspect"),
-                    axum::routing::post(move |state, headers, body| introspect(server, state, headers, body)),
+                    axum::routing::post(
+                        move |State(state): State<AppState>, headers: HeaderMap, body: Bytes| async move {
+                            token_call(server, &state, &headers, &body, TokenCall::Introspect).await
+                        },
+                    ),
                 )
                 .route(
                     &format!("{base}/revoke"),
-                    axum::routing::post(move |state, headers, body| revoke(server, state, headers, body)),
+                    axum::routing::post(
+                        move |State(state): State<AppState>, headers: HeaderMap, body: Bytes| async move {
+                            token_call(server, &state, &headers, &body, TokenCall::Revoke).await
+                        },
+                    ),
                 )
                 .route(
                     &format!("{base}/logout"),
@@ -695,43 +703,44 @@ async fn token_inner(
     Ok(response)
 }
 
-/// `POST …/introspect` (RFC 7662).
-async fn introspect(
-    server: Server,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let answer = async {
-        let pairs = form(&headers, &body)?;
-        let token =
-            param(&pairs, "token").ok_or_else(|| invalid_request("The 'token' parameter is missing."))?;
-        let base = state.base();
-        let keys = state.signing_keys();
-        let oauth = oauth(&state, &keys, &base);
-        let app = authenticated_client(server, &state, &headers, &pairs, &oauth).await?;
-        oauth.introspect(&app, server, token).await
-    };
-    match answer.await {
-        Ok(body) => no_store(Json(Value::Object(body)).into_response()),
-        Err(error) => oauth_error(&error),
-    }
+/// The two endpoints where a client asks about one of its tokens.
+#[derive(Clone, Copy)]
+enum TokenCall {
+    /// `POST …/introspect` (RFC 7662).
+    Introspect,
+    /// `POST …/revoke` (RFC 7009): 200 whether or not the token was known (§2.2).
+    Revoke,
 }
 
-/// `POST …/revoke` (RFC 7009): 200 whether or not the token was known (§2.2).
-async fn revoke(server: Server, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// `introspect` and `revoke`: the form, its `token`, the client authenticated as registered, then
+/// the call.
+async fn token_call(
+    server: Server,
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    call: TokenCall,
+) -> Response {
     let answer = async {
-        let pairs = form(&headers, &body)?;
+        let pairs = form(headers, body)?;
         let token =
             param(&pairs, "token").ok_or_else(|| invalid_request("The 'token' parameter is missing."))?;
         let base = state.base();
         let keys = state.signing_keys();
-        let oauth = oauth(&state, &keys, &base);
-        let app = authenticated_client(server, &state, &headers, &pairs, &oauth).await?;
-        oauth.revoke(&app, server, token).await
+        let oauth = oauth(state, &keys, &base);
+        let app = authenticated_client(server, state, headers, &pairs, &oauth).await?;
+        match call {
+            TokenCall::Introspect => oauth
+                .introspect(&app, server, token)
+                .await
+                .map(|found| Json(Value::Object(found)).into_response()),
+            TokenCall::Revoke => {
+                oauth.revoke(&app, server, token).await.map(|()| StatusCode::OK.into_response())
+            }
+        }
     };
     match answer.await {
-        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Ok(response) => no_store(response),
         Err(error) => oauth_error(&error),
     }
 }
