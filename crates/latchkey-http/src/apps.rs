@@ -280,12 +280,7 @@ async fn list(
         query = query.with_filter(filter)?;
     }
     let mut apps = state.store.list_apps(&query).await?;
-    let next = (apps.len() > limit as usize)
-        .then(|| {
-            apps.truncate(limit as usize);
-            apps.last().map(|a| a.id.clone())
-        })
-        .flatten();
+    let next = crate::extract::cut_page(&mut apps, limit, |a| &a.id);
     let mut body = Vec::with_capacity(apps.len());
     for app in &apps {
         body.push(shapes::app(&state, app).await?);
@@ -500,12 +495,7 @@ async fn list_users(
     let limit = params.limit(50, 500)?;
     let after = cursor(&params)?;
     let mut assignments = state.store.list_app_users(&app.id, after, limit + 1).await?;
-    let next = (assignments.len() > limit as usize)
-        .then(|| {
-            assignments.truncate(limit as usize);
-            assignments.last().map(|a| a.user_id.clone())
-        })
-        .flatten();
+    let next = crate::extract::cut_page(&mut assignments, limit, |a| &a.user_id);
     let mut body = Vec::with_capacity(assignments.len());
     for assignment in &assignments {
         let user = state.users().get(&assignment.user_id).await?;

@@ -254,6 +254,17 @@ pub(crate) fn page_links(
     headers
 }
 
+/// Cuts a list read with one row more than the page (`limit + 1`) to the page, and returns the
+/// cursor of the next page (the last kept item's id) when that extra row showed there is one.
+pub(crate) fn cut_page<T>(items: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Option<String> {
+    let page = limit as usize;
+    if items.len() <= page {
+        return None;
+    }
+    items.truncate(page);
+    items.last().map(|item| id(item).to_owned())
+}
+
 /// The `after` cursor of a paged list: absent or empty is none; a cursor is an id (short).
 pub(crate) fn cursor(params: &QueryParams) -> Result<Option<&str>, ApiError> {
     let after = params.get("after").filter(|a| !a.is_empty());

@@ -132,12 +132,7 @@ async fn list(
         }
     }
     let mut groups = state.groups().list(&query).await?;
-    let next = (groups.len() > limit as usize)
-        .then(|| {
-            groups.truncate(limit as usize);
-            groups.last().map(|g| g.id.clone())
-        })
-        .flatten();
+    let next = crate::extract::cut_page(&mut groups, limit, |g| &g.id);
     let mut body = Vec::with_capacity(groups.len());
     for group in &groups {
         body.push(render_with(&state, group, stats).await?);
@@ -217,12 +212,7 @@ async fn list_members(
     let limit = params.limit(MEMBERS_PAGE, MAX_MEMBERS_PAGE)?;
     let after = cursor(&params)?;
     let mut users = state.store.list_members(&group.id, after, limit + 1).await?;
-    let next = (users.len() > limit as usize)
-        .then(|| {
-            users.truncate(limit as usize);
-            users.last().map(|u| u.id.clone())
-        })
-        .flatten();
+    let next = crate::extract::cut_page(&mut users, limit, |u| &u.id);
     let body: Vec<Value> = users.iter().map(|user| shapes::user(&state, user)).collect();
     let headers = page_links(&state, &format!("/api/v1/groups/{}/users", group.id), limit, &[], after, next);
     Ok((headers, Json(Value::Array(body))).into_response())
@@ -256,12 +246,7 @@ async fn list_apps(
     let limit = params.limit(APPS_PAGE, MAX_APPS_PAGE)?;
     let after = cursor(&params)?;
     let mut apps = state.store.list_group_apps(&group.id, after, limit + 1).await?;
-    let next = (apps.len() > limit as usize)
-        .then(|| {
-            apps.truncate(limit as usize);
-            apps.last().map(|a| a.id.clone())
-        })
-        .flatten();
+    let next = crate::extract::cut_page(&mut apps, limit, |a| &a.id);
     let mut body = Vec::with_capacity(apps.len());
     for app in &apps {
         body.push(shapes::app(&state, app).await?);
@@ -412,12 +397,7 @@ async fn list_rules(
     let after = cursor(&params)?;
     // One more than the page, to know whether there is a next one.
     let mut rules = state.groups().list_rules(params.get("search"), after, limit + 1).await?;
-    let next = (rules.len() > limit as usize)
-        .then(|| {
-            rules.truncate(limit as usize);
-            rules.last().map(|r| r.id.clone())
-        })
-        .flatten();
+    let next = crate::extract::cut_page(&mut rules, limit, |r| &r.id);
     let mut body = Vec::with_capacity(rules.len());
     for rule in &rules {
         body.push(render_rule(&state, rule).await?);

@@ -136,12 +136,7 @@ async fn list(
     let after = crate::extract::cursor(&params)?;
     // One extra row tells whether a next page exists.
     let mut users = state.users().list(&query, after, limit + 1).await?;
-    let next_cursor = (users.len() > limit as usize)
-        .then(|| {
-            users.truncate(limit as usize);
-            users.last().map(|u| u.id.clone())
-        })
-        .flatten();
+    let next_cursor = crate::extract::cut_page(&mut users, limit, |u| &u.id);
     let headers = crate::extract::page_links(
         &state,
         "/api/v1/users",
