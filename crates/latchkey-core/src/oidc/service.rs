@@ -469,16 +469,8 @@ where
         let issuer = grant.server.issuer(self.org_url);
         let expires = now.plus_seconds(TOKEN_LIFETIME_SECS);
         let jti = format!("AT.{}", random_alphanumeric(43));
-        let mut access = Map::new();
-        access.insert("ver".into(), json!(1));
-        access.insert("jti".into(), json!(jti));
-        access.insert("iss".into(), json!(issuer));
-        access.insert("aud".into(), json!(grant.server.access_token_audience(self.org_url)));
-        access.insert("iat".into(), json!(now.epoch_seconds()));
-        access.insert("exp".into(), json!(expires.epoch_seconds()));
-        access.insert("cid".into(), json!(app.id));
+        let mut access = self.access_claims(grant.server, app, &jti, now, expires, &grant.scopes);
         access.insert("uid".into(), json!(user.id));
-        access.insert("scp".into(), json!(grant.scopes));
         access.insert("auth_time".into(), json!(grant.auth_time.epoch_seconds()));
         access.insert("sub".into(), json!(user.login()));
         let custom = self.custom_claims(grant.server, user, &grant.scopes).await?;
@@ -688,6 +680,29 @@ where
         Ok((client.to_owned(), sid))
     }
 
+    /// The claims every access token of `server` for `app` carries (Okta's JWT access token:
+    /// RFC 9068 names, with `cid` and `scp`); the caller adds the subject.
+    fn access_claims(
+        &self,
+        server: Server,
+        app: &App,
+        jti: &str,
+        now: Timestamp,
+        expires: Timestamp,
+        scopes: &[String],
+    ) -> Map<String, Value> {
+        let mut access = Map::new();
+        access.insert("ver".into(), json!(1));
+        access.insert("jti".into(), json!(jti));
+        access.insert("iss".into(), json!(server.issuer(self.org_url)));
+        access.insert("aud".into(), json!(server.access_token_audience(self.org_url)));
+        access.insert("iat".into(), json!(now.epoch_seconds()));
+        access.insert("exp".into(), json!(expires.epoch_seconds()));
+        access.insert("cid".into(), json!(app.id));
+        access.insert("scp".into(), json!(scopes));
+        access
+    }
+
     /// The default server's custom claims a grant of `scopes` carries, with the user's values
     /// (claims without a value for this user are left out, as Okta does).
     async fn custom_claims(
@@ -768,15 +783,7 @@ where
         let now = self.clock.now();
         let expires = now.plus_seconds(TOKEN_LIFETIME_SECS);
         let jti = format!("AT.{}", random_alphanumeric(43));
-        let mut access = Map::new();
-        access.insert("ver".into(), json!(1));
-        access.insert("jti".into(), json!(jti));
-        access.insert("iss".into(), json!(server.issuer(self.org_url)));
-        access.insert("aud".into(), json!(server.access_token_audience(self.org_url)));
-        access.insert("iat".into(), json!(now.epoch_seconds()));
-        access.insert("exp".into(), json!(expires.epoch_seconds()));
-        access.insert("cid".into(), json!(app.id));
-        access.insert("scp".into(), json!(scopes));
+        let mut access = self.access_claims(server, app, &jti, now, expires, &scopes);
         access.insert("sub".into(), json!(app.id));
         let access_token = jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?;
         let record = IssuedToken {
