@@ -1,9 +1,9 @@
 //! `oidc`: the OpenID Connect token endpoint and the endpoints relying parties poll.
 //!
 //! 1. `POST /oauth2/v1/token` with `grant_type=authorization_code` (a confidential client with
-//!    `client_secret_basic`, PKCE S256): each exchange spends a code (one conditional update),
-//!    reads the user, signs an access token and an id_token (two RS256 signatures) and records
-//!    the access token. Against two RSA-2048 signatures in-process, measured in the same run;
+//!    `client_secret_basic`, PKCE S256): each exchange spends a code (one conditional update,
+//!    shared with concurrent spends), reads the user, and signs an access token and an id_token
+//!    (two RS256 signatures). Against two RSA-2048 signatures in-process, measured in the same run;
 //!    the goal is 0.8, as for SAML. Codes are single-use and live 60 s, so before each measured
 //!    round a pool is filled through `authorize` with the user's session cookie (outside the
 //!    measured window), sized from the previous round's rate.

@@ -17,7 +17,7 @@ use crate::groups::query::GroupQuery;
 use crate::groups::{AppGroup, Group, GroupRef, GroupRule, GroupStats, MembershipSource};
 use crate::oidc::backchannel::LogoutNotice;
 use crate::oidc::custom::{CustomClaim, CustomScope};
-use crate::oidc::{AuthorizationCode, IssuedToken, Redeemed};
+use crate::oidc::{AuthorizationCode, IssuedToken, Redeemed, Revocation, Server};
 use crate::origins::TrustedOrigin;
 use crate::policy::{PasswordPolicy, Policies, PolicyKind, PolicyRow};
 use crate::sessions::{EndReason, Session};
@@ -35,6 +35,18 @@ pub trait UserStore: Send + Sync {
 
     /// Finds a user by id, or else by login (case-insensitive).
     fn find_user(&self, id_or_login: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+
+    /// The user `user_id`, for a request made on the strength of their session `session_id`
+    /// (an authorization code): as the node's session cache holds them when it holds that
+    /// session (the cache is kept exact across nodes), else as [`Self::find_user`] reads them.
+    fn find_session_user(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<User>>> + Send {
+        let _ = session_id;
+        self.find_user(user_id)
+    }
 
     /// Users matching `query`, ordered by id, strictly after the `after` id, at most `limit`.
     fn list_users(
@@ -571,25 +583,39 @@ pub trait RateLimitStore: Send + Sync {
     fn hit(&self, bucket: &str, window_start: Timestamp) -> impl Future<Output = StoreResult<i64>> + Send;
 }
 
-/// OAuth state: authorization codes (under their digests), issued tokens, and client assertion
-/// ids against replay.
+/// OAuth state: authorization codes (under their digests), refresh tokens, what revoked access
+/// tokens early, the clients a session owes a logout, and client assertion ids against replay.
+/// Access tokens themselves are not stored (they are signed JWTs; what ends one early is a [`Revocation`]).
 pub trait OAuthStore: Send + Sync {
+    /// Stores a code and records that its client received a grant in the code's session (for
+    /// back-channel logout), in one transaction.
     fn insert_code(
         &self,
         digest: &str,
         code: &AuthorizationCode,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Records that `app_id` received tokens in `session_id` without a code (the implicit flow).
+    fn record_session_client(
+        &self,
+        session_id: &str,
+        app_id: &str,
+        server: Server,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Spends the code under `digest` in one conditional update, so that across every node one
     /// request gets [`Redeemed::First`]; later ones get [`Redeemed::Again`] (a replay) until the
-    /// record is purged. An expired code is [`Redeemed::Unknown`].
+    /// record is purged. An expired code is [`Redeemed::Unknown`]. Concurrent spends may share one
+    /// statement and one commit.
     fn redeem_code(&self, digest: &str, now: Timestamp)
     -> impl Future<Output = StoreResult<Redeemed>> + Send;
 
+    /// Stores a refresh token.
     fn insert_token(&self, token: &IssuedToken) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Writes the tokens a code exchange issued, in one transaction with a check that the code
-    /// has not been replayed meanwhile; `false` (nothing written) when it has. Together with
+    /// Writes the refresh token a code exchange issued, in one transaction with a check that the
+    /// code has not been replayed meanwhile; `false` (nothing written) when it has. Together with
     /// [`Self::redeem_code`] marking a replay on the same row, a replay racing the exchange on
     /// another node either prevents the write or revokes what it wrote.
     fn insert_tokens_for_code(
@@ -598,6 +624,7 @@ pub trait OAuthStore: Send + Sync {
         tokens: &[IssuedToken],
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
+    /// A refresh token by the digest of its secret.
     fn find_token(&self, id: &str) -> impl Future<Output = StoreResult<Option<IssuedToken>>> + Send;
 
     /// Marks a live refresh token as exchanged for its successor, in one conditional update:
@@ -605,11 +632,17 @@ pub trait OAuthStore: Send + Sync {
     /// request won).
     fn mark_rotated(&self, id: &str, now: Timestamp) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Revokes one token; `false` when it was revoked already or unknown.
-    fn revoke_token(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Writes revocation `keys` (see [`Revocation`]), each kept until `until`; existing keys keep
+    /// the later of the two times.
+    fn revoke(&self, keys: &[Revocation], until: Timestamp) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Revokes every token of a family (the tokens one code or one grant issued); how many.
-    fn revoke_family(&self, family: &str) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Revokes every stored token of `family` (the tokens one code or one grant issued) and writes
+    /// the family's revocation key (kept until `until`) in one transaction; how many stored tokens
+    /// it revoked.
+    fn revoke_family(&self, family: &str, until: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Whether any of `keys` is revoked (one point read).
+    fn is_revoked(&self, keys: &[Revocation]) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// The default server's custom scopes, by name.
     fn list_custom_scopes(&self) -> impl Future<Output = StoreResult<Vec<CustomScope>>> + Send;

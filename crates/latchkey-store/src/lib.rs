@@ -12,6 +12,7 @@
 
 mod apps;
 mod authn;
+mod code_spends;
 mod events;
 mod filter;
 mod groups;
@@ -66,6 +67,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// Authorization codes waiting to be spent together (`code_spends`).
+    spends: code_spends::CodeSpends,
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +176,7 @@ impl Store {
             .await
             .map_err(unavailable)?;
         // No cache until a server claims the store (`claim_server`): tools stay out of the leases.
-        Ok(Self { db: Db::Postgres { pool, cache: None } })
+        Ok(Self { db: Db::Postgres { pool, cache: None }, spends: Default::default() })
     }
 
     async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
@@ -209,7 +212,10 @@ impl Store {
         let in_memory = file.as_os_str().is_empty() || file.as_os_str() == ":memory:";
         let inline = (!in_memory).then(|| Arc::new(InlineReader::new(&file)));
         let file = (!in_memory).then_some(file);
-        Ok(Self { db: Db::Sqlite { read, write, inline, file, cache: None, sole: None } })
+        Ok(Self {
+            db: Db::Sqlite { read, write, inline, file, cache: None, sole: None },
+            spends: Default::default(),
+        })
     }
 
     /// The first row of a point read on a request's hot path (`binds` fill `$1..$n`), decoded.

@@ -87,6 +87,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_oauth.sql"),
         postgres: include_str!("../migrations/postgres/0012_oauth.sql"),
     },
+    Migration {
+        version: 13,
+        name: "stateless_access_tokens",
+        sqlite: include_str!("../migrations/sqlite/0013_stateless_access_tokens.sql"),
+        postgres: include_str!("../migrations/postgres/0013_stateless_access_tokens.sql"),
+    },
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS latchkey_migrations \

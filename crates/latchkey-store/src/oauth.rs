@@ -1,21 +1,31 @@
-//! OAuth state: authorization codes, issued tokens and client assertion ids.
+//! OAuth state: authorization codes, refresh tokens, revocations of access tokens, the clients
+//! each session owes a logout, and client assertion ids.
 //!
-//! A code is spent by one conditional update (`used_at IS NULL`), so two nodes presented the same
-//! code cannot both redeem it; the spent row stays until it is purged, which is how a replay is
-//! told from an unknown code.
+//! A code is spent by one conditional update (`used_at IS NULL`; concurrent spends share one, see
+//! `code_spends`), so two nodes presented the same code cannot both redeem it; the spent row
+//! stays until it is purged, which is how a replay is told from an unknown code.
 
 use latchkey_core::oidc::backchannel::LogoutNotice;
 use latchkey_core::oidc::custom::{CustomClaim, CustomScope};
-use latchkey_core::oidc::{AuthorizationCode, IssuedToken, Redeemed, Server, TokenKind};
+use latchkey_core::oidc::{AuthorizationCode, IssuedToken, Redeemed, Revocation, Server, TokenKind};
 use latchkey_core::store::{OAuthStore, StoreResult};
 use latchkey_core::{StoreError, Timestamp};
 
 use sqlx::AssertSqlSafe;
 
-use crate::{Store, map_err, on_pool};
+use crate::{Bind, Store, map_err, on_pool};
 
 /// How long a spent or expired code is kept to recognise a replay.
 const SPENT_CODE_KEPT_MILLIS: i64 = 3600 * 1000;
+
+/// Records a session's client once; nothing for a session that is gone (the row would outlive it).
+const SESSION_CLIENT_INSERT: &str = "INSERT INTO oauth_session_clients (session_id, app_id, server, user_id) \
+     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $1) ON CONFLICT DO NOTHING";
+
+/// Writes a revocation key; one already there keeps the later expiry.
+const REVOCATION_UPSERT: &str = "INSERT INTO oauth_revocations (key, expires_at) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET expires_at = CASE WHEN excluded.expires_at > oauth_revocations.expires_at \
+     THEN excluded.expires_at ELSE oauth_revocations.expires_at END";
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -75,11 +85,41 @@ impl OAuthStore for Store {
     async fn insert_code(&self, digest: &str, code: &AuthorizationCode) -> StoreResult<()> {
         let text = serde_json::to_string(code).map_err(corrupt)?;
         on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
             sqlx::query("INSERT INTO oauth_codes (digest, app_id, code, expires_at) VALUES ($1, $2, $3, $4)")
                 .bind(digest)
                 .bind(&code.app_id)
                 .bind(&text)
                 .bind(code.expires_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query(SESSION_CLIENT_INSERT)
+                .bind(&code.session_id)
+                .bind(&code.app_id)
+                .bind(code.server.as_str())
+                .bind(&code.user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+        });
+        Ok(())
+    }
+
+    async fn record_session_client(
+        &self,
+        session_id: &str,
+        app_id: &str,
+        server: Server,
+        user_id: &str,
+    ) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            sqlx::query(SESSION_CLIENT_INSERT)
+                .bind(session_id)
+                .bind(app_id)
+                .bind(server.as_str())
+                .bind(user_id)
                 .execute(pool)
                 .await
                 .map_err(map_err)?;
@@ -88,18 +128,7 @@ impl OAuthStore for Store {
     }
 
     async fn redeem_code(&self, digest: &str, now: Timestamp) -> StoreResult<Redeemed> {
-        let spent: Option<(String,)> = on_pool!(self, write, |pool| {
-            sqlx::query_as(
-                "UPDATE oauth_codes SET used_at = $2 WHERE digest = $1 AND used_at IS NULL AND expires_at > $2 \
-                 RETURNING code",
-            )
-            .bind(digest)
-            .bind(now.millis())
-            .fetch_optional(pool)
-            .await
-            .map_err(map_err)?
-        });
-        if let Some((text,)) = spent {
+        if let Some(text) = self.spend_code(digest, now).await? {
             return Ok(Redeemed::First(serde_json::from_str(&text).map_err(corrupt)?));
         }
         // Spent before: mark the replay (on the row the winner's token insert also locks, so one of
@@ -149,27 +178,52 @@ impl OAuthStore for Store {
         Ok(updated == 1)
     }
 
-    async fn revoke_token(&self, id: &str) -> StoreResult<bool> {
-        let updated = on_pool!(self, write, |pool| {
-            sqlx::query("UPDATE oauth_tokens SET revoked = 1 WHERE id = $1 AND revoked = 0")
-                .bind(id)
-                .execute(pool)
-                .await
-                .map_err(map_err)?
-                .rows_affected()
+    async fn revoke(&self, keys: &[Revocation], until: Timestamp) -> StoreResult<()> {
+        on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            for key in keys {
+                sqlx::query(REVOCATION_UPSERT)
+                    .bind(key.key())
+                    .bind(until.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)?;
         });
-        Ok(updated == 1)
+        Ok(())
     }
 
-    async fn revoke_family(&self, family: &str) -> StoreResult<u64> {
+    async fn revoke_family(&self, family: &str, until: Timestamp) -> StoreResult<u64> {
         Ok(on_pool!(self, write, |pool| {
-            sqlx::query("UPDATE oauth_tokens SET revoked = 1 WHERE family = $1 AND revoked = 0")
-                .bind(family)
-                .execute(pool)
+            let mut tx = pool.begin().await.map_err(map_err)?;
+            let revoked =
+                sqlx::query("UPDATE oauth_tokens SET revoked = 1 WHERE family = $1 AND revoked = 0")
+                    .bind(family)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+            sqlx::query(REVOCATION_UPSERT)
+                .bind(Revocation::of_family(family).key())
+                .bind(until.millis())
+                .execute(&mut *tx)
                 .await
-                .map_err(map_err)?
-                .rows_affected()
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            revoked
         }))
+    }
+
+    async fn is_revoked(&self, keys: &[Revocation]) -> StoreResult<bool> {
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+        let sql =
+            format!("SELECT 1 FROM oauth_revocations WHERE key IN ({}) LIMIT 1", placeholders.join(", "));
+        let binds: Vec<Bind> = keys.iter().map(|k| Bind::Text(k.key())).collect();
+        Ok(self.read_row(&sql, &binds, |_| Ok(())).await?.is_some())
     }
 
     async fn list_custom_scopes(&self) -> StoreResult<Vec<CustomScope>> {
@@ -393,6 +447,7 @@ impl Store {
                 &[
                     "DELETE FROM oauth_tokens WHERE expires_at <= $1",
                     "DELETE FROM oauth_assertions WHERE expires_at <= $1",
+                    "DELETE FROM oauth_revocations WHERE expires_at <= $1",
                 ],
                 now,
             )

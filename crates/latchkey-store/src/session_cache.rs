@@ -223,6 +223,18 @@ impl SessionCache {
         }
     }
 
+    /// The user `user_id` as the cached session `session_id` carries them, if the map may answer
+    /// now and holds that session.
+    pub(crate) fn get_session_user(&self, session_id: &str, user_id: &str) -> Option<User> {
+        let entries = lock(&self.entries);
+        let at = Instant::now();
+        if !entries.serving(at) {
+            return None;
+        }
+        let entry = entries.by_cookie.get(entries.by_id.get(session_id)?)?;
+        (entry.user.id == user_id && at.duration_since(entry.filled) < MAX_AGE).then(|| entry.user.clone())
+    }
+
     /// Drops one session by its cookie digest.
     pub(crate) fn evict_cookie(&self, digest: &str) {
         let mut entries = lock(&self.entries);

@@ -99,6 +99,14 @@ impl UserStore for Store {
         self.read_row(&sql, &binds, |row| rows::user(row)).await
     }
 
+    async fn find_session_user(&self, session_id: &str, user_id: &str) -> StoreResult<Option<User>> {
+        if let Some(user) = self.session_cache().and_then(|cache| cache.get_session_user(session_id, user_id))
+        {
+            return Ok(Some(user));
+        }
+        Ok(self.find_user(user_id).await?.filter(|user| user.id == user_id))
+    }
+
     async fn list_users(&self, query: &UserQuery, after: Option<&str>, limit: u32) -> StoreResult<Vec<User>> {
         let mut binds = Vec::new();
         let mut conditions = Vec::new();

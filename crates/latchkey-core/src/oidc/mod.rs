@@ -160,8 +160,8 @@ pub struct AuthorizationCode {
     pub expires_at: Timestamp,
 }
 
-/// An issued token as stored, for introspection, refresh and revocation: an access token under
-/// its JWT `jti`, a refresh token under the digest of its secret.
+/// A refresh token as stored (under the digest of its secret), for refresh, introspection and
+/// revocation. Access tokens are not stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     pub id: String,
@@ -214,6 +214,53 @@ impl TokenKind {
     }
 }
 
+/// What ends access tokens before their `exp`, since they are not stored: one token by its
+/// `jti`, or every token of a grant family (RFC 7009 §2.1: revoking a refresh token may end the
+/// access tokens of the same grant). Kept until the last token it can name has expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    Token(String),
+    /// A family's reference ([`family_reference`]).
+    Family(String),
+}
+
+impl Revocation {
+    pub fn of_family(family: &str) -> Self {
+        Revocation::Family(family_reference(family))
+    }
+
+    /// The stored key.
+    pub fn key(&self) -> String {
+        match self {
+            Revocation::Token(jti) => format!("token:{jti}"),
+            Revocation::Family(reference) => format!("family:{reference}"),
+        }
+    }
+}
+
+/// Hex digits of a family's reference at the start of its access tokens' `jti` (after `AT.`).
+const FAMILY_REFERENCE_LEN: usize = 24;
+
+/// A grant family's public reference: the first 96 bits of the SHA-256 of its id, so a token
+/// names its family without showing the code digest the family is known by.
+pub fn family_reference(family: &str) -> String {
+    let mut digest = crate::ids::secret_digest(family);
+    digest.truncate(FAMILY_REFERENCE_LEN);
+    digest
+}
+
+/// A new access token `jti` for `family`: `AT.`, the family's reference, then 19 random
+/// characters (43 after the prefix, as Okta's).
+pub fn access_token_jti(family: &str) -> String {
+    format!("AT.{}{}", family_reference(family), crate::ids::random_alphanumeric(19))
+}
+
+/// The family reference an access token's `jti` carries.
+pub fn family_of_jti(jti: &str) -> Option<&str> {
+    let reference = jti.strip_prefix("AT.")?.get(..FAMILY_REFERENCE_LEN)?;
+    reference.bytes().all(|b| b.is_ascii_hexdigit()).then_some(reference)
+}
+
 /// What became of a presented authorization code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redeemed {
@@ -223,4 +270,26 @@ pub enum Redeemed {
     Again(AuthorizationCode),
     /// Unknown or expired.
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Revocation, access_token_jti, family_of_jti, family_reference};
+
+    #[test]
+    fn an_access_token_jti_names_its_family_and_nothing_else_does() {
+        let jti = access_token_jti("code-digest");
+        assert_eq!(jti.len(), 46, "AT. and 43 characters, as Okta's: {jti}");
+        assert_eq!(family_of_jti(&jti), Some(family_reference("code-digest").as_str()));
+        assert_ne!(access_token_jti("code-digest"), jti, "each token its own");
+        assert_ne!(family_reference("other-digest"), family_reference("code-digest"));
+        for foreign in ["ID.0123456789abcdef01234567xyz", "AT.short", "AT.0123456789abcdef0123456z", "AT."] {
+            assert_eq!(family_of_jti(foreign), None, "{foreign}");
+        }
+        assert_eq!(
+            Revocation::of_family("code-digest").key(),
+            format!("family:{}", family_reference("code-digest"))
+        );
+        assert_eq!(Revocation::Token(jti.clone()).key(), format!("token:{jti}"));
+    }
 }

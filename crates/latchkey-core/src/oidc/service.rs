@@ -11,7 +11,7 @@ use super::custom::{ClaimType, CustomClaim};
 use super::jwt;
 use super::{
     AuthorizationCode, CODE_LIFETIME_SECS, ErrorCode, IssuedToken, OAuthError, REFRESH_IDLE_SECS, Redeemed,
-    Server, TOKEN_LIFETIME_SECS, TokenKind,
+    Revocation, Server, TOKEN_LIFETIME_SECS, TokenKind, access_token_jti, family_of_jti,
 };
 use crate::apps::oidc::ClientAuthMethod;
 use crate::apps::{App, OidcSignOn};
@@ -152,6 +152,10 @@ where
             Err(error) => return Ok(Err(error)),
         };
         let wants = |t: &str| self.request.response_types.iter().any(|r| r == t);
+        self.oauth
+            .store
+            .record_session_client(&grant.session_id, &self.app.id, self.request.server, &user.id)
+            .await?;
         let token_grant = TokenGrant {
             server: self.request.server,
             family: format!("implicit.{}", random_alphanumeric(32)),
@@ -172,6 +176,61 @@ where
         }
         self.oauth.log_issue(self.app, &user, "implicit").await;
         Ok(Ok(tokens))
+    }
+}
+
+/// A token presented to introspection or revocation.
+enum Presented {
+    Access(AccessToken),
+    Refresh(IssuedToken),
+}
+
+/// An access token we signed, read back from its claims (they are not stored).
+struct AccessToken {
+    jti: String,
+    /// Its family's reference (from the `jti`).
+    family: String,
+    client_id: String,
+    /// `None` for a client's own token (client credentials).
+    user_id: Option<String>,
+    scopes: Vec<String>,
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    claims: Map<String, Value>,
+}
+
+impl AccessToken {
+    /// The token if its signature was checked, `issuer` issued it, it is an access token (its
+    /// `jti` names a family) and it has not expired at `now`.
+    fn from_claims(claims: Map<String, Value>, issuer: &str, now: Timestamp) -> Option<Self> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        let seconds = |name: &str| claims.get(name).and_then(Value::as_i64);
+        if text("iss") != Some(issuer) {
+            return None;
+        }
+        let expires = seconds("exp").filter(|exp| *exp > now.epoch_seconds())?;
+        let issued = seconds("iat")?;
+        let jti = text("jti")?;
+        let family = family_of_jti(jti)?.to_owned();
+        let scopes = claims
+            .get("scp")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        Some(AccessToken {
+            jti: jti.to_owned(),
+            family,
+            client_id: text("cid")?.to_owned(),
+            user_id: text("uid").map(str::to_owned),
+            scopes,
+            // `iat` has whole seconds: a user change within that second counts as before the
+            // token (a password changed, then a sign-in in the same second keeps its token).
+            issued_at: Timestamp::from_millis(issued.saturating_mul(1000).saturating_add(999)),
+            expires_at: Timestamp::from_millis(expires.saturating_mul(1000)),
+            claims,
+        })
     }
 }
 
@@ -308,7 +367,7 @@ where
         let record = match redeemed {
             Redeemed::First(record) => record,
             Redeemed::Again(record) => {
-                let revoked = self.store.revoke_family(&digest).await.map_err(server_error)?;
+                let revoked = self.revoke_family(&digest, now).await?;
                 self.log_refusal(
                     app,
                     Some(&record.user_id),
@@ -341,7 +400,7 @@ where
             }
             (None, None) => {}
         }
-        let user = self.active_user(&record.user_id).await?;
+        let user = self.session_user(Some(&record.session_id), &record.user_id).await?;
         let grant = TokenGrant {
             server,
             family: digest,
@@ -386,7 +445,7 @@ where
         if let Some(rotated_at) = stored.rotated_at {
             let within_leeway = now.millis() - rotated_at.millis() <= leeway * 1000;
             if !within_leeway && !stored.revoked {
-                let revoked = self.store.revoke_family(&stored.family).await.map_err(server_error)?;
+                let revoked = self.revoke_family(&stored.family, now).await?;
                 tracing::warn!(app = %app.id, revoked, "a rotated refresh token was used again; its family is revoked");
                 self.log_refusal(
                     app,
@@ -401,7 +460,7 @@ where
             return Err(invalid());
         }
         let user_id = stored.user_id.as_deref().ok_or_else(invalid)?;
-        let user = self.active_user(user_id).await?;
+        let user = self.session_user(stored.session_id.as_deref(), user_id).await?;
         if ended_by_user_change(&user, stored.issued_at) {
             return Err(invalid_grant("The refresh token is invalid or expired."));
         }
@@ -448,15 +507,33 @@ where
         Ok(tokens)
     }
 
+    /// Ends every token of `family`: its stored refresh tokens, and (by the family's revocation,
+    /// kept as long as an access token issued now could live) its access tokens.
+    async fn revoke_family(&self, family: &str, now: Timestamp) -> Result<u64, OAuthError> {
+        let until = now.plus_seconds(TOKEN_LIFETIME_SECS);
+        self.store.revoke_family(family, until).await.map_err(server_error)
+    }
+
     async fn active_user(&self, user_id: &str) -> Result<User, OAuthError> {
-        match self.store.find_user(user_id).await.map_err(server_error)? {
+        self.session_user(None, user_id).await
+    }
+
+    /// The user of a grant made in `session_id` (read through the node's session cache when it
+    /// holds that session), if they may still have tokens.
+    async fn session_user(&self, session_id: Option<&str>, user_id: &str) -> Result<User, OAuthError> {
+        let found = match session_id {
+            Some(session_id) => self.store.find_session_user(session_id, user_id).await,
+            None => self.store.find_user(user_id).await,
+        };
+        match found.map_err(server_error)? {
             Some(user) if user.id == user_id && user.may_have_sessions() => Ok(user),
             _ => Err(invalid_grant("The user is not active.")),
         }
     }
 
     /// Signs the access token and, for `openid`, the id_token; with `offline_access` (and the
-    /// grant type allowed) a refresh token; records what it issued.
+    /// grant type allowed) a refresh token, which is stored. The access token is not: its `jti`
+    /// names its family, so what revokes the family revokes it too.
     async fn issue(
         &self,
         app: &App,
@@ -468,7 +545,7 @@ where
         let now = self.clock.now();
         let issuer = grant.server.issuer(self.org_url);
         let expires = now.plus_seconds(TOKEN_LIFETIME_SECS);
-        let jti = format!("AT.{}", random_alphanumeric(43));
+        let jti = access_token_jti(&grant.family);
         let mut access = self.access_claims(grant.server, app, &jti, now, expires, &grant.scopes);
         access.insert("uid".into(), json!(user.id));
         access.insert("auth_time".into(), json!(grant.auth_time.epoch_seconds()));
@@ -531,10 +608,7 @@ where
             rotated_at: None,
             revoked: false,
         };
-        let mut records = Vec::with_capacity(2);
-        if issue.access_token {
-            records.push(record(jti, TokenKind::Access, expires));
-        }
+        let mut records = Vec::with_capacity(1);
         let wants_refresh = grant.scopes.iter().any(|s| s == "offline_access")
             && app.oidc().is_some_and(|o| o.allows_grant("refresh_token"));
         let refresh_token = if wants_refresh && issue.refresh_token != NewRefresh::Keep {
@@ -544,8 +618,9 @@ where
         } else {
             None
         };
-        if grant.from_code {
-            // The family is the code's digest: written only if no replay got there first.
+        if grant.from_code && !records.is_empty() {
+            // The family is the code's digest: written only if no replay got there first. (An
+            // access token alone needs no such check: a replay revokes its family whenever.)
             if !self.store.insert_tokens_for_code(&grant.family, &records).await.map_err(server_error)? {
                 tracing::warn!(app = %app.id, "an authorization code was replayed while it was being exchanged");
                 return Err(invalid_grant("The authorization code is invalid or has expired."));
@@ -578,44 +653,45 @@ where
             answer
         };
         let now = self.clock.now();
-        let Some((stored, claims)) = self.find_presented(server, token).await? else { return Ok(inactive()) };
-        if stored.app_id != app.id
-            || !stored.is_live(now)
-            || (stored.kind == TokenKind::Refresh && stored.rotated_at.is_some())
-        {
-            return Ok(inactive());
-        }
-        let user = match &stored.user_id {
-            Some(id) => match self.active_user(id).await {
-                Ok(user) if !ended_by_user_change(&user, stored.issued_at) => Some(user),
-                _ => return Ok(inactive()),
-            },
-            None => None,
-        };
         let mut answer = Map::new();
         answer.insert("active".into(), json!(true));
-        answer.insert("scope".into(), json!(stored.scopes.join(" ")));
-        answer.insert("client_id".into(), json!(app.id));
-        answer.insert(
-            "token_type".into(),
-            json!(match stored.kind {
-                TokenKind::Access => "Bearer",
-                TokenKind::Refresh => "refresh_token",
-            }),
-        );
-        answer.insert("exp".into(), json!(stored.expires_at.epoch_seconds()));
-        answer.insert("iat".into(), json!(stored.issued_at.epoch_seconds()));
-        answer.insert("iss".into(), json!(server.issuer(self.org_url)));
-        if let Some(user) = &user {
-            answer.insert("username".into(), json!(user.login()));
-            answer.insert("sub".into(), json!(user.login()));
-            answer.insert("uid".into(), json!(user.id));
-        }
-        if let Some(claims) = claims {
-            for name in ["aud", "jti"] {
-                if let Some(value) = claims.get(name) {
-                    answer.insert(name.into(), value.clone());
+        let user_id = match self.find_presented(server, token).await? {
+            None => return Ok(inactive()),
+            Some(Presented::Access(access)) => {
+                if access.client_id != app.id || self.is_revoked(&access).await? {
+                    return Ok(inactive());
                 }
+                answer.insert("scope".into(), json!(access.scopes.join(" ")));
+                answer.insert("client_id".into(), json!(app.id));
+                answer.insert("token_type".into(), json!("Bearer"));
+                for name in ["exp", "iat", "iss", "aud", "jti"] {
+                    if let Some(value) = access.claims.get(name) {
+                        answer.insert(name.into(), value.clone());
+                    }
+                }
+                access.user_id.map(|id| (id, access.issued_at))
+            }
+            Some(Presented::Refresh(stored)) => {
+                if stored.app_id != app.id || !stored.is_live(now) || stored.rotated_at.is_some() {
+                    return Ok(inactive());
+                }
+                answer.insert("scope".into(), json!(stored.scopes.join(" ")));
+                answer.insert("client_id".into(), json!(app.id));
+                answer.insert("token_type".into(), json!("refresh_token"));
+                answer.insert("exp".into(), json!(stored.expires_at.epoch_seconds()));
+                answer.insert("iat".into(), json!(stored.issued_at.epoch_seconds()));
+                answer.insert("iss".into(), json!(server.issuer(self.org_url)));
+                stored.user_id.map(|id| (id, stored.issued_at))
+            }
+        };
+        if let Some((user_id, issued_at)) = user_id {
+            match self.active_user(&user_id).await {
+                Ok(user) if !ended_by_user_change(&user, issued_at) => {
+                    answer.insert("username".into(), json!(user.login()));
+                    answer.insert("sub".into(), json!(user.login()));
+                    answer.insert("uid".into(), json!(user.id));
+                }
+                _ => return Ok(inactive()),
             }
         }
         Ok(answer)
@@ -625,39 +701,42 @@ where
     /// (the access tokens of the same grant) with it. An unknown token, or another client's, is
     /// answered the same (§2.2: nothing to say about it).
     pub async fn revoke(&self, app: &App, server: Server, token: &str) -> Result<(), OAuthError> {
-        let Some((stored, _)) = self.find_presented(server, token).await? else { return Ok(()) };
-        if stored.app_id != app.id {
-            return Ok(());
-        }
-        let revoked = match stored.kind {
-            TokenKind::Refresh => self.store.revoke_family(&stored.family).await.map_err(server_error)?,
-            TokenKind::Access => u64::from(self.store.revoke_token(&stored.id).await.map_err(server_error)?),
+        let (kind, revoked) = match self.find_presented(server, token).await? {
+            Some(Presented::Access(access)) if access.client_id == app.id => {
+                let key = Revocation::Token(access.jti);
+                self.store.revoke(&[key], access.expires_at).await.map_err(server_error)?;
+                (TokenKind::Access, 1)
+            }
+            Some(Presented::Refresh(stored)) if stored.app_id == app.id => {
+                (TokenKind::Refresh, self.revoke_family(&stored.family, self.clock.now()).await?)
+            }
+            _ => return Ok(()),
         };
-        tracing::info!(app = %app.id, kind = stored.kind.as_str(), revoked, "token revoked by its client");
+        tracing::info!(app = %app.id, kind = kind.as_str(), revoked, "token revoked by its client");
         Ok(())
     }
 
-    /// A token as presented: an access token (a JWT we signed for `server`, found by `jti`) or a
+    /// A token as presented: an unexpired access token (a JWT we signed for `server`) or a
     /// refresh token (found by its digest). `None` when it is neither.
-    async fn find_presented(
-        &self,
-        server: Server,
-        token: &str,
-    ) -> Result<Option<(IssuedToken, Option<Map<String, Value>>)>, OAuthError> {
+    async fn find_presented(&self, server: Server, token: &str) -> Result<Option<Presented>, OAuthError> {
         if token.contains('.') {
             let keys = self.keys.current().await.map_err(server_error)?;
             let Ok(claims) = jwt::verify(token, &keys) else { return Ok(None) };
-            if claims.get("iss").and_then(Value::as_str) != Some(server.issuer(self.org_url).as_str()) {
-                return Ok(None);
-            }
-            let Some(jti) = claims.get("jti").and_then(Value::as_str) else { return Ok(None) };
-            let stored = self.store.find_token(jti).await.map_err(server_error)?;
-            return Ok(stored
-                .filter(|t| t.kind == TokenKind::Access && t.server == server)
-                .map(|t| (t, Some(claims))));
+            return Ok(AccessToken::from_claims(
+                claims,
+                server.issuer(self.org_url).as_str(),
+                self.clock.now(),
+            )
+            .map(Presented::Access));
         }
         let stored = self.store.find_token(&secret_digest(token)).await.map_err(server_error)?;
-        Ok(stored.filter(|t| t.kind == TokenKind::Refresh && t.server == server).map(|t| (t, None)))
+        Ok(stored.filter(|t| t.kind == TokenKind::Refresh && t.server == server).map(Presented::Refresh))
+    }
+
+    /// Whether the access token, or its family, was revoked.
+    async fn is_revoked(&self, access: &AccessToken) -> Result<bool, OAuthError> {
+        let keys = [Revocation::Token(access.jti.clone()), Revocation::Family(access.family.clone())];
+        self.store.is_revoked(&keys).await.map_err(server_error)
     }
 
     /// An RP-initiated logout's `id_token_hint` (OpenID Connect RP-Initiated Logout 1.0 §2): an
@@ -782,26 +861,11 @@ where
         let keys = self.keys.current().await.map_err(server_error)?;
         let now = self.clock.now();
         let expires = now.plus_seconds(TOKEN_LIFETIME_SECS);
-        let jti = format!("AT.{}", random_alphanumeric(43));
+        // Its own family: revoked alone, by its jti.
+        let jti = access_token_jti(&format!("cc.{}", random_alphanumeric(32)));
         let mut access = self.access_claims(server, app, &jti, now, expires, &scopes);
         access.insert("sub".into(), json!(app.id));
         let access_token = jwt::sign(&access, &keys.active, None).map_err(|_| server_failure())?;
-        let record = IssuedToken {
-            id: jti,
-            kind: TokenKind::Access,
-            app_id: app.id.clone(),
-            server,
-            user_id: None,
-            session_id: None,
-            family: format!("cc.{}", random_alphanumeric(32)),
-            scopes: scopes.clone(),
-            issued_at: now,
-            auth_time: None,
-            expires_at: expires,
-            rotated_at: None,
-            revoked: false,
-        };
-        self.store.insert_token(&record).await.map_err(server_error)?;
         let event = Event::new(
             "app.oauth2.as.token.grant",
             "OAuth2 tokens issued (client_credentials)",
@@ -884,7 +948,8 @@ where
     }
 
     /// `userinfo` (OpenID Connect Core §5.3): the claims of the access token's user for its scopes,
-    /// if the token is one of ours for `server`, live, not revoked, and its user active.
+    /// if the token is one of ours for `server`, live, not revoked, and its user active and
+    /// unchanged since.
     pub async fn userinfo(
         &self,
         server: Server,
@@ -893,24 +958,18 @@ where
         let invalid = || OAuthError::new(ErrorCode::InvalidToken, "The access token is invalid.");
         let keys = self.keys.current().await.map_err(server_error)?;
         let claims = jwt::verify(access_token, &keys).map_err(|_| invalid())?;
-        let text = |name: &str| claims.get(name).and_then(Value::as_str);
-        if text("iss") != Some(server.issuer(self.org_url).as_str()) {
+        let access = AccessToken::from_claims(claims, server.issuer(self.org_url).as_str(), self.clock.now())
+            .ok_or_else(invalid)?;
+        if !access.scopes.iter().any(|s| s == "openid") || self.is_revoked(&access).await? {
             return Err(invalid());
         }
-        let now = self.clock.now();
-        if claims.get("exp").and_then(Value::as_i64).is_none_or(|exp| exp <= now.epoch_seconds()) {
-            return Err(invalid());
-        }
-        let jti = text("jti").ok_or_else(invalid)?;
-        let issued = self.store.find_token(jti).await.map_err(server_error)?.ok_or_else(invalid)?;
-        if issued.revoked || issued.kind != TokenKind::Access || !issued.scopes.iter().any(|s| s == "openid")
-        {
-            return Err(invalid());
-        }
-        let user_id = issued.user_id.as_deref().ok_or_else(invalid)?;
+        let user_id = access.user_id.as_deref().ok_or_else(invalid)?;
         let user = self.active_user(user_id).await.map_err(|_| invalid())?;
-        let mut claims = self.user_claims(&user, &issued.scopes).await?;
-        for (claim_type, name, value) in self.custom_claims(server, &user, &issued.scopes).await? {
+        if ended_by_user_change(&user, access.issued_at) {
+            return Err(invalid());
+        }
+        let mut claims = self.user_claims(&user, &access.scopes).await?;
+        for (claim_type, name, value) in self.custom_claims(server, &user, &access.scopes).await? {
             if claim_type == ClaimType::Identity {
                 claims.insert(name, value);
             }

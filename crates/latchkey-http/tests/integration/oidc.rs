@@ -664,6 +664,36 @@ async fn revocation_and_introspection_answer_only_the_tokens_own_client() {
 }
 
 #[tokio::test]
+async fn an_access_token_revoked_alone_or_expired_is_inactive_and_its_grant_lives_on() {
+    let rp = refreshing_rp("ROTATE").await;
+    let tokens = offline_tokens(&rp).await;
+    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    let claims = verified_claims(&rp.app, &access).await;
+    let jti = claims["jti"].as_str().unwrap();
+    assert!(jti.starts_with("AT.") && jti.len() == 46, "Okta's shape: {jti}");
+    let seen = introspect(&rp, &access).await;
+    assert_eq!((seen["active"].clone(), seen["jti"].clone()), (json!(true), json!(jti)));
+    assert_eq!(seen["scope"], "openid email offline_access");
+
+    let revoked =
+        client_post(&rp, "/oauth2/v1/revoke", &[("token", &access), ("token_type_hint", "access_token")])
+            .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert_eq!(introspect(&rp, &access).await, json!({"active": false}));
+    assert_eq!(userinfo(&rp.app, &access).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(introspect(&rp, &refresh_token).await["active"], true, "the grant lives on");
+    let next = refresh(&rp, &refresh_token).await;
+    let fresh = next.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(&rp.app, &fresh).await.status, StatusCode::OK, "a new access token of the grant");
+
+    // An hour later the access token has expired, whatever its signature says.
+    rp.app.clock.advance_secs(3600);
+    assert_eq!(introspect(&rp, &fresh).await, json!({"active": false}));
+    assert_eq!(userinfo(&rp.app, &fresh).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn logout_ends_the_session_and_returns_only_to_a_registered_uri() {
     let rp = setup().await;
     let mut browser = Browser::default();

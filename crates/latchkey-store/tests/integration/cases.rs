@@ -1211,7 +1211,7 @@ fn code_for(app_id: &str, expires_at: i64) -> latchkey_core::oidc::Authorization
 }
 
 pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store) {
-    use latchkey_core::oidc::{IssuedToken, Redeemed, TokenKind};
+    use latchkey_core::oidc::{IssuedToken, Redeemed, Revocation, TokenKind};
     use latchkey_core::store::OAuthStore;
     store.insert_user(&user("00uoauth", "oauth@example.com")).await.unwrap();
     store.insert_app(&saml_app("0oaoauth", "oauth_app", "OAuth")).await.unwrap();
@@ -1238,15 +1238,36 @@ pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store
     store.insert_code("digest-2", &code_for("0oaoauth", 5_000)).await.unwrap();
     assert_eq!(store.redeem_code("digest-2", Timestamp(5_000)).await.unwrap(), Redeemed::Unknown, "expired");
 
-    let token = IssuedToken {
-        id: "AT.1".to_owned(),
-        kind: TokenKind::Access,
+    // Twenty different codes spent at once (they share statements): each by its one request.
+    for i in 0..20 {
+        store.insert_code(&format!("batch-{i}"), &code_for("0oaoauth", 60_000)).await.unwrap();
+    }
+    let attempts: Vec<_> = (0..20)
+        .chain(0..5)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.redeem_code(&format!("batch-{i}"), Timestamp(1_000)).await.unwrap() },
+            )
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for attempt in attempts {
+        outcomes.push(attempt.await.unwrap());
+    }
+    let first = outcomes.iter().filter(|o| matches!(o, Redeemed::First(_))).count();
+    let again = outcomes.iter().filter(|o| matches!(o, Redeemed::Again(_))).count();
+    assert_eq!((first, again), (20, 5), "five codes presented twice: {outcomes:?}");
+
+    let refresh = IssuedToken {
+        id: "RT.1".to_owned(),
+        kind: TokenKind::Refresh,
         app_id: "0oaoauth".to_owned(),
         server: latchkey_core::oidc::Server::Default,
         user_id: Some("00uoauth".to_owned()),
         session_id: Some("102oauth".to_owned()),
         family: "digest-1".to_owned(),
-        scopes: vec!["openid".to_owned(), "email".to_owned()],
+        scopes: vec!["openid".to_owned(), "offline_access".to_owned()],
         issued_at: Timestamp(1_000),
         auth_time: Some(Timestamp(900)),
         expires_at: Timestamp(3_600_000),
@@ -1254,32 +1275,56 @@ pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store
         revoked: false,
     };
     // Tokens for a replayed code are never written; for a code spent once they are.
-    assert!(!store.insert_tokens_for_code("digest-1", std::slice::from_ref(&token)).await.unwrap());
-    assert_eq!(store.find_token("AT.1").await.unwrap(), None);
+    assert!(!store.insert_tokens_for_code("digest-1", std::slice::from_ref(&refresh)).await.unwrap());
+    assert_eq!(store.find_token("RT.1").await.unwrap(), None);
     store.insert_code("digest-4", &code_for("0oaoauth", 60_000)).await.unwrap();
     assert!(matches!(store.redeem_code("digest-4", Timestamp(1_000)).await.unwrap(), Redeemed::First(_)));
-    let other = IssuedToken { id: "AT.4".to_owned(), family: "digest-4".to_owned(), ..token.clone() };
+    let other = IssuedToken { id: "RT.4".to_owned(), family: "digest-4".to_owned(), ..refresh.clone() };
     assert!(store.insert_tokens_for_code("digest-4", std::slice::from_ref(&other)).await.unwrap());
-    assert!(store.find_token("AT.4").await.unwrap().is_some());
-    store.insert_token(&token).await.unwrap();
-    let refresh = IssuedToken { id: "RT.1".to_owned(), kind: TokenKind::Refresh, ..token.clone() };
+    assert!(store.find_token("RT.4").await.unwrap().is_some());
     store.insert_token(&refresh).await.unwrap();
-    assert_eq!(store.find_token("AT.1").await.unwrap().as_ref(), Some(&token));
+    let sibling = IssuedToken { id: "RT.2".to_owned(), ..refresh.clone() };
+    store.insert_token(&sibling).await.unwrap();
+    assert_eq!(store.find_token("RT.1").await.unwrap().as_ref(), Some(&refresh));
     // A refresh token rotates once; a second rotation (a reuse, or a lost race) is refused.
     assert!(store.mark_rotated("RT.1", Timestamp(2_000)).await.unwrap());
     assert!(!store.mark_rotated("RT.1", Timestamp(2_001)).await.unwrap());
     assert_eq!(store.find_token("RT.1").await.unwrap().unwrap().rotated_at, Some(Timestamp(2_000)));
-    assert_eq!(store.revoke_family("digest-1").await.unwrap(), 2, "the code's whole family");
-    assert!(store.find_token("AT.1").await.unwrap().unwrap().revoked);
-    assert_eq!(store.revoke_family("digest-1").await.unwrap(), 0, "already revoked");
-    assert!(!store.revoke_token("AT.1").await.unwrap());
+
+    // Revocations: a family's stored tokens and its key together; an access token by its jti.
+    let family = Revocation::of_family("digest-1");
+    let token = Revocation::Token("AT.one".to_owned());
+    assert!(!store.is_revoked(&[family.clone(), token.clone()]).await.unwrap());
+    assert_eq!(
+        store.revoke_family("digest-1", Timestamp(3_600_000)).await.unwrap(),
+        2,
+        "the code's whole family"
+    );
+    assert!(store.find_token("RT.1").await.unwrap().unwrap().revoked);
+    assert!(store.is_revoked(&[token.clone(), family.clone()]).await.unwrap());
+    assert!(!store.is_revoked(std::slice::from_ref(&token)).await.unwrap());
+    assert!(!store.is_revoked(&[Revocation::of_family("digest-4")]).await.unwrap(), "another family");
+    assert_eq!(store.revoke_family("digest-1", Timestamp(3_600_000)).await.unwrap(), 0, "already revoked");
+    store.revoke(std::slice::from_ref(&token), Timestamp(3_000_000)).await.unwrap();
+    store.revoke(std::slice::from_ref(&token), Timestamp(10_000)).await.unwrap();
+    assert!(store.is_revoked(std::slice::from_ref(&token)).await.unwrap());
+    store.purge_oauth(Timestamp(2_000_000)).await.unwrap();
+    assert!(
+        store.is_revoked(std::slice::from_ref(&token)).await.unwrap(),
+        "a second revocation with an earlier end keeps the later one"
+    );
+    assert!(store.is_revoked(std::slice::from_ref(&family)).await.unwrap());
 
     assert!(store.remember_assertion("0oaoauth", "jti-1", Timestamp(60_000)).await.unwrap());
     assert!(!store.remember_assertion("0oaoauth", "jti-1", Timestamp(60_000)).await.unwrap(), "a replay");
 
     // Purged once expired (a spent code is kept an hour longer to recognise replays).
     store.purge_oauth(Timestamp(3_600_000 + 60_000 + 1)).await.unwrap();
-    assert!(store.find_token("AT.1").await.unwrap().is_none());
+    assert!(store.find_token("RT.1").await.unwrap().is_none());
+    assert!(
+        !store.is_revoked(&[token, family]).await.unwrap(),
+        "revocations go once nothing they name can live"
+    );
     assert_eq!(store.redeem_code("digest-1", Timestamp(1_000)).await.unwrap(), Redeemed::Unknown);
     // Deleting the app takes its codes and tokens with it.
     store.insert_code("digest-3", &code_for("0oaoauth", 60_000)).await.unwrap();
@@ -1297,40 +1342,34 @@ fn oidc_app(id: &str, backchannel: Option<&str>) -> App {
 }
 
 pub async fn an_ended_session_owes_each_app_with_a_back_channel_one_logout_notice(store: &Store) {
-    use latchkey_core::oidc::{IssuedToken, Server, TokenKind};
+    use latchkey_core::oidc::{AuthorizationCode, Server};
     use latchkey_core::store::OAuthStore;
     store.insert_user(&user("00ubcl", "bcl@example.com")).await.unwrap();
     store.insert_app(&oidc_app("0oabcl1", Some("https://rp1.example.com/bcl"))).await.unwrap();
     store.insert_app(&oidc_app("0oabcl2", None)).await.unwrap();
     store.insert_session(&session("102bcl", "00ubcl", 60_000, None)).await.unwrap();
     store.insert_session(&session("102other", "00ubcl", 60_000, None)).await.unwrap();
-    for (id, app, session) in [
-        ("AT.b1", "0oabcl1", "102bcl"),
-        ("AT.b2", "0oabcl1", "102bcl"),
-        ("AT.b3", "0oabcl2", "102bcl"),
-        ("AT.b4", "0oabcl1", "102other"),
+    // Codes record their session's clients (twice for one app: one notice still).
+    for (digest, app, session) in [
+        ("d-b1", "0oabcl1", "102bcl"),
+        ("d-b2", "0oabcl1", "102bcl"),
+        ("d-b3", "0oabcl2", "102bcl"),
+        ("d-b4", "0oabcl1", "102other"),
     ] {
-        let token = IssuedToken {
-            id: id.into(),
-            kind: TokenKind::Access,
-            app_id: app.into(),
-            server: Server::Org,
-            user_id: Some("00ubcl".into()),
-            session_id: Some(session.into()),
-            family: format!("f-{id}"),
-            scopes: vec!["openid".into()],
-            issued_at: Timestamp(1_000),
-            auth_time: None,
-            expires_at: Timestamp(3_600_000),
-            rotated_at: None,
-            revoked: false,
+        let code = AuthorizationCode {
+            user_id: "00ubcl".into(),
+            session_id: session.into(),
+            ..code_for(app, 60_000)
         };
-        store.insert_token(&token).await.unwrap();
+        store.insert_code(digest, &code).await.unwrap();
     }
+    // The implicit flow records without a code; a session that is gone records nothing.
+    store.record_session_client("102bcl", "0oabcl1", Server::Org, "00ubcl").await.unwrap();
+    store.record_session_client("102gone", "0oabcl1", Server::Org, "00ubcl").await.unwrap();
     assert!(store.due_logout_notices(Timestamp(10_000), 10).await.unwrap().is_empty());
     assert!(store.end_session("102bcl", EndReason::ReplacedBySessionToken, Timestamp(5_000)).await.unwrap());
     let due = store.due_logout_notices(Timestamp(5_000), 10).await.unwrap();
-    assert_eq!(due.len(), 1, "one notice for the app with a back channel, whatever the tokens: {due:?}");
+    assert_eq!(due.len(), 1, "one notice for the app with a back channel, whatever its grants: {due:?}");
     let notice = &due[0];
     assert_eq!(
         (notice.app_id.as_str(), notice.session_id.as_str(), notice.user_id.as_deref()),
@@ -1350,4 +1389,13 @@ pub async fn an_ended_session_owes_each_app_with_a_back_channel_one_logout_notic
     assert!(store.due_logout_notices(Timestamp(99_000), 10).await.unwrap().is_empty());
     assert!(!store.end_session("102bcl", EndReason::Logout, Timestamp(6_000)).await.unwrap(), "ends once");
     assert!(store.due_logout_notices(Timestamp(99_000), 10).await.unwrap().is_empty(), "no second notice");
+    // A session whose only grant was the implicit flow's is owed its notice too.
+    store.insert_session(&session("102implicit", "00ubcl", 60_000, None)).await.unwrap();
+    store.record_session_client("102implicit", "0oabcl1", Server::Default, "00ubcl").await.unwrap();
+    assert!(store.end_session("102implicit", EndReason::Logout, Timestamp(7_000)).await.unwrap());
+    let due = store.due_logout_notices(Timestamp(99_000), 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|n| (n.session_id.as_str(), n.server)).collect::<Vec<_>>(),
+        [("102implicit", Server::Default)]
+    );
 }

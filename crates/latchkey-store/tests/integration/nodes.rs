@@ -113,6 +113,16 @@ async fn a_session_ended_on_one_node_is_refused_by_the_others_at_once() {
     db.store.update_user(&suspended, version, None).await.unwrap();
     let (_, seen) = second.find_session_by_cookie("cookie-20b1", NOW).await.unwrap().unwrap();
     assert_eq!(seen.status, UserStatus::Suspended, "the second node sees the change at once");
+    // The token endpoint reads a code's user through the cached session: the change is seen too.
+    let of_session = second.find_session_user("20b1", "00unb").await.unwrap().unwrap();
+    assert_eq!(of_session.status, UserStatus::Suspended);
+    suspended.status = UserStatus::Active;
+    suspended.version += 1;
+    db.store.update_user(&suspended, version + 1, None).await.unwrap();
+    let of_session = second.find_session_user("20b1", "00unb").await.unwrap().unwrap();
+    assert_eq!(of_session.status, UserStatus::Active, "unsuspended on the first node");
+    let other = second.find_session_user("20b1", "00una").await.unwrap().unwrap();
+    assert_eq!(other.id, "00una", "another user than the session's is read, not taken from the session");
 
     assert!(db.store.delete_user("00unb").await.unwrap());
     assert_eq!(amr_seen(&second, "20b1").await, None, "a deleted user's sessions are gone everywhere");
