@@ -39,7 +39,20 @@ async fn cookie_redirect_post(
     cookie_redirect(&state, &headers, form.get("token"), form.get("redirectUrl"), ip.as_deref()).await
 }
 
+/// The answer carries no `Referer` onward: the URL that reached it holds a session token.
 async fn cookie_redirect(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    redirect_url: Option<&str>,
+    ip: Option<&str>,
+) -> Response {
+    let mut response = cookie_redirect_answer(state, headers, token, redirect_url, ip).await;
+    response.headers_mut().insert("referrer-policy", axum::http::HeaderValue::from_static("no-referrer"));
+    response
+}
+
+async fn cookie_redirect_answer(
     state: &AppState,
     headers: &HeaderMap,
     token: Option<&str>,

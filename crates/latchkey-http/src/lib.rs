@@ -47,7 +47,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
 pub use hashing::{BlockingHasher, SpawnBlocking};
-pub use state::{AppState, DEFAULT_BODY_LIMIT, HttpConfig};
+pub use state::{
+    AppState, DEFAULT_BODY_LIMIT, DEFAULT_HSTS_MAX_AGE_SECS, HttpConfig, strict_transport_security,
+};
 pub use web::Pages;
 
 /// Makes sure the organisation has an active signing key (generating it on the first start) and

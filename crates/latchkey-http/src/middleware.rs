@@ -37,6 +37,11 @@ pub(crate) async fn observe(req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-okta-request-id", value);
     }
+    // No answer is to be sniffed into another type (a JSON error echoing input rendered as HTML).
+    response
+        .headers_mut()
+        .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     // Debug level: an access log line per request costs a third of the throughput of a cheap
@@ -127,11 +132,28 @@ pub(crate) async fn route_host(State(state): State<AppState>, req: Request, next
         None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_owned),
     };
     let Some(host) = host.filter(|_| !operational) else {
-        return next.run(req).await;
+        let mut response = next.run(req).await;
+        strict_transport(&state, &state.config.public_url, &mut response);
+        return response;
     };
     let bases = std::iter::once(&state.config.public_url).chain(&state.config.custom_domains);
     match hosts::base_for_host(bases, &host) {
-        Some(base) => hosts::under_base(base.to_owned(), next.run(req)).await,
+        Some(base) => {
+            let base = base.to_owned();
+            let mut response = hosts::under_base(base.clone(), next.run(req)).await;
+            strict_transport(&state, &base, &mut response);
+            response
+        }
         None => ApiError::UnknownHost.into_response(),
+    }
+}
+
+/// HSTS (RFC 6797) on every answer given under an `https` base, never under plain `http` (§7.2:
+/// a browser ignores it there, and a test set-up on http must not pin a name to https).
+fn strict_transport(state: &AppState, base: &str, response: &mut Response) {
+    if let Some(value) = &state.config.strict_transport_security
+        && base.starts_with("https://")
+    {
+        response.headers_mut().insert(axum::http::header::STRICT_TRANSPORT_SECURITY, value.clone());
     }
 }

@@ -51,6 +51,19 @@ pub struct HttpConfig {
     pub pages_dir: Option<std::path::PathBuf>,
     /// Mount the demo kiosk portal and the built-in test SP (`serve --demo`, or `test_sp = true`).
     pub test_sp: bool,
+    /// The `Strict-Transport-Security` value sent under an `https` base; `None` sends none.
+    pub strict_transport_security: Option<axum::http::HeaderValue>,
+}
+
+/// HSTS for a year, as browsers' preload lists ask.
+pub const DEFAULT_HSTS_MAX_AGE_SECS: u64 = 31_536_000;
+
+/// The `Strict-Transport-Security` value for `max_age_secs` (`None` for 0: HSTS off).
+pub fn strict_transport_security(max_age_secs: u64) -> Option<axum::http::HeaderValue> {
+    if max_age_secs == 0 {
+        return None;
+    }
+    axum::http::HeaderValue::from_str(&format!("max-age={max_age_secs}")).ok()
 }
 
 impl HttpConfig {
@@ -65,6 +78,7 @@ impl HttpConfig {
             custom_domains: Vec::new(),
             pages_dir: None,
             test_sp: false,
+            strict_transport_security: strict_transport_security(DEFAULT_HSTS_MAX_AGE_SECS),
         }
     }
 }

@@ -25,6 +25,7 @@ const KEYS: &[&str] = &[
     "custom_domains",
     "pages_dir",
     "test_sp",
+    "hsts_max_age_secs",
 ];
 
 /// The configuration as written, before validation. Every field is optional so layers compose.
@@ -62,6 +63,9 @@ pub struct RawConfig {
     /// Mount the kiosk portal and the built-in test SP outside demo mode (`serve --demo` always does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_sp: Option<bool>,
+    /// `Strict-Transport-Security` max-age on answers under an `https` public URL; 0 turns it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts_max_age_secs: Option<u64>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -87,6 +91,7 @@ pub struct Settings {
     pub custom_domains: Vec<Url>,
     pub pages_dir: Option<std::path::PathBuf>,
     pub test_sp: bool,
+    pub hsts_max_age_secs: u64,
 }
 
 /// Where the master key comes from.
@@ -197,6 +202,10 @@ impl RawConfig {
                 problems.push(format!("pages_dir: {problem}"));
             }
         }
+        let hsts_max_age_secs = self.hsts_max_age_secs.unwrap_or(latchkey_http::DEFAULT_HSTS_MAX_AGE_SECS);
+        if hsts_max_age_secs > 2 * latchkey_http::DEFAULT_HSTS_MAX_AGE_SECS {
+            problems.push("hsts_max_age_secs: must be at most 63072000 (two years)".to_owned());
+        }
         let defaults = latchkey_core::authn::machine::AuthnLimits::default();
         let authn_limits = latchkey_core::authn::machine::AuthnLimits {
             per_username: self.authn_rate_limit_per_username.unwrap_or(defaults.per_username),
@@ -221,6 +230,7 @@ impl RawConfig {
                 custom_domains,
                 pages_dir,
                 test_sp: self.test_sp.unwrap_or(false),
+                hsts_max_age_secs,
             }),
             _ => Err(problems),
         }
@@ -268,7 +278,7 @@ impl Settings {
     /// Human-readable effective settings with secrets masked (`latchkey config check`).
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\ntest_sp = {}\n",
+            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\ntest_sp = {}\nhsts_max_age_secs = {}\n",
             self.listen,
             self.public_base(),
             self.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/')).collect::<Vec<_>>(),
@@ -290,6 +300,7 @@ impl Settings {
             self.authn_limits.per_ip,
             self.pages_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             self.test_sp,
+            self.hsts_max_age_secs,
         )
     }
 }

@@ -38,6 +38,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     http.session_token_precedence = settings.session_token_precedence;
     http.pages_dir = settings.pages_dir.clone();
     http.test_sp = settings.test_sp || demo;
+    http.strict_transport_security = latchkey_http::strict_transport_security(settings.hsts_max_age_secs);
     http.org_id = store
         .org_setting("org_id", &latchkey_core::ids::new_id(latchkey_core::ids::IdKind::Org))
         .await

@@ -95,3 +95,41 @@ async fn cookies_are_per_host_and_secure_on_https() {
     assert!(cookie.contains("Secure; SameSite=None"), "https custom domain: {cookie}");
     assert!(!cookie.contains("Domain="), "host-only cookie: {cookie}");
 }
+
+#[tokio::test]
+async fn https_answers_carry_hsts_http_ones_never_and_no_answer_may_be_sniffed() {
+    let app = app_with(|c| c.custom_domains = vec!["https://login.example.test".to_owned()]).await;
+    let get = |path: &str, host: &str| Request::get(path).header("host", host).body(Body::empty()).unwrap();
+    for (path, host) in [
+        ("/api/v1/users/me", "login.example.test"),
+        ("/login/login.htm", "login.example.test"),
+        ("/no/such/page", "login.example.test"),
+    ] {
+        let res = app.router.clone().oneshot(get(path, host)).await.unwrap();
+        assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000", "{path}");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+    let plain = app.router.clone().oneshot(get("/api/v1/users/me", "id.example.test")).await.unwrap();
+    assert!(!plain.headers().contains_key("strict-transport-security"), "never under http");
+    assert_eq!(plain.headers()["x-content-type-options"], "nosniff", "JSON answers too");
+
+    let off = app_with(|c| {
+        c.custom_domains = vec!["https://login.example.test".to_owned()];
+        c.strict_transport_security = latchkey_http::strict_transport_security(0);
+    })
+    .await;
+    let res = off.router.clone().oneshot(get("/api/v1/users/me", "login.example.test")).await.unwrap();
+    assert!(!res.headers().contains_key("strict-transport-security"), "0 turns it off");
+
+    // The session-token redirect's URL carries a token: its answer sends no Referer onward.
+    let res = app
+        .router
+        .clone()
+        .oneshot(get(
+            "/login/sessionCookieRedirect?token=abc&redirectUrl=http%3A%2F%2Fid.example.test%2F",
+            "id.example.test",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+}

@@ -117,6 +117,14 @@ fn config_check_prints_documented_defaults() {
     assert!(text.contains("public_url = \"http://127.0.0.1:8080\""), "{text}");
     assert!(text.contains("database_url = \"sqlite://latchkey-data/latchkey.db\""), "{text}");
     assert!(text.contains("session_token_precedence = \"token\""), "{text}");
+    assert!(text.contains("hsts_max_age_secs = 31536000"), "{text}");
+    let out =
+        run(latchkey(dir.path()).args(["config", "check"]).env("LATCHKEY_HSTS_MAX_AGE_SECS", "99999999"));
+    assert_eq!(out.status.code(), Some(2), "more than two years is refused: {out:?}");
+    assert!(
+        stdout(&out).contains("hsts_max_age_secs")
+            || String::from_utf8_lossy(&out.stderr).contains("hsts_max_age_secs")
+    );
 }
 
 #[test]
