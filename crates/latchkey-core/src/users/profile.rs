@@ -137,11 +137,46 @@ fn check_attribute(name: &str, value: &Value) -> Result<Option<String>, FieldErr
         "login" if !looks_like_email(text) => {
             Err(FieldError::new(name, "Username must be in the form of an email address"))
         }
+        // Look-alikes: `al\u{200b}ice@…` or a full-width `ａlice@…` beside `alice@…` would be a second
+        // account that reads as the first. In NFKC, the lower-cased login the uniqueness check
+        // compares is the case-insensitive NFKC form.
+        "login" if text.chars().any(is_invisible) => {
+            Err(FieldError::new(name, "Username must not contain invisible or formatting characters"))
+        }
+        "login" if !unicode_normalization::is_nfkc(text) => Err(FieldError::new(
+            name,
+            "Username must be in Unicode normalization form NFKC (no full-width or other compatibility characters)",
+        )),
         "email" | "secondEmail" if !looks_like_email(text) => {
             Err(FieldError::new(name, "Does not match required pattern"))
         }
         _ => Ok(Some(text.to_owned())),
     }
+}
+
+/// Unicode's default-ignorable code points (rendered as nothing: zero-width spaces and joiners,
+/// direction marks and overrides, variation selectors, fillers, tags) and the soft hyphen.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// One `@`, something before it, a dotted-or-not domain after it, no spaces.
@@ -198,6 +233,32 @@ mod tests {
         let mut v = base();
         v["login"] = json!("not-an-email");
         assert!(Profile::new(map(v)).is_err());
+    }
+
+    #[test]
+    fn logins_that_would_read_as_another_are_refused() {
+        for look_alike in [
+            "\u{ff41}lice@example.com",
+            "al\u{200b}ice@example.com",
+            "alice\u{2060}@example.com",
+            "\u{202e}moc.elpmaxe@ecila",
+            "al\u{00ad}ice@example.com",
+            "alice@exam\u{fe0f}ple.com",
+            "\u{2126}mega@example.com",
+        ] {
+            let mut v = base();
+            v["login"] = json!(look_alike);
+            let Err(CoreError::Validation { field, causes }) = Profile::new(map(v)) else {
+                panic!("{look_alike:?} was accepted")
+            };
+            assert_eq!(field, "login", "{look_alike:?}");
+            assert!(causes[0].message.starts_with("Username must"), "{look_alike:?}: {}", causes[0].message);
+        }
+        for fine in ["zoë@example.com", "josé@exämple.com", "名前@example.jp", "Alice@Example.com"] {
+            let mut v = base();
+            v["login"] = json!(fine);
+            assert!(Profile::new(map(v)).is_ok(), "{fine}");
+        }
     }
 
     #[test]
