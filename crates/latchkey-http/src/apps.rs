@@ -673,9 +673,7 @@ async fn unassign(
 
 /// A user's app links: the apps the sign-on core lets the user use.
 async fn user_app_links(state: &AppState, user_id: &str) -> Result<Vec<Value>, ApiError> {
-    let mut apps = state.sign_on().app_links(user_id).await?;
-    // An OpenID Connect app has a tile only when it can start a sign-in (`initiate_login_uri`).
-    apps.retain(|(app, _)| app.oidc().is_none_or(|oidc| oidc.client.initiate_login_uri.is_some()));
+    let apps = state.sign_on().app_links(user_id).await?;
     Ok(apps
         .iter()
         .enumerate()

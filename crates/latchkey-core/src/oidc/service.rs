@@ -23,7 +23,7 @@ use crate::ids::{Secret, random_alphanumeric, secret_digest};
 use crate::offload::Offload;
 use crate::signing_keys::service::SigningKeys;
 use crate::signon::{Grant, GrantEncoder};
-use crate::store::{GroupStore, OAuthStore, SigningKeyStore, UserStore};
+use crate::store::{AppStore, GroupStore, OAuthStore, SignOnStore, SigningKeyStore, UserStore};
 use crate::users::User;
 
 /// The sign-on core's encoder for the code flow: the grant becomes a one-time authorization code.
@@ -140,7 +140,7 @@ pub struct ImplicitIssuer<'a, S, O, A> {
 
 impl<S, O, A> GrantEncoder for ImplicitIssuer<'_, S, O, A>
 where
-    S: OAuthStore + UserStore + GroupStore + SigningKeyStore,
+    S: OAuthStore + UserStore + GroupStore + SigningKeyStore + SignOnStore + AppStore,
     O: Offload,
     A: AuditLog,
 {
@@ -267,7 +267,7 @@ fn invalid_client() -> OAuthError {
 
 impl<S, O, A> OAuth<'_, S, O, A>
 where
-    S: OAuthStore + UserStore + GroupStore + SigningKeyStore,
+    S: OAuthStore + UserStore + GroupStore + SigningKeyStore + SignOnStore + AppStore,
     O: Offload,
     A: AuditLog,
 {
@@ -464,6 +464,10 @@ where
         if ended_by_user_change(&user, stored.issued_at) {
             return Err(invalid_grant("The refresh token is invalid or expired."));
         }
+        if !self.still_assigned(app, &user.id, stored.session_id.as_deref()).await? {
+            self.log_refusal(app, Some(&user.id), "the user is no longer assigned to the app").await;
+            return Err(invalid_grant("The user is not assigned to the client application."));
+        }
         let scopes = match scope {
             None => stored.scopes.clone(),
             Some(text) => {
@@ -512,6 +516,18 @@ where
     async fn revoke_family(&self, family: &str, now: Timestamp) -> Result<u64, OAuthError> {
         let until = now.plus_seconds(TOKEN_LIFETIME_SECS);
         self.store.revoke_family(family, until).await.map_err(server_error)
+    }
+
+    /// Whether `user_id` may still use `app` (assigned directly or through a group; the sign-on
+    /// core's rule, through the node's cache of the session's grants when it holds them).
+    async fn still_assigned(
+        &self,
+        app: &App,
+        user_id: &str,
+        session_id: Option<&str>,
+    ) -> Result<bool, OAuthError> {
+        let grant = self.store.find_sso_grant(&app.id, user_id, session_id.unwrap_or_default()).await;
+        Ok(grant.map_err(server_error)?.is_some())
     }
 
     async fn active_user(&self, user_id: &str) -> Result<User, OAuthError> {
@@ -685,6 +701,9 @@ where
             }
         };
         if let Some((user_id, issued_at)) = user_id {
+            if !self.still_assigned(app, &user_id, None).await? {
+                return Ok(inactive());
+            }
             match self.active_user(&user_id).await {
                 Ok(user) if !ended_by_user_change(&user, issued_at) => {
                     answer.insert("username".into(), json!(user.login()));
@@ -721,7 +740,13 @@ where
     async fn find_presented(&self, server: Server, token: &str) -> Result<Option<Presented>, OAuthError> {
         if token.contains('.') {
             let keys = self.keys.current().await.map_err(server_error)?;
-            let Ok(claims) = jwt::verify(token, &keys) else { return Ok(None) };
+            let Ok(claims) = jwt::verify(token, &keys) else {
+                tracing::warn!(
+                    server = server.as_str(),
+                    "a JWT presented to introspection or revocation is not ours (tampered, foreign or unknown key)"
+                );
+                return Ok(None);
+            };
             return Ok(AccessToken::from_claims(
                 claims,
                 server.issuer(self.org_url).as_str(),
@@ -966,6 +991,14 @@ where
         let user_id = access.user_id.as_deref().ok_or_else(invalid)?;
         let user = self.active_user(user_id).await.map_err(|_| invalid())?;
         if ended_by_user_change(&user, access.issued_at) {
+            return Err(invalid());
+        }
+        // The client must still be active, and the user still assigned to it.
+        let app = self.store.find_app(&access.client_id).await.map_err(server_error)?;
+        let Some(app) = app.filter(|a| a.id == access.client_id && a.is_active()) else {
+            return Err(invalid());
+        };
+        if !self.still_assigned(&app, &user.id, None).await? {
             return Err(invalid());
         }
         let mut claims = self.user_claims(&user, &access.scopes).await?;

@@ -123,7 +123,11 @@ where
     /// The apps the user may use, with the assignment, in dashboard order (Okta's appLinks).
     pub async fn app_links(&self, user_id: &str) -> Result<Vec<(App, AppUser)>, CoreError> {
         let mut apps = self.store.list_user_apps(user_id).await?;
-        apps.retain(|(app, _)| app.is_active());
+        // An OpenID Connect app has a link only when it can start a sign-in itself
+        // (`initiate_login_uri`); its embed link goes there.
+        apps.retain(|(app, _)| {
+            app.is_active() && app.oidc().is_none_or(|oidc| oidc.client.initiate_login_uri.is_some())
+        });
         Ok(apps)
     }
 

@@ -86,9 +86,28 @@ impl Carry {
         context! { from_uri => self.from_uri.clone(), remember => self.remember }
     }
 
-    /// The origin of an absolute `fromURI` (for the page's `form-action`).
-    fn external_origin(&self) -> Option<String> {
-        self.from_uri.as_deref().filter(|f| !is_local_path(f)).and_then(latchkey_core::origins::origin_of_url)
+    /// The origin the sign-in may end on, for the page's `form-action` (Chromium applies it to
+    /// every redirect that follows the form post): an absolute `fromURI`'s, or, for an OpenID
+    /// Connect `authorize` request, the origin of its `redirect_uri` when the client registered it.
+    async fn form_action(&self, state: &AppState) -> Option<String> {
+        let from = self.from_uri.as_deref()?;
+        if !is_local_path(from) {
+            return latchkey_core::origins::origin_of_url(from);
+        }
+        let (path, query) = from.split_once('?')?;
+        if !matches!(path, "/oauth2/v1/authorize" | "/oauth2/default/v1/authorize") {
+            return None;
+        }
+        let param = |name: &str| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let (client_id, redirect_uri) = (param("client_id")?, param("redirect_uri")?);
+        let found = latchkey_core::store::AppStore::find_app(&state.store, &client_id).await;
+        let app = found.ok().flatten().filter(|app| app.id == client_id)?;
+        let registered = app.oidc()?.redirect_uri(&redirect_uri)?;
+        latchkey_core::origins::origin_of_url(registered)
     }
 }
 
@@ -112,7 +131,7 @@ async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap, params:
         }
     }
     let carry = Carry { from_uri: from, remember: false };
-    ui.form_action = carry.external_origin();
+    ui.form_action = carry.form_action(&state).await;
     // An OpenID Connect `login_hint` (passed on by `authorize`) fills in the username.
     let hint = params.get("login_hint").filter(|h| h.chars().count() <= 256).unwrap_or_default();
     sign_in_form(&state, &ui, &carry, StatusCode::OK, hint, None, reprompt).await
@@ -157,7 +176,7 @@ async fn sign_in_submit(
         Ok(carry) => carry,
         Err(e) => return e.into_page(&state, &headers),
     };
-    ui.form_action = carry.external_origin();
+    ui.form_action = carry.form_action(&state).await;
     let username = form.get("username").unwrap_or_default().trim().to_owned();
     let password = form.get("password").unwrap_or_default();
     if username.is_empty() || password.is_empty() {
@@ -226,7 +245,7 @@ async fn step(
         Ok(carry) => carry,
         Err(e) => return e.into_page(&state, &headers),
     };
-    ui.form_action = carry.external_origin();
+    ui.form_action = carry.form_action(&state).await;
     let flow = Flow { state: &state, headers: &headers, ip: ip.as_deref(), caller: &caller, carry };
     let Some(token) = cookie_value(&headers, TX_COOKIE).filter(|t| !t.is_empty()) else {
         return flow.expired(ui).await;

@@ -433,6 +433,14 @@ async fn without_a_session_the_sign_in_page_comes_first_and_returns_to_authorize
     assert!(hinted.location().ends_with("&login_hint=alice%40example.com"), "{}", hinted.location());
     let form = browser.get(&rp.app, hinted.location().strip_prefix(BASE).unwrap()).await;
     assert!(form.body.contains(r#"value="alice@example.com""#), "{}", form.body);
+    // Chromium applies the page's form-action to the redirects after the post, the last of which
+    // goes to the client: its registered redirect URI's origin is allowed, and no other.
+    let csp = form.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("form-action 'self' https://rp.example.com;"), "{csp}");
+    let forged = hinted.location().strip_prefix(BASE).unwrap().replace("rp.example.com", "evil.example.com");
+    let forged_form = browser.get(&rp.app, &forged).await;
+    let csp = forged_form.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("form-action 'self';"), "an unregistered redirect_uri adds nothing: {csp}");
     let signed_in =
         browser.sign_in(&rp.app, &format!("?fromURI={from}"), "alice@example.com", PASSWORD, &[]).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
@@ -691,6 +699,59 @@ async fn an_access_token_revoked_alone_or_expired_is_inactive_and_its_grant_live
     rp.app.clock.advance_secs(3600);
     assert_eq!(introspect(&rp, &fresh).await, json!({"active": false}));
     assert_eq!(userinfo(&rp.app, &fresh).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_user_no_longer_assigned_to_the_app_or_a_deactivated_app_ends_its_tokens() {
+    let rp = refreshing_rp("ROTATE").await;
+    let tokens = offline_tokens(&rp).await;
+    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(&rp.app, &access).await.status, StatusCode::OK);
+    let removed = rp
+        .app
+        .call(Method::DELETE, &format!("/api/v1/apps/{}/users/{}", rp.client_id, rp.alice), Value::Null)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    let refused = refresh(&rp, &refresh_token).await;
+    assert_eq!(refused.body["error"], "invalid_grant", "{}", refused.body);
+    assert_eq!(introspect(&rp, &refresh_token).await, json!({"active": false}));
+    assert_eq!(introspect(&rp, &access).await, json!({"active": false}));
+    assert_eq!(userinfo(&rp.app, &access).await.status, StatusCode::UNAUTHORIZED);
+
+    // Assigned again: a new grant works; then the app is deactivated and its tokens stop at userinfo.
+    rp.app.call(Method::POST, &format!("/api/v1/apps/{}/users", rp.client_id), json!({"id": rp.alice})).await;
+    let again = offline_tokens(&rp).await;
+    let access = again.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(userinfo(&rp.app, &access).await.status, StatusCode::OK);
+    let deactivated = rp
+        .app
+        .call(Method::POST, &format!("/api/v1/apps/{}/lifecycle/deactivate", rp.client_id), Value::Null)
+        .await;
+    assert_eq!(deactivated.status, StatusCode::OK, "{}", deactivated.body);
+    assert_eq!(userinfo(&rp.app, &access).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_dashboard_and_app_links_show_an_oidc_app_only_with_an_initiate_login_uri() {
+    let rp = setup().await;
+    let mut browser = Browser::default();
+    let signed_in = browser.sign_in(&rp.app, "", "alice@example.com", PASSWORD, &[]).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+    let home = browser.get(&rp.app, "/app/UserHome").await;
+    assert!(!home.body.contains(&rp.client_id), "no tile that goes nowhere: {}", home.body);
+    let links = rp.app.call(Method::GET, &format!("/api/v1/users/{}/appLinks", rp.alice), Value::Null).await;
+    assert_eq!(links.body, json!([]));
+    let with_login = oidc_app_body(json!({"initiate_login_uri": "https://rp.example.com/login"}));
+    let created = rp.app.call(Method::POST, "/api/v1/apps", with_login).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let tile_id = created.body["id"].as_str().unwrap().to_owned();
+    rp.app.call(Method::POST, &format!("/api/v1/apps/{tile_id}/users"), json!({"id": rp.alice})).await;
+    let links = rp.app.call(Method::GET, &format!("/api/v1/users/{}/appLinks", rp.alice), Value::Null).await;
+    assert_eq!(links.body.as_array().map(Vec::len), Some(1), "{}", links.body);
+    assert_eq!(links.body[0]["appInstanceId"], tile_id.as_str());
+    let home = browser.get(&rp.app, "/app/UserHome").await;
+    assert!(home.body.contains(&tile_id) && !home.body.contains(&rp.client_id), "{}", home.body);
 }
 
 #[tokio::test]
