@@ -1210,6 +1210,29 @@ fn code_for(app_id: &str, expires_at: i64) -> latchkey_core::oidc::Authorization
     }
 }
 
+/// Presents every code in `digests` at once (each a request of its own); how many were spent
+/// first and how many were replays.
+async fn redeem_at_once(store: &Store, digests: Vec<String>) -> (usize, usize) {
+    use latchkey_core::oidc::Redeemed;
+    use latchkey_core::store::OAuthStore;
+    let attempts: Vec<_> = digests
+        .into_iter()
+        .map(|digest| {
+            let store = store.clone();
+            tokio::spawn(async move { store.redeem_code(&digest, Timestamp(1_000)).await.unwrap() })
+        })
+        .collect();
+    let (mut first, mut again) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Redeemed::First(_) => first += 1,
+            Redeemed::Again(_) => again += 1,
+            Redeemed::Unknown => {}
+        }
+    }
+    (first, again)
+}
+
 pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store) {
     use latchkey_core::oidc::{IssuedToken, Redeemed, Revocation, TokenKind};
     use latchkey_core::store::OAuthStore;
@@ -1218,19 +1241,8 @@ pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store
     let code = code_for("0oaoauth", 60_000);
     store.insert_code("digest-1", &code).await.unwrap();
     // Eight requests present the same code at once: exactly one spends it.
-    let attempts: Vec<_> = (0..8)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { store.redeem_code("digest-1", Timestamp(1_000)).await.unwrap() })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for attempt in attempts {
-        outcomes.push(attempt.await.unwrap());
-    }
-    let first = outcomes.iter().filter(|o| matches!(o, Redeemed::First(_))).count();
-    let again = outcomes.iter().filter(|o| matches!(o, Redeemed::Again(_))).count();
-    assert_eq!((first, again), (1, 7), "{outcomes:?}");
+    let digests = vec!["digest-1".to_owned(); 8];
+    assert_eq!(redeem_at_once(store, digests).await, (1, 7));
     assert!(
         matches!(store.redeem_code("digest-1", Timestamp(2_000)).await.unwrap(), Redeemed::Again(c) if c == code)
     );
@@ -1242,22 +1254,8 @@ pub async fn oauth_codes_are_spent_once_and_replays_are_told_apart(store: &Store
     for i in 0..20 {
         store.insert_code(&format!("batch-{i}"), &code_for("0oaoauth", 60_000)).await.unwrap();
     }
-    let attempts: Vec<_> = (0..20)
-        .chain(0..5)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(
-                async move { store.redeem_code(&format!("batch-{i}"), Timestamp(1_000)).await.unwrap() },
-            )
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for attempt in attempts {
-        outcomes.push(attempt.await.unwrap());
-    }
-    let first = outcomes.iter().filter(|o| matches!(o, Redeemed::First(_))).count();
-    let again = outcomes.iter().filter(|o| matches!(o, Redeemed::Again(_))).count();
-    assert_eq!((first, again), (20, 5), "five codes presented twice: {outcomes:?}");
+    let digests = (0..20).chain(0..5).map(|i| format!("batch-{i}")).collect();
+    assert_eq!(redeem_at_once(store, digests).await, (20, 5), "five codes presented twice");
 
     let refresh = IssuedToken {
         id: "RT.1".to_owned(),
