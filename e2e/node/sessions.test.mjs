@@ -97,6 +97,8 @@ function assertRawLinks(json, user, { me = false } = {}) {
   assert.deepEqual(links.refresh?.hints?.allow, ['POST'], `_links.refresh.hints: ${JSON.stringify(links)}`);
   const userHref = me ? `${server.orgUrl}/api/v1/users/me` : `${server.orgUrl}/api/v1/users/${user.id}`;
   assert.equal(links.user?.href, userHref, `_links.user: ${JSON.stringify(links)}`);
+  // Okta's recorded answers: `users/me` may be read and updated; another user's link is read-only.
+  assert.deepEqual(links.user?.hints?.allow, me ? ['GET', 'POST'] : ['GET'], `_links.user.hints: ${JSON.stringify(links)}`);
 }
 
 describe('sessions: admin API by session id', () => {

@@ -126,7 +126,8 @@ pub(crate) fn render<'a>(
             user: Link {
                 name: Some(name.trim().to_owned()),
                 href: user_href,
-                hints: Hints { allow: &["GET"] },
+                // Okta's: the signed-in user may read and update themselves through `users/me`.
+                hints: Hints { allow: if me { &["GET", "POST"] } else { &["GET"] } },
             },
         },
     }

@@ -39,10 +39,20 @@ pub(crate) fn secure(response: &mut Response, form_action: Option<&str>) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// A `Location` value for `to`: bytes a header may not carry (non-ASCII, controls, spaces) are
+/// percent-encoded (RFC 3986 §2.1), as a browser would before sending the URL, so a target with
+/// such characters still redirects instead of answering without a `Location`.
+fn location(to: &str) -> Option<HeaderValue> {
+    const UNSAFE: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
+    let encoded: String = percent_encoding::utf8_percent_encode(to, UNSAFE).collect();
+    HeaderValue::from_str(&encoded).ok()
+}
+
 /// `303 See Other` (after a form post the browser must GET the target).
 pub(crate) fn see_other(to: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(location) = HeaderValue::from_str(to) {
+    if let Some(location) = location(to) {
         response.headers_mut().insert(LOCATION, location);
     }
     secure(&mut response, None);
@@ -52,7 +62,7 @@ pub(crate) fn see_other(to: &str) -> Response {
 /// `302` to `to`, not cached (every browser redirect of the IdP).
 pub(crate) fn redirect(to: &str) -> Response {
     let mut response = StatusCode::FOUND.into_response();
-    if let Ok(location) = HeaderValue::from_str(to) {
+    if let Some(location) = location(to) {
         response.headers_mut().insert(LOCATION, location);
     }
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -250,4 +260,19 @@ pub(crate) fn message_page(
         }),
     };
     ui.render(state, status, "message.html", page)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code: a failed step fails the test")]
+
+    use axum::http::header::LOCATION;
+
+    #[test]
+    fn a_location_with_non_ascii_or_spaces_is_percent_encoded_and_encoded_bytes_stay() {
+        let response = super::redirect("https://sp.example.com/ü ber?q=a%20b&r=\u{7}");
+        assert_eq!(response.headers()[LOCATION], "https://sp.example.com/%C3%BC%20ber?q=a%20b&r=%07");
+        let response = super::see_other("/app/UserHome?fromURI=%2Fx");
+        assert_eq!(response.headers()[LOCATION], "/app/UserHome?fromURI=%2Fx");
+    }
 }
