@@ -40,6 +40,8 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Renders the Prometheus exposition for `/metrics`; `None` answers 404.
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// The bearer token `/metrics` asks for; without one, only loopback peers may read it.
+    pub metrics_token: Option<String>,
     pub authn_limits: AuthnLimits,
     /// The organisation's id (`00o…`), shown as the identity provider of its sessions.
     pub org_id: String,
@@ -72,6 +74,7 @@ impl HttpConfig {
             public_url: public_url.trim_end_matches('/').to_owned(),
             body_limit: DEFAULT_BODY_LIMIT,
             metrics: None,
+            metrics_token: None,
             authn_limits: AuthnLimits::default(),
             org_id: String::new(),
             session_token_precedence: TokenPrecedence::Token,

@@ -26,6 +26,7 @@ const KEYS: &[&str] = &[
     "pages_dir",
     "test_sp",
     "hsts_max_age_secs",
+    "metrics_token",
 ];
 
 /// The configuration as written, before validation. Every field is optional so layers compose.
@@ -66,6 +67,9 @@ pub struct RawConfig {
     /// `Strict-Transport-Security` max-age on answers under an `https` public URL; 0 turns it off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hsts_max_age_secs: Option<u64>,
+    /// The bearer token `/metrics` asks of scrapers; without one only loopback peers may read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -92,6 +96,7 @@ pub struct Settings {
     pub pages_dir: Option<std::path::PathBuf>,
     pub test_sp: bool,
     pub hsts_max_age_secs: u64,
+    pub metrics_token: Option<String>,
 }
 
 /// Where the master key comes from.
@@ -206,6 +211,10 @@ impl RawConfig {
         if hsts_max_age_secs > 2 * latchkey_http::DEFAULT_HSTS_MAX_AGE_SECS {
             problems.push("hsts_max_age_secs: must be at most 63072000 (two years)".to_owned());
         }
+        let metrics_token = self.metrics_token.clone().filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic())) {
+            problems.push("metrics_token: must be at least 16 visible ASCII characters".to_owned());
+        }
         let defaults = latchkey_core::authn::machine::AuthnLimits::default();
         let authn_limits = latchkey_core::authn::machine::AuthnLimits {
             per_username: self.authn_rate_limit_per_username.unwrap_or(defaults.per_username),
@@ -231,6 +240,7 @@ impl RawConfig {
                 pages_dir,
                 test_sp: self.test_sp.unwrap_or(false),
                 hsts_max_age_secs,
+                metrics_token,
             }),
             _ => Err(problems),
         }
@@ -278,7 +288,7 @@ impl Settings {
     /// Human-readable effective settings with secrets masked (`latchkey config check`).
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\ntest_sp = {}\nhsts_max_age_secs = {}\n",
+            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\ntest_sp = {}\nhsts_max_age_secs = {}\nmetrics_token = {}\n",
             self.listen,
             self.public_base(),
             self.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/')).collect::<Vec<_>>(),
@@ -301,6 +311,7 @@ impl Settings {
             self.pages_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
             self.test_sp,
             self.hsts_max_age_secs,
+            if self.metrics_token.is_some() { "\"***\"" } else { "(none: loopback scrapers only)" },
         )
     }
 }

@@ -133,3 +133,44 @@ async fn https_answers_carry_hsts_http_ones_never_and_no_answer_may_be_sniffed()
         .unwrap();
     assert_eq!(res.headers()["referrer-policy"], "no-referrer");
 }
+
+#[tokio::test]
+async fn metrics_are_for_loopback_scrapers_or_the_bearer_of_the_metrics_token() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    let render = || {
+        std::sync::Arc::new(|| "latchkey_up 1\n".to_owned())
+            as std::sync::Arc<dyn Fn() -> String + Send + Sync>
+    };
+    let app = app_with(|c| c.metrics = Some(render())).await;
+    let from = |peer: &str, bearer: Option<&str>| {
+        let mut request = Request::get("/metrics").header("host", "id.example.test");
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        request
+    };
+    let local = app.router.clone().oneshot(from("127.0.0.1:50000", None)).await.unwrap();
+    assert_eq!(local.status(), StatusCode::OK);
+    let remote = app.router.clone().oneshot(from("203.0.113.9:50000", None)).await.unwrap();
+    assert_eq!(remote.status(), StatusCode::UNAUTHORIZED, "not public");
+    assert_eq!(remote.headers()["www-authenticate"], "Bearer");
+    let body = remote.into_body().collect().await.unwrap().to_bytes();
+    assert!(!String::from_utf8_lossy(&body).contains("latchkey_up"));
+
+    let guarded = app_with(|c| {
+        c.metrics = Some(render());
+        c.metrics_token = Some("scrape-me-please-0123".to_owned());
+    })
+    .await;
+    for (peer, bearer, expected) in [
+        ("203.0.113.9:50000", Some("scrape-me-please-0123"), StatusCode::OK),
+        ("203.0.113.9:50000", Some("scrape-me-please-0124"), StatusCode::UNAUTHORIZED),
+        ("127.0.0.1:50000", None, StatusCode::UNAUTHORIZED),
+    ] {
+        let res = guarded.router.clone().oneshot(from(peer, bearer)).await.unwrap();
+        assert_eq!(res.status(), expected, "{peer} {bearer:?}");
+    }
+}

@@ -239,10 +239,16 @@ fn env_vars_configure_serve() {
     let db = format!("sqlite://{}/elsewhere/x.db", dir.path().display());
     let server = start(
         dir.path(),
-        &[("LATCHKEY_DATABASE_URL", &db), ("LATCHKEY_PUBLIC_URL", "https://id.example.com")],
+        &[
+            ("LATCHKEY_DATABASE_URL", &db),
+            ("LATCHKEY_PUBLIC_URL", "https://id.example.com"),
+            ("LATCHKEY_METRICS_TOKEN", "scrape-me-please-0123"),
+        ],
     );
     assert!(dir.path().join("elsewhere/x.db").is_file());
     assert!(!dir.path().join("latchkey-data").exists());
+    // With a metrics token even a loopback scraper must present it.
+    assert_eq!(http(server.port, "GET", "/metrics", None, "").0, 401);
     server.terminate();
     let mut server = server;
     assert!(server.child.wait().unwrap().success());
