@@ -53,6 +53,9 @@ pub struct HttpConfig {
     pub pages_dir: Option<std::path::PathBuf>,
     /// Mount the demo kiosk portal and the built-in test SP (`serve --demo`, or `test_sp = true`).
     pub test_sp: bool,
+    /// `GET /login/signout` ends a session only for a same-site request or the sign-out form's
+    /// (a cross-site link gets a confirmation); off by default, as in Okta.
+    pub signout_requires_same_site: bool,
     /// The `Strict-Transport-Security` value sent under an `https` base; `None` sends none.
     pub strict_transport_security: Option<axum::http::HeaderValue>,
 }
@@ -81,6 +84,7 @@ impl HttpConfig {
             custom_domains: Vec::new(),
             pages_dir: None,
             test_sp: false,
+            signout_requires_same_site: false,
             strict_transport_security: strict_transport_security(DEFAULT_HSTS_MAX_AGE_SECS),
         }
     }

@@ -27,6 +27,7 @@ const KEYS: &[&str] = &[
     "test_sp",
     "hsts_max_age_secs",
     "metrics_token",
+    "signout_requires_same_site",
 ];
 
 /// The configuration as written, before validation. Every field is optional so layers compose.
@@ -70,6 +71,9 @@ pub struct RawConfig {
     /// The bearer token `/metrics` asks of scrapers; without one only loopback peers may read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<String>,
+    /// `GET /login/signout` ends the session only for a same-site request or the sign-out form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signout_requires_same_site: Option<bool>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -97,6 +101,7 @@ pub struct Settings {
     pub test_sp: bool,
     pub hsts_max_age_secs: u64,
     pub metrics_token: Option<String>,
+    pub signout_requires_same_site: bool,
 }
 
 /// Where the master key comes from.
@@ -241,6 +246,7 @@ impl RawConfig {
                 test_sp: self.test_sp.unwrap_or(false),
                 hsts_max_age_secs,
                 metrics_token,
+                signout_requires_same_site: self.signout_requires_same_site.unwrap_or(false),
             }),
             _ => Err(problems),
         }
@@ -288,7 +294,7 @@ impl Settings {
     /// Human-readable effective settings with secrets masked (`latchkey config check`).
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\ntest_sp = {}\nhsts_max_age_secs = {}\nmetrics_token = {}\n",
+            "listen = \"{}\"\npublic_url = \"{}\"\ncustom_domains = {:?}\ndatabase_url = \"{}\"\nsession_token_precedence = \"{}\"\nlog_format = \"{}\"\nbody_limit_bytes = {}\n{}\nauthn_rate_limit_per_username = {}\nauthn_rate_limit_per_ip = {}\npages_dir = {:?}\ntest_sp = {}\nhsts_max_age_secs = {}\nmetrics_token = {}\nsignout_requires_same_site = {}\n",
             self.listen,
             self.public_base(),
             self.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/')).collect::<Vec<_>>(),
@@ -312,6 +318,7 @@ impl Settings {
             self.test_sp,
             self.hsts_max_age_secs,
             if self.metrics_token.is_some() { "\"***\"" } else { "(none: loopback scrapers only)" },
+            self.signout_requires_same_site,
         )
     }
 }

@@ -33,6 +33,7 @@ pub async fn run(settings: Settings, demo: bool) -> Result<(), String> {
     http.body_limit = settings.body_limit_bytes;
     http.metrics = Some(Arc::new(move || metrics.render()));
     http.metrics_token = settings.metrics_token.clone();
+    http.signout_requires_same_site = settings.signout_requires_same_site;
     http.authn_limits = settings.authn_limits;
     http.custom_domains =
         settings.custom_domains.iter().map(|u| u.as_str().trim_end_matches('/').to_owned()).collect();

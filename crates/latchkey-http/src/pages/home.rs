@@ -180,9 +180,25 @@ async fn end_other_sessions(
 /// `GET /login/signout` (Okta's endpoint), which ends the session and goes to the sign-in page.
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let ui = Ui::new(&state, &headers);
-    if !csrf::check(&state, &headers, Form::parse(&body).get("_csrf")) {
+    let form = Form::parse(&body);
+    let Some(proof) = form.get("_csrf").filter(|token| csrf::check(&state, &headers, Some(token))) else {
         return web::error_page(&state, &headers, BrowserError::Csrf, StatusCode::FORBIDDEN);
+    };
+    // The GET carries the form's CSRF token on, which proves it comes from this form when
+    // `signout_requires_same_site` asks for proof (see `saml::slo::signout`).
+    let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let mut query = Vec::new();
+    if state.config.signout_requires_same_site {
+        query.push(format!("_csrf={}", encode(proof)));
     }
+    if let Some(from) = form.get("fromURI").filter(|f| !f.is_empty()) {
+        query.push(format!("fromURI={}", encode(from)));
+    }
+    let next = if query.is_empty() {
+        "/login/signout".to_owned()
+    } else {
+        format!("/login/signout?{}", query.join("&"))
+    };
     // `GET /login/signout` ends the session and walks the apps taking part in Single Logout. This
     // page goes there by a refresh, not by redirecting the POST: browsers apply the page's
     // `form-action 'self'` to every redirect that follows a form post, so the walk's first hop to
@@ -191,8 +207,8 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         title => ui.text("signout.title"),
         heading => ui.text("signout.title"),
         message => ui.text("signout.message"),
-        refresh => "/login/signout",
-        back_href => "/login/signout",
+        refresh => next.clone(),
+        back_href => next,
         back_label => ui.text("signout.continue"),
     };
     ui.render(&state, StatusCode::OK, "message.html", page)

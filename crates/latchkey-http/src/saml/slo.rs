@@ -418,6 +418,9 @@ async fn signout(
     headers: HeaderMap,
     params: QueryParams,
 ) -> Response {
+    if state.config.signout_requires_same_site && !same_site_or_proven(&state, &headers, &params) {
+        return confirm_signout(&state, &headers, params.get("fromURI"));
+    }
     let ended = match web::browser_session(&state, &headers).await {
         Ok(Some((session, _, _))) => {
             if let Err(e) = state.sessions().end(&session, EndReason::Logout, None, ip.as_deref()).await {
@@ -446,6 +449,30 @@ async fn signout(
     };
     web::cookies::clear_session_cookie(&state, &mut response);
     response
+}
+
+/// With `signout_requires_same_site`: the browser says the request came from this site
+/// (`Sec-Fetch-Site: same-origin`, `same-site`, or `none` for a typed address or bookmark), or
+/// it carries the CSRF token of the sign-out form. A cross-site link or image cannot do either.
+fn same_site_or_proven(state: &AppState, headers: &HeaderMap, params: &QueryParams) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    matches!(fetch_site, Some("same-origin" | "same-site" | "none"))
+        || params.get("_csrf").is_some_and(|token| web::csrf::check(state, headers, Some(token)))
+}
+
+/// The question a cross-site sign-out link gets instead of an ended session: a button that posts
+/// the sign-out form (with its CSRF token) and keeps `fromURI`.
+fn confirm_signout(state: &AppState, headers: &HeaderMap, from_uri: Option<&str>) -> Response {
+    let ui = web::Ui::new(state, headers);
+    let page = minijinja::context! {
+        title => ui.text("signout.confirm_title"),
+        heading => ui.text("signout.confirm_title"),
+        message => ui.text("signout.confirm_message"),
+        signout_form => true,
+        from_uri => from_uri.filter(|f| f.len() <= 2048),
+        back_label => ui.text("signout.confirm_button"),
+    };
+    ui.render(state, StatusCode::OK, "message.html", page)
 }
 
 /// `/login/signout` for a session that visited apps taking part in SLO: walks them, then goes to

@@ -641,3 +641,46 @@ async fn demo_pages_exist_only_when_enabled() {
     assert_eq!(jar.get(&app, "/demo/kiosk").await.status, StatusCode::NOT_FOUND);
     assert_eq!(jar.get(&app, "/demo/sp/").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn with_signout_requires_same_site_a_cross_site_link_asks_first_and_the_form_signs_out() {
+    let app = crate::support::app_with(|c| c.signout_requires_same_site = true).await;
+    app.create_ok("leave@example.com").await;
+    let mut laptop = Browser::default();
+    let signed_in = laptop.sign_in(&app, "", "leave@example.com", PASSWORD, &[]).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+
+    // A link or an image on another site: a question, and the session stays.
+    let asked = laptop.get(&app, "/login/signout?fromURI=%2Fapp%2FUserHome").await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.body.contains("Sign out?"), "{}", asked.body);
+    assert_eq!(laptop.get(&app, "/app/UserHome").await.status, StatusCode::OK, "still signed in");
+    let cross = Request::get("/login/signout").header("sec-fetch-site", "cross-site");
+    assert_eq!(laptop.send(&app, cross, Body::empty()).await.status, StatusCode::OK);
+    assert_eq!(laptop.get(&app, "/app/UserHome").await.status, StatusCode::OK, "still signed in");
+
+    // The question's button posts the form; its page continues with the form's proof.
+    let confirmed = laptop.submit(&app, &asked, "/login/signout", &[]).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let next = confirmed
+        .body
+        .split("url=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    assert!(next.starts_with("/login/signout?_csrf="), "{next}");
+    let done = laptop.get(&app, &next).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
+    assert!(done.location().ends_with("/app/UserHome"), "fromURI kept: {}", done.location());
+    assert_eq!(laptop.get(&app, "/app/UserHome").await.status, StatusCode::SEE_OTHER, "signed out");
+
+    // A same-origin navigation (the browser says so) signs out at once.
+    laptop.sign_in(&app, "", "leave@example.com", PASSWORD, &[]).await;
+    let same = Request::get("/login/signout").header("sec-fetch-site", "same-origin");
+    assert_eq!(laptop.send(&app, same, Body::empty()).await.status, StatusCode::FOUND);
+    assert_eq!(laptop.get(&app, "/app/UserHome").await.status, StatusCode::SEE_OTHER, "signed out");
+}
