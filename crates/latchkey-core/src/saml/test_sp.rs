@@ -37,6 +37,10 @@ pub struct Arrival {
     pub session_index: Option<String>,
     pub in_response_to: Option<String>,
     pub attributes: Vec<(String, Vec<String>)>,
+    /// The Assertion's `ID` and when it stops being valid: an SP keeps the ids it accepted until
+    /// then, to refuse the same Assertion posted again (SAML Profiles §4.1.4.5).
+    pub assertion_id: String,
+    pub valid_until: Timestamp,
 }
 
 /// An AuthnRequest for the HTTP-Redirect binding (unsigned), and its ID.
@@ -167,11 +171,14 @@ pub fn read_response(b64: &str, expect: &Expectations<'_>) -> Result<Arrival, St
         return Err("the subject confirmation has expired".to_owned());
     }
     let conditions = require(*assertion, NS_ASSERTION, "Conditions")?;
+    let not_on_or_after = time_attr(conditions, "NotOnOrAfter")?;
     if time_attr(conditions, "NotBefore")?.is_some_and(|t| now.plus_seconds(skew) < t)
-        || time_attr(conditions, "NotOnOrAfter")?.is_none_or(|t| now.plus_seconds(-skew) >= t)
+        || not_on_or_after.is_none_or(|t| now.plus_seconds(-skew) >= t)
     {
         return Err("the Assertion is not valid now".to_owned());
     }
+    let assertion_id = assertion.attribute("ID").ok_or("the Assertion has no ID")?.to_owned();
+    let valid_until = not_on_or_after.unwrap_or(now).plus_seconds(skew);
     let audience =
         require(require(conditions, NS_ASSERTION, "AudienceRestriction")?, NS_ASSERTION, "Audience")?;
     if text(audience) != expect.sp_entity_id {
@@ -202,6 +209,8 @@ pub fn read_response(b64: &str, expect: &Expectations<'_>) -> Result<Arrival, St
         session_index,
         in_response_to,
         attributes,
+        assertion_id,
+        valid_until,
     })
 }
 

@@ -64,9 +64,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .layer(Extension(Arc::new(rp::TestRp::default())))
 }
 
-/// The test SP's outstanding AuthnRequest ids and when they expire.
+/// The test SP's outstanding AuthnRequest ids and when they expire (`.0`), and the Assertion ids
+/// it accepted, kept until the Assertion expires (`.1`) to refuse a replay.
 #[derive(Default)]
-struct TestSp(Mutex<HashMap<String, Timestamp>>);
+struct TestSp(Mutex<HashMap<String, Timestamp>>, Mutex<HashMap<String, Timestamp>>);
 
 /// The test SP's entity id: stable across restarts and hosts (the configured public URL).
 fn sp_entity_id(state: &AppState) -> String {
@@ -343,6 +344,19 @@ async fn sp_acs(
         Ok(arrival) => arrival,
         Err(reason) => return refused(reason),
     };
+    // What an SP must check beside the signature: the same Assertion posted again (a replay
+    // from the browser's history or a captured form) is refused until it expires.
+    let replayed = match test_sp.1.lock() {
+        Ok(mut accepted) => {
+            let now = state.clock.now();
+            accepted.retain(|_, until| *until > now);
+            accepted.insert(arrival.assertion_id.clone(), arrival.valid_until).is_some()
+        }
+        Err(_) => true,
+    };
+    if replayed {
+        return refused("this Assertion was accepted before: a replay".to_owned());
+    }
     let solicited = match &arrival.in_response_to {
         None => false,
         Some(id) => {

@@ -595,6 +595,11 @@ async fn demo_kiosk_and_test_sp_show_the_second_person_as_themselves() {
         assert_eq!(arrived.status, StatusCode::OK, "{}", arrived.body);
         assert!(arrived.body.contains(&format!("<h1>Signed in as {person}</h1>")), "{}", arrived.body);
         assert!(arrived.body.contains("IdP-initiated"));
+        // The same unsolicited Response posted again (the browser's back button, a captured
+        // form): the Assertion was accepted once, so it is a replay.
+        let again = post_to_acs(&mut jar, &app, &form).await;
+        assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.body);
+        assert!(again.body.contains("a replay"), "{}", again.body);
     }
     // SP-initiated with the session the kiosk left: the SP's own request is answered.
     let request = jar.get(&app, "/demo/sp/login").await;
