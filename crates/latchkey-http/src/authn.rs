@@ -6,8 +6,8 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use latchkey_core::CoreError;
 use latchkey_core::authn::machine::{AuthnOptions, AuthnView, FactorView};
@@ -84,7 +84,20 @@ async fn start(
         };
         let username = required(&body, "username")?;
         let password = required(&body, "password")?;
-        state.primary_authn(&username, &password, options, relay_state, &caller.context).await?
+        let (result, quota) =
+            state.primary_authn(&username, &password, options, relay_state, &caller.context).await;
+        // Okta sends its rate-limit headers on every answer of a rate-limited endpoint.
+        let mut response = match result {
+            Ok(view) => caller.finish(render(&state, &view)),
+            Err(error) => ApiError::from(error).into_response(),
+        };
+        if let Some(quota) = quota {
+            let headers = response.headers_mut();
+            headers.insert("x-rate-limit-limit", HeaderValue::from(quota.limit));
+            headers.insert("x-rate-limit-remaining", HeaderValue::from(quota.remaining));
+            headers.insert("x-rate-limit-reset", HeaderValue::from(quota.reset.epoch_seconds()));
+        }
+        return Ok(response);
     };
     Ok(caller.finish(render(&state, &view)))
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use latchkey_core::authn::AuthnStatus;
-use latchkey_core::authn::machine::{Authn, AuthnLimits, AuthnOptions, AuthnView, ClientContext};
+use latchkey_core::authn::machine::{Authn, AuthnLimits, AuthnOptions, AuthnView, ClientContext, RateQuota};
 use latchkey_core::crypto::MasterKey;
 use latchkey_core::events::{AuditLog as _, Event};
 use latchkey_core::groups::service::Groups;
@@ -250,15 +250,15 @@ impl AppState {
         options: AuthnOptions,
         relay_state: Option<String>,
         context: &ClientContext,
-    ) -> Result<AuthnView, CoreError> {
+    ) -> (Result<AuthnView, CoreError>, Option<RateQuota>) {
         let started = tokio::time::Instant::now();
-        let result = self.authn().primary(username, password, options, relay_state, context).await;
+        let (result, quota) = self.authn().primary(username, password, options, relay_state, context).await;
         let failed = matches!(&result, Err(CoreError::AuthenticationFailed))
             || matches!(&result, Ok(view) if view.status == AuthnStatus::LockedOut);
         if failed {
             tokio::time::sleep_until(started + FAILURE_FLOOR).await;
         }
-        result
+        (result, quota)
     }
 
     /// The public base URL of the current request: the configured public URL or the custom

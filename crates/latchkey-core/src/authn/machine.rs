@@ -32,6 +32,15 @@ use crate::totp;
 use crate::users::service::Users;
 use crate::users::{User, UserStatus};
 
+/// What is left of a caller's primary-authentication budget in the current window (the tighter of
+/// the per-username and per-address windows), for Okta's `X-Rate-Limit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateQuota {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset: Timestamp,
+}
+
 /// Per-second request budgets for primary authentication (Okta: 4 per second per username).
 #[derive(Debug, Clone, Copy)]
 pub struct AuthnLimits {
@@ -120,7 +129,13 @@ where
     }
 
     /// Counts the request against the username's and the address's windows; refuses over budget.
-    async fn throttle(&self, username: &str, ip: &str) -> Result<(), CoreError> {
+    /// Records in `quota` what is left of the tighter window (Okta's `X-Rate-Limit-*` headers).
+    async fn throttle(
+        &self,
+        username: &str,
+        ip: &str,
+        quota: &mut Option<RateQuota>,
+    ) -> Result<(), CoreError> {
         let now = self.clock.now();
         let window = Timestamp(now.millis() - now.millis().rem_euclid(1000));
         let reset = window.plus_seconds(1);
@@ -135,6 +150,10 @@ where
             // Long usernames are hashed so a bucket key stays small.
             let key = if bucket.len() > 200 { secret_digest(&bucket) } else { bucket };
             let count = self.store.hit(&key, window).await?;
+            let remaining = u32::try_from((i64::from(limit) - count).max(0)).unwrap_or(0);
+            if quota.is_none_or(|q| remaining < q.remaining) {
+                *quota = Some(RateQuota { limit, remaining, reset });
+            }
             if count > i64::from(limit) {
                 return Err(CoreError::RateLimited { limit, reset });
             }
@@ -155,8 +174,22 @@ where
         options: AuthnOptions,
         relay_state: Option<String>,
         client: &ClientContext,
+    ) -> (Result<AuthnView, CoreError>, Option<RateQuota>) {
+        let mut quota = None;
+        let result = self.primary_logged(username, password, options, relay_state, client, &mut quota).await;
+        (result, quota)
+    }
+
+    async fn primary_logged(
+        &self,
+        username: &str,
+        password: &str,
+        options: AuthnOptions,
+        relay_state: Option<String>,
+        client: &ClientContext,
+        quota: &mut Option<RateQuota>,
     ) -> Result<AuthnView, CoreError> {
-        let result = self.primary_unlogged(username, password, options, relay_state, client).await;
+        let result = self.primary_unlogged(username, password, options, relay_state, client, quota).await;
         let now = self.clock.now();
         let verify = "user.authentication.verify";
         let event = match &result {
@@ -183,9 +216,10 @@ where
         options: AuthnOptions,
         relay_state: Option<String>,
         client: &ClientContext,
+        quota: &mut Option<RateQuota>,
     ) -> Result<AuthnView, CoreError> {
         let username = username.trim();
-        self.throttle(username, &client.ip).await?;
+        self.throttle(username, &client.ip, quota).await?;
         let found = if username.is_empty() || username.len() > 256 {
             None
         } else {
@@ -245,7 +279,7 @@ where
         client: &ClientContext,
     ) -> Result<AuthnView, CoreError> {
         // Per token, not one bucket for the whole organisation (which anyone could exhaust).
-        self.throttle(&format!("activation:{}", &secret_digest(token)[..16]), &client.ip).await?;
+        self.throttle(&format!("activation:{}", &secret_digest(token)[..16]), &client.ip, &mut None).await?;
         let now = self.clock.now();
         let Some(record) =
             self.store.consume_one_time_token(&secret_digest(token), TokenPurpose::Activation, now).await?
@@ -436,7 +470,7 @@ where
         if passcode.is_some_and(|p| !p.is_empty()) {
             // Codes are guessable (one in a million, three valid at a time): throttle per user even
             // where the lockout policy is off.
-            self.throttle(&format!("mfa:{}", user.id), &client.ip).await?;
+            self.throttle(&format!("mfa:{}", user.id), &client.ip, &mut None).await?;
         }
         let factors = self.store.list_factors(&user.id).await?;
         let Some(factor) = factors.iter().find(|f| f.id == factor_id && f.status == FactorStatus::Active)

@@ -226,7 +226,7 @@ async fn kiosk_submit(
     let username = form.get("username").unwrap_or_default().trim().to_owned();
     let password = form.get("password").unwrap_or_default();
     let result =
-        state.primary_authn(&username, password, AuthnOptions::default(), None, &caller.context).await;
+        state.primary_authn(&username, password, AuthnOptions::default(), None, &caller.context).await.0;
     let token = match result {
         Ok(view) if view.status == AuthnStatus::Success => view.session_token,
         Ok(_) => {

@@ -193,7 +193,7 @@ async fn sign_in_submit(
     }
     // As the Okta Sign-In Widget asks: warn before the password expires, one factor enrolled.
     let options = AuthnOptions { multi_optional_factor_enroll: false, warn_before_password_expired: true };
-    let result = state.primary_authn(&username, password, options, None, &caller.context).await;
+    let (result, _) = state.primary_authn(&username, password, options, None, &caller.context).await;
     let flow = Flow { state: &state, headers: &headers, ip: ip.as_deref(), caller: &caller, carry };
     match result {
         Err(CoreError::AuthenticationFailed) => {

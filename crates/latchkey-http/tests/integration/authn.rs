@@ -469,6 +469,11 @@ async fn throttling_answers_429_with_rate_headers() {
         statuses.push(sign_in(&app, "busy@example.com", "Wrong-Horse-1").await);
     }
     assert!(statuses[..4].iter().all(|r| r.status == StatusCode::UNAUTHORIZED));
+    // Every answer carries what is left of the window, as Okta's do, failures included.
+    let remaining: Vec<&str> =
+        statuses[..4].iter().map(|r| r.headers["x-rate-limit-remaining"].to_str().unwrap()).collect();
+    assert_eq!(remaining, ["3", "2", "1", "0"]);
+    assert!(statuses[..4].iter().all(|r| r.headers["x-rate-limit-limit"] == "4"));
     let limited = &statuses[4];
     assert_eq!((limited.status, limited.code()), (StatusCode::TOO_MANY_REQUESTS, "E0000047"));
     assert_eq!(limited.headers["x-rate-limit-limit"], "4");
@@ -476,7 +481,9 @@ async fn throttling_answers_429_with_rate_headers() {
     let reset: i64 = limited.headers["x-rate-limit-reset"].to_str().unwrap().parse().unwrap();
     assert_eq!(reset, latchkey_core::Clock::now(app.clock.as_ref()).epoch_seconds() + 1);
     app.clock.advance_secs(1);
-    assert_eq!(sign_in(&app, "busy@example.com", PASSWORD).await.body["status"], "SUCCESS", "next window");
+    let next = sign_in(&app, "busy@example.com", PASSWORD).await;
+    assert_eq!(next.body["status"], "SUCCESS", "next window");
+    assert_eq!(next.headers["x-rate-limit-remaining"], "3", "a success carries them too");
     let user = app.call(Method::GET, "/api/v1/users/busy@example.com", Value::Null).await;
     assert_eq!(user.body["status"], "ACTIVE", "throttled attempts were never checked nor counted");
 }
