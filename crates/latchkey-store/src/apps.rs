@@ -455,20 +455,8 @@ impl SamlStore for Store {
         request_id: &str,
         expires_at: Timestamp,
     ) -> StoreResult<bool> {
-        let inserted = on_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO saml_request_ids (app_id, request_id, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (app_id, request_id) DO NOTHING",
-            )
-            .bind(app_id)
-            .bind(request_id)
-            .bind(expires_at.millis())
-            .execute(pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected()
-        });
-        Ok(inserted == 1)
+        // Every SP-initiated sign-on writes one: group-committed (`group_commit`).
+        self.record_request_id(app_id, request_id, expires_at).await
     }
 
     async fn put_pending_sso(&self, pending: &PendingSso) -> StoreResult<()> {

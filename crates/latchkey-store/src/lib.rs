@@ -12,9 +12,10 @@
 
 mod apps;
 mod authn;
-mod code_spends;
+mod batched_writes;
 mod events;
 mod filter;
+mod group_commit;
 mod groups;
 mod inline;
 mod migrate;
@@ -67,8 +68,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-    /// Authorization codes waiting to be spent together (`code_spends`).
-    spends: code_spends::CodeSpends,
+    /// Writes waiting to be committed together (`group_commit`, `batched_writes`).
+    batches: batched_writes::Batches,
 }
 
 #[derive(Debug, Clone)]
@@ -176,7 +177,7 @@ impl Store {
             .await
             .map_err(unavailable)?;
         // No cache until a server claims the store (`claim_server`): tools stay out of the leases.
-        Ok(Self { db: Db::Postgres { pool, cache: None }, spends: Default::default() })
+        Ok(Self { db: Db::Postgres { pool, cache: None }, batches: Default::default() })
     }
 
     async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
@@ -214,7 +215,7 @@ impl Store {
         let file = (!in_memory).then_some(file);
         Ok(Self {
             db: Db::Sqlite { read, write, inline, file, cache: None, sole: None },
-            spends: Default::default(),
+            batches: Default::default(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! each session owes a logout, and client assertion ids.
 //!
 //! A code is spent by one conditional update (`used_at IS NULL`; concurrent spends share one, see
-//! `code_spends`), so two nodes presented the same code cannot both redeem it; the spent row
+//! `group_commit`), so two nodes presented the same code cannot both redeem it; the spent row
 //! stays until it is purged, which is how a replay is told from an unknown code.
 
 use latchkey_core::oidc::backchannel::LogoutNotice;

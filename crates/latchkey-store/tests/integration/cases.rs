@@ -796,6 +796,21 @@ pub async fn saml_request_ids_refuse_replays_until_purged(store: &Store) {
         store.remember_saml_request("0oa1", "_req1", Timestamp(200)).await.unwrap(),
         "forgotten after expiry"
     );
+    // Thirty distinct ids and ten repeats at once (they share statements): each id once.
+    let tasks: Vec<_> = (0..30)
+        .chain(0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.remember_saml_request("0oa3", &format!("_many{i}"), Timestamp(100)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut recorded = 0;
+    for task in tasks {
+        recorded += usize::from(task.await.unwrap());
+    }
+    assert_eq!(recorded, 30, "every distinct id once, no repeat");
 }
 
 async fn futures_all(store: &Store, app: &str, id: &str) -> Vec<bool> {
