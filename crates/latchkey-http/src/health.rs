@@ -3,9 +3,8 @@
 //! status, so they are not public: a scraper on the node's own machine (a loopback peer) may read
 //! them, any other only with the configured bearer token (`metrics_token`).
 
-use std::time::Duration;
-
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
