@@ -17,7 +17,15 @@ use crate::state::AppState;
 use crate::web::{self, BrowserError, Form};
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/login/sessionCookieRedirect", get(cookie_redirect_get).post(cookie_redirect_post))
+    Router::new()
+        .route("/login/sessionCookieRedirect", get(cookie_redirect_get).post(cookie_redirect_post))
+        .layer(axum::middleware::map_response(no_referrer))
+}
+
+/// Its answers send no `Referer` onward: the URL that reached it holds a session token.
+async fn no_referrer(mut response: Response) -> Response {
+    response.headers_mut().insert("referrer-policy", axum::http::HeaderValue::from_static("no-referrer"));
+    response
 }
 
 async fn cookie_redirect_get(
@@ -39,20 +47,7 @@ async fn cookie_redirect_post(
     cookie_redirect(&state, &headers, form.get("token"), form.get("redirectUrl"), ip.as_deref()).await
 }
 
-/// The answer carries no `Referer` onward: the URL that reached it holds a session token.
 async fn cookie_redirect(
-    state: &AppState,
-    headers: &HeaderMap,
-    token: Option<&str>,
-    redirect_url: Option<&str>,
-    ip: Option<&str>,
-) -> Response {
-    let mut response = cookie_redirect_answer(state, headers, token, redirect_url, ip).await;
-    response.headers_mut().insert("referrer-policy", axum::http::HeaderValue::from_static("no-referrer"));
-    response
-}
-
-async fn cookie_redirect_answer(
     state: &AppState,
     headers: &HeaderMap,
     token: Option<&str>,

@@ -176,20 +176,19 @@ where
         client: &ClientContext,
     ) -> (Result<AuthnView, CoreError>, Option<RateQuota>) {
         let mut quota = None;
-        let result = self.primary_logged(username, password, options, relay_state, client, &mut quota).await;
-        (result, quota)
+        let result =
+            self.primary_unlogged(username, password, options, relay_state, client, &mut quota).await;
+        (self.log_primary(username, result, client).await, quota)
     }
 
-    async fn primary_logged(
+    /// Writes a primary authentication's outcome to the system log; a request that was throttled
+    /// or could not run is not logged.
+    async fn log_primary(
         &self,
         username: &str,
-        password: &str,
-        options: AuthnOptions,
-        relay_state: Option<String>,
+        result: Result<AuthnView, CoreError>,
         client: &ClientContext,
-        quota: &mut Option<RateQuota>,
     ) -> Result<AuthnView, CoreError> {
-        let result = self.primary_unlogged(username, password, options, relay_state, client, quota).await;
         let now = self.clock.now();
         let verify = "user.authentication.verify";
         let event = match &result {

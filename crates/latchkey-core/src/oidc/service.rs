@@ -609,42 +609,38 @@ where
         } else {
             None
         };
-        let record = |id: String, kind: TokenKind, expires_at: Timestamp| IssuedToken {
-            id,
-            kind,
-            app_id: app.id.clone(),
-            server: grant.server,
-            user_id: Some(user.id.clone()),
-            session_id: grant.session_id.clone(),
-            family: grant.family.clone(),
-            scopes: grant.scopes.clone(),
-            issued_at: now,
-            auth_time: Some(grant.auth_time),
-            expires_at,
-            rotated_at: None,
-            revoked: false,
-        };
-        let mut records = Vec::with_capacity(1);
         let wants_refresh = grant.scopes.iter().any(|s| s == "offline_access")
             && app.oidc().is_some_and(|o| o.allows_grant("refresh_token"));
-        let refresh_token = if wants_refresh && issue.refresh_token != NewRefresh::Keep {
+        let mut refresh_token = None;
+        if wants_refresh && issue.refresh_token != NewRefresh::Keep {
             let secret = Secret::generate();
-            records.push(record(secret.digest(), TokenKind::Refresh, now.plus_seconds(REFRESH_IDLE_SECS)));
-            Some(secret.expose().to_owned())
-        } else {
-            None
-        };
-        if grant.from_code && !records.is_empty() {
-            // The family is the code's digest: written only if no replay got there first. (An
-            // access token alone needs no such check: a replay revokes its family whenever.)
-            if !self.store.insert_tokens_for_code(&grant.family, &records).await.map_err(server_error)? {
-                tracing::warn!(app = %app.id, "an authorization code was replayed while it was being exchanged");
-                return Err(invalid_grant("The authorization code is invalid or has expired."));
+            let stored = IssuedToken {
+                id: secret.digest(),
+                kind: TokenKind::Refresh,
+                app_id: app.id.clone(),
+                server: grant.server,
+                user_id: Some(user.id.clone()),
+                session_id: grant.session_id.clone(),
+                family: grant.family.clone(),
+                scopes: grant.scopes.clone(),
+                issued_at: now,
+                auth_time: Some(grant.auth_time),
+                expires_at: now.plus_seconds(REFRESH_IDLE_SECS),
+                rotated_at: None,
+                revoked: false,
+            };
+            if grant.from_code {
+                // The family is the code's digest: written only if no replay got there first. (An
+                // access token alone needs no such check: a replay revokes its family whenever.)
+                let written = self.store.insert_tokens_for_code(&grant.family, std::slice::from_ref(&stored));
+                if !written.await.map_err(server_error)? {
+                    tracing::warn!(app = %app.id, "an authorization code was replayed while it was being exchanged");
+                    return Err(invalid_grant("The authorization code is invalid or has expired."));
+                }
+            } else {
+                self.store.insert_token(&stored).await.map_err(server_error)?;
             }
-        } else {
-            for stored in &records {
-                self.store.insert_token(stored).await.map_err(server_error)?;
-            }
+            refresh_token = Some(secret.expose().to_owned());
         }
         Ok(Tokens {
             access_token,
