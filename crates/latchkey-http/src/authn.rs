@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use latchkey_core::CoreError;
-use latchkey_core::authn::machine::{AuthnOptions, AuthnView, FactorView};
+use latchkey_core::authn::machine::{AuthnOptions, AuthnView, FactorView, RateQuota};
 use latchkey_core::authn::{AuthnStatus, TOTP};
 use latchkey_core::policy::FactorPromptMode;
 use latchkey_core::sessions::EndReason;
@@ -71,7 +71,8 @@ async fn start(
     let view = if let Some(token) = text(&body, "stateToken")? {
         authn.current(&token).await?
     } else if let Some(token) = text(&body, "token")? {
-        authn.activation(&token, relay_state, &caller.context).await?
+        let (result, quota) = authn.activation(&token, relay_state, &caller.context).await;
+        return Ok(with_rate_limit(answer(&state, caller, result), quota));
     } else {
         let options = match body.get("options") {
             None | Some(Value::Null) => None,
@@ -86,20 +87,28 @@ async fn start(
         let password = required(&body, "password")?;
         let (result, quota) =
             state.primary_authn(&username, &password, options, relay_state, &caller.context).await;
-        // Okta sends its rate-limit headers on every answer of a rate-limited endpoint.
-        let mut response = match result {
-            Ok(view) => caller.finish(render(&state, &view)),
-            Err(error) => ApiError::from(error).into_response(),
-        };
-        if let Some(quota) = quota {
-            let headers = response.headers_mut();
-            headers.insert("x-rate-limit-limit", HeaderValue::from(quota.limit));
-            headers.insert("x-rate-limit-remaining", HeaderValue::from(quota.remaining));
-            headers.insert("x-rate-limit-reset", HeaderValue::from(quota.reset.epoch_seconds()));
-        }
-        return Ok(response);
+        return Ok(with_rate_limit(answer(&state, caller, result), quota));
     };
     Ok(caller.finish(render(&state, &view)))
+}
+
+/// The rendered transaction, or the error's documented shape.
+fn answer(state: &AppState, caller: Caller, result: Result<AuthnView, CoreError>) -> Response {
+    match result {
+        Ok(view) => caller.finish(render(state, &view)),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// Okta sends its rate-limit headers on every answer of a rate-limited endpoint, not only on 429s.
+fn with_rate_limit(mut response: Response, quota: Option<RateQuota>) -> Response {
+    if let Some(quota) = quota {
+        let headers = response.headers_mut();
+        headers.insert("x-rate-limit-limit", HeaderValue::from(quota.limit));
+        headers.insert("x-rate-limit-remaining", HeaderValue::from(quota.remaining));
+        headers.insert("x-rate-limit-reset", HeaderValue::from(quota.reset.epoch_seconds()));
+    }
+    response
 }
 
 async fn introspect(
@@ -149,9 +158,9 @@ async fn verify(
         Some(_) => Some(params.flag("rememberDevice", false)?),
         None => body.get("rememberDevice").and_then(Value::as_bool),
     };
-    let view =
-        state.authn().verify(&token, &factor_id, passcode.as_deref(), remember, &caller.context).await?;
-    Ok(caller.finish(render(&state, &view)))
+    let (result, quota) =
+        state.authn().verify(&token, &factor_id, passcode.as_deref(), remember, &caller.context).await;
+    Ok(with_rate_limit(answer(&state, caller, result), quota))
 }
 
 async fn previous(
@@ -355,6 +364,11 @@ pub(crate) fn render(state: &AppState, view: &AuthnView) -> Value {
         AuthnStatus::MfaEnrollActivate => {
             if let Some(factor) = &view.factor {
                 let mut f = factor_json(state, view, factor, false);
+                // Okta's recorded activation answers: no vendorName on the factor being activated,
+                // the activation waiting for its first passcode, and a `prev` link without a name.
+                if let Some(obj) = f.as_object_mut() {
+                    obj.remove("vendorName");
+                }
                 if let (Some(activation), Some(id), Some(user)) = (&view.activation, &factor.id, &view.user) {
                     let qr = state
                         .link(&format!("/api/v1/users/{}/factors/{id}/qr/{}", user.id, activation.qr_token));
@@ -363,6 +377,7 @@ pub(crate) fn render(state: &AppState, view: &AuthnView) -> Value {
                         "sharedSecret": activation.shared_secret,
                         "encoding": "base32",
                         "keyLength": latchkey_core::totp::DIGITS,
+                        "factorResult": "WAITING",
                         "_links": {"qrcode": {"href": qr, "type": "image/png"}},
                     }});
                 }
@@ -378,7 +393,7 @@ pub(crate) fn render(state: &AppState, view: &AuthnView) -> Value {
                 }
                 embedded.insert("factor".into(), f);
             }
-            links.insert("prev".into(), post_link(state, "/api/v1/authn/previous", Some("prev")));
+            links.insert("prev".into(), post_link(state, "/api/v1/authn/previous", None));
             links.insert("cancel".into(), cancel);
         }
         AuthnStatus::MfaRequired => {

@@ -276,9 +276,21 @@ where
         token: &str,
         relay_state: Option<String>,
         client: &ClientContext,
+    ) -> (Result<AuthnView, CoreError>, Option<RateQuota>) {
+        let mut quota = None;
+        let result = self.activation_with(token, relay_state, client, &mut quota).await;
+        (result, quota)
+    }
+
+    async fn activation_with(
+        &self,
+        token: &str,
+        relay_state: Option<String>,
+        client: &ClientContext,
+        quota: &mut Option<RateQuota>,
     ) -> Result<AuthnView, CoreError> {
         // Per token, not one bucket for the whole organisation (which anyone could exhaust).
-        self.throttle(&format!("activation:{}", &secret_digest(token)[..16]), &client.ip, &mut None).await?;
+        self.throttle(&format!("activation:{}", &secret_digest(token)[..16]), &client.ip, quota).await?;
         let now = self.clock.now();
         let Some(record) =
             self.store.consume_one_time_token(&secret_digest(token), TokenPurpose::Activation, now).await?
@@ -423,8 +435,22 @@ where
         passcode: Option<&str>,
         remember_device: Option<bool>,
         client: &ClientContext,
+    ) -> (Result<AuthnView, CoreError>, Option<RateQuota>) {
+        let mut quota = None;
+        let result =
+            self.verify_unlogged(state_token, factor_id, passcode, remember_device, client, &mut quota).await;
+        (self.log_verify(factor_id, passcode, result, client).await, quota)
+    }
+
+    /// Writes a passcode check's outcome to the system log; a challenge without a passcode, a
+    /// throttled request or one that could not run is not logged.
+    async fn log_verify(
+        &self,
+        factor_id: &str,
+        passcode: Option<&str>,
+        result: Result<AuthnView, CoreError>,
+        client: &ClientContext,
     ) -> Result<AuthnView, CoreError> {
-        let result = self.verify_unlogged(state_token, factor_id, passcode, remember_device, client).await;
         if passcode.is_none_or(str::is_empty) {
             return result;
         }
@@ -461,6 +487,7 @@ where
         passcode: Option<&str>,
         remember_device: Option<bool>,
         client: &ClientContext,
+        quota: &mut Option<RateQuota>,
     ) -> Result<AuthnView, CoreError> {
         let (stored, user, policies) = self.load(state_token).await?;
         if !matches!(stored.tx.status, AuthnStatus::MfaRequired | AuthnStatus::MfaChallenge) {
@@ -469,7 +496,7 @@ where
         if passcode.is_some_and(|p| !p.is_empty()) {
             // Codes are guessable (one in a million, three valid at a time): throttle per user even
             // where the lockout policy is off.
-            self.throttle(&format!("mfa:{}", user.id), &client.ip, &mut None).await?;
+            self.throttle(&format!("mfa:{}", user.id), &client.ip, quota).await?;
         }
         let factors = self.store.list_factors(&user.id).await?;
         let Some(factor) = factors.iter().find(|f| f.id == factor_id && f.status == FactorStatus::Active)

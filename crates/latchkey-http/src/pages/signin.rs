@@ -259,7 +259,7 @@ async fn step(
             if code.is_empty() {
                 return flow.again(ui, &token, "mfa.invalid", Vec::new(), StatusCode::BAD_REQUEST).await;
             }
-            authn.verify(&token, &field("factorId"), Some(&code), Some(remember), &caller.context).await
+            authn.verify(&token, &field("factorId"), Some(&code), Some(remember), &caller.context).await.0
         }
         Step::Enroll => authn.enroll(&token, latchkey_core::authn::TOTP, &field("provider")).await,
         Step::Activate => {

@@ -281,6 +281,11 @@ async fn mfa_required_challenge_verify_and_replay() {
     let passcode = code(&app, &secret, 0);
     let ok = follow(&app, &required, verify.clone(), json!({"passCode": passcode})).await;
     assert_eq!(ok.body["status"], "SUCCESS", "{}", ok.body);
+    // Passcode checks are throttled per user (4 a second); every answer says what is left.
+    for (reply, left) in [(&wrong, "3"), (&ok, "2")] {
+        assert_eq!(reply.headers["x-rate-limit-limit"], "4");
+        assert_eq!(reply.headers["x-rate-limit-remaining"], left);
+    }
 
     // The same code in a new transaction, within its window: refused as a replay.
     let second = sign_in(&app, "mfa@example.com", PASSWORD).await;
@@ -520,6 +525,11 @@ async fn activation_token_leads_to_password_reset_then_success() {
     );
     let reused = app.public("/api/v1/authn", json!({"token": token})).await;
     assert_eq!(reused.code(), "E0000004", "activation tokens are single-use");
+    // Activation tokens are throttled per token, and every answer says what is left.
+    for (reply, left) in [(&reset, "3"), (&reused, "2")] {
+        assert_eq!(reply.headers["x-rate-limit-limit"], "4");
+        assert_eq!(reply.headers["x-rate-limit-remaining"], left);
+    }
 }
 
 #[tokio::test]
