@@ -10,16 +10,18 @@
 //! * `cpu`    — who used the CPU during a window (server, database, harness, rest)
 //! * `common` — shared CLI options and the start/measure/stop sequence
 //! * `stats`  — summaries and bootstrap intervals for timing comparisons
-//! * one module per benchmark (`users`, `signins`, `authn_timing`, `sessions`, `saml`)
+//! * one module per benchmark (`users`, `signins`, `authn_timing`, `sessions`, `saml`, `oidc`, `memory`)
 
 mod authn_timing;
 mod common;
 mod cpu;
 mod load;
+mod memory;
 mod oidc;
 mod open_loop;
 mod report;
 mod saml;
+mod saml_sp;
 mod server;
 mod sessions;
 mod signins;
@@ -60,6 +62,9 @@ enum Command {
     /// OpenID Connect code-for-tokens exchanges per second versus the machine's RSA-2048 signing
     /// rate, and discovery and JWKS versus bare `GET /healthz`.
     Oidc(oidc::OidcArgs),
+    /// The server's resident memory after start, idle, at the peak of sign-in and SSO loads, and
+    /// after the load.
+    Memory(memory::MemoryArgs),
 }
 
 impl Command {
@@ -71,6 +76,7 @@ impl Command {
             Command::Sessions(a) => a.common.client_threads,
             Command::Saml(a) => a.common.client_threads,
             Command::Oidc(a) => a.common.client_threads,
+            Command::Memory(a) => a.common.client_threads,
         }
     }
 }
@@ -102,6 +108,7 @@ fn main() -> ExitCode {
         Command::Sessions(args) => (runtime.block_on(sessions::run(args)), args.common.results_dir()),
         Command::Saml(args) => (boxed(runtime.block_on(saml::run(args))), args.common.results_dir()),
         Command::Oidc(args) => (boxed(runtime.block_on(oidc::run(args))), args.common.results_dir()),
+        Command::Memory(args) => (runtime.block_on(memory::run(args)), args.common.results_dir()),
     };
 
     let mut failures = Vec::new();

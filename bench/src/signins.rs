@@ -208,7 +208,7 @@ async fn run_backend(
 
 /// Create `n` ACTIVE users with [`PASSWORD`], a few at a time (each
 /// creation hashes the password); returns their logins in creation order.
-async fn create_users(api: &Api, n: usize) -> Result<Vec<String>> {
+pub(crate) async fn create_users(api: &Api, n: usize) -> Result<Vec<String>> {
     let run = random_suffix(8);
     // `signin007-<run>@example.com`: no piece of the login appears in the password.
     let logins: Vec<String> = (0..n).map(|i| format!("signin{i:03}-{run}@example.com")).collect();
@@ -227,7 +227,7 @@ async fn create_users(api: &Api, n: usize) -> Result<Vec<String>> {
 }
 
 /// One sign-in that must answer 200 `SUCCESS` with a session token.
-async fn check_signin(api: &Api, login: &str) -> Result<()> {
+pub(crate) async fn check_signin(api: &Api, login: &str) -> Result<()> {
     let body = json!({"username": login, "password": PASSWORD});
     let (status, bytes) = api.call(Method::POST, "/api/v1/authn", Some(&body)).await?;
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
@@ -249,13 +249,13 @@ async fn check_signin(api: &Api, login: &str) -> Result<()> {
 
 /// `POST /api/v1/authn` bodies for every user, handed out round-robin
 /// across all connections (consecutive requests go to different users).
-struct SigninRequests {
+pub(crate) struct SigninRequests {
     bodies: Vec<Bytes>,
     next: AtomicUsize,
 }
 
 impl SigninRequests {
-    fn new(logins: &[String]) -> Result<Self> {
+    pub(crate) fn new(logins: &[String]) -> Result<Self> {
         let bodies = logins
             .iter()
             .map(|login| {

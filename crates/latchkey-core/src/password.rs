@@ -29,9 +29,24 @@ fn argon2_with(m: u32, t: u32, p: u32, output: usize) -> Option<Argon2<'static>>
 }
 
 thread_local! {
-    /// The 19 MiB working memory of argon2id, kept per hashing thread and reused: allocating it
-    /// per hash costs thousands of page faults (a measurable share of every sign-in).
+    /// The 19 MiB working memory of argon2id, kept per hashing thread and reused while sign-ins keep
+    /// coming: allocating it per hash costs thousands of page faults (a measurable share of every
+    /// sign-in). The hashing pool gives it back after a quiet period ([`release_working_memory`]).
     static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Frees this thread's argon2id working memory; the next hash on the thread allocates it again.
+pub fn release_working_memory() {
+    BLOCKS.with(|cell| {
+        if let Ok(mut blocks) = cell.try_borrow_mut() {
+            *blocks = Vec::new();
+        }
+    });
+}
+
+/// Whether this thread holds argon2id working memory now.
+pub fn holds_working_memory() -> bool {
+    BLOCKS.with(|cell| cell.try_borrow().map(|blocks| blocks.capacity() > 0).unwrap_or(true))
 }
 
 /// Runs argon2id into `out`, reusing this thread's working memory.
@@ -62,6 +77,20 @@ pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
     }
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
     Ok(format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", b64.encode(salt), b64.encode(out)))
+}
+
+/// A PHC string with the production parameters, a random salt and a random "hash" that no password
+/// produces (a chance of 2^-256): verifying against it costs exactly what verifying a real password
+/// costs, which is what unknown users are verified against. Computing it costs nothing.
+pub fn unmatchable_hash() -> String {
+    use base64::Engine as _;
+    use rand::Rng as _;
+    let mut salt = [0u8; SALT_LEN];
+    let mut out = [0u8; OUTPUT_LEN];
+    rand::rng().fill(&mut salt);
+    rand::rng().fill(&mut out);
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", b64.encode(salt), b64.encode(out))
 }
 
 /// Checks a password against a stored PHC string in constant time. Blocking: CPU-bound.
@@ -219,6 +248,33 @@ mod tests {
                 .to_string();
         assert!(verify("Small-Params-3", &small));
         assert!(verify("Our-Hash-22", &ours), "and the usual size again afterwards");
+    }
+
+    #[test]
+    fn the_unmatchable_hash_has_the_production_parameters_and_matches_nothing() {
+        let phc = unmatchable_hash();
+        let real = hash("Correct-Horse-1").unwrap();
+        let params = |phc: &str| phc.rsplitn(3, '$').nth(2).map(str::to_owned);
+        assert_eq!(params(&phc), params(&real), "the same work as a real verification");
+        assert_ne!(phc, unmatchable_hash(), "a random salt each time");
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert_eq!(parsed.hash.map(|h| h.len()), Some(OUTPUT_LEN));
+        assert!(!verify("", &phc) && !verify("Correct-Horse-1", &phc));
+    }
+
+    #[test]
+    fn working_memory_is_held_after_a_hash_until_released() {
+        std::thread::spawn(|| {
+            assert!(!holds_working_memory(), "nothing before the first hash");
+            let phc = hash("Correct-Horse-1").unwrap();
+            assert!(holds_working_memory(), "kept for the next hash");
+            release_working_memory();
+            assert!(!holds_working_memory());
+            assert!(verify("Correct-Horse-1", &phc), "allocated again when needed");
+            assert!(holds_working_memory());
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

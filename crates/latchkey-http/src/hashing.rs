@@ -6,9 +6,14 @@
 //! tokio's elastic blocking pool would spread the work over many short-lived threads, each keeping
 //! its own arena. Jobs wait in a bounded queue; when it is full the request is refused at once (the
 //! caller answers 429) rather than piling up memory and latency.
+//!
+//! A thread keeps its 19 MiB between hashes while sign-ins keep coming (allocating it afresh costs
+//! thousands of page faults per hash) and gives it back once no job has reached it for
+//! [`RELEASE_AFTER_QUIET`], so an idle server holds none.
 
-use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use latchkey_core::offload::Offload;
 use latchkey_core::password::{self, PasswordHashing};
@@ -16,37 +21,139 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// How long a hashing thread waits without work before it frees its argon2id memory.
+pub const RELEASE_AFTER_QUIET: Duration = Duration::from_secs(10);
+
+/// The jobs waiting for a hashing thread. Every idle thread waits on the condition variable with
+/// its own timeout (a thread waiting for a lock instead could be passed over indefinitely, and
+/// would never see its quiet period end).
+struct Queue {
+    state: Mutex<QueueState>,
+    job_ready: Condvar,
+    capacity: usize,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    /// Every [`BlockingHasher`] is gone: the threads finish.
+    closed: bool,
+}
+
+impl Queue {
+    /// The next job, `Ok(None)` after `quiet` without one, `Err(())` once the pool is closed.
+    fn next(&self, quiet: Duration) -> Result<Option<Job>, ()> {
+        let mut state = self.state.lock().map_err(|_| ())?;
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Ok(Some(job));
+            }
+            if state.closed {
+                return Err(());
+            }
+            let (next, waited) = self.job_ready.wait_timeout(state, quiet).map_err(|_| ())?;
+            state = next;
+            if waited.timed_out() && state.jobs.is_empty() && !state.closed {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Queues `job` unless the queue is full (or unusable); gives it back then.
+    fn offer(&self, job: Job) -> Result<(), Job> {
+        let Ok(mut state) = self.state.lock() else { return Err(job) };
+        if state.jobs.len() >= self.capacity {
+            return Err(job);
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.job_ready.notify_one();
+        Ok(())
+    }
+
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
+        self.job_ready.notify_all();
+    }
+}
+
+/// A hashing thread: runs jobs; after `quiet` without one, frees its argon2id memory and, once the
+/// allocator may give it back to the OS, lets it.
+fn work(queue: &Queue, quiet: Duration) {
+    let mut wait = quiet;
+    loop {
+        match queue.next(wait) {
+            Ok(Some(job)) => {
+                job();
+                wait = quiet;
+            }
+            Ok(None) if password::holds_working_memory() => {
+                password::release_working_memory();
+                wait = ALLOCATOR_PURGE_DELAY;
+            }
+            Ok(None) => {
+                if wait == ALLOCATOR_PURGE_DELAY {
+                    let_the_allocator_purge();
+                }
+                wait = quiet;
+            }
+            Err(()) => return,
+        }
+    }
+}
+
+/// How long after a free the process allocator (mimalloc) may hand freed memory back to the OS:
+/// its purge delay (1 s) and a margin.
+const ALLOCATOR_PURGE_DELAY: Duration = Duration::from_millis(1500);
+
+/// mimalloc gives freed memory back to the OS lazily: a free schedules the purge, and a later
+/// large allocation or free carries out the purges that are due. In a quiet server none comes, so
+/// the hashing memory just freed would stay resident; this allocation and free (of untouched
+/// pages, which cost no memory) is that later event.
+fn let_the_allocator_purge() {
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(4 << 20)));
+}
+
+/// Closes the queue when the last [`BlockingHasher`] clone is dropped.
+struct Pool {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 #[derive(Clone)]
 pub struct BlockingHasher {
-    jobs: Arc<SyncSender<Job>>,
+    pool: Arc<Pool>,
 }
 
 impl BlockingHasher {
     /// `threads` workers and room for `max_queued` waiting jobs.
     pub fn new(threads: usize, max_queued: usize) -> Self {
-        let (sender, receiver) = sync_channel::<Job>(max_queued);
-        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        Self::with_quiet_period(threads, max_queued, RELEASE_AFTER_QUIET)
+    }
+
+    /// As [`Self::new`], with the quiet period after which a thread frees its working memory.
+    pub fn with_quiet_period(threads: usize, max_queued: usize, quiet: Duration) -> Self {
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState { jobs: VecDeque::new(), closed: false }),
+            job_ready: Condvar::new(),
+            capacity: max_queued,
+        });
         for index in 0..threads.max(1) {
-            let receiver = Arc::clone(&receiver);
-            let spawned =
-                std::thread::Builder::new().name(format!("latchkey-hash-{index}")).spawn(move || {
-                    loop {
-                        // Hold the lock only to take one job, not while running it.
-                        let job = match receiver.lock() {
-                            Ok(guard) => guard.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return, // every sender is gone: the server is shutting down
-                        }
-                    }
-                });
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("latchkey-hash-{index}"))
+                .spawn(move || work(&queue, quiet));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password hashing thread");
             }
         }
-        Self { jobs: Arc::new(sender) }
+        Self { pool: Arc::new(Pool { queue }) }
     }
 
     /// One worker per available CPU; up to 64 jobs per CPU waiting.
@@ -60,9 +167,9 @@ impl BlockingHasher {
         let wrapped: Job = Box::new(move || {
             let _ = reply.send(job());
         });
-        match self.jobs.try_send(wrapped) {
+        match self.pool.queue.offer(wrapped) {
             Ok(()) => answer.await.ok(),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
+            Err(_refused) => None,
         }
     }
 }
@@ -114,5 +221,53 @@ mod tests {
         assert!(answered >= 2 && refused >= 1, "answered {answered}, refused {refused}");
         // Once the queue drains, work is accepted again.
         assert_eq!(hasher.verify("Correct-Horse-9".into(), phc).await, Some(true));
+    }
+
+    #[tokio::test]
+    async fn every_thread_frees_its_working_memory_after_a_quiet_period() {
+        let threads = 3;
+        let hasher = BlockingHasher::with_quiet_period(threads, 8, Duration::from_millis(300));
+        let phc = password::hash("Correct-Horse-9").unwrap();
+        // Keep every thread busy at once, so each one holds working memory.
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let busy: Vec<_> = (0..threads)
+            .map(|_| {
+                let (barrier, phc) = (Arc::clone(&barrier), phc.clone());
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    hasher
+                        .run(move || {
+                            let verified = password::verify("Correct-Horse-9", &phc);
+                            barrier.wait();
+                            verified && password::holds_working_memory()
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for job in busy {
+            assert_eq!(job.await.unwrap(), Some(true), "kept between hashes");
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // Every thread again at once: none holds memory any more.
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let after: Vec<_> = (0..threads)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    hasher
+                        .run(move || {
+                            barrier.wait();
+                            password::holds_working_memory()
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for job in after {
+            assert_eq!(job.await.unwrap(), Some(false), "every thread freed its memory when quiet");
+        }
+        assert_eq!(hasher.verify("Correct-Horse-9".into(), phc).await, Some(true), "and hashes again");
     }
 }

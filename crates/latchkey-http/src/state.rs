@@ -113,7 +113,7 @@ pub struct StateInner {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<HttpConfig>,
     pub master_key: Arc<MasterKey>,
-    /// argon2id hash of a random password, verified against for unknown users (equal work).
+    /// A PHC string no password matches, verified against for unknown users (equal work).
     dummy_hash: Arc<str>,
     /// This node's opened signing keys and current key set.
     signing_key_cache: Arc<KeyCache>,
@@ -124,11 +124,10 @@ pub struct StateInner {
 }
 
 impl AppState {
-    /// Blocks briefly: computes the dummy password hash with the production parameters.
     pub fn new(store: Store, config: HttpConfig, master_key: MasterKey) -> Self {
         let audit = Arc::new(EventLog::start(store.clone()));
-        let random = latchkey_core::ids::Secret::generate();
-        let dummy_hash = latchkey_core::password::hash(random.expose()).unwrap_or_default();
+        // Not computed: a real hash here would leave 19 MiB of argon2 memory on this thread.
+        let dummy_hash = latchkey_core::password::unmatchable_hash();
         // The binary checks the pages directory before it gets here (`web::Pages::load`); should
         // it fail now anyway, the embedded pages serve rather than none.
         let pages = match config.pages_dir.as_deref().map(|dir| Pages::load(Some(dir))) {

@@ -109,7 +109,7 @@ pub struct Authn<'a, S, H> {
     pub hasher: &'a H,
     pub clock: &'a dyn Clock,
     pub master_key: &'a MasterKey,
-    /// An argon2id hash of a random password with the production parameters: verified against
+    /// A PHC string with the production parameters that no password matches: verified against
     /// when the user is unknown, so the work is the same.
     pub dummy_hash: &'a str,
     pub limits: AuthnLimits,
