@@ -518,13 +518,18 @@ pub(crate) struct EmbedRequests {
 
 impl RequestFactory for EmbedRequests {
     fn build(&self, worker: usize, _seq: u64) -> Result<Request<Full<Bytes>>> {
-        Ok(Request::builder()
-            .method(Method::GET)
-            .uri(&self.path)
-            .header(COOKIE, self.cookies[worker % self.cookies.len()].clone())
-            .header(ACCEPT, "text/html")
-            .body(Full::new(Bytes::new()))?)
+        browser_get(&self.path, &self.cookies[worker % self.cookies.len()])
     }
+}
+
+/// A browser's `GET` of `uri` with its session cookie, asking for HTML.
+pub(crate) fn browser_get(uri: &str, cookie: &HeaderValue) -> Result<Request<Full<Bytes>>> {
+    Ok(Request::builder()
+        .method(Method::GET)
+        .uri(uri)
+        .header(COOKIE, cookie.clone())
+        .header(ACCEPT, "text/html")
+        .body(Full::new(Bytes::new()))?)
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ACCEPT, COOKIE, HeaderValue};
-use hyper::{Method, Request};
+use hyper::Request;
+use hyper::header::HeaderValue;
 
 use crate::load::RequestFactory;
 use crate::sessions::percent_encode;
@@ -155,12 +155,10 @@ impl RequestFactory for SpRequests {
         let query = self.queries.get(i).ok_or_else(|| {
             err(format!("all {} prepared AuthnRequests were used: raise --sp-requests", self.queries.len()))
         })?;
-        Ok(Request::builder()
-            .method(Method::GET)
-            .uri(format!("{}?{query}", self.path))
-            .header(COOKIE, self.cookies[worker % self.cookies.len()].clone())
-            .header(ACCEPT, "text/html")
-            .body(Full::new(Bytes::new()))?)
+        crate::saml::browser_get(
+            &format!("{}?{query}", self.path),
+            &self.cookies[worker % self.cookies.len()],
+        )
     }
 }
 
