@@ -519,6 +519,13 @@ async fn offline_tokens(rp: &Rp) -> Reply {
     tokens
 }
 
+/// The access and refresh tokens of [`offline_tokens`].
+async fn offline_token_pair(rp: &Rp) -> (String, String) {
+    let tokens = offline_tokens(rp).await;
+    let field = |name: &str| tokens.body[name].as_str().unwrap().to_owned();
+    (field("access_token"), field("refresh_token"))
+}
+
 async fn client_post(rp: &Rp, path: &str, form: &[(&str, &str)]) -> Reply {
     client_post_as(&rp.app, (&rp.client_id, &rp.secret), path, form).await
 }
@@ -638,9 +645,7 @@ async fn static_refresh_tokens_stay_and_end_with_their_user() {
 #[tokio::test]
 async fn revocation_and_introspection_answer_only_the_tokens_own_client() {
     let rp = refreshing_rp("ROTATE").await;
-    let tokens = offline_tokens(&rp).await;
-    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
-    let refresh_token = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    let (access, refresh_token) = offline_token_pair(&rp).await;
     // Another client of the same org sees nothing of these tokens and cannot revoke them.
     let other = rp.app.call(Method::POST, "/api/v1/apps", oidc_app_body(json!({}))).await;
     let other_id = other.body["id"].as_str().unwrap();
@@ -674,9 +679,7 @@ async fn revocation_and_introspection_answer_only_the_tokens_own_client() {
 #[tokio::test]
 async fn an_access_token_revoked_alone_or_expired_is_inactive_and_its_grant_lives_on() {
     let rp = refreshing_rp("ROTATE").await;
-    let tokens = offline_tokens(&rp).await;
-    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
-    let refresh_token = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    let (access, refresh_token) = offline_token_pair(&rp).await;
     let claims = verified_claims(&rp.app, &access).await;
     let jti = claims["jti"].as_str().unwrap();
     assert!(jti.starts_with("AT.") && jti.len() == 46, "Okta's shape: {jti}");
@@ -704,9 +707,7 @@ async fn an_access_token_revoked_alone_or_expired_is_inactive_and_its_grant_live
 #[tokio::test]
 async fn a_user_no_longer_assigned_to_the_app_or_a_deactivated_app_ends_its_tokens() {
     let rp = refreshing_rp("ROTATE").await;
-    let tokens = offline_tokens(&rp).await;
-    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
-    let refresh_token = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    let (access, refresh_token) = offline_token_pair(&rp).await;
     assert_eq!(userinfo(&rp.app, &access).await.status, StatusCode::OK);
     let removed = rp
         .app
