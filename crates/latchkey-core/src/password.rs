@@ -65,32 +65,37 @@ fn compute(hasher: &Argon2<'_>, m_cost: u32, password: &[u8], salt: &[u8], out: 
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
 /// Blocking: CPU-bound.
 pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use base64::Engine as _;
-    use rand::Rng as _;
-    let mut salt = [0u8; SALT_LEN];
-    rand::rng().fill(&mut salt);
+    let salt: [u8; SALT_LEN] = random_bytes();
     let hasher =
         argon2_with(M_COST, T_COST, P_COST, OUTPUT_LEN).ok_or(argon2::password_hash::Error::Algorithm)?;
     let mut out = [0u8; OUTPUT_LEN];
     if !compute(&hasher, M_COST, password.as_bytes(), &salt, &mut out) {
         return Err(argon2::password_hash::Error::Algorithm);
     }
-    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
-    Ok(format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", b64.encode(salt), b64.encode(out)))
+    Ok(phc_string(&salt, &out))
 }
 
 /// A PHC string with the production parameters, a random salt and a random "hash" that no password
 /// produces (a chance of 2^-256): verifying against it costs exactly what verifying a real password
 /// costs, which is what unknown users are verified against. Computing it costs nothing.
 pub fn unmatchable_hash() -> String {
-    use base64::Engine as _;
+    let salt: [u8; SALT_LEN] = random_bytes();
+    let out: [u8; OUTPUT_LEN] = random_bytes();
+    phc_string(&salt, &out)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
     use rand::Rng as _;
-    let mut salt = [0u8; SALT_LEN];
-    let mut out = [0u8; OUTPUT_LEN];
-    rand::rng().fill(&mut salt);
-    rand::rng().fill(&mut out);
+    let mut bytes = [0u8; N];
+    rand::rng().fill(&mut bytes);
+    bytes
+}
+
+/// The PHC string of a hash made with the production parameters.
+fn phc_string(salt: &[u8], hash: &[u8]) -> String {
+    use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
-    format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", b64.encode(salt), b64.encode(out))
+    format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", b64.encode(salt), b64.encode(hash))
 }
 
 /// Checks a password against a stored PHC string in constant time. Blocking: CPU-bound.
