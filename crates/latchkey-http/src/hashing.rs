@@ -81,22 +81,23 @@ impl Queue {
 /// A hashing thread: runs jobs; after `quiet` without one, frees its argon2id memory and, once the
 /// allocator may give it back to the OS, lets it.
 fn work(queue: &Queue, quiet: Duration) {
-    let mut wait = quiet;
+    // Set after freeing: the next quiet wait is the allocator's purge delay, then the purge.
+    let mut purge_due = false;
     loop {
-        match queue.next(wait) {
+        match queue.next(if purge_due { ALLOCATOR_PURGE_DELAY } else { quiet }) {
             Ok(Some(job)) => {
                 job();
-                wait = quiet;
+                purge_due = false;
             }
             Ok(None) if password::holds_working_memory() => {
                 password::release_working_memory();
-                wait = ALLOCATOR_PURGE_DELAY;
+                purge_due = true;
             }
             Ok(None) => {
-                if wait == ALLOCATOR_PURGE_DELAY {
+                if purge_due {
                     let_the_allocator_purge();
                 }
-                wait = quiet;
+                purge_due = false;
             }
             Err(()) => return,
         }
