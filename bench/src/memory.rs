@@ -79,14 +79,15 @@ struct Phase {
     anon: u64,
     /// Mean of the samples during a load.
     mean: Option<u64>,
-    goal_mb: Option<f64>,
+    /// The reading must stay under this many MB.
+    goal_mb: f64,
     /// The load's round (throughput, errors), for load phases.
     round: Option<RoundResult>,
 }
 
 impl Phase {
-    fn met(&self) -> Option<bool> {
-        self.goal_mb.map(|goal| mb(self.rss) < goal)
+    fn met(&self) -> bool {
+        mb(self.rss) < self.goal_mb
     }
 }
 
@@ -115,7 +116,7 @@ async fn run_backend(
             let pid = server.pid();
             let mut phases = Vec::new();
             tokio::time::sleep(Duration::from_millis(500)).await;
-            phases.push(reading("after start", pid, Some(IDLE_GOAL_MB))?);
+            phases.push(reading("after start", pid)?);
 
             let token = server.create_token(&format!("bench-{}", random_suffix(6)))?;
             let admin = server.api_with_token(&token);
@@ -139,31 +140,17 @@ async fn run_backend(
             }
             eprintln!("  {} users, {} SSO sessions; quiet for {quiet:?}", logins.len(), cookies.len());
             tokio::time::sleep(quiet).await;
-            phases.push(reading("idle (after setup, quiet)", pid, Some(IDLE_GOAL_MB))?);
+            phases.push(reading("idle (after setup, quiet)", pid)?);
 
-            let watch =
-                CpuWatch { server_pid: Some(pid), db_process: None, db_cmdline: None, server_threads: false };
             let signins: Arc<dyn RequestFactory> = Arc::new(crate::signins::SigninRequests::new(&logins)?);
             phases.push(
-                under_load(
-                    "sign-in load (peak)",
-                    pid,
-                    sample,
-                    server,
-                    "POST /api/v1/authn",
-                    signins,
-                    harness,
-                    &watch,
-                )
-                .await?,
-            );
-            let sso: Arc<dyn RequestFactory> = Arc::new(crate::saml::EmbedRequests { path: embed, cookies });
-            phases.push(
-                under_load("SSO load (peak)", pid, sample, server, "GET embed link", sso, harness, &watch)
+                under_load("sign-in load (peak)", "POST /api/v1/authn", signins, server, harness, sample)
                     .await?,
             );
+            let sso: Arc<dyn RequestFactory> = Arc::new(crate::saml::EmbedRequests { path: embed, cookies });
+            phases.push(under_load("SSO load (peak)", "GET embed link", sso, server, harness, sample).await?);
             tokio::time::sleep(quiet).await;
-            phases.push(reading("after the load, quiet", pid, Some(IDLE_GOAL_MB))?);
+            phases.push(reading("after the load, quiet", pid)?);
             let hwm = status_field(pid, "VmHWM:");
             let threads_after = status_field(pid, "Threads:");
             Ok((phases, hwm, threads_after))
@@ -180,24 +167,25 @@ async fn run_backend(
     })
 }
 
-fn reading(name: &'static str, pid: u32, goal_mb: Option<f64>) -> Result<Phase> {
+/// One reading of an idle server, held to the idle goal.
+fn reading(name: &'static str, pid: u32) -> Result<Phase> {
     let (rss, anon) = rss_bytes(pid).ok_or_else(|| err(format!("cannot read the RSS of pid {pid}")))?;
     eprintln!("  {name}: {:.1} MB", mb(rss));
-    Ok(Phase { name, rss, anon, mean: None, goal_mb, round: None })
+    Ok(Phase { name, rss, anon, mean: None, goal_mb: IDLE_GOAL_MB, round: None })
 }
 
-/// Runs one closed-loop load round while sampling the server's RSS.
-#[allow(clippy::too_many_arguments)]
+/// Runs one closed-loop load round of `label` requests while reading the server's RSS `every` so
+/// often.
 async fn under_load(
     name: &'static str,
-    pid: u32,
-    every: Duration,
-    server: &Server,
     label: &str,
     factory: Arc<dyn RequestFactory>,
+    server: &Server,
     harness: &Harness,
-    watch: &CpuWatch,
+    every: Duration,
 ) -> Result<Phase> {
+    let pid = server.pid();
+    let watch = CpuWatch { server_pid: Some(pid), db_process: None, db_cmdline: None, server_threads: false };
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let stop = Arc::clone(&stop);
@@ -212,7 +200,7 @@ async fn under_load(
             samples
         })
     };
-    let round = load::run(server.addr, label, factory, harness.load, watch).await;
+    let round = load::run(server.addr, label, factory, harness.load, &watch).await;
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.await.map_err(|e| err(format!("RSS sampler failed: {e}")))?;
     let round = round?;
@@ -226,7 +214,7 @@ async fn under_load(
     let mean = (!samples.is_empty()).then(|| samples.iter().map(|s| s.0).sum::<u64>() / samples.len() as u64);
     let (rss, anon) = samples.iter().copied().max_by_key(|s| s.0).unwrap_or_default();
     eprintln!("  {name}: {:.1} MB peak, {:.0} req/s", mb(rss), round.rps);
-    Ok(Phase { name, rss, anon, mean, goal_mb: Some(LOAD_GOAL_MB), round: Some(round) })
+    Ok(Phase { name, rss, anon, mean, goal_mb: LOAD_GOAL_MB, round: Some(round) })
 }
 
 /// `(resident, of which anonymous)` in bytes.
@@ -265,11 +253,7 @@ impl Outcome for MemoryReport {
             let mean = p.mean.map(|m| format!("{:.1}", mb(m))).unwrap_or_default();
             let rps = p.round.as_ref().map(|r| format!("{:.0}", r.rps)).unwrap_or_default();
             let errors = p.round.as_ref().map(|r| r.errors().to_string()).unwrap_or_default();
-            let goal = match (p.goal_mb, p.met()) {
-                (Some(g), Some(true)) => format!("< {g:.0} MB: met"),
-                (Some(g), Some(false)) => format!("< {g:.0} MB: NOT MET"),
-                _ => String::new(),
-            };
+            let goal = format!("< {:.0} MB: {}", p.goal_mb, if p.met() { "met" } else { "NOT MET" });
             let _ = writeln!(
                 out,
                 "  {:<28}{:>10.1}{:>10.1}{:>10}{:>10}{:>8}  {goal}",
@@ -328,7 +312,7 @@ impl Outcome for MemoryReport {
     fn summary(&self) -> String {
         let parts: Vec<String> =
             self.phases.iter().map(|p| format!("{} {:.1} MB", p.name, mb(p.rss))).collect();
-        let all_met = self.phases.iter().all(|p| p.met() != Some(false));
+        let all_met = self.phases.iter().all(Phase::met);
         format!("{} ({})", parts.join(", "), if all_met { "goals met" } else { "goals NOT MET" })
     }
 
